@@ -1,0 +1,505 @@
+/// Sizes an edit's fields may not exceed: one edit is one line on the wire and one row in the log.
+public enum FieldLimits {
+    public static let title = 1_000
+    public static let text = 65_536
+    public static let author = 128
+    public static let tag = 64
+    public static let tagCount = 64
+    public static let references = 1_000
+    public static let urlsPerReference = 32
+    public static let metaKeys = 64
+}
+
+// MARK: - Values to JSON
+
+extension EventDate {
+    public var json: JSON {
+        .object([
+            "text": .string(text),
+            "start": start.map { .string($0.iso) } ?? .null,
+            "end": end.map { .string($0.iso) } ?? .null,
+            "precision": .string(precision.rawValue),
+        ])
+    }
+}
+
+extension Reference {
+    public var json: JSON {
+        .object(["number": .int(Int64(number)), "text": .string(text), "urls": .array(urls.map { .string($0) })])
+    }
+}
+
+extension Event {
+    /// Content only (no revision): what the state hash covers.
+    public var contentJSON: JSON {
+        .object([
+            "id": .string(id.description),
+            "date": date.json,
+            "title": .string(title),
+            "summary": .string(summary),
+            "references": .array(references.map(\.json)),
+            "tags": .array(tags.map { .string($0) }),
+            "deleted": .bool(deleted),
+        ])
+    }
+
+    public var json: JSON {
+        guard case .object(var o) = contentJSON else { return contentJSON }
+        o["revision"] = .int(revision)
+        return .object(o)
+    }
+}
+
+extension Annotation {
+    public var json: JSON {
+        .object([
+            "id": .string(id.description),
+            "event": .string(event.description),
+            "author": .string(author),
+            "text": .string(text),
+            "tags": .array(tags.map { .string($0) }),
+            "created": .string(created.rfc3339),
+            "retracted": .bool(retracted),
+        ])
+    }
+}
+
+extension EventView {
+    /// The event's fields plus its `annotations`: the shape readers (`GET`, `--json`) see.
+    public var json: JSON {
+        guard case .object(var o) = event.json else { return event.json }
+        o["annotations"] = .array(annotations.map(\.json))
+        return .object(o)
+    }
+}
+
+// MARK: - Edits
+
+/// Encodes and decodes edits and proposals. A proposal is a flat JSON object with its `op`; an edit is the
+/// same object plus `version`, `revision`, `author`, `time` and `hash`.
+public enum EditCodec {
+    /// The fields of the change, flat, as proposals and edits carry them.
+    public static func changeFields(_ change: Change) -> [String: JSON] {
+        var o: [String: JSON] = ["op": .string(change.operation.rawValue)]
+        switch change {
+        case .createEvent(let f):
+            o["date"] = f.date.json
+            o["title"] = .string(f.title)
+            o["summary"] = .string(f.summary)
+            o["references"] = .array(f.references.map(\.json))
+            o["tags"] = .array(f.tags.map { .string($0) })
+        case .updateEvent(let p):
+            o["set"] = .object(Dictionary(uniqueKeysWithValues: p.setFields))
+            if !p.addTags.isEmpty || !p.removeTags.isEmpty {
+                o["tags"] = tagDelta(p.addTags, p.removeTags)
+            }
+        case .deleteEvent:
+            break
+        case .addAnnotation(let id, let text, let tags):
+            o["annotation"] = .string(id.description)
+            o["text"] = .string(text)
+            o["tags"] = .array(tags.map { .string($0) })
+        case .updateAnnotation(let id, let p):
+            o["annotation"] = .string(id.description)
+            var set: [String: JSON] = [:]
+            if let text = p.text { set["text"] = .string(text) }
+            o["set"] = .object(set)
+            if !p.addTags.isEmpty || !p.removeTags.isEmpty { o["tags"] = tagDelta(p.addTags, p.removeTags) }
+        case .retractAnnotation(let id):
+            o["annotation"] = .string(id.description)
+        case .setMeta(let meta):
+            o["set"] = .object(meta)
+        }
+        return o
+    }
+
+    static func tagDelta(_ add: [String], _ remove: [String]) -> JSON {
+        .object(["add": .array(add.map { .string($0) }), "remove": .array(remove.map { .string($0) })])
+    }
+
+    public static func proposalJSON(_ p: Proposal) -> JSON {
+        var o = changeFields(p.change)
+        o["event"] = p.event.map { .string($0.description) } ?? .null
+        o["base"] = .int(p.base)
+        o["author"] = .string(p.author)
+        o["time"] = .string(p.time.rfc3339)
+        return .object(o)
+    }
+
+    /// The bytes the hash chain covers: the edit's canonical JSON without its `hash`.
+    public static func canonicalBody(version: Int64, revision: Int64, proposal: Proposal) -> [UInt8] {
+        guard case .object(var o) = proposalJSON(proposal) else { return [] }
+        o["version"] = .int(version)
+        o["revision"] = .int(revision)
+        return JSON.object(o).canonicalBytes
+    }
+
+    public static func json(_ edit: Edit) -> JSON {
+        guard case .object(var o) = proposalJSON(edit.proposal) else { return .null }
+        o["version"] = .int(edit.version)
+        o["revision"] = .int(edit.revision)
+        o["hash"] = .string(edit.hash.hex)
+        return .object(o)
+    }
+
+    /// Decodes an edit as written by `json(_:)` (from a log or a peer), without checking its hash.
+    public static func decodeEdit(_ json: JSON) throws(TimelineError) -> Edit {
+        var r = FieldReader(json)
+        let version = try r.int("version", min: 1)
+        let revision = try r.int("revision", min: 0)
+        let author = try r.string("author", max: FieldLimits.author)
+        let timeText = try r.string("time", max: 40)
+        guard let time = Timestamp(rfc3339: timeText) else {
+            throw TimelineError(.badField, "field \"time\" is not an RFC 3339 UTC time")
+        }
+        let hashText = try r.string("hash", max: 64)
+        guard let hash = Digest(hex: hashText) else {
+            throw TimelineError(.badField, "field \"hash\" is not 64 hex digits")
+        }
+        var proposal = try decodeProposal(json, author: author, time: time, allowAuthorFields: true)
+        proposal.author = author
+        return Edit(version: version, revision: revision, proposal: proposal, hash: hash)
+    }
+
+    /// Decodes a proposal (a `PROPOSE` argument or a JSONL line). `author` and `time` are the ones the
+    /// caller stamps; `allowAuthorFields` lets a trusted importer keep the `author` and `time` in the line.
+    public static func decodeProposal(
+        _ json: JSON, author: String, time: Timestamp, allowAuthorFields: Bool = false
+    ) throws(TimelineError) -> Proposal {
+        guard case .object = json else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
+        var r = FieldReader(json)
+        let opText = try r.string("op", max: 64)
+        guard let op = Operation(rawValue: opText) else {
+            throw TimelineError(.unknownOperation, "unknown operation \"\(opText)\"")
+        }
+        var author = author
+        var time = time
+        if allowAuthorFields {
+            if let a = try r.optionalString("author", max: FieldLimits.author) { author = a }
+            if let t = try r.optionalString("time", max: 40) {
+                guard let parsed = Timestamp(rfc3339: t) else {
+                    throw TimelineError(.badField, "field \"time\" is not an RFC 3339 UTC time")
+                }
+                time = parsed
+            }
+        }
+        let base = try r.optionalInt("base", min: 0) ?? 0
+        let event: EventID?
+        if op == .timelineMeta {
+            event = nil
+        } else if op == .eventCreate, r.value("event") == nil {
+            // A new event without an ID gets one minted here; clients that want to refer to it at once mint their own.
+            event = EventID(ULID.generate(at: time))
+        } else {
+            event = try r.eventID("event")
+        }
+        let change: Change
+        switch op {
+        case .eventCreate:
+            change = .createEvent(
+                EventFields(
+                    date: try r.date("date"),
+                    title: try r.string("title", max: FieldLimits.title),
+                    summary: try r.optionalString("summary", max: FieldLimits.text) ?? "",
+                    references: try r.optionalReferences("references") ?? [],
+                    tags: try r.optionalTags("tags") ?? []
+                ))
+        case .eventUpdate:
+            var set = FieldReader(try r.object("set", required: false) ?? .object([:]), context: "set")
+            let (add, remove) = try r.tagDelta("tags")
+            let patch = EventPatch(
+                title: try set.optionalString("title", max: FieldLimits.title),
+                summary: try set.optionalString("summary", max: FieldLimits.text),
+                date: try set.optionalDate("date"),
+                references: try set.optionalReferences("references"),
+                addTags: add, removeTags: remove)
+            try set.rejectUnknown()
+            guard !patch.isEmpty else {
+                throw TimelineError(.badField, "event.update changes nothing: give \"set\" fields or \"tags\"")
+            }
+            change = .updateEvent(patch)
+        case .eventDelete:
+            change = .deleteEvent
+        case .annotationAdd:
+            let id = try r.annotationID("annotation", required: false)
+            change = .addAnnotation(
+                id ?? AnnotationID(ULID.generate(at: time)),
+                text: try r.string("text", max: FieldLimits.text, nonEmpty: true),
+                tags: try r.optionalTags("tags") ?? [])
+        case .annotationUpdate:
+            let id = try r.annotationID("annotation", required: true)!
+            var set = FieldReader(try r.object("set", required: false) ?? .object([:]), context: "set")
+            let (add, remove) = try r.tagDelta("tags")
+            let patch = AnnotationPatch(
+                text: try set.optionalString("text", max: FieldLimits.text, nonEmpty: true), addTags: add,
+                removeTags: remove)
+            try set.rejectUnknown()
+            guard patch.text != nil || !add.isEmpty || !remove.isEmpty else {
+                throw TimelineError(.badField, "annotation.update changes nothing: give \"set\" or \"tags\"")
+            }
+            change = .updateAnnotation(id, patch)
+        case .annotationRetract:
+            change = .retractAnnotation(try r.annotationID("annotation", required: true)!)
+        case .timelineMeta:
+            guard let set = try r.object("set", required: true)?.objectValue, !set.isEmpty,
+                set.count <= FieldLimits.metaKeys
+            else {
+                throw TimelineError(.badField, "timeline.meta needs \"set\" with 1 to \(FieldLimits.metaKeys) keys")
+            }
+            change = .setMeta(set)
+        }
+        // Edits coming from a log carry these; proposals may not set them (the server assigns them).
+        for key in ["version", "revision", "hash"] { r.consume(key) }
+        if !allowAuthorFields { r.consume("author"); r.consume("time") }
+        try r.rejectUnknown()
+        return Proposal(event: event, change: change, base: base, author: author, time: time)
+    }
+}
+
+// MARK: - Reading fields
+
+/// Reads typed fields out of a JSON object and remembers which were read, so that unknown fields
+/// (usually typos) are refused instead of being silently ignored.
+struct FieldReader {
+    let object: [String: JSON]
+    let context: String
+    var seen: Set<String> = []
+
+    init(_ json: JSON, context: String = "") {
+        object = json.objectValue ?? [:]
+        self.context = context
+    }
+
+    func name(_ key: String) -> String { context.isEmpty ? "\"\(key)\"" : "\"\(context).\(key)\"" }
+
+    func bad(_ key: String, _ what: String) -> TimelineError {
+        TimelineError(.badField, "field \(name(key)) \(what)")
+    }
+
+    mutating func consume(_ key: String) { seen.insert(key) }
+
+    mutating func value(_ key: String) -> JSON? {
+        seen.insert(key)
+        guard let v = object[key], !v.isNull else { return nil }
+        return v
+    }
+
+    func rejectUnknown() throws(TimelineError) {
+        if let unknown = object.keys.filter({ !seen.contains($0) }).sorted().first {
+            throw TimelineError(.badField, "unknown field \(name(unknown))")
+        }
+    }
+
+    static func validText(_ s: String) -> Bool {
+        // NUL and other C0 controls (but tab and newline) have no place in timeline text.
+        !s.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" && $0 != "\t" && $0 != "\r" }
+    }
+
+    mutating func optionalString(_ key: String, max: Int, nonEmpty: Bool = false) throws(TimelineError) -> String? {
+        guard let v = value(key) else { return nil }
+        guard let s = v.stringValue else { throw bad(key, "must be a string") }
+        guard s.utf8.count <= max else { throw bad(key, "is longer than \(max) bytes") }
+        guard FieldReader.validText(s) else { throw bad(key, "contains control characters") }
+        if nonEmpty && s.allSatisfy(\.isWhitespace) { throw bad(key, "must not be empty") }
+        return s
+    }
+
+    mutating func string(_ key: String, max: Int, nonEmpty: Bool = false) throws(TimelineError) -> String {
+        guard let s = try optionalString(key, max: max, nonEmpty: nonEmpty) else { throw bad(key, "is required") }
+        return s
+    }
+
+    mutating func optionalInt(_ key: String, min: Int64) throws(TimelineError) -> Int64? {
+        guard let v = value(key) else { return nil }
+        guard let i = v.intValue else { throw bad(key, "must be an integer") }
+        guard i >= min else { throw bad(key, "must be at least \(min)") }
+        return i
+    }
+
+    mutating func int(_ key: String, min: Int64) throws(TimelineError) -> Int64 {
+        guard let i = try optionalInt(key, min: min) else { throw bad(key, "is required") }
+        return i
+    }
+
+    mutating func object(_ key: String, required: Bool) throws(TimelineError) -> JSON? {
+        guard let v = value(key) else {
+            if required { throw bad(key, "is required") }
+            return nil
+        }
+        guard case .object = v else { throw bad(key, "must be an object") }
+        return v
+    }
+
+    mutating func eventID(_ key: String) throws(TimelineError) -> EventID {
+        let s = try string(key, max: 64)
+        guard let id = EventID(s) else { throw bad(key, "is not an event ID (26 characters of Crockford base32)") }
+        return id
+    }
+
+    mutating func annotationID(_ key: String, required: Bool) throws(TimelineError) -> AnnotationID? {
+        guard let s = try optionalString(key, max: 64) else {
+            if required { throw bad(key, "is required") }
+            return nil
+        }
+        guard let id = AnnotationID(s) else {
+            throw bad(key, "is not an annotation ID (26 characters of Crockford base32)")
+        }
+        return id
+    }
+
+    mutating func optionalDate(_ key: String) throws(TimelineError) -> EventDate? {
+        guard let v = value(key) else { return nil }
+        // A proposal may give the date as text (the server parses it) or as the full object (a log or export).
+        if let text = v.stringValue {
+            guard !text.isEmpty, text.utf8.count <= 200, FieldReader.validText(text) else {
+                throw bad(key, "must be 1 to 200 bytes of text")
+            }
+            return EventDate(parsing: text)
+        }
+        var d = FieldReader(v, context: key)
+        guard case .object = v else { throw bad(key, "must be a string or a date object") }
+        let text = try d.string("text", max: 200, nonEmpty: true)
+        let precisionText = try d.string("precision", max: 16)
+        guard let precision = DatePrecision(rawValue: precisionText) else {
+            throw bad(key, "has an unknown precision \"\(precisionText)\"")
+        }
+        let start = try d.optionalString("start", max: 10).map { s throws(TimelineError) -> CivilDay in
+            guard let day = CivilDay(iso: s) else { throw bad(key, "has a start that is not YYYY-MM-DD") }
+            return day
+        }
+        let end = try d.optionalString("end", max: 10).map { s throws(TimelineError) -> CivilDay in
+            guard let day = CivilDay(iso: s) else { throw bad(key, "has an end that is not YYYY-MM-DD") }
+            return day
+        }
+        try d.rejectUnknown()
+        if (start == nil) != (end == nil) || (precision == .unknown) != (start == nil) {
+            throw bad(key, "must have both start and end, or neither with precision \"unknown\"")
+        }
+        if let start, let end, end < start { throw bad(key, "ends before it starts") }
+        return EventDate(text: text, start: start, end: end, precision: precision)
+    }
+
+    mutating func date(_ key: String) throws(TimelineError) -> EventDate {
+        guard let d = try optionalDate(key) else { throw bad(key, "is required") }
+        return d
+    }
+
+    mutating func optionalTags(_ key: String) throws(TimelineError) -> [String]? {
+        guard let v = value(key) else { return nil }
+        return try FieldReader.tags(v, name: name(key))
+    }
+
+    static func tags(_ v: JSON, name: String) throws(TimelineError) -> [String] {
+        guard let items = v.arrayValue else { throw TimelineError(.badField, "field \(name) must be an array") }
+        guard items.count <= FieldLimits.tagCount else {
+            throw TimelineError(.badField, "field \(name) has more than \(FieldLimits.tagCount) tags")
+        }
+        var out: [String] = []
+        for item in items {
+            guard let s = item.stringValue, Tags.isValid(s) else {
+                throw TimelineError(
+                    .badField,
+                    "field \(name) holds an invalid tag: tags are 1 to \(FieldLimits.tag) bytes without spaces")
+            }
+            out.append(s)
+        }
+        return out
+    }
+
+    mutating func tagDelta(_ key: String) throws(TimelineError) -> (add: [String], remove: [String]) {
+        guard let v = value(key) else { return ([], []) }
+        var d = FieldReader(v, context: key)
+        guard case .object = v else { throw bad(key, "must be an object with \"add\" and \"remove\"") }
+        let add = try d.optionalTags("add") ?? []
+        let remove = try d.optionalTags("remove") ?? []
+        try d.rejectUnknown()
+        return (add, remove)
+    }
+
+    mutating func optionalReferences(_ key: String) throws(TimelineError) -> [Reference]? {
+        guard let v = value(key) else { return nil }
+        guard let items = v.arrayValue, items.count <= FieldLimits.references else {
+            throw bad(key, "must be an array of at most \(FieldLimits.references) references")
+        }
+        var out: [Reference] = []
+        for (i, item) in items.enumerated() {
+            var r = FieldReader(item, context: "\(key)[\(i)]")
+            guard case .object = item else { throw bad(key, "must hold objects") }
+            let number = try r.int("number", min: 0)
+            guard number <= 1_000_000 else { throw bad(key, "has a reference number above 1000000") }
+            let text = try r.optionalString("text", max: FieldLimits.text) ?? ""
+            var urls: [String] = []
+            if let u = r.value("urls") {
+                guard let list = u.arrayValue, list.count <= FieldLimits.urlsPerReference else {
+                    throw bad(key, "has \"urls\" that is not an array of at most \(FieldLimits.urlsPerReference)")
+                }
+                for url in list {
+                    guard let s = url.stringValue, !s.isEmpty, s.utf8.count <= 2048, FieldReader.validText(s) else {
+                        throw bad(key, "has a URL that is not 1 to 2048 bytes of text")
+                    }
+                    urls.append(s)
+                }
+            }
+            try r.rejectUnknown()
+            out.append(Reference(number: Int(number), text: text, urls: urls))
+        }
+        return out
+    }
+}
+
+extension Tags {
+    /// 1 to 64 bytes, no white space or control characters: a tag is a word people type.
+    public static func isValid(_ tag: String) -> Bool {
+        !tag.isEmpty && tag.utf8.count <= FieldLimits.tag
+            && !tag.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }
+    }
+}
+
+// MARK: - Decoding state
+
+extension Event {
+    /// Decodes `json` or `contentJSON` (then `revision` gives the revision).
+    public init(json: JSON, revision: Int64? = nil) throws(TimelineError) {
+        var r = FieldReader(json, context: "event")
+        let idText = try r.string("id", max: 64)
+        guard let id = EventID(idText) else { throw TimelineError(.badField, "event id \"\(idText)\" is not an ID") }
+        let rev: Int64
+        if let revision { rev = revision } else { rev = try r.int("revision", min: 1) }
+        r.consume("revision")
+        r.consume("annotations")
+        self.init(
+            id: id, revision: rev, date: try r.date("date"), title: try r.string("title", max: FieldLimits.title),
+            summary: try r.string("summary", max: FieldLimits.text),
+            references: try r.optionalReferences("references") ?? [], tags: try r.optionalTags("tags") ?? [],
+            deleted: r.value("deleted")?.boolValue ?? false)
+        try r.rejectUnknown()
+    }
+}
+
+extension Annotation {
+    public init(json: JSON) throws(TimelineError) {
+        var r = FieldReader(json, context: "annotation")
+        guard let id = try r.annotationID("id", required: true) else { throw r.bad("id", "is required") }
+        let event = try r.eventID("event")
+        let createdText = try r.string("created", max: 40)
+        guard let created = Timestamp(rfc3339: createdText) else { throw r.bad("created", "is not a time") }
+        self.init(
+            id: id, event: event, author: try r.string("author", max: FieldLimits.author),
+            text: try r.string("text", max: FieldLimits.text), tags: try r.optionalTags("tags") ?? [],
+            created: created, retracted: r.value("retracted")?.boolValue ?? false)
+        try r.rejectUnknown()
+    }
+}
+
+extension EditCodec {
+    /// Decodes an edit stored as its canonical body plus its hash.
+    public static func decodeStored(body: [UInt8], hash: Digest) throws(TimelineError) -> Edit {
+        let json: JSON
+        do { json = try JSON(parsingBytes: body) } catch {
+            throw TimelineError(.corrupt, "a stored edit is not valid JSON: \(error)")
+        }
+        guard case .object(var o) = json else { throw TimelineError(.corrupt, "a stored edit is not an object") }
+        o["hash"] = .string(hash.hex)
+        return try decodeEdit(.object(o))
+    }
+}

@@ -1,0 +1,136 @@
+import CTimelineShims
+
+/// A ULID: 48 bits of milliseconds since the Unix epoch then 80 random bits, written as 26 characters of
+/// Crockford base32. Any office or offline client can mint one without coordination, and they sort by time.
+public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// Always 26 upper-case Crockford base32 characters.
+    public let string: String
+
+    static let alphabet: [UInt8] = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+
+    /// Parses a ULID, accepting lower case and Crockford's aliases (I and L for 1, O for 0).
+    public init?(_ text: String) {
+        guard text.utf8.count == 26 else { return nil }
+        var canonical: [UInt8] = []
+        canonical.reserveCapacity(26)
+        for (index, byte) in text.utf8.enumerated() {
+            guard let value = ULID.decodeDigit(byte) else { return nil }
+            // The first character carries only 3 bits (128 bits in 26 characters): above 7 overflows.
+            if index == 0 && value > 7 { return nil }
+            canonical.append(ULID.alphabet[Int(value)])
+        }
+        string = String(decoding: canonical, as: UTF8.self)
+    }
+
+    /// Builds a ULID from its 16 bytes (big-endian).
+    public init(bytes: [UInt8]) {
+        precondition(bytes.count == 16, "a ULID has 16 bytes")
+        var chars = [UInt8](repeating: 0, count: 26)
+        // 128 bits into 26 five-bit groups, most significant first (the first group holds 3 bits).
+        var bitIndex = -2
+        for i in 0..<26 {
+            var value = 0
+            for _ in 0..<5 {
+                value <<= 1
+                if bitIndex >= 0 {
+                    let byte = bytes[bitIndex / 8]
+                    value |= Int((byte >> (7 - UInt8(bitIndex % 8))) & 1)
+                }
+                bitIndex += 1
+            }
+            chars[i] = ULID.alphabet[value]
+        }
+        string = String(decoding: chars, as: UTF8.self)
+    }
+
+    /// A ULID for the given time with the given 10 random bytes.
+    public init(milliseconds: UInt64, randomness: [UInt8]) {
+        precondition(randomness.count == 10, "a ULID has 80 random bits")
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: milliseconds >> (8 * UInt64(5 - i))) }
+        bytes.replaceSubrange(6..<16, with: randomness)
+        self.init(bytes: bytes)
+    }
+
+    /// A new ULID for the given time, with randomness from OpenSSL's DRBG.
+    public static func generate(at time: Timestamp) -> ULID {
+        var random = [UInt8](repeating: 0, count: 10)
+        let ok = random.withUnsafeMutableBufferPointer { timeline_random_bytes($0.baseAddress, 10) }
+        precondition(ok == 1, "OpenSSL's random generator failed")
+        return ULID(milliseconds: UInt64(max(0, time.milliseconds)), randomness: random)
+    }
+
+    /// A ULID derived from a seed: the same seed always gives the same ID. Used where a build must be
+    /// reproducible (the bundled sample timeline), never for IDs that people mint.
+    public static func derived(at time: Timestamp, seed: String) -> ULID {
+        let digest = SHA256.hash(Array(seed.utf8))
+        return ULID(milliseconds: UInt64(max(0, time.milliseconds)), randomness: Array(digest.bytes.prefix(10)))
+    }
+
+    static func decodeDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): return decodeDigit(byte - 32)
+        case UInt8(ascii: "O"): return 0
+        case UInt8(ascii: "I"), UInt8(ascii: "L"): return 1
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"):
+            guard let index = alphabet.firstIndex(of: byte) else { return nil }
+            return UInt8(index)
+        default: return nil
+        }
+    }
+
+    public var description: String { string }
+    public static func < (lhs: ULID, rhs: ULID) -> Bool { lhs.string < rhs.string }
+}
+
+/// Identifies an event for its whole life, across every office and replica.
+public struct EventID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let ulid: ULID
+    public init(_ ulid: ULID) { self.ulid = ulid }
+    public init?(_ text: String) {
+        guard let ulid = ULID(text) else { return nil }
+        self.ulid = ulid
+    }
+    public var description: String { ulid.string }
+    public static func < (lhs: EventID, rhs: EventID) -> Bool { lhs.ulid < rhs.ulid }
+}
+
+/// Identifies an annotation; keyed by its own ID, concurrent annotations never collide.
+public struct AnnotationID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let ulid: ULID
+    public init(_ ulid: ULID) { self.ulid = ulid }
+    public init?(_ text: String) {
+        guard let ulid = ULID(text) else { return nil }
+        self.ulid = ulid
+    }
+    public var description: String { ulid.string }
+    public static func < (lhs: AnnotationID, rhs: AnnotationID) -> Bool { lhs.ulid < rhs.ulid }
+}
+
+/// Shortest unique prefixes, for showing IDs to people.
+public enum ShortID {
+    /// The shortest prefix of each ID (at least `minimum` characters) that no other ID in the set shares.
+    /// Sorting first makes it O(n log n): an ID's nearest neighbours decide its prefix length.
+    public static func prefixes(_ ids: [String], minimum: Int = 6) -> [String: String] {
+        let sorted = Array(Set(ids)).sorted()
+        var result: [String: String] = [:]
+        result.reserveCapacity(sorted.count)
+        for (i, id) in sorted.enumerated() {
+            var length = minimum
+            if i > 0 { length = max(length, commonPrefixLength(id, sorted[i - 1]) + 1) }
+            if i + 1 < sorted.count { length = max(length, commonPrefixLength(id, sorted[i + 1]) + 1) }
+            result[id] = String(id.prefix(length))
+        }
+        return result
+    }
+
+    static func commonPrefixLength(_ a: String, _ b: String) -> Int {
+        var n = 0
+        for (x, y) in zip(a.utf8, b.utf8) {
+            guard x == y else { break }
+            n += 1
+        }
+        return n
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import GRDB
+import TimelineCore
+
+enum SQLiteReads {
+    static func edits(_ db: Database, sql: String, arguments: StatementArguments) throws -> [Edit] {
+        var out: [Edit] = []
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
+        while let row = try rows.next() {
+            out.append(try edit(row))
+        }
+        return out
+    }
+
+    static func edit(_ row: Row) throws -> Edit {
+        let hashBytes: [UInt8] = Array(row["hash"] as Data)
+        guard let hash = Digest(bytes: hashBytes) else { throw TimelineError(.corrupt, "a stored hash is not 32 bytes") }
+        let body: String = row["body"]
+        return try EditCodec.decodeStored(body: Array(body.utf8), hash: hash)
+    }
+
+    static func annotations(_ db: Database, event: EventID) throws -> [Annotation] {
+        let bodies = try String.fetchAll(
+            db.cachedStatement(sql: "SELECT body FROM annotations WHERE event = ? ORDER BY id"),
+            arguments: [event.description])
+        return try bodies.map { try Annotation(json: try JSON(parsing: $0)) }
+    }
+
+    static func view(_ db: Database, row: Row) throws -> EventView {
+        let event = try Event(json: try JSON(parsing: row["body"] as String), revision: row["revision"])
+        return EventView(event: event, annotations: try annotations(db, event: event.id))
+    }
+}
+
+extension SQLiteStore {
+    func read<T: Sendable>(_ what: String, _ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.read(body)
+        } catch let error as DatabaseError {
+            throw StoreErrors.map(error, doing: what)
+        }
+    }
+
+    public func edits(after version: Int64, limit: Int) async throws -> [Edit] {
+        guard version >= 0 else { throw TimelineError(.badVersion, "version \(version) is negative") }
+        let limit = max(0, limit)
+        return try await read("read the log") { db in
+            try SQLiteReads.edits(
+                db, sql: "SELECT body, hash FROM edits WHERE version > ? ORDER BY version LIMIT ?",
+                arguments: [version, limit])
+        }
+    }
+
+    public func event(_ id: EventID, asOf version: Int64?) async throws -> EventView? {
+        try await read("read an event") { db in
+            guard let version else {
+                guard
+                    let row = try Row.fetchOne(
+                        db.cachedStatement(sql: "SELECT revision, body FROM events WHERE id = ?"),
+                        arguments: [id.description])
+                else { return nil }
+                return try SQLiteReads.view(db, row: row)
+            }
+            // As of a version: replay the event's own edits up to it. An event's history is short next to the log.
+            let edits = try SQLiteReads.edits(
+                db, sql: "SELECT body, hash FROM edits WHERE event = ? AND version <= ? ORDER BY revision",
+                arguments: [id.description, version])
+            return try Self.replay(edits)
+        }
+    }
+
+    /// An event and its annotations rebuilt from its edits.
+    static func replay(_ edits: [Edit]) throws -> EventView? {
+        var event: Event?
+        var annotations: [AnnotationID: Annotation] = [:]
+        for edit in edits {
+            let applied = try Rules.apply(
+                edit.proposal, event: event, annotation: edit.change.annotationID.flatMap { annotations[$0] })
+            event = applied.event
+            if let a = applied.annotation { annotations[a.id] = a }
+        }
+        return event.map { EventView(event: $0, annotations: Array(annotations.values)) }
+    }
+
+    public func history(of id: EventID) async throws -> [Edit] {
+        try await read("read an event's history") { db in
+            try SQLiteReads.edits(
+                db, sql: "SELECT body, hash FROM edits WHERE event = ? ORDER BY revision", arguments: [id.description])
+        }
+    }
+
+    public func meta() async throws -> [String: JSON] {
+        try await read("read the metadata") { db in try Self.meta(db) }
+    }
+
+    static func meta(_ db: Database) throws -> [String: JSON] {
+        var out: [String: JSON] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT key, value FROM timeline_meta") {
+            out[row["key"]] = try JSON(parsing: row["value"] as String)
+        }
+        return out
+    }
+
+    public func stateHash() async throws -> Digest {
+        try await read("compute the state hash") { db in try Self.stateHash(db) }
+    }
+
+    static func stateHash(_ db: Database) throws -> Digest {
+        let hasher = StateHasher(meta: try meta(db))
+        let rows = try Row.fetchCursor(db, sql: "SELECT revision, body FROM events ORDER BY id")
+        while let row = try rows.next() {
+            let view = try SQLiteReads.view(db, row: row)
+            hasher.add(event: view.event, annotations: view.annotations)
+        }
+        return hasher.finalize()
+    }
+
+    public func events(matching filter: EventFilter) async throws -> [EventView] {
+        try await read("list events") { db in
+            var clauses: [String] = []
+            var arguments: StatementArguments = []
+            if !filter.includeDeleted { clauses.append("deleted = 0") }
+            if let from = filter.from {
+                clauses.append("date_end >= ?")
+                arguments += [from.iso]
+            }
+            if let until = filter.until {
+                clauses.append("date_start <= ?")
+                arguments += [until.iso]
+            }
+            if let tag = filter.tag {
+                clauses.append("id IN (SELECT event FROM event_tags WHERE tag = ?)")
+                arguments += [tag]
+            }
+            if let text = filter.text, !text.isEmpty {
+                // instr() over the lower-cased body: no LIKE wildcards to escape, and the text stays bound.
+                clauses.append("instr(lower(body), lower(?)) > 0")
+                arguments += [text]
+            }
+            let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+            arguments += [max(0, filter.limit)]
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT revision, body FROM events \(whereSQL) ORDER BY date_start IS NULL, date_start, id LIMIT ?",
+                arguments: arguments)
+            return try rows.map { try SQLiteReads.view(db, row: $0) }
+        }
+    }
+
+    public func resolve(prefix: String, limit: Int) async throws -> [EventID] {
+        let upper = prefix.uppercased()
+        guard !upper.isEmpty, upper.utf8.count <= 26 else { return [] }
+        return try await read("resolve an ID") { db in
+            try String.fetchAll(
+                db, sql: "SELECT id FROM events WHERE id >= ? AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
+                arguments: [upper, upper.utf8.count, upper, max(1, limit)]
+            ).compactMap(EventID.init)
+        }
+    }
+}

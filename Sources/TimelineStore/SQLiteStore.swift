@@ -1,0 +1,117 @@
+import Dispatch
+import GRDB
+import Synchronization
+import TimelineCore
+
+/// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, one writer thread doing group
+/// commit, and concurrent readers.
+public final class SQLiteStore: TimelineStore, Sendable {
+    public struct Options: Sendable {
+        /// Most edits one commit may take from concurrent appends: each commit is one fsync, shared by all.
+        /// 1 turns group commit off (one fsync per append), which only the benchmark wants.
+        public var maxEditsPerCommit: Int = 20_000
+        public init(maxEditsPerCommit: Int = 20_000) { self.maxEditsPerCommit = maxEditsPerCommit }
+    }
+
+    let pool: DatabasePool
+    public let dataset: String
+    public let path: String
+    let committer: GroupCommitter
+
+    /// Opens the store at `path`, creating it (with a new dataset ID, or `dataset` when given) if the file
+    /// does not exist yet. Opening an existing store for a different `dataset` fails with `WRONG_DATASET`.
+    public init(path: String, dataset: String? = nil, options: Options = Options()) throws {
+        var config = Configuration()
+        config.label = "timeline"
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            // FULL: a commit in WAL mode is on disk before it returns, so an OK survives power loss, not just kill -9.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try Schema.migrator.migrate(pool)
+            self.dataset = try pool.write { db in
+                if let existing = try String.fetchOne(db, sql: "SELECT value FROM store_info WHERE key = 'dataset'") {
+                    return existing
+                }
+                let minted = dataset ?? ULID.generate(at: Clock.now()).string
+                try db.execute(sql: "INSERT INTO store_info(key, value) VALUES ('dataset', ?)", arguments: [minted])
+                return minted
+            }
+        } catch let error as DatabaseError {
+            throw StoreErrors.map(error, doing: "open the store")
+        }
+        if let dataset, dataset != self.dataset {
+            throw TimelineError(
+                .wrongDataset, "the store holds dataset \(self.dataset), not \(dataset)")
+        }
+        self.path = path
+        let name = self.dataset
+        let head = try pool.read { db in try Self.readHead(db, dataset: name) }
+        committer = GroupCommitter(pool: pool, head: head, maxEdits: max(1, options.maxEditsPerCommit))
+    }
+
+    static func readHead(_ db: Database, dataset: String) throws -> ChainHead {
+        if let row = try Row.fetchOne(db, sql: "SELECT version, hash FROM edits ORDER BY version DESC LIMIT 1") {
+            let bytes: [UInt8] = Array(row["hash"] as Data)
+            guard let digest = Digest(bytes: bytes) else {
+                throw TimelineError(.corrupt, "the last edit's hash is not 32 bytes")
+            }
+            return ChainHead(version: row["version"], hash: digest)
+        }
+        return ChainHead(version: 0, hash: Genesis.hash(dataset: dataset))
+    }
+
+    public func append(_ batch: [Proposal]) async throws -> [Edit] {
+        guard !batch.isEmpty else { return [] }
+        return try await committer.submit(batch)
+    }
+
+    public func head() async throws -> (version: Int64, hash: Digest) {
+        let h = committer.head
+        return (h.version, h.hash)
+    }
+}
+
+/// The time for stamping: wall clock in milliseconds.
+public enum Clock {
+    public static func now() -> Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(milliseconds: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+    }
+}
+
+struct ChainHead: Sendable {
+    var version: Int64
+    var hash: Digest
+}
+
+enum StoreErrors {
+    /// SQLite's errors become stable codes; the message names what failed, never a path or SQL.
+    static func map(_ error: DatabaseError, doing what: String) -> TimelineError {
+        switch error.resultCode {
+        case .SQLITE_FULL:
+            return TimelineError(.storeFailed, "the disk is full; could not \(what), nothing was written")
+        case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN:
+            return TimelineError(.storeFailed, "the store is not writable; could not \(what)")
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB:
+            return TimelineError(.corrupt, "the store file is damaged; could not \(what)")
+        case .SQLITE_CONSTRAINT:
+            return TimelineError(.corrupt, "a schema constraint refused the write (\(error.message ?? "constraint"))")
+        default:
+            return TimelineError(.storeFailed, "could not \(what) (SQLite error \(error.resultCode.rawValue))")
+        }
+    }
+}
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import Foundation

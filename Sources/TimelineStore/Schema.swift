@@ -1,0 +1,76 @@
+import GRDB
+
+/// The schema, as append-only named migrations: a migration once shipped is never edited, only followed.
+/// The log's rules live in the schema itself, so that no code path (or person with `sqlite3`) can break them
+/// without dropping a trigger first.
+enum Schema {
+    static let operations =
+        "'event.create','event.update','event.delete','annotation.add','annotation.update','annotation.retract','timeline.meta'"
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-log-and-state") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE store_info (
+                        key TEXT PRIMARY KEY NOT NULL,
+                        value TEXT NOT NULL
+                    ) WITHOUT ROWID;
+
+                    -- The log: one row per edit. body is the edit's canonical JSON without its hash, exactly the
+                    -- bytes the hash covers; the other columns repeat what queries need.
+                    CREATE TABLE edits (
+                        version INTEGER PRIMARY KEY CHECK (version >= 1),
+                        event TEXT CHECK (event IS NULL OR length(event) = 26),
+                        revision INTEGER NOT NULL CHECK (revision >= 0),
+                        op TEXT NOT NULL CHECK (op IN (\(operations))),
+                        body TEXT NOT NULL,
+                        hash BLOB NOT NULL CHECK (length(hash) = 32),
+                        CHECK ((op = 'timeline.meta') = (event IS NULL)),
+                        CHECK ((op = 'timeline.meta') = (revision = 0))
+                    );
+                    CREATE UNIQUE INDEX edits_by_event ON edits(event, revision) WHERE event IS NOT NULL;
+
+                    CREATE TRIGGER edits_contiguous BEFORE INSERT ON edits
+                    WHEN NEW.version != (SELECT coalesce(max(version), 0) + 1 FROM edits)
+                    BEGIN SELECT RAISE(ABORT, 'edits: versions must be contiguous'); END;
+                    CREATE TRIGGER edits_append_only_update BEFORE UPDATE ON edits
+                    BEGIN SELECT RAISE(ABORT, 'edits: the log is append-only'); END;
+                    CREATE TRIGGER edits_append_only_delete BEFORE DELETE ON edits
+                    BEGIN SELECT RAISE(ABORT, 'edits: the log is append-only'); END;
+
+                    -- The current state, materialized from the log in the same transaction as the edits.
+                    CREATE TABLE events (
+                        id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 26),
+                        revision INTEGER NOT NULL CHECK (revision >= 1),
+                        version INTEGER NOT NULL REFERENCES edits(version),
+                        deleted INTEGER NOT NULL CHECK (deleted IN (0, 1)),
+                        date_start TEXT,
+                        date_end TEXT,
+                        body TEXT NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE INDEX events_by_date ON events(date_start, id);
+
+                    CREATE TABLE event_tags (
+                        tag TEXT NOT NULL,
+                        event TEXT NOT NULL REFERENCES events(id),
+                        PRIMARY KEY (tag, event)
+                    ) WITHOUT ROWID;
+
+                    CREATE TABLE annotations (
+                        id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 26),
+                        event TEXT NOT NULL REFERENCES events(id),
+                        retracted INTEGER NOT NULL CHECK (retracted IN (0, 1)),
+                        body TEXT NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE INDEX annotations_by_event ON annotations(event, id);
+
+                    CREATE TABLE timeline_meta (
+                        key TEXT PRIMARY KEY NOT NULL,
+                        value TEXT NOT NULL
+                    ) WITHOUT ROWID;
+                    """)
+        }
+        return migrator
+    }
+}

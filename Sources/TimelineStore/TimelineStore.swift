@@ -1,0 +1,133 @@
+import TimelineCore
+
+/// The authoritative log of edits and the current state materialized from it.
+///
+/// Every implementation (SQLite now, PostgreSQL later) passes the same conformance suite: versions are
+/// contiguous, a batch is all in or all out, an append returns only once its edits are durable, and the
+/// same log gives the same state hash.
+public protocol TimelineStore: Sendable {
+    /// The dataset this store holds; its log starts from `Genesis.hash(dataset:)`.
+    var dataset: String { get }
+
+    /// Admits the proposals in order, as one atomic unit, and returns them as versioned, hash-chained edits
+    /// once they are durable. A refused proposal refuses the whole batch with `BatchRejection`.
+    func append(_ batch: [Proposal]) async throws -> [Edit]
+
+    /// Up to `limit` edits with versions above `version`, in version order.
+    func edits(after version: Int64, limit: Int) async throws -> [Edit]
+
+    /// The event with its annotations, now or as it was just after version `asOf`; nil if it did not exist.
+    func event(_ id: EventID, asOf version: Int64?) async throws -> EventView?
+
+    /// Every edit of one event, oldest first.
+    func history(of id: EventID) async throws -> [Edit]
+
+    /// The latest version and its hash (version 0 and the genesis hash when the log is empty).
+    func head() async throws -> (version: Int64, hash: Digest)
+
+    /// SHA-256 over the canonical current state (see `StateHasher`).
+    func stateHash() async throws -> Digest
+
+    /// The timeline-level metadata.
+    func meta() async throws -> [String: JSON]
+
+    /// Current (not deleted) events matching a filter, in date order.
+    func events(matching filter: EventFilter) async throws -> [EventView]
+
+    /// IDs of events starting with `prefix` (case-insensitive), at most `limit`.
+    func resolve(prefix: String, limit: Int) async throws -> [EventID]
+
+    /// Checks the whole hash chain and that the materialized state equals the log replayed.
+    func verify() async throws -> VerifyReport
+}
+
+extension TimelineStore {
+    public func currentVersion() async throws -> Int64 { try await head().version }
+
+    /// All edits after `version`, fetched a page at a time so that memory stays flat however long the log.
+    public func editStream(after version: Int64, pageSize: Int = 1_000) -> AsyncThrowingStream<Edit, Error> {
+        let pager = Pager(after: version)
+        return AsyncThrowingStream { try await pager.next(store: self, pageSize: pageSize) }
+    }
+}
+
+private actor Pager {
+    var after: Int64
+    var buffer: [Edit] = []
+    var index = 0
+    var finished = false
+
+    init(after: Int64) { self.after = after }
+
+    func next(store: some TimelineStore, pageSize: Int) async throws -> Edit? {
+        if index == buffer.count {
+            if finished { return nil }
+            buffer = try await store.edits(after: after, limit: pageSize)
+            index = 0
+            if buffer.count < pageSize { finished = true }
+            if buffer.isEmpty { return nil }
+            after = buffer[buffer.count - 1].version
+        }
+        defer { index += 1 }
+        return buffer[index]
+    }
+}
+
+/// A batch refused because one of its proposals was: `index` is that proposal's place (0-based).
+public struct BatchRejection: Error, Sendable, CustomStringConvertible {
+    public var index: Int
+    public var count: Int
+    public var error: TimelineError
+
+    public init(index: Int, count: Int, error: TimelineError) {
+        self.index = index
+        self.count = count
+        self.error = error
+    }
+
+    public var description: String {
+        count == 1 ? error.description : "edit \(index + 1) of \(count): \(error)"
+    }
+}
+
+/// What `LOG` asks for. Everything is optional; text matches title, summary and date text case-insensitively.
+public struct EventFilter: Sendable, Hashable {
+    /// Events whose span ends on or after this day.
+    public var from: CivilDay?
+    /// Events whose span starts on or before this day.
+    public var until: CivilDay?
+    public var tag: String?
+    public var text: String?
+    public var includeDeleted: Bool
+    public var limit: Int
+
+    public init(
+        from: CivilDay? = nil, until: CivilDay? = nil, tag: String? = nil, text: String? = nil,
+        includeDeleted: Bool = false, limit: Int = 10_000
+    ) {
+        self.from = from
+        self.until = until
+        self.tag = tag
+        self.text = text
+        self.includeDeleted = includeDeleted
+        self.limit = limit
+    }
+}
+
+/// The outcome of `verify`.
+public struct VerifyReport: Sendable, CustomStringConvertible {
+    public var version: Int64
+    public var headHash: Digest
+    public var stateHash: Digest
+    /// The first version whose hash, order or content is wrong, if any.
+    public var firstBadVersion: Int64?
+    public var problems: [String]
+
+    public var ok: Bool { problems.isEmpty }
+
+    public var description: String {
+        ok
+            ? "ok: version \(version), head \(headHash.hex), state \(stateHash.hex)"
+            : "FAILED at version \(firstBadVersion.map(String.init) ?? "-"): " + problems.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,100 @@
+import Testing
+
+@testable import TimelineCore
+
+@Suite struct JSONTests {
+    @Test func canonicalEncodingSortsKeysAndEscapesMinimally() throws {
+        let value: JSON = ["b": 1, "a": ["x\"y\\z\n\u{01}é", true, nil], "A": -9_223_372_036_854_775_808]
+        #expect(value.canonicalString == #"{"A":-9223372036854775808,"a":["x\"y\\z\n\u0001é",true,null],"b":1}"#)
+    }
+
+    @Test func parsesWhatItWritesBack() throws {
+        let text = #"{ "title" : "June 9 to 10, 2011", "n": [1, -2, {"k": "\u00e9\ud83d\ude00\/"}] }"#
+        let value = try JSON(parsing: text)
+        #expect(value["title"]?.stringValue == "June 9 to 10, 2011")
+        #expect(try JSON(parsing: value.canonicalString) == value)
+        #expect(value["n"]?.arrayValue?[2]["k"]?.stringValue == "é😀/")
+    }
+
+    @Test(arguments: [
+        ("1.5", "only integers"),
+        ("1e3", "only integers"),
+        (#"{"a":1,"a":2}"#, "duplicate key"),
+        (#"{"a":1} x"#, "unexpected bytes"),
+        (#"{"a":"#, "unexpected end"),
+        ("99999999999999999999", "out of 64-bit range"),
+        ("012", "leading zero"),
+        (#""\ud800""#, "unpaired surrogate"),
+        ("\"a\u{01}b\"", "control character"),
+        ("", "unexpected end"),
+    ])
+    func refusesWhatIsNotTheAcceptedSubset(text: String, reason: String) {
+        #expect {
+            try JSON(parsing: text)
+        } throws: { error in
+            (error as? JSONParseError)?.reason.contains(reason) == true
+        }
+    }
+
+    @Test func refusesDeepNestingWithoutRecursingFurther() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: JSONParseError.self) { try JSON(parsing: deep) }
+        let ok = String(repeating: "[", count: 32) + String(repeating: "]", count: 32)
+        #expect(throws: Never.self) { try JSON(parsing: ok) }
+    }
+
+    @Test func refusesInvalidUTF8InStrings() {
+        let bytes: [UInt8] = [0x22, 0xC3, 0x28, 0x22]
+        #expect(throws: JSONParseError.self) { try JSON(parsingBytes: bytes) }
+    }
+}
+
+@Suite struct IdentifierTests {
+    @Test func ulidRoundTripsAndSortsByTime() throws {
+        let early = ULID.generate(at: Timestamp(milliseconds: 1_000))
+        let late = ULID.generate(at: Timestamp(milliseconds: 2_000))
+        #expect(early < late)
+        #expect(early.string.count == 26)
+        #expect(ULID(early.string.lowercased()) == early)
+        #expect(ULID("8ZZZZZZZZZZZZZZZZZZZZZZZZZ") == nil, "above 2^128")
+        #expect(ULID("01ARZ3NDEKTSV4RRFFQ69G5FAU") == nil, "U is not Crockford base32")
+        #expect(ULID("01ARZ3NDEKTSV4RRFFQ69G5FAV")?.string == "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    }
+
+    @Test func ulidEncodesTimeBigEndian() {
+        // The reference example from the ULID spec: 1469918176385 ms → 01ARYZ6S41.
+        let id = ULID(milliseconds: 1_469_918_176_385, randomness: [UInt8](repeating: 0, count: 10))
+        #expect(id.string.hasPrefix("01ARYZ6S41"))
+        #expect(id.string.hasSuffix("0000000000000000"))
+    }
+
+    @Test func shortestUniquePrefixes() {
+        let ids = ["01ABCDEF0000", "01ABCDEF0001", "01ZZZZZZ0000"]
+        let short = ShortID.prefixes(ids, minimum: 4)
+        #expect(short["01ABCDEF0000"] == "01ABCDEF0000")
+        #expect(short["01ZZZZZZ0000"] == "01ZZ")
+        for (id, prefix) in short {
+            #expect(ids.filter { $0.hasPrefix(prefix) } == [id])
+        }
+    }
+
+    @Test func sha256UsesLibcrypto() {
+        #expect(SHA256.hash(Array("abc".utf8)).hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.chain(prefix: Array("a".utf8), Array("bc".utf8)) == SHA256.hash(Array("abc".utf8)))
+        let h = SHA256.Hasher()
+        h.update(Array("ab".utf8))
+        h.update(Array("c".utf8))
+        #expect(h.finalize() == SHA256.hash(Array("abc".utf8)))
+        #expect(SHA256.libraryVersion.hasPrefix("OpenSSL"))
+    }
+
+    @Test func timestampsRoundTrip() {
+        let t = Timestamp(milliseconds: 1_795_895_942_123)
+        #expect(t.rfc3339 == "2026-11-28T19:59:02.123Z")
+        #expect(Timestamp(rfc3339: t.rfc3339) == t)
+        #expect(Timestamp(rfc3339: "2015-02-18T00:00:00Z")?.rfc3339 == "2015-02-18T00:00:00.000Z")
+        #expect(Timestamp(rfc3339: "2015-02-30T00:00:00Z") == nil)
+        #expect(Timestamp(rfc3339: "2015-02-18T00:00:00+09:00") == nil)
+        #expect(Timestamp(milliseconds: -1).rfc3339 == "1969-12-31T23:59:59.999Z")
+    }
+}
