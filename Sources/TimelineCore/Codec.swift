@@ -186,6 +186,7 @@ public enum EditCodec {
         let base = try r.optionalInt("base", min: 0) ?? 0
         let event: EventID?
         if op == .timelineMeta {
+            guard r.value("event") == nil else { throw r.bad("event", "must be absent for timeline.meta") }
             event = nil
         } else if op == .eventCreate, r.value("event") == nil {
             // A new event without an ID gets one minted here; clients that want to refer to it at once mint their own.

@@ -1,0 +1,112 @@
+import Testing
+
+@testable import TimelineCore
+
+@Suite struct CodecTests {
+    let t = Timestamp(milliseconds: 1_700_000_000_000)
+
+    func sampleState() throws -> TimelineState {
+        let doc = try SeedDocument.parse(Array(SampleTimeline.text.utf8))
+        var state = TimelineState()
+        for p in doc.proposals(author: "sample", time: t, idSeed: "codec") { try state.admit(p) }
+        let first = state.events.keys.sorted()[0]
+        let second = state.events.keys.sorted()[1]
+        let note = AnnotationID(ULID.derived(at: t, seed: "n1"))
+        let gone = AnnotationID(ULID.derived(at: t, seed: "n2"))
+        for p in [
+            Proposal(event: first, change: .addAnnotation(note, text: "Check [1]", tags: ["todo"]), base: 1, author: "ana", time: t),
+            Proposal(event: first, change: .addAnnotation(gone, text: "wrong", tags: []), base: 1, author: "ben", time: t),
+            Proposal(event: first, change: .retractAnnotation(gone), base: 3, author: "ben", time: t),
+            Proposal(event: first, change: .updateEvent(EventPatch(addTags: ["cyber", "diplomacy"])), base: 4, author: "ana", time: t),
+            Proposal(event: second, change: .deleteEvent, base: 1, author: "ana", time: t),
+        ] {
+            try state.admit(p)
+        }
+        return state
+    }
+
+    @Test func proposalsRoundTripThroughTheirJSON() throws {
+        let state = try sampleState()
+        for view in state.events.values.map({ e in
+            EventView(event: e, annotations: state.annotations.values.filter { $0.event == e.id })
+        }) {
+            for line in JSONLines.exportLines(view) {
+                let p = try EditCodec.decodeProposal(try JSON(parsing: line), author: "x", time: t, allowAuthorFields: true)
+                guard case .object(var o) = EditCodec.proposalJSON(p) else { return }
+                // What was written is what is read back (author, time and base are added by decoding).
+                let written = try JSON(parsing: line).objectValue!
+                for (k, v) in written { #expect(o.removeValue(forKey: k) == v, "\(k)") }
+            }
+        }
+    }
+
+    @Test func editsRoundTripWithTheirHash() throws {
+        let p = Proposal(
+            event: EventID(ULID.derived(at: t, seed: "e")),
+            change: .updateEvent(EventPatch(title: "T", date: EventDate(parsing: "Q3 2014"), removeTags: ["x"])), base: 3,
+            author: "ana", time: t)
+        let (edit, body) = Edit.chained(after: Genesis.hash(dataset: "d"), version: 9, revision: 4, proposal: p)
+        #expect(edit.hash == SHA256.chain(prefix: Genesis.hash(dataset: "d").bytes, body))
+        let decoded = try EditCodec.decodeEdit(EditCodec.json(edit))
+        #expect(decoded == edit)
+        #expect(try EditCodec.decodeStored(body: body, hash: edit.hash) == edit)
+    }
+
+    @Test func exportImportGivesTheIdenticalStateHash() throws {
+        let state = try sampleState()
+        var lines: [String] = []
+        if let m = JSONLines.exportMeta(state.meta) { lines.append(m) }
+        for id in state.events.keys.sorted() {
+            let view = EventView(
+                event: state.events[id]!, annotations: state.annotations.values.filter { $0.event == id })
+            lines += JSONLines.exportLines(view)
+        }
+        let parsed = try JSONLines.parse(
+            Array(lines.joined(separator: "\n").utf8), author: "importer", time: t, trusted: true)
+        var rebuilt = TimelineState()
+        for p in parsed.proposals { try rebuilt.admit(p) }
+        #expect(rebuilt.stateHash == state.stateHash)
+        #expect(rebuilt.events.count == 28)
+        #expect(rebuilt.annotations.count == 2)
+        // And a change shows in the hash.
+        rebuilt.events[rebuilt.events.keys.sorted()[3]]!.title = "changed"
+        #expect(rebuilt.stateHash != state.stateHash)
+    }
+
+    @Test(arguments: [
+        (#"{"op":"event.create","date":"2009","title":"ok"}"# + "\n" + #"{"op":"event.create","date":"2009""#, "line 2", TimelineError.Code.badJSON),
+        (#"{"op":"event.explode","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}"#, "line 1", .unknownOperation),
+        ("\n\n" + #"{"op":"event.create","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","date":"2009","title":"a"}"# + "\n"
+            + #"{"op":"event.create","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","date":"2010","title":"b"}"#, "line 4", .duplicateID),
+        (#"{"op":"event.create","date":"2009","title":"a","colour":"red"}"#, "line 1", .badField),
+        (#"{"op":"event.update","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","base":1}"#, "line 1", .badField),
+        (#"{"op":"annotation.add","event":"nope","text":"x"}"#, "line 1", .badField),
+        (#"{"op":"annotation.add","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","text":"x","tags":["two words"]}"#, "line 1", .badField),
+        (#"{"op":"event.update","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","base":-1,"set":{"title":"x"}}"#, "line 1", .badField),
+        (#"{"op":"event.create","date":"2009","title":"a\u0000b"}"#, "line 1", .badField),
+    ])
+    func badLinesAreRefusedWithTheirLineNumber(text: String, line: String, code: TimelineError.Code) {
+        #expect {
+            try JSONLines.parse(Array(text.utf8), author: "a", time: t, trusted: false)
+        } throws: { error in
+            guard let e = error as? TimelineError else { return false }
+            return e.code == code && e.message.hasPrefix(line + ":")
+        }
+    }
+
+    @Test func invalidUTF8LineIsRefused() {
+        let bytes = Array(#"{"op":"event.create","date":"2009","title":"ok"}"#.utf8) + [0x0A, 0xC3, 0x28, 0x0A]
+        #expect {
+            try JSONLines.parse(bytes, author: "a", time: t, trusted: false)
+        } throws: { ($0 as? TimelineError)?.code == .badUTF8 && ($0 as? TimelineError)?.message.hasPrefix("line 2") == true }
+    }
+
+    @Test func untrustedLinesCannotForgeAuthorOrTime() throws {
+        let line = #"{"op":"event.create","date":"2009","title":"a","author":"mallory","time":"2001-01-01T00:00:00Z"}"#
+        let trusted = try JSONLines.parse(Array(line.utf8), author: "ana", time: t, trusted: true)
+        #expect(trusted.proposals[0].author == "mallory")
+        let untrusted = try JSONLines.parse(Array(line.utf8), author: "ana", time: t, trusted: false)
+        #expect(untrusted.proposals[0].author == "ana")
+        #expect(untrusted.proposals[0].time == t)
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+
+@testable import TimelineCore
+
+@Suite struct SeedImportTests {
+    static let sample = try! SeedDocument.parse(Array(SampleTimeline.text.utf8))
+
+    @Test func bundledSampleIsTheSeedByteForByte() throws {
+        let url = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("../shared/seeds/000_cc8b923551d51cc6.txt").standardized
+        try #require(FileManager.default.fileExists(atPath: url.path), "the seed sits beside the repository")
+        let seed = try Data(contentsOf: url)
+        #expect(Array(seed) == Array(SampleTimeline.text.utf8))
+    }
+
+    @Test func sampleHas28EventsAnd29References() {
+        let doc = Self.sample
+        #expect(doc.entries.count == 28)
+        #expect(doc.references.count == 29)
+        #expect(doc.references.map(\.number) == Array(1...29))
+        // Every reference is cited by some event, and one event cites three.
+        let cited = Set(doc.entries.flatMap { $0.fields.references.map(\.number) })
+        #expect(cited == Set(1...29))
+        let three = doc.entries.filter { $0.fields.references.count == 3 }
+        #expect(three.count == 1)
+        #expect(three.first?.fields.references.map(\.number) == [17, 18, 19])
+        #expect(three.first?.fields.date.text == "February 2 to 3, 2014")
+        #expect(doc.entries.filter { $0.fields.references.isEmpty }.map(\.fields.date.text) == ["June 2010"])
+    }
+
+    @Test func keepsTheDocumentsMetadata() {
+        let meta = Self.sample.meta
+        #expect(meta["source"] == "日立システムズ SHIELD Security Research Center")
+        #expect(meta["updated"] == "2015-02-18")
+        #expect(meta["header"]?.arrayValue?.contains("Hitachi") == true)
+        #expect(meta["references"]?.arrayValue?.count == 29)
+        #expect(meta["notes"]?.arrayValue?.contains { $0.stringValue?.hasPrefix("※") == true } == true)
+    }
+
+    @Test func malformedRangeIsKeptVerbatimWithOneWarningNamingIt() {
+        let doc = Self.sample
+        let entry = doc.entries.first { $0.fields.date.text == "October 18 to 10, 2012" }
+        #expect(entry != nil)
+        #expect(entry?.fields.date.start?.iso == "2012-10-18")
+        #expect(doc.warnings.count == 1)
+        #expect(doc.warnings.first?.message.contains("October 18 to 10, 2012") == true)
+        #expect(doc.warnings.first?.line == entry?.line)
+    }
+
+    @Test func eventsKeepTheirTextAndReferencesTheirURLs() throws {
+        let first = try #require(Self.sample.entries.first)
+        #expect(first.fields.date.precision == .year)
+        #expect(first.fields.summary.hasPrefix("The American Chamber of Commerce in Japan (ACCJ) published"))
+        #expect(first.fields.summary.hasSuffix("[1]"))
+        #expect(first.fields.references.first?.urls == ["http://www.asia-strategy.biz/pdfs/accjwhitepaper.pdf"])
+        #expect(!first.fields.title.contains("[1]"))
+        #expect(first.fields.title.count <= 101)
+        let ref29 = Self.sample.references.last!
+        #expect(ref29.urls.count == 2)
+    }
+
+    @Test func loadsIntoAStateWithDeterministicIDs() throws {
+        let time = Timestamp(rfc3339: "2015-02-18T00:00:00Z")!
+        let a = Self.sample.proposals(author: "sample", time: time, idSeed: SampleTimeline.idSeed)
+        let b = Self.sample.proposals(author: "sample", time: time, idSeed: SampleTimeline.idSeed)
+        #expect(a == b)
+        var state = TimelineState()
+        for p in a { try state.admit(p) }
+        #expect(state.events.count == 28)
+        #expect(state.meta["updated"] == "2015-02-18")
+    }
+
+    @Test func otherDocumentsInTheSameStyleImportWithoutLoss() throws {
+        let text = [
+            "\u{FEFF}Example Research Office", "Last updated: March 3, 2016", "",
+            "•  June 30 to July 2, 2011: Talks across a month end.[1]",
+            "•  December 30, 2013 to January 2, 2014: Talks across a year end.[2][3]",
+            "l  Summer 2014: A seasonal exercise. [2]",
+            "l  Q3 2015: A quarterly report [9]",
+            "l  Someday: Nobody knows when.",
+            "l  no date here at all",
+            "", "References:", "[1] First source, http://example.org/1.",
+            "[2] Second source (https://example.org/2)", "[3] Third source", "[3] Third again",
+        ].joined(separator: "\r\n")
+        let doc = try SeedDocument.parse(Array(text.utf8))
+        #expect(doc.entries.count == 5)
+        #expect(doc.meta["source"] == "Example Research Office")
+        #expect(doc.meta["updated"] == "2016-03-03")
+        #expect(doc.entries[0].fields.date.end?.iso == "2011-07-02")
+        #expect(doc.entries[1].fields.references.map(\.number) == [2, 3])
+        #expect(doc.entries[2].fields.date.precision == .season)
+        #expect(doc.entries[3].fields.date.precision == .quarter)
+        #expect(doc.entries[3].fields.references.first?.text == "", "a missing reference keeps its number")
+        #expect(doc.entries[4].fields.date.precision == .unknown)
+        #expect(doc.references[0].urls == ["http://example.org/1"])
+        #expect(doc.references[1].urls == ["https://example.org/2"])
+        let messages = doc.warnings.map(\.description).joined(separator: "\n")
+        #expect(messages.contains("cites [9]"))
+        #expect(messages.contains("Someday"))
+        #expect(messages.contains("bullet without"))
+        #expect(messages.contains("reference [3] is listed again"))
+        // Nothing is dropped: the date-less bullet and the repeated reference are kept as notes.
+        let notes = doc.meta["notes"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(notes.contains("l  no date here at all"))
+        #expect(notes.contains("[3] Third again"))
+        #expect(!doc.entries.contains { $0.fields.summary.contains("\r") })
+    }
+
+    @Test func invalidUTF8IsRefusedWithItsLine() {
+        let bytes = Array("ok line\nsecond\n".utf8) + [0xFF, 0xFE] + Array("\n".utf8)
+        #expect {
+            try SeedDocument.parse(bytes)
+        } throws: { error in
+            let e = error as? TimelineError
+            return e?.code == .badUTF8 && e?.message.hasPrefix("line 3") == true
+        }
+    }
+}

@@ -1,0 +1,291 @@
+import Foundation
+import GRDB
+import Testing
+import TimelineCore
+
+@testable import TimelineStore
+
+/// The conformance suite every `TimelineStore` passes; each test runs against every backend on real files.
+enum Backend: String, CaseIterable, Sendable {
+    case sqlite
+
+    func make(_ dir: TempDir, dataset: String? = nil, options: SQLiteStore.Options = .init()) throws -> any TimelineStore {
+        switch self {
+        case .sqlite: try SQLiteStore(path: dir.path("timeline.sqlite"), dataset: dataset, options: options)
+        }
+    }
+}
+
+final class TempDir: @unchecked Sendable {
+    let url: URL
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("timeline-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+    deinit { try? FileManager.default.removeItem(at: url) }
+}
+
+let t0 = Timestamp(milliseconds: 1_700_000_000_000)
+
+func create(_ title: String, date: String = "June 2010", tags: [String] = [], id: EventID? = nil) -> Proposal {
+    Proposal(
+        event: id ?? EventID(ULID.generate(at: t0)),
+        change: .createEvent(EventFields(date: EventDate(parsing: date), title: title, summary: "", tags: tags)),
+        base: 0, author: "ana", time: t0)
+}
+
+func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: String = "ana") -> Proposal {
+    Proposal(
+        event: event, change: .addAnnotation(AnnotationID(ULID.generate(at: t0)), text: text, tags: []), base: base,
+        author: author, time: t0)
+}
+
+@Suite struct StoreConformanceTests {
+    @Test(arguments: Backend.allCases)
+    func concurrentAppendsGetContiguousVersions(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        let event = create("base")
+        _ = try await store.append([event])
+        let versions = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for writer in 0..<64 {
+                group.addTask {
+                    var mine: [Int64] = []
+                    for n in 0..<20 {
+                        let edits = try await store.append([annotate(event.event!, "w\(writer) n\(n)")])
+                        mine += edits.map(\.version)
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(versions.sorted() == Array(2...1281))
+        #expect(try await store.currentVersion() == 1281)
+        let report = try await store.verify()
+        #expect(report.ok, "\(report)")
+        #expect(try await store.event(event.event!, asOf: nil)?.annotations.count == 1280)
+    }
+
+    @Test(arguments: Backend.allCases)
+    func batchIsAllOrNothingAndOthersAreUnaffected(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        let a = create("a")
+        _ = try await store.append([a])
+        let missing = EventID(ULID.generate(at: t0))
+        let bad = [create("b"), create("c"), annotate(a.event!, "fine"), annotate(missing, "nowhere"), create("d")]
+        // Submitted together, so that both land in one group commit.
+        let refused = Task { try await store.append(bad) }
+        let accepted = Task { try await store.append([annotate(a.event!, "concurrent")]) }
+        await #expect {
+            _ = try await refused.value
+        } throws: { error in
+            guard let r = error as? BatchRejection else { return false }
+            return r.index == 3 && r.count == 5 && r.error.code == .notFound
+        }
+        #expect(try await accepted.value.map(\.version) == [2])
+        #expect(try await store.currentVersion() == 2)
+        #expect(try await store.events(matching: EventFilter()).map(\.event.title) == ["a"])
+        #expect(try await store.verify().ok)
+    }
+
+    @Test(arguments: Backend.allCases)
+    func asOfQueriesAndHistory(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        let e = create("first title", tags: ["a"])
+        let id = e.event!
+        _ = try await store.append([e, create("other")])
+        _ = try await store.append([
+            Proposal(event: id, change: .updateEvent(EventPatch(title: "second title", addTags: ["b"])), base: 1, author: "ben", time: t0)
+        ])
+        _ = try await store.append([annotate(id, "a note", base: 2)])
+        #expect(try await store.event(id, asOf: 1)?.event.title == "first title")
+        #expect(try await store.event(id, asOf: 2)?.event.title == "first title")
+        #expect(try await store.event(id, asOf: 3)?.event.tags == ["a", "b"])
+        #expect(try await store.event(id, asOf: 3)?.annotations.isEmpty == true)
+        let now = try #require(try await store.event(id, asOf: nil))
+        #expect(now.event.revision == 3)
+        #expect(now.annotations.map(\.text) == ["a note"])
+        #expect(try await store.event(id, asOf: 4) == now)
+        #expect(try await store.event(EventID(ULID.generate(at: t0)), asOf: nil) == nil)
+        let history = try await store.history(of: id)
+        #expect(history.map(\.version) == [1, 3, 4])
+        #expect(history.map(\.revision) == [1, 2, 3])
+        #expect(history.map(\.author) == ["ana", "ben", "ana"])
+    }
+
+    @Test(arguments: Backend.allCases)
+    func staleUpdatesMergeOrConflictInsideTheStore(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        let e = create("t")
+        let id = e.event!
+        _ = try await store.append([e])
+        func update(_ patch: EventPatch, base: Int64, by: String) -> [Proposal] {
+            [Proposal(event: id, change: .updateEvent(patch), base: base, author: by, time: t0)]
+        }
+        _ = try await store.append(update(EventPatch(title: "ana"), base: 1, by: "ana"))
+        _ = try await store.append(update(EventPatch(summary: "ben"), base: 1, by: "ben"))
+        await #expect {
+            _ = try await store.append(update(EventPatch(title: "cy"), base: 1, by: "cy"))
+        } throws: { ($0 as? BatchRejection)?.error.code == .conflict }
+        let now = try #require(try await store.event(id, asOf: nil)?.event)
+        #expect((now.title, now.summary, now.revision) == ("ana", "ben", 3))
+    }
+
+    @Test(arguments: Backend.allCases)
+    func pagingAndStreamingTheLog(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        _ = try await store.append((0..<2_500).map { create("e\($0)") })
+        let page = try await store.edits(after: 100, limit: 50)
+        #expect(page.map(\.version) == Array(101...150))
+        var count: Int64 = 0
+        var previous = Genesis.hash(dataset: store.dataset)
+        for try await edit in store.editStream(after: 0, pageSize: 700) {
+            count += 1
+            #expect(edit.version == count)
+            let body = EditCodec.canonicalBody(version: edit.version, revision: edit.revision, proposal: edit.proposal)
+            #expect(SHA256.chain(prefix: previous.bytes, body) == edit.hash)
+            previous = edit.hash
+        }
+        #expect(count == 2_500)
+        #expect(try await store.head().hash == previous)
+        await #expect(throws: TimelineError.self) { _ = try await store.edits(after: -1, limit: 10) }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func stateHashIsTheReplayedStatesWhateverTheGrouping(backend: Backend) async throws {
+        let dir = try TempDir()
+        let doc = try SeedDocument.parse(Array(SampleTimeline.text.utf8))
+        let proposals = doc.proposals(author: "s", time: t0, idSeed: "x")
+        var state = TimelineState()
+        for p in proposals { try state.admit(p) }
+        let one = try SQLiteStore(path: dir.path("one.sqlite"), dataset: "d")
+        _ = try await one.append(proposals)
+        let many = try SQLiteStore(path: dir.path("many.sqlite"), dataset: "d")
+        for p in proposals { _ = try await many.append([p]) }
+        #expect(try await one.stateHash() == state.stateHash)
+        #expect(try await many.stateHash() == state.stateHash)
+        #expect(try await one.head() == many.head())
+    }
+
+    @Test(arguments: Backend.allCases)
+    func verifyReportsTheFirstTamperedVersion(backend: Backend) async throws {
+        let dir = try TempDir()
+        let path = dir.path("timeline.sqlite")
+        do {
+            let store = try SQLiteStore(path: path)
+            _ = try await Importer.loadSample(into: store)
+            let clean = try await store.verify()
+            #expect(clean.ok, "\(clean)")
+        }
+        // Someone with the file edits the log: they must drop the append-only trigger first.
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE edits SET body = body WHERE version = 5") }
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "DELETE FROM edits WHERE version = 29") }
+            try db.execute(sql: "DROP TRIGGER edits_append_only_update")
+            try db.execute(sql: "UPDATE edits SET body = replace(body, 'Washington', 'Tokyo') WHERE version = 6")
+        }
+        let report = try await SQLiteStore(path: path).verify()
+        #expect(!report.ok)
+        #expect(report.firstBadVersion == 6)
+        // The materialized state tampered alone is caught too.
+        let dir2 = try TempDir()
+        let path2 = dir2.path("t.sqlite")
+        _ = try await Importer.loadSample(into: try SQLiteStore(path: path2))
+        try await DatabaseQueue(path: path2).write { db in
+            try db.execute(sql: "UPDATE events SET body = replace(body, 'Tokyo', 'Osaka')")
+        }
+        let report2 = try await SQLiteStore(path: path2).verify()
+        #expect(!report2.ok)
+        #expect(report2.problems.contains { $0.contains("differs from the log") })
+    }
+
+    @Test(arguments: Backend.allCases)
+    func reopeningKeepsHeadAndDataset(backend: Backend) async throws {
+        let dir = try TempDir()
+        let (dataset, head) = try await {
+            let store = try backend.make(dir)
+            _ = try await store.append([create("x"), create("y")])
+            return (store.dataset, try await store.head())
+        }()
+        let reopened = try backend.make(dir)
+        #expect(reopened.dataset == dataset)
+        #expect(try await reopened.head() == head)
+        _ = try await reopened.append([create("z")])
+        #expect(try await reopened.verify().ok)
+        #expect { try backend.make(dir, dataset: "another") } throws: { ($0 as? TimelineError)?.code == .wrongDataset }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func sampleImportFiltersAndPrefixes(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        let report = try await Importer.loadSample(into: store)
+        #expect(report.events == 28)
+        #expect(report.warnings.count == 1)
+        let all = try await store.events(matching: EventFilter())
+        #expect(all.count == 28)
+        #expect(all.first?.event.date.text == "2009")
+        #expect(Set(all.flatMap { $0.event.references.map(\.number) }).count == 29)
+        let y2014 = try await store.events(
+            matching: EventFilter(from: CivilDay(iso: "2014-01-01"), until: CivilDay(iso: "2014-12-31")))
+        #expect(y2014.count == 11)
+        #expect(try await store.events(matching: EventFilter(text: "yama sakura")).count == 1)
+        #expect(try await store.events(matching: EventFilter(text: "'; DROP TABLE events; --")).isEmpty)
+        let id = all[3].event.id
+        _ = try await store.append([
+            Proposal(event: id, change: .updateEvent(EventPatch(addTags: ["cyber"])), base: 1, author: "a", time: t0)
+        ])
+        #expect(try await store.events(matching: EventFilter(tag: "cyber")).map(\.event.id) == [id])
+        #expect(try await store.events(matching: EventFilter(tag: "cyber' OR 1=1 --")).isEmpty)
+        #expect(try await store.resolve(prefix: String(id.description.prefix(26)).lowercased(), limit: 5) == [id])
+        // Sample IDs share their time prefix: a short prefix is ambiguous.
+        #expect(try await store.resolve(prefix: String(id.description.prefix(4)), limit: 50).count == 28)
+        // Loading the same sample again is refused whole: its IDs already exist.
+        await #expect { _ = try await Importer.loadSample(into: store) } throws: {
+            ($0 as? TimelineError)?.code == .duplicateID
+        }
+        #expect(try await store.currentVersion() == 30)
+    }
+
+    @Test(arguments: Backend.allCases)
+    func jsonlRoundTripGivesTheIdenticalStateHash(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try SQLiteStore(path: dir.path("a.sqlite"))
+        _ = try await Importer.loadSample(into: store)
+        let first = try #require(try await store.events(matching: EventFilter()).first?.event.id)
+        _ = try await store.append([annotate(first, "note one", by: "ana"), annotate(first, "note two", base: 2, by: "ben")])
+        var lines: [String] = []
+        try await Exporter.jsonl(from: store) { lines.append($0) }
+        let copy = try backend.make(TempDir())
+        let report = try await Importer.load(
+            Array(lines.joined(separator: "\n").utf8), format: .jsonl, into: copy, author: "admin", time: t0, trusted: true)
+        #expect(report.events == 28)
+        #expect(try await copy.stateHash() == store.stateHash())
+        #expect(try await copy.verify().ok)
+    }
+
+    @Test(arguments: Backend.allCases)
+    func badImportAppliesNothing(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        _ = try await store.append([create("existing")])
+        let good = #"{"op":"event.create","date":"2009","title":"fine"}"#
+        let orphan = #"{"op":"annotation.add","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","text":"to nowhere"}"#
+        await #expect {
+            _ = try await Importer.load(
+                Array("\(good)\n\(good)\n\(orphan)\n".utf8), format: .jsonl, into: store, author: "a", time: t0,
+                trusted: false)
+        } throws: { error in
+            let e = error as? TimelineError
+            return e?.code == .notFound && e?.message.hasPrefix("line 3:") == true
+        }
+        #expect(try await store.currentVersion() == 1)
+    }
+}
