@@ -24,9 +24,15 @@ let package = Package(
         .target(name: "TimelineCore", dependencies: ["CTimelineShims"]),
         .target(
             name: "TimelineStore",
-            dependencies: ["TimelineCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "TimelineCore", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ]
         ),
-        .executableTarget(name: "timeline-bench", dependencies: ["TimelineCore", "TimelineStore"]),
+        .executableTarget(
+            name: "timeline-bench",
+            dependencies: ["TimelineCore", "TimelineStore", .product(name: "GRDBSQLite", package: "GRDB.swift")]
+        ),
         .testTarget(name: "TimelineCoreTests", dependencies: ["TimelineCore"]),
         .testTarget(
             name: "TimelineStoreTests",

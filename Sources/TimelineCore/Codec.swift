@@ -51,6 +51,19 @@ extension Event {
 }
 
 extension Annotation {
+    /// The canonical encoding of `json`, written without building a dictionary (one per annotation stored).
+    public var canonicalBytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256 + text.utf8.count)
+        JSON.writeObject(
+            [
+                ("id", .string(id.description)), ("event", .string(event.description)), ("author", .string(author)),
+                ("text", .string(text)), ("tags", .array(tags.map { .string($0) })),
+                ("created", .string(created.rfc3339)), ("retracted", .bool(retracted)),
+            ], into: &out)
+        return out
+    }
+
     public var json: JSON {
         .object([
             "id": .string(id.description),
@@ -80,36 +93,50 @@ extension EventView {
 public enum EditCodec {
     /// The fields of the change, flat, as proposals and edits carry them.
     public static func changeFields(_ change: Change) -> [String: JSON] {
-        var o: [String: JSON] = ["op": .string(change.operation.rawValue)]
+        Dictionary(uniqueKeysWithValues: changePairs(change))
+    }
+
+    static func changePairs(_ change: Change) -> [(String, JSON)] {
+        var o: [(String, JSON)] = [("op", .string(change.operation.rawValue))]
+        o.reserveCapacity(12)
         switch change {
         case .createEvent(let f):
-            o["date"] = f.date.json
-            o["title"] = .string(f.title)
-            o["summary"] = .string(f.summary)
-            o["references"] = .array(f.references.map(\.json))
-            o["tags"] = .array(f.tags.map { .string($0) })
+            o.append(("date", f.date.json))
+            o.append(("title", .string(f.title)))
+            o.append(("summary", .string(f.summary)))
+            o.append(("references", .array(f.references.map(\.json))))
+            o.append(("tags", .array(f.tags.map { .string($0) })))
         case .updateEvent(let p):
-            o["set"] = .object(Dictionary(uniqueKeysWithValues: p.setFields))
+            o.append(("set", .object(Dictionary(uniqueKeysWithValues: p.setFields))))
             if !p.addTags.isEmpty || !p.removeTags.isEmpty {
-                o["tags"] = tagDelta(p.addTags, p.removeTags)
+                o.append(("tags", tagDelta(p.addTags, p.removeTags)))
             }
         case .deleteEvent:
             break
         case .addAnnotation(let id, let text, let tags):
-            o["annotation"] = .string(id.description)
-            o["text"] = .string(text)
-            o["tags"] = .array(tags.map { .string($0) })
+            o.append(("annotation", .string(id.description)))
+            o.append(("text", .string(text)))
+            o.append(("tags", .array(tags.map { .string($0) })))
         case .updateAnnotation(let id, let p):
-            o["annotation"] = .string(id.description)
+            o.append(("annotation", .string(id.description)))
             var set: [String: JSON] = [:]
             if let text = p.text { set["text"] = .string(text) }
-            o["set"] = .object(set)
-            if !p.addTags.isEmpty || !p.removeTags.isEmpty { o["tags"] = tagDelta(p.addTags, p.removeTags) }
+            o.append(("set", .object(set)))
+            if !p.addTags.isEmpty || !p.removeTags.isEmpty { o.append(("tags", tagDelta(p.addTags, p.removeTags))) }
         case .retractAnnotation(let id):
-            o["annotation"] = .string(id.description)
+            o.append(("annotation", .string(id.description)))
         case .setMeta(let meta):
-            o["set"] = .object(meta)
+            o.append(("set", .object(meta)))
         }
+        return o
+    }
+
+    static func proposalPairs(_ p: Proposal) -> [(String, JSON)] {
+        var o = changePairs(p.change)
+        o.append(("event", p.event.map { .string($0.description) } ?? .null))
+        o.append(("base", .int(p.base)))
+        o.append(("author", .string(p.author)))
+        o.append(("time", .string(p.time.rfc3339)))
         return o
     }
 
@@ -118,20 +145,18 @@ public enum EditCodec {
     }
 
     public static func proposalJSON(_ p: Proposal) -> JSON {
-        var o = changeFields(p.change)
-        o["event"] = p.event.map { .string($0.description) } ?? .null
-        o["base"] = .int(p.base)
-        o["author"] = .string(p.author)
-        o["time"] = .string(p.time.rfc3339)
-        return .object(o)
+        .object(Dictionary(uniqueKeysWithValues: proposalPairs(p)))
     }
 
     /// The bytes the hash chain covers: the edit's canonical JSON without its `hash`.
     public static func canonicalBody(version: Int64, revision: Int64, proposal: Proposal) -> [UInt8] {
-        guard case .object(var o) = proposalJSON(proposal) else { return [] }
-        o["version"] = .int(version)
-        o["revision"] = .int(revision)
-        return JSON.object(o).canonicalBytes
+        var pairs = proposalPairs(proposal)
+        pairs.append(("version", .int(version)))
+        pairs.append(("revision", .int(revision)))
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        JSON.writeObject(pairs, into: &out)
+        return out
     }
 
     public static func json(_ edit: Edit) -> JSON {

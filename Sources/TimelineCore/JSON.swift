@@ -106,6 +106,20 @@ extension JSON {
         }
     }
 
+    /// Writes an object given as key-value pairs (keys unique) in canonical order, without building a
+    /// dictionary: the hot path for edits, which are hashed and stored one by one.
+    public static func writeObject(_ pairs: [(String, JSON)], into out: inout [UInt8]) {
+        let sorted = pairs.sorted { utf8Less($0.0, $1.0) }
+        out.append(UInt8(ascii: "{"))
+        for (index, pair) in sorted.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            writeString(pair.0, into: &out)
+            out.append(UInt8(ascii: ":"))
+            pair.1.write(into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
     static func utf8Less(_ a: String, _ b: String) -> Bool {
         a.utf8.lexicographicallyPrecedes(b.utf8)
     }
@@ -114,6 +128,18 @@ extension JSON {
 
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Fast path: most strings need no escaping and are copied in one go.
+        let plain = s.utf8.withContiguousStorageIfAvailable { buffer -> Bool in
+            guard !buffer.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+                return false
+            }
+            out.append(contentsOf: buffer)
+            return true
+        }
+        if plain == true {
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in s.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])

@@ -16,7 +16,33 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         let inDay = ms - days * 86_400_000
         let day = CivilDay(daysSinceEpoch: days)
         let h = inDay / 3_600_000, m = inDay / 60_000 % 60, s = inDay / 1000 % 60, f = inDay % 1000
-        return "\(day.iso)T\(pad(h, 2)):\(pad(m, 2)):\(pad(s, 2)).\(pad(f, 3))Z"
+        guard (0...9999).contains(day.year) else {
+            return "\(day.iso)T\(pad(h, 2)):\(pad(m, 2)):\(pad(s, 2)).\(pad(f, 3))Z"
+        }
+        // Written digit by digit: every edit is stamped, stored and hashed with one of these.
+        var out = [UInt8](repeating: 0, count: 24)
+        func put(_ value: Int64, _ at: Int, _ width: Int) {
+            var v = value
+            for i in stride(from: at + width - 1, through: at, by: -1) {
+                out[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            }
+        }
+        put(Int64(day.year), 0, 4)
+        put(Int64(day.month), 5, 2)
+        put(Int64(day.day), 8, 2)
+        put(h, 11, 2)
+        put(m, 14, 2)
+        put(s, 17, 2)
+        put(f, 20, 3)
+        out[4] = UInt8(ascii: "-")
+        out[7] = UInt8(ascii: "-")
+        out[10] = UInt8(ascii: "T")
+        out[13] = UInt8(ascii: ":")
+        out[16] = UInt8(ascii: ":")
+        out[19] = UInt8(ascii: ".")
+        out[23] = UInt8(ascii: "Z")
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` (UTC only: the log never stores local times).

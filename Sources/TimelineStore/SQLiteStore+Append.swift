@@ -67,33 +67,43 @@ final class GroupCommitter: Sendable {
         }
     }
 
+    /// Rows the writer read or wrote, kept between commits: only this writer writes, so they stay true, and
+    /// an event that takes a stream of annotations is parsed once. Any failed commit drops them.
+    nonisolated(unsafe) private var cache = WriterCache()
+
     private func commit(_ group: [Request], head start: ChainHead) -> ([Result<[Edit], Error>], ChainHead) {
         var results: [Result<[Edit], Error>] = []
         var head = start
         do {
             try pool.writeWithoutTransaction { db in
-                try db.execute(sql: "BEGIN IMMEDIATE")
-                var writer = StateWriter(db: db)
+                try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
+                var writer = try StateWriter(db: db, cache: cache)
+                let savepoint = try db.cachedStatement(sql: "SAVEPOINT unit")
+                let release = try db.cachedStatement(sql: "RELEASE unit")
+                let rollback = try db.cachedStatement(sql: "ROLLBACK TO unit")
                 for request in group {
-                    let saved = head
-                    try db.execute(sql: "SAVEPOINT unit")
+                    let saved = (head, writer.cache, writer.movedRevisions)
+                    try savepoint.execute()
                     do {
                         let edits = try writer.admit(request.batch, head: &head)
-                        try db.execute(sql: "RELEASE unit")
+                        try release.execute()
                         results.append(.success(edits))
                     } catch {
-                        try db.execute(sql: "ROLLBACK TO unit")
-                        try db.execute(sql: "RELEASE unit")
-                        head = saved
-                        writer.forgetCache()
+                        try rollback.execute()
+                        try release.execute()
+                        (head, writer.cache, writer.movedRevisions) = saved
                         results.append(.failure(Self.describe(error)))
                     }
                 }
-                try db.execute(sql: "COMMIT")
+                try writer.flushRevisions()
+                try db.cachedStatement(sql: "COMMIT").execute()
+                writer.cache.trim()
+                cache = writer.cache
             }
             return (results, head)
         } catch {
             // BEGIN or COMMIT failed (disk full, I/O error): nothing of this group is durable.
+            cache = WriterCache()
             try? pool.writeWithoutTransaction { db in
                 if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
             }
@@ -114,37 +124,69 @@ final class GroupCommitter: Sendable {
     }
 }
 
-/// Admits proposals inside the writer's transaction and writes the log row and the materialized state.
-struct StateWriter {
-    let db: Database
-    /// Rows read or written in this transaction; an event is parsed once however many edits touch it.
+/// Events and annotations as the writer last saw them; `nil` values record rows known not to exist.
+struct WriterCache {
     var events: [EventID: Event?] = [:]
     var annotations: [AnnotationID: Annotation?] = [:]
 
-    init(db: Database) { self.db = db }
+    /// Keeps the cache bounded; a cleared cache only costs re-reading rows.
+    mutating func trim() {
+        if events.count > 50_000 { events.removeAll() }
+        if annotations.count > 200_000 { annotations.removeAll() }
+    }
+}
 
-    mutating func forgetCache() {
-        events.removeAll(keepingCapacity: true)
-        annotations.removeAll(keepingCapacity: true)
+/// Admits proposals inside the writer's transaction and writes the log row and the materialized state.
+struct StateWriter {
+    let db: Database
+    // Prepared once per commit: looking statements up by their SQL text for every edit costs a string hash each.
+    let selectEvent: Statement
+    let selectAnnotation: Statement
+    let insertEdit: HotStatement
+    let insertAnnotation: HotStatement
+    let replaceAnnotation: Statement
+    let updateRevision: Statement
+    var cache: WriterCache
+    /// Events whose revision moved by annotation edits, with their last version, written once before COMMIT.
+    var movedRevisions: [EventID: Int64] = [:]
+
+    init(db: Database, cache: WriterCache) throws {
+        self.db = db
+        self.cache = cache
+        selectEvent = try db.cachedStatement(sql: "SELECT revision, body FROM events WHERE id = ?")
+        selectAnnotation = try db.cachedStatement(sql: "SELECT body FROM annotations WHERE id = ?")
+        insertEdit = try HotStatement(
+            db, sql: "INSERT INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)")
+        insertAnnotation = try HotStatement(
+            db, sql: "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, ?, ?)")
+        replaceAnnotation = try db.cachedStatement(
+            sql: "UPDATE annotations SET event = ?, retracted = ?, body = ? WHERE id = ?")
+        updateRevision = try db.cachedStatement(sql: "UPDATE events SET revision = ?, version = ? WHERE id = ?")
+    }
+
+    mutating func flushRevisions() throws {
+        for (id, version) in movedRevisions {
+            guard let event = cache.events[id] ?? nil else { continue }
+            try updateRevision.execute(arguments: [event.revision, version, id.description])
+        }
+        movedRevisions.removeAll(keepingCapacity: true)
     }
 
     mutating func event(_ id: EventID) throws -> Event? {
-        if let cached = events[id] { return cached }
-        let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT revision, body FROM events WHERE id = ?"), arguments: [id.description])
+        if let cached = cache.events[id] { return cached }
+        let row = try Row.fetchOne(selectEvent, arguments: [id.description])
         let event = try row.map { row in
             try Event(json: try JSON(parsing: row["body"] as String), revision: row["revision"])
         }
-        events[id] = .some(event)
+        cache.events[id] = .some(event)
         return event
     }
 
     mutating func annotation(_ id: AnnotationID) throws -> Annotation? {
-        if let cached = annotations[id] { return cached }
-        let body = try String.fetchOne(
-            db.cachedStatement(sql: "SELECT body FROM annotations WHERE id = ?"), arguments: [id.description])
+        if let cached = cache.annotations[id] { return cached }
+        let body = try String.fetchOne(selectAnnotation, arguments: [id.description])
         let annotation = try body.map { try Annotation(json: try JSON(parsing: $0)) }
-        annotations[id] = .some(annotation)
+        cache.annotations[id] = .some(annotation)
         return annotation
     }
 
@@ -158,7 +200,13 @@ struct StateWriter {
         out.reserveCapacity(batch.count)
         for (index, proposal) in batch.enumerated() {
             let current = try proposal.event.map { try event($0) } ?? nil
-            let annotation = try proposal.change.annotationID.map { try self.annotation($0) } ?? nil
+            // A new annotation's ID is checked by the table's primary key on insert, saving a lookup per add.
+            let annotation: Annotation?
+            if case .addAnnotation(let id, _, _) = proposal.change {
+                annotation = cache.annotations[id] ?? nil
+            } else {
+                annotation = try proposal.change.annotationID.map { try self.annotation($0) } ?? nil
+            }
             let applied: Applied
             do {
                 applied = try Rules.admit(
@@ -169,13 +217,20 @@ struct StateWriter {
             }
             let (edit, body) = Edit.chained(
                 after: head.hash, version: head.version + 1, revision: applied.revision, proposal: proposal)
-            try db.cachedStatement(
-                sql: "INSERT INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)"
-            ).execute(arguments: [
-                edit.version, proposal.event?.description, edit.revision, proposal.change.operation.rawValue,
-                String(decoding: body, as: UTF8.self), Data(edit.hash.bytes),
-            ])
-            try write(proposal, applied, previous: current, version: edit.version)
+            insertEdit.bind(1, edit.version)
+            insertEdit.bind(2, proposal.event?.description)
+            insertEdit.bind(3, edit.revision)
+            insertEdit.bind(4, proposal.change.operation.rawValue)
+            insertEdit.bind(5, text: body)
+            insertEdit.bind(6, blob: edit.hash.bytes)
+            try insertEdit.run(db)
+            do {
+                try write(proposal, applied, previous: current, version: edit.version)
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                throw BatchRejection(
+                    index: index, count: batch.count,
+                    error: TimelineError(.duplicateID, "annotation \(proposal.change.annotationID?.description ?? "?") already exists"))
+            }
             head = ChainHead(version: edit.version, hash: edit.hash)
             out.append(edit)
         }
@@ -195,9 +250,10 @@ struct StateWriter {
             return
         }
         guard let e = applied.event else { return }
-        events[e.id] = .some(e)
+        cache.events[e.id] = .some(e)
         switch p.change {
         case .createEvent, .updateEvent, .deleteEvent:
+            movedRevisions.removeValue(forKey: e.id)
             let args: StatementArguments = [
                 e.revision, version, e.deleted, e.date.start?.iso, e.date.end?.iso,
                 e.contentJSON.canonicalString, e.id.description,
@@ -228,14 +284,24 @@ struct StateWriter {
                     .execute(arguments: [tag, e.id.description])
             }
         case .addAnnotation, .updateAnnotation, .retractAnnotation:
-            // Only the revision moves: an event's body is not rewritten for each of its annotations.
-            try db.cachedStatement(sql: "UPDATE events SET revision = ?, version = ? WHERE id = ?")
-                .execute(arguments: [e.revision, version, e.id.description])
+            // Only the revision moves; it is written once per event at the end of the batch (flushRevisions),
+            // not once per annotation.
+            movedRevisions[e.id] = version
             guard let a = applied.annotation else { return }
-            annotations[a.id] = .some(a)
-            try db.cachedStatement(
-                sql: "INSERT OR REPLACE INTO annotations(id, event, retracted, body) VALUES (?, ?, ?, ?)"
-            ).execute(arguments: [a.id.description, a.event.description, a.retracted, a.json.canonicalString])
+            let body = a.canonicalBytes
+            if case .addAnnotation = p.change {
+                // Not cached: most annotations are never edited, and the primary key catches a duplicate add.
+                insertAnnotation.bind(1, a.id.description)
+                insertAnnotation.bind(2, a.event.description)
+                insertAnnotation.bind(3, a.retracted)
+                insertAnnotation.bind(4, text: body)
+                try insertAnnotation.run(db)
+            } else {
+                cache.annotations[a.id] = .some(a)
+                try replaceAnnotation.execute(arguments: [
+                    a.event.description, a.retracted, String(decoding: body, as: UTF8.self), a.id.description,
+                ])
+            }
         case .setMeta:
             break
         }

@@ -28,6 +28,8 @@ public final class SQLiteStore: TimelineStore, Sendable {
             // FULL: a commit in WAL mode is on disk before it returns, so an OK survives power loss, not just kill -9.
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
+            // 64 MiB of page cache per connection: a large batch must not spill pages to the WAL mid-transaction.
+            try db.execute(sql: "PRAGMA cache_size = -65536")
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)

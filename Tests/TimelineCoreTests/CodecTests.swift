@@ -52,6 +52,25 @@ import Testing
         #expect(try EditCodec.decodeStored(body: body, hash: edit.hash) == edit)
     }
 
+    @Test func fastEncodersWriteExactlyTheCanonicalJSON() throws {
+        let state = try sampleState()
+        for a in state.annotations.values { #expect(a.canonicalBytes == a.json.canonicalBytes) }
+        let id = state.events.keys.sorted()[0]
+        let changes: [Change] = [
+            .createEvent(EventFields(date: EventDate(parsing: "June 9 to 10, 2011"), title: "t \"q\" \\ \n", summary: "ü")),
+            .updateEvent(EventPatch(title: "x", references: [Reference(number: 2, text: "r", urls: ["http://a"])], addTags: ["k"])),
+            .deleteEvent, .addAnnotation(AnnotationID(ULID.derived(at: t, seed: "a")), text: "\u{01}", tags: ["z", "a"]),
+            .retractAnnotation(AnnotationID(ULID.derived(at: t, seed: "a"))), .setMeta(["k": ["nested": [1, 2]]]),
+        ]
+        for change in changes {
+            let p = Proposal(event: change.operation == .timelineMeta ? nil : id, change: change, base: 2, author: "ana", time: t)
+            guard case .object(var o) = EditCodec.proposalJSON(p) else { return }
+            o["version"] = 7
+            o["revision"] = 3
+            #expect(EditCodec.canonicalBody(version: 7, revision: 3, proposal: p) == JSON.object(o).canonicalBytes)
+        }
+    }
+
     @Test func exportImportGivesTheIdenticalStateHash() throws {
         let state = try sampleState()
         var lines: [String] = []
