@@ -7,9 +7,16 @@ let package = Package(
     products: [
         .library(name: "TimelineCore", targets: ["TimelineCore"]),
         .library(name: "TimelineStore", targets: ["TimelineStore"]),
+        .library(name: "TimelineWire", targets: ["TimelineWire"]),
+        .library(name: "TimelineTLS", targets: ["TimelineTLS"]),
+        .library(name: "TimelineServer", targets: ["TimelineServer"]),
+        .executable(name: "timelined", targets: ["timelined"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0")
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // The system's OpenSSL (Debian libssl-dev): security updates reach us without a rebuild.
@@ -29,6 +36,30 @@ let package = Package(
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
+        // Line framing, requests and replies; of NIO only NIOCore, so that it runs in an EmbeddedChannel.
+        .target(name: "TimelineWire", dependencies: ["TimelineCore", .product(name: "NIOCore", package: "swift-nio")]),
+        // TLS over the system's OpenSSL as a channel handler; the protocol never knows it is there.
+        .target(
+            name: "TimelineTLS",
+            dependencies: ["CTimelineShims", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "TimelineServer",
+            dependencies: [
+                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "timelined",
+            dependencies: [
+                "TimelineServer", "TimelineStore", "TimelineCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "timeline-bench",
             dependencies: ["TimelineCore", "TimelineStore", .product(name: "GRDBSQLite", package: "GRDB.swift")]
@@ -37,6 +68,22 @@ let package = Package(
         .testTarget(
             name: "TimelineStoreTests",
             dependencies: ["TimelineStore", "TimelineCore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(
+            name: "TimelineWireTests",
+            dependencies: [
+                "TimelineWire", "TimelineCore", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TimelineServerTests",
+            dependencies: [
+                "TimelineServer", "TimelineTLS", "TimelineWire", "TimelineCore", "TimelineStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -17,6 +17,7 @@ final class GroupCommitter: Sendable {
         var pending: [Request] = []
         var running = false
         var head: ChainHead
+        var observers: [@Sendable ([Edit]) -> Void] = []
     }
 
     let state: Mutex<State>
@@ -28,6 +29,10 @@ final class GroupCommitter: Sendable {
         self.pool = pool
         self.maxEdits = maxEdits
         state = Mutex(State(head: head))
+    }
+
+    func addObserver(_ observer: @escaping @Sendable ([Edit]) -> Void) {
+        state.withLock { $0.observers.append(observer) }
     }
 
     /// The last durable version and hash.
@@ -62,7 +67,14 @@ final class GroupCommitter: Sendable {
             }
             if group.isEmpty { return }
             let (results, newHead) = commit(group, head: head)
-            state.withLock { $0.head = newHead }
+            let observers = state.withLock { s in
+                s.head = newHead
+                return s.observers
+            }
+            if !observers.isEmpty {
+                let committed = results.flatMap { (try? $0.get()) ?? [] }
+                if !committed.isEmpty { for observer in observers { observer(committed) } }
+            }
             for (request, result) in zip(group, results) { request.continuation.resume(with: result) }
         }
     }

@@ -38,7 +38,7 @@ public final class SQLiteStore: TimelineStore, Sendable {
                 if let existing = try String.fetchOne(db, sql: "SELECT value FROM store_info WHERE key = 'dataset'") {
                     return existing
                 }
-                let minted = dataset ?? ULID.generate(at: Clock.now()).string
+                let minted = dataset ?? ULID.generate(at: WallClock.now()).string
                 try db.execute(sql: "INSERT INTO store_info(key, value) VALUES ('dataset', ?)", arguments: [minted])
                 return minted
             }
@@ -71,6 +71,10 @@ public final class SQLiteStore: TimelineStore, Sendable {
         return try await committer.submit(batch)
     }
 
+    public func observeCommits(_ observer: @escaping @Sendable ([Edit]) -> Void) {
+        committer.addObserver(observer)
+    }
+
     public func head() async throws -> (version: Int64, hash: Digest) {
         let h = committer.head
         return (h.version, h.hash)
@@ -78,7 +82,7 @@ public final class SQLiteStore: TimelineStore, Sendable {
 }
 
 /// The time for stamping: wall clock in milliseconds.
-public enum Clock {
+public enum WallClock {
     public static func now() -> Timestamp {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -39,6 +39,10 @@ public protocol TimelineStore: Sendable {
 
     /// Checks the whole hash chain and that the materialized state equals the log replayed.
     func verify() async throws -> VerifyReport
+
+    /// Calls `observer` with every committed batch of edits, in version order, after they are durable and
+    /// after `head()` reports them. The observer must return quickly (it runs on the writer's thread).
+    func observeCommits(_ observer: @escaping @Sendable ([Edit]) -> Void)
 }
 
 extension TimelineStore {

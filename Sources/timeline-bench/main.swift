@@ -66,7 +66,7 @@ func annotation(_ event: EventID, _ n: Int) -> Proposal {
     Proposal(
         event: event,
         change: .addAnnotation(
-            AnnotationID(ULID.generate(at: Clock.now())), text: "Benchmark annotation number \(n) on this event.", tags: ["bench"]
+            AnnotationID(ULID.generate(at: WallClock.now())), text: "Benchmark annotation number \(n) on this event.", tags: ["bench"]
         ), base: 1, author: "bench", time: now)
 }
 

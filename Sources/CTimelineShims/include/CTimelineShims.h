@@ -26,3 +26,33 @@ int timeline_random_bytes(uint8_t *out, size_t len);
 const char *timeline_openssl_version(void);
 
 #endif
+
+// ---- TLS: what OpenSSL offers only as macros, and certificate helpers ----
+
+#include <openssl/ssl.h>
+
+/// TLS 1.2 minimum; renegotiation and compression off; the server's cipher order preferred; AEAD-only
+/// TLS 1.2 suites (TLS 1.3's are all AEAD). Returns 1 on success.
+int timeline_ssl_ctx_harden(SSL_CTX *ctx);
+
+/// Makes a memory BIO report EOF (rather than "retry") once drained: set when the peer's TCP stream ended,
+/// so that a close without close_notify shows as truncation.
+void timeline_bio_set_mem_eof(BIO *bio, int eof);
+
+/// Sets SNI on a client connection. Returns 1 on success.
+int timeline_ssl_set_sni(SSL *ssl, const char *name);
+
+/// The OpenSSL error queue as one line ("" when empty); the queue is emptied.
+/// Writes at most `len - 1` bytes and a NUL.
+void timeline_drain_errors(char *buf, size_t len);
+
+/// Generates a P-256 key and a self-signed certificate for `common_name`, valid `days` days, with the given
+/// DNS and IP subject alternative names (comma-separated, e.g. "DNS:localhost,IP:127.0.0.1").
+/// Writes PEM text into newly allocated buffers the caller frees with `free`. Returns 1 on success.
+int timeline_make_self_signed(const char *common_name, const char *san, int days, char **cert_pem, char **key_pem);
+
+/// SHA-256 over the DER encoding of a PEM certificate (the fingerprint people compare). Returns 1 on success.
+int timeline_pem_fingerprint(const char *pem, size_t len, uint8_t out[32]);
+
+/// SHA-256 over the DER encoding of the peer's certificate, or 0 when the peer sent none.
+int timeline_peer_fingerprint(SSL *ssl, uint8_t out[32]);

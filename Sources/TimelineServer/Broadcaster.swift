@@ -1,0 +1,28 @@
+import Synchronization
+import TimelineCore
+
+/// Hands committed edits to every watching connection. Called on the store's writer thread, so it only
+/// enqueues: each watcher hops to its own event loop and decides there what to send.
+final class Broadcaster: Sendable {
+    typealias Watcher = @Sendable ([Edit]) -> Void
+
+    private let watchers = Mutex<[UInt64: Watcher]>([:])
+    private let nextID = Atomic<UInt64>(1)
+
+    func add(_ watcher: @escaping Watcher) -> UInt64 {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        watchers.withLock { $0[id] = watcher }
+        return id
+    }
+
+    func remove(_ id: UInt64) {
+        _ = watchers.withLock { $0.removeValue(forKey: id) }
+    }
+
+    var count: Int { watchers.withLock { $0.count } }
+
+    func publish(_ edits: [Edit]) {
+        let current = watchers.withLock { Array($0.values) }
+        for watcher in current { watcher(edits) }
+    }
+}

@@ -1,0 +1,577 @@
+import Logging
+import NIOCore
+import TimelineCore
+import TimelineStore
+import TimelineTLS
+import TimelineWire
+
+/// Asks a connection to finish what it is doing and close (graceful shutdown).
+struct ShutdownRequested: Sendable {}
+
+/// One client connection: reads framed lines, queues requests so that completions go out in request order,
+/// runs one at a time, and streams WATCH. Confined to its channel's event loop; store calls run as tasks
+/// whose results hop back to the loop.
+final class ConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = Frame
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Work {
+        case request(Request)
+        case batch(Request, [String])
+        /// A refusal decided while reading, sent in its turn.
+        case reply(Reply)
+        /// Lines to send, then close.
+        case closeWith([Reply])
+    }
+
+    struct BatchCollector {
+        var request: Request
+        var expected: Int
+        var lines: [String] = []
+        var problem: Reply?
+    }
+
+    struct WatchState {
+        var tag: String
+        var lastSent: Int64
+        var live = false
+        var catchingUp = false
+        var watcherID: UInt64 = 0
+    }
+
+    private let core: ServerCore
+    private var context: ChannelHandlerContext?
+    private var identity: TokenStore.Identity?
+    private var peer = "unknown"
+    private var logger: Logger
+
+    private var queue: [Work] = []
+    private var queueHead = 0
+    private var busy = true  // until the greeting is out
+    private var collecting: BatchCollector?
+    private var watch: WatchState?
+    private var heldRead = false
+    private var inputClosed = false
+    private var closing = false
+    private var shuttingDown = false
+    private var counted = false
+
+    private var lastActivity = NIODeadline.now()
+    private var idleTimer: Scheduled<Void>?
+    private var authTimer: Scheduled<Void>?
+
+    init(core: ServerCore) {
+        self.core = core
+        logger = core.logger
+    }
+
+    private var pendingWork: Int { queue.count - queueHead }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { opened(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        opened(context: context)
+        context.fireChannelActive()
+    }
+
+    private func opened(context: ChannelHandlerContext) {
+        guard !counted else { return }
+        counted = true
+        peer = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        logger[metadataKey: "peer"] = "\(peer)"
+        let count = core.connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
+        core.channels.withLock { $0[ObjectIdentifier(context.channel)] = context.channel }
+        if count > core.limits.maxConnections {
+            logger.warning("connection refused: too many connections", metadata: ["connections": "\(count)"])
+            send([.bye(code: .tooManyConnections, message: "the server has \(core.limits.maxConnections) connections already; try again later")], close: true)
+            return
+        }
+        if core.shuttingDown.load(ordering: .relaxed) {
+            send([.bye(code: .shutdown, message: "the server is shutting down")], close: true)
+            return
+        }
+        logger.debug("connection opened")
+        scheduleIdleCheck(context: context, after: core.limits.idleTimeout)
+        let channel = context.channel
+        authTimer = context.eventLoop.scheduleTask(in: core.limits.authTimeout) { [weak self] in
+            guard let self, self.identity == nil, !self.closing else { return }
+            self.logger.info("closing: not authenticated in time")
+            self.send([.bye(code: .authTimeout, message: "not authenticated in time")], close: true)
+            _ = channel
+        }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let core = self.core
+        Task {
+            let caps = await core.capabilities()
+            bound.eventLoop.execute {
+                let handler = bound.value
+                handler.write(.hello(caps))
+                handler.flush()
+                handler.busy = false
+                handler.drain()
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        idleTimer?.cancel()
+        authTimer?.cancel()
+        if let watch { core.broadcaster.remove(watch.watcherID) }
+        watch = nil
+        if counted {
+            core.connectionCount.wrappingSubtract(1, ordering: .relaxed)
+            core.channels.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(context.channel)) }
+        }
+        logger.debug("connection closed")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // TLS failures (plaintext clients, bad handshakes) and resets: log and close, never crash.
+        logger.info("connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ShutdownRequested {
+            beginShutdown()
+            return
+        }
+        if let done = event as? TLSHandshakeCompleted {
+            logger.debug("TLS established", metadata: ["tls": "\(done.protocolVersion) \(done.cipher)"])
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: Reading
+
+    func read(context: ChannelHandlerContext) {
+        // Backpressure: a client that pipelines faster than we answer stops being read.
+        if pendingWork >= core.limits.maxPipelined || closing {
+            heldRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func resumeReadingIfHeld() {
+        guard heldRead, pendingWork < core.limits.maxPipelined / 2, !closing, let context else { return }
+        heldRead = false
+        context.read()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !inputClosed, !closing else { return }
+        lastActivity = .now()
+        let frame = unwrapInboundIn(data)
+        if collecting != nil {
+            collectBatchLine(frame)
+            return
+        }
+        if watch != nil {
+            watchInput(frame)
+            return
+        }
+        switch frame {
+        case .tooLong(let head):
+            enqueue(
+                .reply(
+                    .bad(
+                        tag: Request.tag(of: head), code: .lineTooLong,
+                        message: "the line is longer than \(core.limits.maxLineLength) bytes")))
+        case .line(let line):
+            if line.readableBytes == 0 { return }  // blank lines are ignored
+            switch Request.parse(line) {
+            case .failure(let error):
+                enqueue(.reply(.refusal(error)))
+            case .success(let request) where request.verb == .batch:
+                startBatch(request)
+            case .success(let request):
+                enqueue(.request(request))
+            }
+        }
+        drain()
+    }
+
+    private func startBatch(_ request: Request) {
+        let words = request.words
+        guard words.count == 1, let n = Int(words[0]), n >= 1 else {
+            enqueue(.reply(.bad(tag: request.tag, code: .badArgument, message: "usage: BATCH n, then n lines of JSON edits")))
+            drain()
+            return
+        }
+        guard n <= core.limits.maxBatch else {
+            // The server cannot tell where so large a batch would end, so it stops reading this connection.
+            inputClosed = true
+            enqueue(
+                .closeWith([
+                    .bad(tag: request.tag, code: .batchTooLarge, message: "a batch holds at most \(core.limits.maxBatch) edits"),
+                    .bye(code: .protocolError, message: "cannot skip the lines of a batch over the limit"),
+                ]))
+            drain()
+            return
+        }
+        collecting = BatchCollector(request: request, expected: n)
+    }
+
+    private func collectBatchLine(_ frame: Frame) {
+        guard var batch = collecting else { return }
+        switch frame {
+        case .tooLong:
+            if batch.problem == nil {
+                batch.problem = .bad(
+                    tag: batch.request.tag, code: .lineTooLong,
+                    message: "line \(batch.lines.count + 1) of the batch is longer than \(core.limits.maxLineLength) bytes")
+            }
+            batch.lines.append("")
+        case .line(let line):
+            if let text = String(validating: line.readableBytesView, as: UTF8.self) {
+                batch.lines.append(text)
+            } else {
+                if batch.problem == nil {
+                    batch.problem = .bad(
+                        tag: batch.request.tag, code: .badUTF8, message: "line \(batch.lines.count + 1) of the batch is not valid UTF-8")
+                }
+                batch.lines.append("")
+            }
+        }
+        if batch.lines.count == batch.expected {
+            collecting = nil
+            enqueue(batch.problem.map { .reply($0) } ?? .batch(batch.request, batch.lines))
+            drain()
+        } else {
+            collecting = batch
+        }
+    }
+
+    private func enqueue(_ work: Work) {
+        queue.append(work)
+    }
+
+    // MARK: Executing
+
+    private func drain() {
+        while !busy, !closing, queueHead < queue.count {
+            let work = queue[queueHead]
+            queueHead += 1
+            if queueHead > 64, queueHead * 2 > queue.count {
+                queue.removeFirst(queueHead)
+                queueHead = 0
+            }
+            execute(work)
+        }
+        if !busy, shuttingDown, !closing {
+            send([.bye(code: .shutdown, message: "the server is shutting down")], close: true)
+        }
+        resumeReadingIfHeld()
+    }
+
+    private func execute(_ work: Work) {
+        switch work {
+        case .reply(let reply):
+            send([reply])
+        case .closeWith(let replies):
+            send(replies, close: true)
+        case .batch(let request, let lines):
+            guard let identity = authorize(request) else { return }
+            run { core in await core.batch(request, lines: lines, identity: identity) }
+        case .request(let request):
+            guard let identity = authorize(request) else { return }
+            switch request.verb {
+            case .ping:
+                send([.ok(tag: request.tag, .object(["time": .string(WallClock.now().rfc3339)]))])
+            case .caps:
+                run { core in [.data(kind: "CAPS", await core.capabilities()), .ok(tag: request.tag, nil)] }
+            case .quit:
+                send([.bye(code: .goodbye, message: "goodbye"), .ok(tag: request.tag, nil)], close: true)
+            case .auth:
+                authenticate(request)
+            case .pull:
+                run { core in await core.pull(request) }
+            case .get:
+                run { core in await core.get(request) }
+            case .log:
+                run { core in await core.log(request) }
+            case .history:
+                run { core in await core.history(request) }
+            case .propose:
+                run { core in await core.propose(request, identity: identity) }
+            case .watch:
+                startWatch(request)
+            case .batch:
+                break  // handled when read
+            }
+        }
+    }
+
+    /// The caller's identity if the verb is allowed, else sends the refusal and returns nil.
+    /// Verbs that need no identity get a placeholder reader identity that is never used for writing.
+    private func authorize(_ request: Request) -> TokenStore.Identity? {
+        let verb = request.verb
+        guard Role.required(for: verb) != nil else { return identity ?? TokenStore.Identity(name: "", role: .reader) }
+        guard let identity else {
+            send([.no(tag: request.tag, code: .authRequired, message: "\(verb.rawValue) needs AUTH first", detail: nil)])
+            return nil
+        }
+        guard identity.role.may(verb) else {
+            send([.no(tag: request.tag, code: .forbidden, message: "role \(identity.role.rawValue) may not \(verb.rawValue)", detail: nil)])
+            return nil
+        }
+        return identity
+    }
+
+    /// Runs an async verb; its replies are sent in turn and the queue moves on.
+    private func run(_ body: @escaping @Sendable (ServerCore) async -> [Reply]) {
+        guard let context else { return }
+        busy = true
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let core = self.core
+        Task {
+            let replies = await body(core)
+            bound.eventLoop.execute {
+                let handler = bound.value
+                handler.busy = false
+                handler.send(replies)
+                handler.drain()
+            }
+        }
+    }
+
+    private func authenticate(_ request: Request) {
+        guard let context else { return }
+        let words = request.words
+        guard words.count == 1 else {
+            send([.bad(tag: request.tag, code: .badArgument, message: "usage: AUTH token")])
+            return
+        }
+        let found = core.tokens.authenticate(String(words[0]))
+        core.recordAuth(success: found != nil, address: peer)
+        if let found {
+            identity = found
+            authTimer?.cancel()
+            logger[metadataKey: "user"] = "\(found.name)"
+            logger.info("authenticated", metadata: ["role": "\(found.role.rawValue)"])
+            send([.ok(tag: request.tag, .object(["user": .string(found.name), "role": .string(found.role.rawValue)]))])
+            return
+        }
+        // Never log the token. Hold the answer longer for each recent failure from this address.
+        let delay = core.authDelay(for: peer)
+        logger.warning("authentication failed")
+        busy = true
+        context.eventLoop.scheduleTask(in: delay) { [weak self] in
+            guard let self else { return }
+            self.busy = false
+            self.send([.no(tag: request.tag, code: .authFailed, message: "the token is unknown or revoked", detail: nil)])
+            self.drain()
+        }
+    }
+
+    // MARK: WATCH
+
+    private func startWatch(_ request: Request) {
+        let words = request.words
+        guard words.count == 1, let since = Int64(words[0]), since >= 0 else {
+            send([.bad(tag: request.tag, code: .badArgument, message: "usage: WATCH since")])
+            return
+        }
+        guard let context else { return }
+        busy = true
+        var state = WatchState(tag: request.tag, lastSent: since)
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        state.watcherID = core.broadcaster.add { edits in
+            bound.eventLoop.execute { bound.value.live(edits) }
+        }
+        watch = state
+        idleTimer?.cancel()  // a watcher is not idle
+        let core = self.core
+        Task {
+            let head = (try? await core.store.head().version) ?? 0
+            bound.eventLoop.execute {
+                let handler = bound.value
+                guard var watch = handler.watch else { return }
+                if since > head {
+                    handler.core.broadcaster.remove(watch.watcherID)
+                    handler.watch = nil
+                    handler.busy = false
+                    handler.send([
+                        .no(tag: request.tag, code: .resync, message: "version \(since) is beyond this server's version \(head); start again from 0", detail: nil)
+                    ])
+                    handler.drain()
+                    return
+                }
+                watch.catchingUp = true
+                handler.watch = watch
+                handler.catchUp()
+            }
+        }
+    }
+
+    /// Sends stored edits after `lastSent` a page at a time, each page only once the previous one has been
+    /// written to the socket, until the store's head is reached; then live edits take over.
+    private func catchUp() {
+        guard let context, let watch, watch.catchingUp else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let core = self.core
+        let after = watch.lastSent
+        Task {
+            do {
+                let page = try await core.store.edits(after: after, limit: 1_000)
+                let head = try await core.store.head().version
+                bound.eventLoop.execute { bound.value.caughtUpPage(page, head: head) }
+            } catch {
+                bound.eventLoop.execute { bound.value.endWatch(failure: error) }
+            }
+        }
+    }
+
+    private func caughtUpPage(_ page: [Edit], head: Int64) {
+        guard var watch, let context, !closing else { return }
+        for edit in page where edit.version > watch.lastSent {
+            write(.data(kind: "EDIT", EditCodec.json(edit)))
+            watch.lastSent = edit.version
+        }
+        self.watch = watch
+        if watch.lastSent < head || page.count == 1_000 {
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                bound.value.catchUp()
+            }
+            return
+        }
+        flush()
+        watch.catchingUp = false
+        watch.live = true
+        self.watch = watch
+    }
+
+    private func live(_ edits: [Edit]) {
+        guard var watch, watch.live, let context, !closing else { return }
+        let fresh = edits.filter { $0.version > watch.lastSent }
+        guard let first = fresh.first else { return }
+        if first.version != watch.lastSent + 1 {
+            // Edits committed while we switched from catching up to live: read them from the store.
+            watch.live = false
+            watch.catchingUp = true
+            self.watch = watch
+            catchUp()
+            return
+        }
+        guard context.channel.isWritable else {
+            logger.warning("closing a watcher that does not read")
+            send([.bye(code: .slowConsumer, message: "more than \(core.limits.maxOutboundBuffer) bytes are waiting for you to read them")], close: true)
+            return
+        }
+        for edit in fresh { write(.data(kind: "EDIT", EditCodec.json(edit))) }
+        watch.lastSent = fresh[fresh.count - 1].version
+        self.watch = watch
+        flush()
+    }
+
+    private func watchInput(_ frame: Frame) {
+        if case .line(let line) = frame,
+            String(decoding: line.readableBytesView, as: UTF8.self).trimmingCharacters(in: " \t").uppercased() == "DONE"
+        {
+            endWatch(failure: nil)
+            return
+        }
+        write(.bad(tag: nil, code: .expectedDone, message: "a WATCH is running; send DONE to end it"))
+        flush()
+    }
+
+    private func endWatch(failure: Error?) {
+        guard let watch else { return }
+        core.broadcaster.remove(watch.watcherID)
+        self.watch = nil
+        busy = false
+        if let failure {
+            send([core.failure(watch.tag, failure)])
+        } else {
+            send([.ok(tag: watch.tag, .object(["version": .int(watch.lastSent)]))])
+        }
+        if let context { scheduleIdleCheck(context: context, after: core.limits.idleTimeout) }
+        lastActivity = .now()
+        drain()
+    }
+
+    // MARK: Shutdown and timers
+
+    private func beginShutdown() {
+        shuttingDown = true
+        if let watch {
+            core.broadcaster.remove(watch.watcherID)
+            self.watch = nil
+            send([.bye(code: .shutdown, message: "the server is shutting down")], close: true)
+            return
+        }
+        // Requests not started yet are refused; the one running finishes, then BYE (see drain).
+        let waiting = queue[queueHead...]
+        queue.removeAll()
+        queueHead = 0
+        inputClosed = true
+        for work in waiting {
+            switch work {
+            case .request(let r), .batch(let r, _):
+                write(.no(tag: r.tag, code: .shuttingDown, message: "the server is shutting down; not executed", detail: nil))
+            case .reply(let reply):
+                write(reply)
+            case .closeWith:
+                break
+            }
+        }
+        flush()
+        if !busy { send([.bye(code: .shutdown, message: "the server is shutting down")], close: true) }
+    }
+
+    private func scheduleIdleCheck(context: ChannelHandlerContext, after delay: TimeAmount) {
+        idleTimer?.cancel()
+        idleTimer = context.eventLoop.scheduleTask(in: delay) { [weak self] in
+            guard let self, !self.closing, self.watch == nil else { return }
+            let idle = NIODeadline.now() - self.lastActivity
+            if idle >= self.core.limits.idleTimeout, !self.busy {
+                self.logger.info("closing an idle connection")
+                self.send([.bye(code: .idleTimeout, message: "no request for \(self.core.limits.idleTimeout.nanoseconds / 1_000_000_000) seconds")], close: true)
+            } else if let context = self.context {
+                self.scheduleIdleCheck(context: context, after: max(.seconds(1), self.core.limits.idleTimeout - idle))
+            }
+        }
+    }
+
+    // MARK: Writing
+
+    private func write(_ reply: Reply) {
+        guard let context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        reply.write(into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    private func flush() {
+        context?.flush()
+    }
+
+    private func send(_ replies: [Reply], close: Bool = false) {
+        guard let context, !closing else { return }
+        for reply in replies { write(reply) }
+        flush()
+        if close {
+            closing = true
+            context.close(promise: nil)
+        }
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,50 @@
+import TimelineCore
+import TimelineWire
+
+/// What a token may do. Each role includes the one before it, but `replicator`, which reads only.
+public enum Role: String, Sendable, CaseIterable, Comparable {
+    /// PULL, GET, LOG, HISTORY, WATCH.
+    case reader
+    /// + annotation.add, annotation.update, annotation.retract.
+    case annotator
+    /// + event.create, event.update, event.delete, timeline.meta.
+    case editor
+    /// Reads everything, for office replicas.
+    case replicator
+    /// Everything.
+    case admin
+
+    var rank: Int {
+        switch self {
+        case .reader, .replicator: 0
+        case .annotator: 1
+        case .editor: 2
+        case .admin: 3
+        }
+    }
+
+    public static func < (a: Role, b: Role) -> Bool { a.rank < b.rank }
+
+    /// Whether this role may make edits of this operation.
+    public func mayPropose(_ op: Operation) -> Bool {
+        switch op {
+        case .annotationAdd, .annotationUpdate, .annotationRetract: rank >= Role.annotator.rank
+        case .eventCreate, .eventUpdate, .eventDelete, .timelineMeta: rank >= Role.editor.rank
+        }
+    }
+
+    /// The least role a verb needs (edits are checked per operation as well).
+    static func required(for verb: Verb) -> Role? {
+        switch verb {
+        case .auth, .ping, .caps, .quit: nil
+        case .pull, .get, .log, .history, .watch: .reader
+        case .propose, .batch: .annotator
+        }
+    }
+
+    func may(_ verb: Verb) -> Bool {
+        guard let needed = Self.required(for: verb) else { return true }
+        if self == .replicator { return needed == .reader }
+        return rank >= needed.rank
+    }
+}

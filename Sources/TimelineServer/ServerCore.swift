@@ -1,0 +1,322 @@
+import Logging
+import NIOCore
+import Synchronization
+import TimelineCore
+import TimelineStore
+import TimelineWire
+
+/// What every connection of one server shares: the store, the tokens, the watchers, the limits.
+/// The verbs that answer with a fixed list of lines are implemented here, free of any channel, so that they
+/// read as plain async functions from a request to its replies.
+final class ServerCore: Sendable {
+    let store: any TimelineStore
+    let tokens: TokenStore
+    let limits: Limits
+    let logger: Logger
+    let broadcaster = Broadcaster()
+    let connectionCount = Atomic<Int>(0)
+    let shuttingDown = Atomic<Bool>(false)
+    let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    /// Failed AUTH attempts per peer address, to slow down guessing.
+    let authFailures = Mutex<[String: (count: Int, last: NIODeadline)]>([:])
+    static let serverName = "timelined/0.1.0"
+
+    init(store: any TimelineStore, tokens: TokenStore, limits: Limits, logger: Logger) {
+        self.store = store
+        self.tokens = tokens
+        self.limits = limits
+        self.logger = logger
+        let broadcaster = self.broadcaster
+        store.observeCommits { edits in broadcaster.publish(edits) }
+    }
+
+    /// The greeting's and CAPS's description of this server.
+    func capabilities() async -> JSON {
+        let head = (try? await store.head())?.version ?? 0
+        return .object([
+            "server": .string(Self.serverName),
+            "dataset": .string(store.dataset),
+            "version": .int(head),
+            "first_version": 1,
+            "verbs": .array(Verb.allCases.map { .string($0.rawValue) }),
+            "operations": .array(Operation.allCases.map { .string($0.rawValue) }),
+            "auth": ["token"],
+            "limits": .object([
+                "line_bytes": .int(Int64(limits.maxLineLength)),
+                "batch_edits": .int(Int64(limits.maxBatch)),
+                "pull_edits": .int(Int64(limits.maxPull)),
+                "idle_seconds": .int(limits.idleTimeout.nanoseconds / 1_000_000_000),
+                "auth_seconds": .int(limits.authTimeout.nanoseconds / 1_000_000_000),
+                "outbound_bytes": .int(Int64(limits.maxOutboundBuffer)),
+                "pipelined": .int(Int64(limits.maxPipelined)),
+            ]),
+        ])
+    }
+
+    // MARK: AUTH
+
+    /// How long to hold a failed AUTH's answer: doubling per recent failure from this address, capped.
+    func authDelay(for address: String) -> TimeAmount {
+        authFailures.withLock { table in
+            guard let entry = table[address] else { return .zero }
+            if NIODeadline.now() - entry.last > .seconds(300) {
+                table[address] = nil
+                return .zero
+            }
+            return .milliseconds(min(5_000, 100 << min(entry.count, 10)))
+        }
+    }
+
+    func recordAuth(success: Bool, address: String) {
+        authFailures.withLock { table in
+            if success {
+                table[address] = nil
+            } else {
+                let count = (table[address]?.count ?? 0) + 1
+                table[address] = (count, .now())
+                if table.count > 100_000 { table.removeAll() }  // bounded under a spray of addresses
+            }
+        }
+    }
+
+    // MARK: Reading verbs
+
+    func pull(_ request: Request) async -> [Reply] {
+        let words = request.words
+        guard (1...2).contains(words.count), let since = Int64(words[0]) else {
+            return [.bad(tag: request.tag, code: .badArgument, message: "usage: PULL since [limit]")]
+        }
+        guard since >= 0 else {
+            return [.bad(tag: request.tag, code: .badArgument, message: "since must be 0 or more")]
+        }
+        var limit = limits.defaultPull
+        if words.count == 2 {
+            guard let l = Int(words[1]), l >= 1 else {
+                return [.bad(tag: request.tag, code: .badArgument, message: "limit must be a positive integer")]
+            }
+            limit = min(l, limits.maxPull)
+        }
+        do {
+            let head = try await store.head().version
+            if since > head {
+                return [
+                    .no(
+                        tag: request.tag, code: .resync,
+                        message: "version \(since) is beyond this server's version \(head): this replica belongs to "
+                            + "another dataset or a restored server; start again from 0",
+                        detail: .object(["version": .int(head), "dataset": .string(store.dataset)]))
+                ]
+            }
+            let edits = try await store.edits(after: since, limit: limit)
+            var replies = edits.map { Reply.data(kind: "EDIT", EditCodec.json($0)) }
+            let last = edits.last?.version ?? since
+            replies.append(
+                .ok(tag: request.tag, .object(["version": .int(head), "last": .int(last), "more": .bool(last < head)])))
+            return replies
+        } catch {
+            return [failure(request.tag, error)]
+        }
+    }
+
+    enum Resolution {
+        case found(EventID)
+        case refused(Reply)
+    }
+
+    /// An event ID, or a unique prefix of one.
+    func resolve(_ text: Substring, tag: String) async throws -> Resolution {
+        if let id = EventID(String(text)) { return .found(id) }
+        guard text.count >= 4, text.count < 26, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+            return .refused(.bad(tag: tag, code: .badArgument, message: "\"\(text.prefix(40))\" is not an event ID or a prefix of 4 or more characters"))
+        }
+        let matches = try await store.resolve(prefix: String(text), limit: 10)
+        switch matches.count {
+        case 0: return .refused(.no(tag: tag, code: WireCode(.notFound), message: "no event starts with \(text)", detail: nil))
+        case 1: return .found(matches[0])
+        default:
+            return .refused(
+                .no(
+                    tag: tag, code: .ambiguous, message: "\(matches.count >= 10 ? "10 or more" : "\(matches.count)") events start with \(text)",
+                    detail: .object(["candidates": .array(matches.map { .string($0.description) })])))
+        }
+    }
+
+    func get(_ request: Request) async -> [Reply] {
+        let words = request.words
+        guard words.count == 1 || (words.count == 3 && words[1].uppercased() == "AT") else {
+            return [.bad(tag: request.tag, code: .badArgument, message: "usage: GET id [AT version]")]
+        }
+        var asOf: Int64?
+        if words.count == 3 {
+            guard let v = Int64(words[2]), v >= 0 else {
+                return [.bad(tag: request.tag, code: .badArgument, message: "AT takes a version, 0 or more")]
+            }
+            asOf = v
+        }
+        do {
+            let id: EventID
+            switch try await resolve(words[0], tag: request.tag) {
+            case .found(let found): id = found
+            case .refused(let reply): return [reply]
+            }
+            if let asOf, asOf > (try await store.head().version) {
+                return [.bad(tag: request.tag, code: WireCode(.badVersion), message: "version \(asOf) is beyond the log")]
+            }
+            guard let view = try await store.event(id, asOf: asOf) else {
+                let when = asOf.map { " at version \($0)" } ?? ""
+                return [.no(tag: request.tag, code: WireCode(.notFound), message: "event \(id) does not exist\(when)", detail: nil)]
+            }
+            return [.data(kind: "EVENT", view.json), .ok(tag: request.tag, nil)]
+        } catch {
+            return [failure(request.tag, error)]
+        }
+    }
+
+    func log(_ request: Request) async -> [Reply] {
+        var filter = EventFilter(limit: 10_000)
+        if !request.arguments.isEmpty {
+            let json: JSON
+            do { json = try JSON(parsing: request.arguments) } catch {
+                return [.bad(tag: request.tag, code: WireCode(.badJSON), message: "LOG filter: \(error)")]
+            }
+            guard let o = json.objectValue else {
+                return [.bad(tag: request.tag, code: .badArgument, message: "LOG takes a JSON object")]
+            }
+            for key in o.keys where !["from", "until", "tag", "text", "limit", "deleted"].contains(key) {
+                return [.bad(tag: request.tag, code: .badArgument, message: "unknown filter \"\(key)\"")]
+            }
+            func day(_ key: String) -> CivilDay?? {
+                guard let v = o[key] else { return .some(nil) }
+                guard let s = v.stringValue, let d = CivilDay(iso: s) else { return nil }
+                return .some(d)
+            }
+            guard let from = day("from"), let until = day("until") else {
+                return [.bad(tag: request.tag, code: .badArgument, message: "from and until are YYYY-MM-DD")]
+            }
+            filter.from = from
+            filter.until = until
+            if let v = o["tag"] {
+                guard let t = v.stringValue, Tags.isValid(t) else {
+                    return [.bad(tag: request.tag, code: .badArgument, message: "tag must be a tag")]
+                }
+                filter.tag = t
+            }
+            if let v = o["text"] {
+                guard let t = v.stringValue, t.utf8.count <= 1_000 else {
+                    return [.bad(tag: request.tag, code: .badArgument, message: "text must be a string of at most 1000 bytes")]
+                }
+                filter.text = t
+            }
+            if let v = o["limit"] {
+                guard let l = v.intValue, l >= 1, l <= 100_000 else {
+                    return [.bad(tag: request.tag, code: .badArgument, message: "limit must be 1 to 100000")]
+                }
+                filter.limit = Int(l)
+            }
+            if let v = o["deleted"] {
+                guard let b = v.boolValue else {
+                    return [.bad(tag: request.tag, code: .badArgument, message: "deleted must be true or false")]
+                }
+                filter.includeDeleted = b
+            }
+        }
+        do {
+            let views = try await store.events(matching: filter)
+            return views.map { Reply.data(kind: "EVENT", $0.json) } + [.ok(tag: request.tag, .object(["count": .int(Int64(views.count))]))]
+        } catch {
+            return [failure(request.tag, error)]
+        }
+    }
+
+    func history(_ request: Request) async -> [Reply] {
+        let words = request.words
+        guard words.count == 1 else { return [.bad(tag: request.tag, code: .badArgument, message: "usage: HISTORY id")] }
+        do {
+            let id: EventID
+            switch try await resolve(words[0], tag: request.tag) {
+            case .found(let found): id = found
+            case .refused(let reply): return [reply]
+            }
+            let edits = try await store.history(of: id)
+            guard !edits.isEmpty else {
+                return [.no(tag: request.tag, code: WireCode(.notFound), message: "event \(id) does not exist", detail: nil)]
+            }
+            return edits.map { Reply.data(kind: "EDIT", EditCodec.json($0)) } + [.ok(tag: request.tag, .object(["count": .int(Int64(edits.count))]))]
+        } catch {
+            return [failure(request.tag, error)]
+        }
+    }
+
+    // MARK: Writing verbs
+
+    /// Decodes one edit line as `identity`'s, stamped now, and checks the role may make it.
+    func proposal(from text: String, identity: TokenStore.Identity) throws(TimelineError) -> Proposal {
+        let json: JSON
+        do { json = try JSON(parsing: text) } catch { throw TimelineError(.badJSON, "\(error)") }
+        let proposal = try EditCodec.decodeProposal(json, author: identity.name, time: WallClock.now())
+        guard identity.role.mayPropose(proposal.change.operation) else {
+            throw TimelineError(
+                TimelineError.Code(rawValue: WireCode.forbidden.rawValue),
+                "role \(identity.role.rawValue) may not \(proposal.change.operation.rawValue)")
+        }
+        return proposal
+    }
+
+    func propose(_ request: Request, identity: TokenStore.Identity) async -> [Reply] {
+        guard !request.arguments.isEmpty else {
+            return [.bad(tag: request.tag, code: .badArgument, message: "usage: PROPOSE {json edit}")]
+        }
+        do {
+            let p = try proposal(from: request.arguments, identity: identity)
+            let edits = try await store.append([p])
+            return [.ok(tag: request.tag, Self.acknowledgement(edits[0]))]
+        } catch let rejection as BatchRejection {
+            return [Reply.refusal(tag: request.tag, rejection.error)]
+        } catch {
+            return [failure(request.tag, error)]
+        }
+    }
+
+    static func acknowledgement(_ edit: Edit) -> JSON {
+        var o: [String: JSON] = [
+            "version": .int(edit.version), "revision": .int(edit.revision), "hash": .string(edit.hash.hex),
+        ]
+        if let event = edit.event { o["event"] = .string(event.description) }
+        if let annotation = edit.change.annotationID { o["annotation"] = .string(annotation.description) }
+        return .object(o)
+    }
+
+    func batch(_ request: Request, lines: [String], identity: TokenStore.Identity) async -> [Reply] {
+        var proposals: [Proposal] = []
+        proposals.reserveCapacity(lines.count)
+        for (index, line) in lines.enumerated() {
+            do {
+                proposals.append(try proposal(from: line, identity: identity))
+            } catch {
+                return [Reply.refusal(tag: request.tag, error.at("line \(index + 1) of \(lines.count)"))]
+            }
+        }
+        do {
+            let edits = try await store.append(proposals)
+            return [
+                .ok(
+                    tag: request.tag,
+                    .object([
+                        "first": .int(edits.first?.version ?? 0), "last": .int(edits.last?.version ?? 0),
+                        "count": .int(Int64(edits.count)), "hash": .string(edits.last?.hash.hex ?? ""),
+                    ]))
+            ]
+        } catch let rejection as BatchRejection {
+            return [Reply.refusal(tag: request.tag, rejection.error.at("line \(rejection.index + 1) of \(lines.count)"))]
+        } catch {
+            return [failure(request.tag, error)]
+        }
+    }
+
+    func failure(_ tag: String, _ error: Error) -> Reply {
+        if let e = error as? TimelineError { return Reply.refusal(tag: tag, e) }
+        if let r = error as? BatchRejection { return Reply.refusal(tag: tag, r.error) }
+        logger.error("request failed", metadata: ["error": "\(error)"])
+        return .no(tag: tag, code: .internalError, message: "the server could not complete the request", detail: nil)
+    }
+}

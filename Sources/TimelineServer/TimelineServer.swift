@@ -1,0 +1,85 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import TimelineCore
+import TimelineStore
+import TimelineTLS
+import TimelineWire
+
+/// The `timelined` server: TLS on a TCP port, the line protocol, one store. Start it, then `shutdown()` it:
+/// stop accepting, let running requests finish (an `OK` is only ever sent once its edit is durable), tell
+/// everyone `BYE SHUTDOWN`, close.
+public final class TimelineServer: Sendable {
+    let core: ServerCore
+    let configuration: ServerConfiguration
+    let tls: TLSContext
+    let group: MultiThreadedEventLoopGroup
+    private let serverChannel = Mutex<(any Channel)?>(nil)
+
+    public init(
+        store: any TimelineStore, tokens: TokenStore, configuration: ServerConfiguration,
+        logger: Logger = Logger(label: "timelined"), threads: Int = System.coreCount
+    ) throws {
+        core = ServerCore(store: store, tokens: tokens, limits: configuration.limits, logger: logger)
+        self.configuration = configuration
+        tls = try TLSContext.server(
+            certificateFile: configuration.certificateFile, keyFile: configuration.keyFile,
+            clientCAFile: configuration.clientCAFile)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+    }
+
+    /// Binds and starts accepting; returns the address bound (port 0 asks the OS for a free port).
+    public func start() async throws -> SocketAddress {
+        let core = self.core
+        let tls = self.tls
+        let limits = configuration.limits
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 512)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.so_keepalive), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(
+                .writeBufferWaterMark,
+                value: .init(low: limits.maxOutboundBuffer / 2, high: limits.maxOutboundBuffer))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handlers: [any ChannelHandler] = [
+                        TLSHandler(context: tls, handshakeTimeout: limits.handshakeTimeout),
+                        ByteToMessageHandler(LineFrameDecoder(maxLength: limits.maxLineLength)),
+                        ConnectionHandler(core: core),
+                    ]
+                    try channel.pipeline.syncOperations.addHandlers(handlers)
+                }
+            }
+        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        serverChannel.withLock { $0 = channel }
+        guard let address = channel.localAddress else {
+            throw TimelineError(.storeFailed, "the listening socket has no address")
+        }
+        core.logger.info("listening", metadata: ["address": "\(address)", "dataset": "\(core.store.dataset)"])
+        return address
+    }
+
+    /// Connections open now.
+    public var connectionCount: Int { core.connectionCount.load(ordering: .relaxed) }
+
+    /// Graceful shutdown; connections still open after `grace` are closed.
+    public func shutdown(grace: TimeAmount = .seconds(10)) async {
+        core.shuttingDown.store(true, ordering: .relaxed)
+        let listening = serverChannel.withLock { channel -> (any Channel)? in
+            defer { channel = nil }
+            return channel
+        }
+        try? await listening?.close()
+        let open = core.channels.withLock { Array($0.values) }
+        for channel in open { channel.pipeline.fireUserInboundEventTriggered(ShutdownRequested()) }
+        let deadline = NIODeadline.now() + grace
+        while core.connectionCount.load(ordering: .relaxed) > 0, NIODeadline.now() < deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        for channel in core.channels.withLock({ Array($0.values) }) { try? await channel.close() }
+        try? await group.shutdownGracefully()
+        core.logger.info("stopped")
+    }
+}

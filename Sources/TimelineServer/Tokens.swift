@@ -1,0 +1,127 @@
+import COpenSSL
+import Foundation
+import Synchronization
+import TimelineCore
+import TimelineStore
+
+/// Bearer tokens, stored only as SHA-256 hashes in `DIR/tokens.json` (mode 0600). The running server rereads
+/// the file when it changes, so `timelined token add|revoke` take effect without a restart.
+public final class TokenStore: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var name: String
+        public var role: Role
+        public var hash: Digest
+        public var created: Timestamp
+        public var revoked: Timestamp?
+    }
+
+    public struct Identity: Sendable, Equatable {
+        public var name: String
+        public var role: Role
+    }
+
+    public let path: String
+    private let cache: Mutex<(modified: Date?, entries: [Entry])>
+
+    public init(path: String) {
+        self.path = path
+        cache = Mutex((nil, []))
+    }
+
+    /// Names may be used as authors: 1 to 64 letters, digits, `.`, `-`, `_`, `@`.
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64
+            && name.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E
+                    || b == 0x2D || b == 0x5F || b == 0x40
+            }
+    }
+
+    public func entries() throws -> [Entry] {
+        let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+        if let cached = cache.withLock({ $0.modified != nil && $0.modified == modified ? $0.entries : nil }) {
+            return cached
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            cache.withLock { $0 = (nil, []) }
+            return []
+        }
+        let json = try JSON(parsingBytes: Array(data))
+        var out: [Entry] = []
+        for item in json["tokens"]?.arrayValue ?? [] {
+            guard let name = item["name"]?.stringValue, let role = item["role"]?.stringValue.flatMap(Role.init),
+                let hash = item["sha256"]?.stringValue.flatMap(Digest.init(hex:)),
+                let created = item["created"]?.stringValue.flatMap(Timestamp.init(rfc3339:))
+            else { throw TimelineError(.corrupt, "\(path) holds an entry that is not a token") }
+            out.append(
+                Entry(
+                    name: name, role: role, hash: hash, created: created,
+                    revoked: item["revoked"]?.stringValue.flatMap(Timestamp.init(rfc3339:))))
+        }
+        cache.withLock { $0 = (modified, out) }
+        return out
+    }
+
+    /// Creates a token; returns it (the only time it exists outside the caller's hands).
+    public func add(name: String, role: Role) throws -> String {
+        guard Self.isValidName(name) else {
+            throw TimelineError(.badField, "a token name is 1 to 64 letters, digits, '.', '-', '_' or '@'")
+        }
+        var list = try entries()
+        if list.contains(where: { $0.name == name && $0.revoked == nil }) {
+            throw TimelineError(.duplicateID, "a token named \(name) exists; revoke it first")
+        }
+        var random = [UInt8](repeating: 0, count: 24)
+        guard RAND_bytes(&random, 24) == 1 else { throw TimelineError(.storeFailed, "no randomness for a token") }
+        let token = "tl_" + random.map { String(format: "%02x", $0) }.joined()
+        list.append(Entry(name: name, role: role, hash: SHA256.hash(Array(token.utf8)), created: WallClock.now(), revoked: nil))
+        try save(list)
+        return token
+    }
+
+    /// Revokes every live token with this name; returns how many.
+    @discardableResult
+    public func revoke(name: String) throws -> Int {
+        var list = try entries()
+        var count = 0
+        for i in list.indices where list[i].name == name && list[i].revoked == nil {
+            list[i].revoked = WallClock.now()
+            count += 1
+        }
+        guard count > 0 else { throw TimelineError(.notFound, "no live token named \(name)") }
+        try save(list)
+        return count
+    }
+
+    /// The identity of a presented token, comparing hashes in constant time against every entry.
+    public func authenticate(_ token: String) -> Identity? {
+        guard token.utf8.count <= 256, let list = try? entries() else { return nil }
+        let presented = SHA256.hash(Array(token.utf8)).bytes
+        var found: Identity?
+        for entry in list {
+            let same = presented.withUnsafeBytes { a in
+                entry.hash.bytes.withUnsafeBytes { b in CRYPTO_memcmp(a.baseAddress, b.baseAddress, 32) == 0 }
+            }
+            if same && entry.revoked == nil && found == nil { found = Identity(name: entry.name, role: entry.role) }
+        }
+        return found
+    }
+
+    private func save(_ list: [Entry]) throws {
+        let json = JSON.object([
+            "tokens": .array(
+                list.map { e in
+                    .object([
+                        "name": .string(e.name), "role": .string(e.role.rawValue), "sha256": .string(e.hash.hex),
+                        "created": .string(e.created.rfc3339), "revoked": e.revoked.map { .string($0.rfc3339) } ?? .null,
+                    ])
+                })
+        ])
+        let temp = path + ".tmp"
+        guard FileManager.default.createFile(
+            atPath: temp, contents: Data(json.canonicalBytes + [0x0A]), attributes: [.posixPermissions: 0o600])
+        else { throw TimelineError(.storeFailed, "could not write the token file") }
+        guard rename(temp, path) == 0 else { throw TimelineError(.storeFailed, "could not replace the token file") }
+        cache.withLock { $0 = (nil, []) }
+    }
+}

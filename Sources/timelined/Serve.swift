@@ -1,0 +1,162 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import TimelineServer
+import TimelineStore
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the timeline over TLS.",
+        discussion: """
+            On first start on an empty folder: creates the store, a self-signed certificate (tls/server.crt,
+            tls/server.key) unless --cert/--key are given, an admin token (admin.token, also printed once), and
+            loads the bundled sample timeline unless --empty. SIGTERM or SIGINT shut down gracefully.
+
+            Examples:
+              timelined serve --data ./data
+              timelined serve --data ./data --listen 0.0.0.0:7447 --cert site.crt --key site.key
+            """)
+
+    @OptionGroup var data: DataOptions
+
+    @Option(help: "Address and port to listen on (port 0: any free port).")
+    var listen = "127.0.0.1:7447"
+
+    @Flag(help: "Start with an empty timeline instead of the sample.")
+    var empty = false
+
+    @Option(help: "Certificate chain (PEM) instead of the generated one.")
+    var cert: String?
+
+    @Option(help: "Private key (PEM) for --cert.")
+    var key: String?
+
+    @Option(help: "CA (PEM) whose client certificates may be presented (mutual TLS).")
+    var clientCa: String?
+
+    @Option(help: "Longest request line in bytes.")
+    var maxLine = Limits().maxLineLength
+
+    @Option(help: "Most edits in one BATCH.")
+    var maxBatch = Limits().maxBatch
+
+    @Option(help: "Most connections at once.")
+    var maxConnections = Limits().maxConnections
+
+    @Option(help: "Seconds without a request before a connection is closed.")
+    var idleTimeout = 300
+
+    @Option(help: "Seconds a connection may stay unauthenticated.")
+    var authTimeout = 30
+
+    @Option(help: "Bytes that may wait for a slow reader before it is disconnected.")
+    var maxOutbound = Limits().maxOutboundBuffer
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key go together") }
+        guard parseListen() != nil else { throw ValidationError("--listen takes HOST:PORT") }
+        guard maxLine >= 1024, maxBatch >= 1, maxConnections >= 1, idleTimeout >= 1, authTimeout >= 1,
+            maxOutbound >= 65_536
+        else { throw ValidationError("limits must be positive (--max-line at least 1024, --max-outbound at least 65536)") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    func parseListen() -> (String, Int)? {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let dir = DataDirectory(path: data.directory)
+        let (host, port) = parseListen()!
+        do {
+            let (store, tokens, first) = try await dir.prepare(empty: empty)
+            let certFile = cert ?? dir.certificatePath
+            let keyFile = key ?? dir.keyPath
+            if cert == nil { try dir.ensureCertificate(hostnames: [host]) }
+            let fingerprint = try DataDirectory.fingerprint(ofCertificateAt: certFile)
+            var limits = Limits()
+            limits.maxLineLength = maxLine
+            limits.maxBatch = maxBatch
+            limits.maxConnections = maxConnections
+            limits.idleTimeout = .seconds(Int64(idleTimeout))
+            limits.authTimeout = .seconds(Int64(authTimeout))
+            limits.maxOutboundBuffer = maxOutbound
+            let server = try TimelineServer(
+                store: store, tokens: tokens,
+                configuration: ServerConfiguration(
+                    host: host, port: port, certificateFile: certFile, keyFile: keyFile, clientCAFile: clientCa,
+                    limits: limits))
+            let address = try await server.start()
+            let head = try await store.head()
+            if let first {
+                print("created \(dir.path): dataset \(store.dataset)\(first.loadedSample ? ", sample timeline loaded" : "")")
+                print("admin token (also in \(dir.adminTokenPath), shown once): \(first.adminToken)")
+            }
+            print("dataset \(store.dataset) at version \(head.version)")
+            print("certificate SHA-256 fingerprint \(fingerprint.hex)")
+            print("listening on \(address.ipAddress ?? host):\(address.port ?? port)")
+            fflush(nil)
+            await waitForSignal()
+            print("shutting down")
+            fflush(nil)
+            await server.shutdown()
+        } catch {
+            fail(describe(error))
+        }
+    }
+
+    /// Waits for SIGTERM or SIGINT.
+    func waitForSignal() async {
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let queue = DispatchQueue(label: "timelined.signals")
+            let once = OnceFlag()
+            var sources: [DispatchSourceSignal] = []
+            for sig in [SIGTERM, SIGINT] {
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+                source.setEventHandler {
+                    if once.set() { continuation.resume() }
+                }
+                source.resume()
+                sources.append(source)
+            }
+            SignalSources.keep(sources)
+        }
+    }
+}
+
+/// Keeps the signal sources alive for the life of the process.
+enum SignalSources {
+    nonisolated(unsafe) static var kept: [DispatchSourceSignal] = []
+    static func keep(_ sources: [DispatchSourceSignal]) { kept = sources }
+}
+
+final class OnceFlag: @unchecked Sendable {
+    private var done = false
+    private let lock = NSLock()
+    func set() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if done { return false }
+        done = true
+        return true
+    }
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import TimelineCore
+
+@main
+struct Timelined: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "timelined",
+        abstract: "The Timeline server: the authoritative annotated timeline over TLS.",
+        discussion: """
+            Start a server on a new data folder (it creates the store, a self-signed certificate and an admin
+            token, and loads the sample timeline):
+
+              timelined serve --data /var/lib/timeline --listen 127.0.0.1:7447
+
+            Then give people tokens:
+
+              timelined token add ana --role annotator --data /var/lib/timeline
+            """,
+        version: "0.1.0",
+        subcommands: [Serve.self, TokenCommand.self, Verify.self, Import.self, Export.self],
+        defaultSubcommand: nil
+    )
+}
+
+/// The data folder, shared by every subcommand.
+struct DataOptions: ParsableArguments {
+    @Option(name: .long, help: "The server's data folder.")
+    var data: String
+
+    var directory: String { (data as NSString).expandingTildeInPath }
+}
+
+/// Prints one line to standard error and exits with `code`.
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("timelined: \(message)\n".utf8))
+    exit(code)
+}
+
+func describe(_ error: Error) -> String {
+    switch error {
+    case let e as TimelineError: return e.description
+    default: return "\(error)"
+    }
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import TimelineServer
+
+struct TokenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token",
+        abstract: "Manage bearer tokens (stored only as SHA-256 hashes).",
+        subcommands: [Add.self, List.self, Revoke.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a token and print it alone on standard output.",
+            discussion: """
+                Roles: reader, annotator, editor, replicator, admin. The name becomes the author of the edits
+                made with the token. A running server picks the token up at once.
+
+                Example:
+                  timelined token add ana --role annotator --data ./data
+                """)
+
+        @Argument(help: "Who the token is for (1-64 of letters, digits, . - _ @).")
+        var name: String
+
+        @Option(help: "reader, annotator, editor, replicator or admin.")
+        var role: String
+
+        @OptionGroup var data: DataOptions
+
+        func run() throws {
+            guard let role = Role(rawValue: role) else {
+                fail("unknown role \(role); use reader, annotator, editor, replicator or admin", code: 2)
+            }
+            do {
+                print(try TokenStore(path: DataDirectory(path: data.directory).tokensPath).add(name: name, role: role))
+            } catch {
+                fail(describe(error))
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tokens (names and roles; never the tokens).")
+
+        @OptionGroup var data: DataOptions
+
+        @Flag(help: "One JSON object per line.")
+        var json = false
+
+        func run() throws {
+            do {
+                for e in try TokenStore(path: DataDirectory(path: data.directory).tokensPath).entries() {
+                    let state = e.revoked.map { "revoked \($0.rfc3339)" } ?? "active"
+                    if json {
+                        print(#"{"name":"\#(e.name)","role":"\#(e.role.rawValue)","created":"\#(e.created.rfc3339)","revoked":\#(e.revoked.map { "\"\($0.rfc3339)\"" } ?? "null")}"#)
+                    } else {
+                        print("\(e.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \(e.role.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) created \(e.created.rfc3339)  \(state)")
+                    }
+                }
+            } catch {
+                fail(describe(error))
+            }
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke every live token of a name.")
+
+        @Argument var name: String
+        @OptionGroup var data: DataOptions
+
+        func run() throws {
+            do {
+                let n = try TokenStore(path: DataDirectory(path: data.directory).tokensPath).revoke(name: name)
+                print("revoked \(n) token\(n == 1 ? "" : "s") of \(name)")
+            } catch {
+                fail(describe(error))
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import TimelineServer
+import TimelineStore
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the hash chain and that the state equals the log replayed.",
+        discussion: "Prints the version, head hash and state hash; exits 1 on any inconsistency.")
+
+    @OptionGroup var data: DataOptions
+
+    @Flag(help: "Print the report as one JSON object.")
+    var json = false
+
+    func run() async throws {
+        let dir = DataDirectory(path: data.directory)
+        guard dir.exists else { fail("no store in \(dir.path)") }
+        do {
+            let store = try SQLiteStore(path: dir.storePath)
+            let report = try await store.verify()
+            if json {
+                let problems = report.problems.map { "\"\($0.replacingOccurrences(of: "\"", with: "'"))\"" }.joined(separator: ",")
+                print(#"{"ok":\#(report.ok),"dataset":"\#(store.dataset)","version":\#(report.version),"head":"\#(report.headHash.hex)","state":"\#(report.stateHash.hex)","first_bad_version":\#(report.firstBadVersion.map(String.init) ?? "null"),"problems":[\#(problems)]}"#)
+            } else {
+                print("dataset \(store.dataset)")
+                print("version \(report.version)")
+                print("head    \(report.headHash.hex)")
+                print("state   \(report.stateHash.hex)")
+                print(report.ok ? "ok" : "FAILED: \(report)")
+            }
+            if !report.ok { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            fail(describe(error))
+        }
+    }
+}
