@@ -326,7 +326,8 @@ struct JSONParser {
         }
         while true {
             skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
+            guard index < bytes.count else { throw fail("unexpected end of JSON") }
+            guard bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
             let keyOffset = index
             let key = try parseString()
             skipWhitespace()

@@ -43,6 +43,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingBytes = 0
     private var timeout: Scheduled<Void>?
     private var scratch = [UInt8](repeating: 0, count: 16_384)
+    /// Ciphertext written to the channel but not yet flushed (writes made with `flush: false`).
+    private var unflushed = false
 
     public init(
         context: TLSContext, serverHostname: String? = nil, handshakeTimeout: TimeAmount = .seconds(10),
@@ -299,8 +301,12 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             guard n > 0 else { break }
             last = context.write(wrapOutboundOut(out))
+            unflushed = true
         }
-        if flush, last != nil { context.flush() }
+        if flush, unflushed {
+            unflushed = false
+            context.flush()
+        }
         return last
     }
 

@@ -1,0 +1,145 @@
+import Foundation
+import TimelineTLS
+
+/// A real `timelined` process on a port the OS chose, with its own data folder.
+final class ServerProcess: @unchecked Sendable {
+    let data: URL
+    let process: Process
+    let port: Int
+    let fingerprint: Fingerprint
+    let adminToken: String
+    private let output: Pipe
+    private let errors: Pipe
+    private var ownsData: Bool
+
+    /// The built `timelined` beside the test bundle.
+    static let binary: URL = {
+        var dir = Bundle.main.bundleURL
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("timelined")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        let fromSource = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(".build/debug/timelined")
+        return fromSource
+    }()
+
+    static func newDataFolder() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("timelined-test-\(UUID().uuidString)")
+    }
+
+    /// Starts a server; `data` reuses a folder (a restart), otherwise a new one is made and removed at the end.
+    init(data: URL? = nil, arguments: [String] = []) throws {
+        ownsData = data == nil
+        self.data = data ?? Self.newDataFolder()
+        process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--data", self.data.path, "--listen", "127.0.0.1:0", "--log-level", "warning"] + arguments
+        output = Pipe()
+        errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        // The server prints "listening on HOST:PORT" once it accepts connections.
+        var text = ""
+        let deadline = Date().addingTimeInterval(30)
+        let handle = output.fileHandleForReading
+        while !text.contains("listening on ") || !text.hasSuffix("\n") {
+            guard Date() < deadline, process.isRunning else {
+                let err = String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+                throw TestFailure("timelined did not start: \(text) \(err)")
+            }
+            let chunk = handle.availableData
+            if chunk.isEmpty { Thread.sleep(forTimeInterval: 0.01) }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        func value(after marker: String) -> String? {
+            text.components(separatedBy: "\n").first { $0.hasPrefix(marker) }.map { String($0.dropFirst(marker.count)) }
+        }
+        guard let listening = value(after: "listening on "), let port = Int(listening.split(separator: ":").last ?? ""),
+            let fp = value(after: "certificate SHA-256 fingerprint ").flatMap(Fingerprint.init(hex:))
+        else { throw TestFailure("unexpected start-up output: \(text)") }
+        self.port = port
+        fingerprint = fp
+        adminToken = try String(contentsOf: self.data.appendingPathComponent("admin.token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        startupOutput = text
+    }
+
+    let startupOutput: String
+
+    /// Runs `timelined` with arguments against this server's data folder; returns (status, stdout, stderr).
+    func tool(_ arguments: [String]) throws -> (Int32, String, String) {
+        try Self.run(arguments + ["--data", data.path])
+    }
+
+    static func run(_ arguments: [String], stdin: Data? = nil) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        if let stdin {
+            let input = Pipe()
+            p.standardInput = input
+            try p.run()
+            input.fileHandleForWriting.write(stdin)
+            try input.fileHandleForWriting.close()
+        } else {
+            try p.run()
+        }
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func addToken(_ name: String, role: String) throws -> String {
+        let (status, out, err) = try tool(["token", "add", name, "--role", role])
+        guard status == 0 else { throw TestFailure("token add failed: \(err)") }
+        return out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func connect(token: String? = nil) async throws -> TestClient {
+        let client = try await TestClient.connect(port: port, fingerprint: fingerprint)
+        if let token { try await client.auth(token) }
+        return client
+    }
+
+    /// SIGKILL: no chance to flush anything that was not already durable.
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    @discardableResult
+    func terminate() -> Int32 {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Stops the process and keeps the data folder (for a restart).
+    func stopKeepingData() -> URL {
+        ownsData = false
+        terminate()
+        return data
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        if ownsData { try? FileManager.default.removeItem(at: data) }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
