@@ -153,8 +153,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     // MARK: Reading
 
     func read(context: ChannelHandlerContext) {
-        // Backpressure: a client that pipelines faster than we answer stops being read.
-        if pendingWork >= core.limits.maxPipelined || closing {
+        // Backpressure: a client that pipelines faster than we answer stops being read. A closing connection
+        // keeps reading: TLS below may still need the peer's handshake to deliver a last line.
+        if pendingWork >= core.limits.maxPipelined, !closing {
             heldRead = true
         } else {
             context.read()
@@ -162,7 +163,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func resumeReadingIfHeld() {
-        guard heldRead, pendingWork < core.limits.maxPipelined / 2, !closing, let context else { return }
+        guard heldRead, pendingWork < core.limits.maxPipelined / 2, let context else { return }
         heldRead = false
         context.read()
     }

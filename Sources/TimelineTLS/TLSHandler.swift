@@ -43,6 +43,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingBytes = 0
     private var timeout: Scheduled<Void>?
     private var scratch = [UInt8](repeating: 0, count: 16_384)
+    /// A close asked for while the handshake was running with lines waiting to go out.
+    private var closeAfterHandshake: EventLoopPromise<Void>??
     /// Ciphertext written to the channel but not yet flushed (writes made with `flush: false`).
     private var unflushed = false
 
@@ -99,8 +101,13 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let channel = context.channel
         timeout = context.eventLoop.scheduleTask(in: handshakeTimeout) { [weak self] in
             guard let self, case .handshaking = self.state else { return }
-            channel.pipeline.fireErrorCaught(TLSError("HANDSHAKE_TIMEOUT", "the TLS handshake did not finish in time"))
-            channel.close(promise: nil)
+            let error = TLSError("HANDSHAKE_TIMEOUT", "the TLS handshake did not finish in time")
+            self.state = .closing
+            self.failPending(error)
+            let promise = self.closeAfterHandshake ?? nil
+            self.closeAfterHandshake = nil
+            channel.pipeline.fireErrorCaught(error)
+            channel.close(promise: promise)
         }
         if !tls.isServer { advance(context: context) }
     }
@@ -173,6 +180,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     cipher: String(cString: SSL_CIPHER_get_name(SSL_get_current_cipher(ssl))),
                     peerFingerprint: peerFingerprint(ssl)))
             encryptPending(context: context)
+            if let promise = closeAfterHandshake {
+                closeAfterHandshake = nil
+                close(context: context, mode: .all, promise: promise)
+                return
+            }
         }
         readPlaintext(context: context, ssl: ssl)
         flushNetwork(context: context)
@@ -321,6 +333,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 _ = SSL_shutdown(ssl)
             }
             flushNetwork(context: context)
+        case .handshaking where !pending.isEmpty:
+            // Lines written before the handshake (a greeting, a BYE) still go out: close once it completes,
+            // or when it fails or times out.
+            closeAfterHandshake = promise
+            return
         case .handshaking, .idle:
             state = .closing
             failPending(TLSError("CLOSED", "the connection closed before the TLS handshake finished"))
@@ -346,6 +363,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         timeout?.cancel()
         failPending(error)
         context.fireErrorCaught(error)
-        context.close(promise: nil)
+        let promise = closeAfterHandshake ?? nil
+        closeAfterHandshake = nil
+        context.close(promise: promise)
     }
 }

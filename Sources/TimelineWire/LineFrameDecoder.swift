@@ -59,9 +59,15 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
         }
         if view.count > maxLength + 1 {
             let head = buffer.getSlice(at: buffer.readerIndex, length: min(Self.headLength, view.count))!
+            scanned = 0
+            // The oversized line may end within what has arrived: skip exactly to its end, keeping what follows.
+            if let lf = view[end...].firstIndex(of: 0x0A) {
+                buffer.moveReaderIndex(to: lf + 1)
+                context.fireChannelRead(self.wrapInboundOut(.tooLong(head: head)))
+                return .continue
+            }
             buffer.moveReaderIndex(forwardBy: view.count)
             discarding = true
-            scanned = 0
             context.fireChannelRead(self.wrapInboundOut(.tooLong(head: head)))
             return .needMoreData
         }

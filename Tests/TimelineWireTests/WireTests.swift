@@ -50,6 +50,16 @@ import TimelineCore
         _ = try ch.finish()
     }
 
+    @Test func anOversizedLineEndingInTheSameReadKeepsWhatFollows() throws {
+        let ch = try channel(max: 10)
+        try ch.writeInbound(ByteBuffer(string: "t1 " + String(repeating: "x", count: 50) + "\nt2 PING\nt3 PING\n"))
+        let got = try frames(ch)
+        #expect(got.count == 3)
+        if case .tooLong(let head) = got[0] { #expect(Request.tag(of: head) == "t1") } else { Issue.record("no tooLong") }
+        #expect(Array(got.dropFirst()) == [line("t2 PING"), line("t3 PING")])
+        _ = try ch.finish()
+    }
+
     @Test func anEndlessLineIsDiscardedWithoutBuffering() throws {
         let ch = try channel(max: 1_000)
         try ch.writeInbound(ByteBuffer(string: "t9 " + String(repeating: "x", count: 2_000)))
