@@ -218,6 +218,37 @@ import TimelineCore
         #expect(weak.contains("alert handshake failure") || weak.contains("Cipher is (NONE)"))
     }
 
+    @Test func clientCertificatesFromTheConfiguredCAAreAcceptedOthersRefused() async throws {
+        let dir = ServerProcess.newDataFolder()
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Two CAs; a client certificate from each.
+        let script = """
+            set -e
+            cd "$DIR"
+            for ca in good other; do
+              openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$ca-ca" \
+                -keyout $ca-ca.key -out $ca-ca.crt 2>/dev/null
+              openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=office-$ca" \
+                -keyout $ca-client.key -out $ca-client.csr 2>/dev/null
+              openssl x509 -req -in $ca-client.csr -CA $ca-ca.crt -CAkey $ca-ca.key -CAcreateserial -days 2 \
+                -out $ca-client.crt 2>/dev/null
+            done
+            """
+        let (made, _, madeErr) = try shell(script, environment: ["DIR": dir.path])
+        try #require(made == 0, "\(madeErr)")
+        let server = try ServerProcess(arguments: ["--client-ca", dir.appendingPathComponent("good-ca.crt").path])
+        func connect(_ ca: String?) throws -> String {
+            let cert = ca.map { "-cert \(dir.path)/\($0)-client.crt -key \(dir.path)/\($0)-client.key" } ?? ""
+            return try shell("(printf 'a1 PING\\na2 QUIT\\n'; sleep 1) | timeout 10 openssl s_client -quiet \(cert) -connect 127.0.0.1:\(server.port) 2>&1").1
+        }
+        #expect(try connect("good").contains("a1 OK"))
+        #expect(try connect(nil).contains("a1 OK"), "a client certificate is optional")
+        let refused = try connect("other")
+        #expect(!refused.contains("a1 OK"))
+        #expect(refused.contains("alert"))
+    }
+
     func shell(_ command: String, environment: [String: String] = [:]) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
