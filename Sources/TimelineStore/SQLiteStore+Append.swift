@@ -8,8 +8,21 @@ import TimelineCore
 /// transaction, which costs one fsync for all of them. Each append is its own savepoint inside it, so a
 /// refused batch takes nothing else down, and each caller is answered only after COMMIT returned.
 final class GroupCommitter: Sendable {
+    /// What one append brings: proposals to admit, or edits already in another store's log to verify and copy.
+    enum Unit {
+        case proposals([Proposal])
+        case verified([Edit])
+
+        var count: Int {
+            switch self {
+            case .proposals(let p): p.count
+            case .verified(let e): e.count
+            }
+        }
+    }
+
     struct Request {
-        var batch: [Proposal]
+        var unit: Unit
         var continuation: CheckedContinuation<[Edit], Error>
     }
 
@@ -38,10 +51,10 @@ final class GroupCommitter: Sendable {
     /// The last durable version and hash.
     var head: ChainHead { state.withLock { $0.head } }
 
-    func submit(_ batch: [Proposal]) async throws -> [Edit] {
+    func submit(_ unit: Unit) async throws -> [Edit] {
         try await withCheckedThrowingContinuation { continuation in
             let start = state.withLock { s in
-                s.pending.append(Request(batch: batch, continuation: continuation))
+                s.pending.append(Request(unit: unit, continuation: continuation))
                 if s.running { return false }
                 s.running = true
                 return true
@@ -56,8 +69,8 @@ final class GroupCommitter: Sendable {
                 var n = 0
                 var edits = 0
                 // Always take one request, however large; then others while they fit the commit's budget.
-                while n < s.pending.count, n == 0 || edits + s.pending[n].batch.count <= maxEdits {
-                    edits += s.pending[n].batch.count
+                while n < s.pending.count, n == 0 || edits + s.pending[n].unit.count <= maxEdits {
+                    edits += s.pending[n].unit.count
                     n += 1
                 }
                 let group = Array(s.pending.prefix(n))
@@ -97,7 +110,11 @@ final class GroupCommitter: Sendable {
                     let saved = (head, writer.cache, writer.movedRevisions)
                     try savepoint.execute()
                     do {
-                        let edits = try writer.admit(request.batch, head: &head)
+                        let edits: [Edit]
+                        switch request.unit {
+                        case .proposals(let batch): edits = try writer.admit(batch, head: &head)
+                        case .verified(let batch): edits = try writer.copy(batch, head: &head)
+                        }
                         try release.execute()
                         results.append(.success(edits))
                     } catch {
@@ -247,6 +264,45 @@ struct StateWriter {
             out.append(edit)
         }
         return out
+    }
+
+    /// Copies edits from another store's log: each must be the next version and carry the hash the chain
+    /// gives it, and must apply; the materialized state is written as for an admitted edit.
+    mutating func copy(_ batch: [Edit], head: inout ChainHead) throws -> [Edit] {
+        for (index, edit) in batch.enumerated() {
+            func refuse(_ message: String) -> BatchRejection {
+                BatchRejection(index: index, count: batch.count, error: TimelineError(.corrupt, message))
+            }
+            guard edit.version == head.version + 1 else {
+                throw refuse("edit \(edit.version) does not follow version \(head.version)")
+            }
+            let body = EditCodec.canonicalBody(version: edit.version, revision: edit.revision, proposal: edit.proposal)
+            guard SHA256.chain(prefix: head.hash.bytes, body) == edit.hash else {
+                throw refuse("edit \(edit.version)'s hash does not follow the chain: the logs have diverged")
+            }
+            let p = edit.proposal
+            let current = try p.event.map { try event($0) } ?? nil
+            let annotation = try p.change.annotationID.map { try self.annotation($0) } ?? nil
+            let applied: Applied
+            do {
+                applied = try Rules.apply(p, event: current, annotation: annotation)
+            } catch {
+                throw refuse("edit \(edit.version) does not apply: \(error)")
+            }
+            guard applied.revision == edit.revision else {
+                throw refuse("edit \(edit.version) says revision \(edit.revision), applying it gives \(applied.revision)")
+            }
+            insertEdit.bind(1, edit.version)
+            insertEdit.bind(2, p.event?.description)
+            insertEdit.bind(3, edit.revision)
+            insertEdit.bind(4, p.change.operation.rawValue)
+            insertEdit.bind(5, text: body)
+            insertEdit.bind(6, blob: edit.hash.bytes)
+            try insertEdit.run(db)
+            try write(p, applied, previous: current, version: edit.version)
+            head = ChainHead(version: edit.version, hash: edit.hash)
+        }
+        return batch
     }
 
     mutating func write(_ p: Proposal, _ applied: Applied, previous: Event?, version: Int64) throws {

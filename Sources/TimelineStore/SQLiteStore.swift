@@ -68,7 +68,12 @@ public final class SQLiteStore: TimelineStore, Sendable {
 
     public func append(_ batch: [Proposal]) async throws -> [Edit] {
         guard !batch.isEmpty else { return [] }
-        return try await committer.submit(batch)
+        return try await committer.submit(.proposals(batch))
+    }
+
+    public func appendVerified(_ edits: [Edit]) async throws {
+        guard !edits.isEmpty else { return }
+        _ = try await committer.submit(.verified(edits))
     }
 
     public func observeCommits(_ observer: @escaping @Sendable ([Edit]) -> Void) {

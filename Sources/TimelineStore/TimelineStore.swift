@@ -13,6 +13,11 @@ public protocol TimelineStore: Sendable {
     /// once they are durable. A refused proposal refuses the whole batch with `BatchRejection`.
     func append(_ batch: [Proposal]) async throws -> [Edit]
 
+    /// Copies edits from another store of the same dataset (a replica pulling from its server), atomically:
+    /// each must be the next version, carry the hash the chain gives it, and apply. Refused with
+    /// `BatchRejection` (code `CORRUPT`) otherwise; nothing of the batch is written then.
+    func appendVerified(_ edits: [Edit]) async throws
+
     /// Up to `limit` edits with versions above `version`, in version order.
     func edits(after version: Int64, limit: Int) async throws -> [Edit]
 

@@ -272,6 +272,39 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     }
 
     @Test(arguments: Backend.allCases)
+    func replicasCopyVerifiedEditsAndRefuseAnythingElse(backend: Backend) async throws {
+        let source = try backend.make(TempDir())
+        _ = try await Importer.loadSample(into: source)
+        let first = try #require(try await source.events(matching: EventFilter()).first?.event.id)
+        _ = try await source.append([annotate(first, "replicated")])
+        let replica = try backend.make(TempDir(), dataset: source.dataset)
+        var after: Int64 = 0
+        while true {
+            let page = try await source.edits(after: after, limit: 7)
+            if page.isEmpty { break }
+            try await replica.appendVerified(page)
+            after = page.last!.version
+        }
+        #expect(try await replica.head() == source.head())
+        #expect(try await replica.stateHash() == source.stateHash())
+        #expect(try await replica.verify().ok)
+        // A tampered edit, a gap, and another dataset's log are all refused, and nothing is written.
+        _ = try await source.append([annotate(first, "next", base: 2)])
+        var tampered = try await source.edits(after: after, limit: 1)[0]
+        tampered.proposal.author = "mallory"
+        await #expect { try await replica.appendVerified([tampered]) } throws: { ($0 as? BatchRejection)?.error.code == .corrupt }
+        await #expect { try await replica.appendVerified(try await source.edits(after: 5, limit: 1)) } throws: {
+            ($0 as? BatchRejection)?.error.code == .corrupt
+        }
+        let stranger = try backend.make(TempDir())
+        await #expect { try await stranger.appendVerified(try await source.edits(after: 0, limit: 3)) } throws: {
+            ($0 as? BatchRejection)?.error.code == .corrupt
+        }
+        #expect(try await stranger.currentVersion() == 0)
+        #expect(try await replica.currentVersion() == after)
+    }
+
+    @Test(arguments: Backend.allCases)
     func badImportAppliesNothing(backend: Backend) async throws {
         let dir = try TempDir()
         let store = try backend.make(dir)
