@@ -10,7 +10,9 @@ let package = Package(
         .library(name: "TimelineWire", targets: ["TimelineWire"]),
         .library(name: "TimelineTLS", targets: ["TimelineTLS"]),
         .library(name: "TimelineServer", targets: ["TimelineServer"]),
+        .library(name: "TimelineClient", targets: ["TimelineClient"]),
         .executable(name: "timelined", targets: ["timelined"]),
+        .executable(name: "timeline", targets: ["timeline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -52,6 +54,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "TimelineClient",
+            dependencies: [
+                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "timeline",
+            dependencies: [
+                "TimelineClient", "TimelineCore", "TimelineStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "timelined",
             dependencies: [
@@ -74,6 +92,13 @@ let package = Package(
             dependencies: [
                 "TimelineWire", "TimelineCore", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TimelineClientTests",
+            dependencies: [
+                "TimelineClient", "TimelineCore", "TimelineStore", "TimelineTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

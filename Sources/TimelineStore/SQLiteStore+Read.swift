@@ -146,6 +146,14 @@ extension SQLiteStore {
         }
     }
 
+    /// One annotation by its ID.
+    public func annotation(_ id: AnnotationID) async throws -> Annotation? {
+        try await read("read an annotation") { db in
+            try String.fetchOne(db, sql: "SELECT body FROM annotations WHERE id = ?", arguments: [id.description])
+                .map { try Annotation(json: try JSON(parsing: $0)) }
+        }
+    }
+
     public func resolve(prefix: String, limit: Int) async throws -> [EventID] {
         let upper = prefix.uppercased()
         guard !upper.isEmpty, upper.utf8.count <= 26 else { return [] }

@@ -1,0 +1,293 @@
+import NIOCore
+import NIOPosix
+import TimelineCore
+import TimelineTLS
+import TimelineWire
+
+/// Why the client could not do something: a stable code and one sentence. Server refusals keep the server's
+/// code (`CONFLICT`, `NOT_FOUND`, …) and its structured `detail`.
+public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+    public var detail: JSON?
+
+    public init(_ code: String, _ message: String, detail: JSON? = nil) {
+        self.code = code
+        self.message = message
+        self.detail = detail
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// The server could not be reached, or the connection broke: nothing was lost, retry later.
+    public static let unreachable = "UNREACHABLE"
+    /// The reply did not follow the protocol.
+    public static let protocolError = "PROTOCOL"
+    /// The server holds another dataset than this replica.
+    public static let wrongDataset = "WRONG_DATASET"
+    /// No client configuration in this home (`timeline init`).
+    public static let notInitialized = "NOT_INITIALIZED"
+}
+
+/// How one request ended.
+public struct Completion: Sendable {
+    public enum Status: Sendable { case ok, no, bad }
+    public var status: Status
+    /// The refusal's code (empty for OK).
+    public var code: String
+    /// OK's JSON, or a refusal's structured detail.
+    public var json: JSON?
+    /// A refusal's sentence.
+    public var message: String
+    /// `* KIND JSON` lines that came with it (empty when they were streamed).
+    public var data: [String]
+
+    /// The refusal as an error.
+    public var error: ClientError { ClientError(code, message, detail: json) }
+}
+
+/// One TLS connection speaking timeline/1, with pipelining: requests may be sent while earlier ones are
+/// unanswered, and each is matched to its completion by tag.
+public final class TimelineConnection: Sendable {
+    let channel: any Channel
+    let router: ResponseRouter
+    /// The greeting's JSON: `dataset`, `version`, `limits`, …
+    public let hello: JSON
+
+    public var dataset: String { hello["dataset"]?.stringValue ?? "" }
+    public var serverVersion: Int64 { hello["version"]?.intValue ?? 0 }
+
+    private init(channel: any Channel, router: ResponseRouter, hello: JSON) {
+        self.channel = channel
+        self.router = router
+        self.hello = hello
+    }
+
+    /// Connects, verifies the server (CA or pinned fingerprint) and reads the greeting.
+    public static func connect(
+        host: String, port: Int, verification: TLSContext.Verification, timeout: TimeAmount = .seconds(10)
+    ) async throws -> TimelineConnection {
+        let tls: TLSContext
+        do { tls = try TLSContext.client(verification: verification) } catch let e as TLSError {
+            throw ClientError(e.code, e.message)
+        }
+        let router = ResponseRouter()
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            TLSHandler(context: tls, serverHostname: host, handshakeTimeout: timeout),
+                            ByteToMessageHandler(LineFrameDecoder(maxLength: 64 << 20)),
+                            router,
+                        ])
+                    }
+                }
+                .connect(host: host, port: port).get()
+        } catch {
+            throw ClientError(ClientError.unreachable, "cannot reach \(host):\(port): \(error)")
+        }
+        let helloLine: String
+        do {
+            helloLine = try await router.greeting(on: channel.eventLoop).get()
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        guard helloLine.hasPrefix("* HELLO timeline/1 "),
+            let hello = try? JSON(parsing: String(helloLine.dropFirst("* HELLO timeline/1 ".count)))
+        else {
+            try? await channel.close()
+            throw ClientError(ClientError.protocolError, "the server did not greet with timeline/1")
+        }
+        return TimelineConnection(channel: channel, router: router, hello: hello)
+    }
+
+    /// Sends a request (and, for BATCH, its lines) and waits for its completion. Data lines are collected, or
+    /// handed to `onData` as they arrive (on the connection's thread; keep it quick).
+    public func send(
+        _ verbAndArguments: String, lines: [String] = [], onData: (@Sendable (String) -> Void)? = nil
+    ) async throws -> Completion {
+        let loop = channel.eventLoop
+        let router = self.router
+        let channel = self.channel
+        let future: EventLoopFuture<Completion> = loop.flatSubmit {
+            let (tag, result) = router.register(onData: onData, on: loop)
+            var buffer = channel.allocator.buffer(capacity: verbAndArguments.utf8.count + 40)
+            buffer.writeString("\(tag) \(verbAndArguments)\n")
+            for line in lines {
+                buffer.writeString(line)
+                buffer.writeString("\n")
+            }
+            channel.writeAndFlush(buffer, promise: nil)
+            return result
+        }
+        return try await future.get()
+    }
+
+    /// Sends several requests back to back without waiting (pipelining) and returns their completions in order.
+    public func sendAll(_ requests: [(request: String, lines: [String])]) async throws -> [Completion] {
+        let loop = channel.eventLoop
+        let router = self.router
+        let channel = self.channel
+        let futures: [EventLoopFuture<Completion>] = try await loop.submit {
+            var results: [EventLoopFuture<Completion>] = []
+            for (request, lines) in requests {
+                let (tag, result) = router.register(onData: nil, on: loop)
+                var buffer = channel.allocator.buffer(capacity: 256)
+                buffer.writeString("\(tag) \(request)\n")
+                for line in lines {
+                    buffer.writeString(line)
+                    buffer.writeString("\n")
+                }
+                channel.write(buffer, promise: nil)
+                results.append(result)
+            }
+            channel.flush()
+            return results
+        }.get()
+        var out: [Completion] = []
+        for f in futures { out.append(try await f.get()) }
+        return out
+    }
+
+    /// Sends a line that is not a request (`DONE`).
+    public func sendRaw(_ line: String) async throws {
+        try await channel.writeAndFlush(ByteBuffer(string: line + "\n")).get()
+    }
+
+    /// Sends a request and returns its completion, throwing its refusal.
+    @discardableResult
+    public func expectOK(_ verbAndArguments: String, lines: [String] = []) async throws -> Completion {
+        let c = try await send(verbAndArguments, lines: lines)
+        guard c.status == .ok else { throw c.error }
+        return c
+    }
+
+    public func authenticate(token: String) async throws {
+        let c = try await send("AUTH \(token)")
+        guard c.status == .ok else { throw ClientError(c.code, "the server refused the token: \(c.message)") }
+    }
+
+    public func close() async {
+        _ = try? await send("QUIT")
+        try? await channel.close()
+    }
+}
+
+/// Routes incoming lines: the greeting, then data lines to the oldest unanswered request and completions by tag.
+final class ResponseRouter: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Frame
+
+    struct Pending {
+        var tag: String
+        var promise: EventLoopPromise<Completion>
+        var data: [String] = []
+        var onData: (@Sendable (String) -> Void)?
+    }
+
+    private var greetingLine: String?
+    private var greetingPromise: EventLoopPromise<String>?
+    private var pending: [Pending] = []
+    private var nextTag = 1
+    private var closedReason: ClientError?
+
+    func greeting(on loop: any EventLoop) -> EventLoopFuture<String> {
+        loop.flatSubmit {
+            if let line = self.greetingLine { return loop.makeSucceededFuture(line) }
+            if let reason = self.closedReason { return loop.makeFailedFuture(reason) }
+            let p = loop.makePromise(of: String.self)
+            self.greetingPromise = p
+            return p.futureResult
+        }
+    }
+
+    func register(onData: (@Sendable (String) -> Void)?, on loop: any EventLoop) -> (String, EventLoopFuture<Completion>) {
+        let tag = "c\(nextTag)"
+        nextTag += 1
+        let promise = loop.makePromise(of: Completion.self)
+        if let closedReason {
+            promise.fail(closedReason)
+        } else {
+            pending.append(Pending(tag: tag, promise: promise, onData: onData))
+        }
+        return (tag, promise.futureResult)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .line(let buffer) = unwrapInboundIn(data) else {
+            fail(ClientError(ClientError.protocolError, "the server sent a line longer than 64 MiB"), context: context)
+            return
+        }
+        let line = String(buffer: buffer)
+        if greetingLine == nil {
+            greetingLine = line
+            greetingPromise?.succeed(line)
+            greetingPromise = nil
+            return
+        }
+        if line.hasPrefix("* BYE ") {
+            let rest = line.dropFirst(6)
+            let code = String(rest.prefix { $0 != " " })
+            closedReason = ClientError(
+                code == "GOODBYE" ? ClientError.unreachable : code, String(rest.dropFirst(code.count + 1)))
+            return
+        }
+        if line.hasPrefix("* BAD ") { return }  // untagged: input during WATCH; nothing to route
+        if line.hasPrefix("* ") {
+            guard !pending.isEmpty else { return }
+            if let onData = pending[0].onData { onData(line) } else { pending[0].data.append(line) }
+            return
+        }
+        let tag = String(line.prefix { $0 != " " })
+        guard let index = pending.firstIndex(where: { $0.tag == tag }) else { return }
+        let entry = pending.remove(at: index)
+        let rest = line.dropFirst(tag.count + 1)
+        var completion = Completion(status: .ok, code: "", json: nil, message: "", data: entry.data)
+        if rest.hasPrefix("OK") {
+            let json = rest.dropFirst(2).drop { $0 == " " }
+            completion.json = json.isEmpty ? nil : try? JSON(parsing: String(json))
+        } else {
+            completion.status = rest.hasPrefix("NO ") ? .no : .bad
+            let afterStatus = rest.dropFirst(completion.status == .no ? 3 : 4)
+            completion.code = String(afterStatus.prefix { $0 != " " })
+            let text = afterStatus.dropFirst(completion.code.count + 1)
+            if text.hasPrefix("{"), let json = try? JSON(parsing: String(text)) {
+                completion.json = json
+                completion.message = json["message"]?.stringValue ?? ""
+            } else {
+                completion.message = String(text)
+            }
+        }
+        entry.promise.succeed(completion)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let tls = error as? TLSError {
+            fail(ClientError(tls.code, tls.message), context: context)
+        } else {
+            fail(ClientError(ClientError.unreachable, "the connection failed: \(error)"), context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(closedReason ?? ClientError(ClientError.unreachable, "the server closed the connection"), context: context)
+        context.fireChannelInactive()
+    }
+
+    private func fail(_ error: ClientError, context: ChannelHandlerContext) {
+        // Keep the most telling reason: a TLS verdict or a BYE beats "the connection closed".
+        if closedReason == nil || (closedReason?.code == ClientError.unreachable && error.code != ClientError.unreachable) {
+            closedReason = error
+        }
+        let reason = closedReason ?? error
+        greetingPromise?.fail(reason)
+        greetingPromise = nil
+        let waiting = pending
+        pending.removeAll()
+        for p in waiting { p.promise.fail(reason) }
+        context.close(promise: nil)
+    }
+}

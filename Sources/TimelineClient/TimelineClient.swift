@@ -1,0 +1,403 @@
+import Foundation
+import TimelineCore
+import TimelineStore
+import TimelineTLS
+
+/// An analyst's client: a local replica of the server's log (reading, searching and annotating work offline),
+/// an outbox of local edits stored before they are sent, and the conflicts a person has to settle.
+public final class TimelineClient: Sendable {
+    public let home: ClientHome
+    public let config: ClientConfig
+    /// The server's log and state as last pulled: same dataset, versions and hashes.
+    public let replica: SQLiteStore
+    let local: LocalState
+
+    /// Opens an initialized home.
+    public init(home: ClientHome) throws {
+        self.home = home
+        config = try home.loadConfig()
+        guard let dataset = config.dataset else {
+            throw ClientError(ClientError.notInitialized, "the client in \(home.path) never reached its server; run timeline init again")
+        }
+        do {
+            replica = try SQLiteStore(path: home.replicaPath, dataset: dataset)
+        } catch let e as TimelineError where e.code == .wrongDataset {
+            throw ClientError(ClientError.wrongDataset, e.message)
+        }
+        local = try LocalState(path: home.localPath)
+    }
+
+    /// Sets a home up: connects once to verify the server and the token and to learn the dataset, then saves
+    /// the configuration. An existing replica of another dataset is refused.
+    public static func initialize(home: ClientHome, config: ClientConfig) async throws -> TimelineClient {
+        var config = config
+        let connection = try await Self.open(config)
+        config.dataset = connection.dataset
+        await connection.close()
+        if FileManager.default.fileExists(atPath: home.replicaPath), let old = try? home.loadConfig(),
+            old.dataset != nil, old.dataset != config.dataset
+        {
+            throw ClientError(
+                ClientError.wrongDataset,
+                "\(home.path) holds a replica of dataset \(old.dataset!), but the server holds \(config.dataset!); use another home")
+        }
+        try home.saveConfig(config)
+        return try TimelineClient(home: home)
+    }
+
+    static func open(_ config: ClientConfig) async throws -> TimelineConnection {
+        let connection = try await TimelineConnection.connect(
+            host: config.host, port: config.port, verification: config.verification)
+        do {
+            try await connection.authenticate(token: config.token)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        if let dataset = config.dataset, dataset != connection.dataset {
+            await connection.close()
+            throw ClientError(
+                ClientError.wrongDataset, "this replica is of dataset \(dataset), but the server holds \(connection.dataset)")
+        }
+        return connection
+    }
+
+    /// A connection to this client's server, authenticated and checked to hold the replica's dataset.
+    public func connect() async throws -> TimelineConnection { try await Self.open(config) }
+
+    // MARK: Reading (local)
+
+    /// An event ID from an ID or a unique prefix of one, looked up in the replica.
+    public func resolve(_ text: String) async throws -> EventID {
+        if let id = EventID(text) { return id }
+        let matches = try await replica.resolve(prefix: text, limit: 20)
+        switch matches.count {
+        case 0: throw ClientError("NOT_FOUND", "no event starts with \(text)")
+        case 1: return matches[0]
+        default:
+            throw ClientError(
+                "AMBIGUOUS", "\(text) matches \(matches.count) events: " + matches.map(\.description).joined(separator: ", "),
+                detail: .object(["candidates": .array(matches.map { .string($0.description) })]))
+        }
+    }
+
+    public func event(_ id: EventID, asOf version: Int64? = nil) async throws -> EventView {
+        guard let view = try await replica.event(id, asOf: version) else {
+            throw ClientError("NOT_FOUND", "event \(id) is not in the replica\(version.map { " at version \($0)" } ?? "")")
+        }
+        return view
+    }
+
+    public struct Status: Sendable {
+        public var version: Int64
+        public var pending: Int
+        public var conflicts: Int
+        public var dataset: String
+    }
+
+    public func status() async throws -> Status {
+        Status(
+            version: try await replica.currentVersion(), pending: try local.outbox().count,
+            conflicts: try local.conflicts().count, dataset: replica.dataset)
+    }
+
+    public func outbox() throws -> [OutboxItem] { try local.outbox() }
+    public func conflicts() throws -> [Conflict] { try local.conflicts() }
+
+    // MARK: Local edits
+
+    /// Stores a proposal in the outbox (durably) before anything is sent.
+    @discardableResult
+    public func enqueue(_ proposal: JSON) throws -> Int64 {
+        let event = proposal["event"]?.stringValue.flatMap(EventID.init)
+        return try local.enqueue(proposal, event: event)
+    }
+
+    /// The revision of an event in the replica: the base of an edit made now.
+    public func base(of id: EventID) async throws -> Int64 {
+        try await replica.event(id, asOf: nil)?.event.revision ?? 0
+    }
+
+    /// Queues an annotation (its ID minted here, so a retried push cannot add it twice); returns its ID.
+    public func annotate(_ id: EventID, text: String, tags: [String]) async throws -> AnnotationID {
+        let annotation = AnnotationID(ULID.generate(at: WallClock.now()))
+        try enqueue([
+            "op": "annotation.add", "event": .string(id.description), "annotation": .string(annotation.description),
+            "text": .string(text), "tags": .array(tags.map { .string($0) }), "base": .int(try await base(of: id)),
+        ])
+        return annotation
+    }
+
+    // MARK: Sync
+
+    public struct PullReport: Sendable {
+        public var applied: Int
+        public var version: Int64
+    }
+
+    /// Pulls every edit after the replica's head, a page at a time; each page is verified against the hash
+    /// chain and applied in one transaction, so an interrupted pull resumes without gaps or duplicates.
+    @discardableResult
+    public func pull(using connection: TimelineConnection? = nil, progress: (@Sendable (Int64, Int64) -> Void)? = nil) async throws -> PullReport {
+        let conn: TimelineConnection
+        if let connection { conn = connection } else { conn = try await connect() }
+        defer { if connection == nil { Task { await conn.close() } } }
+        var applied = 0
+        while true {
+            let head = try await replica.currentVersion()
+            let page = try await conn.expectOK("PULL \(head) 1000")
+            var edits: [Edit] = []
+            edits.reserveCapacity(page.data.count)
+            for line in page.data where line.hasPrefix("* EDIT ") {
+                do {
+                    edits.append(try EditCodec.decodeEdit(try JSON(parsing: String(line.dropFirst(7)))))
+                } catch {
+                    throw ClientError(ClientError.protocolError, "the server sent an edit that does not decode: \(error)")
+                }
+            }
+            do {
+                try await replica.appendVerified(edits)
+            } catch let rejection as BatchRejection {
+                throw ClientError("CORRUPT", "the server's log does not follow this replica's: \(rejection.error.message)")
+            }
+            applied += edits.count
+            let serverVersion = page.json?["version"]?.intValue ?? 0
+            progress?(try await replica.currentVersion(), serverVersion)
+            if page.json?["more"] != true || edits.isEmpty { break }
+        }
+        return PullReport(applied: applied, version: try await replica.currentVersion())
+    }
+
+    public struct PushReport: Sendable {
+        public var accepted = 0
+        /// Proposals of which some fields merged and went in while others became conflicts.
+        public var merged = 0
+        public var conflicts = 0
+    }
+
+    /// Sends the outbox in order. Accepted edits leave it; a conflict keeps what merges (re-proposed on the
+    /// current revision) and records the rest; other refusals are recorded too. Nothing typed is dropped.
+    @discardableResult
+    public func push(using connection: TimelineConnection? = nil) async throws -> PushReport {
+        let items = try local.outbox()
+        guard !items.isEmpty else { return PushReport() }
+        let conn: TimelineConnection
+        if let connection { conn = connection } else { conn = try await connect() }
+        defer { if connection == nil { Task { await conn.close() } } }
+        var report = PushReport()
+        for item in items {
+            var proposal = item.proposal
+            var recorded: [Conflict] = []
+            var attempts = 0
+            while true {
+                attempts += 1
+                let reply = try await conn.send("PROPOSE \(proposal.canonicalString)")
+                if reply.status == .ok {
+                    report.accepted += 1
+                    break
+                }
+                let op = proposal["op"]?.stringValue ?? ""
+                if reply.code == "DUPLICATE_ID", op == "annotation.add" || op == "event.create" {
+                    break  // an earlier push went in but its OK was lost: the edit is already there
+                }
+                guard reply.code == "CONFLICT", let detail = reply.json, attempts < 4 else {
+                    recorded.append(conflict(from: reply, proposal: proposal, event: item.event))
+                    break
+                }
+                let fields = (detail["conflicts"]?.arrayValue ?? []).compactMap { $0["field"]?.stringValue }
+                recorded += (detail["conflicts"]?.arrayValue ?? []).map { c in
+                    Conflict(
+                        id: 0, created: WallClock.now(), event: item.event, field: c["field"]?.stringValue ?? "",
+                        ours: c["ours"] ?? .null, theirs: c["theirs"] ?? .null,
+                        theirAuthor: c["their_author"]?.stringValue ?? "", theirVersion: c["their_version"]?.intValue ?? 0,
+                        code: "CONFLICT", message: reply.message, proposal: proposal)
+                }
+                // What did not clash is proposed again on the current revision.
+                guard op == "event.update", case .object(var o) = proposal, var set = o["set"]?.objectValue else { break }
+                for field in fields { set[field] = nil }
+                let hasTags = !(o["tags"]?["add"]?.arrayValue ?? []).isEmpty || !(o["tags"]?["remove"]?.arrayValue ?? []).isEmpty
+                guard !set.isEmpty || hasTags else { break }
+                o["set"] = .object(set)
+                o["base"] = detail["event"]?["revision"] ?? o["base"]
+                proposal = .object(o)
+                report.merged += 1
+            }
+            report.conflicts += recorded.count
+            try local.settle(item.id, conflicts: recorded)
+        }
+        return report
+    }
+
+    private func conflict(from reply: Completion, proposal: JSON, event: EventID?) -> Conflict {
+        Conflict(
+            id: 0, created: WallClock.now(), event: event, field: "", ours: proposal, theirs: .null, theirAuthor: "",
+            theirVersion: 0, code: reply.code, message: reply.message, proposal: proposal)
+    }
+
+    public struct SyncReport: Sendable {
+        public var push: PushReport
+        public var pull: PullReport
+        public var conflicts: Int
+    }
+
+    /// Push, then pull, on one connection.
+    public func sync(progress: (@Sendable (Int64, Int64) -> Void)? = nil) async throws -> SyncReport {
+        let conn = try await connect()
+        defer { Task { await conn.close() } }
+        // Pull first as well: edits made here get a fresh base when the replica is behind.
+        let pushed = try await push(using: conn)
+        let pulled = try await pull(using: conn, progress: progress)
+        return SyncReport(push: pushed, pull: pulled, conflicts: try local.conflicts().count)
+    }
+
+    // MARK: Bulk
+
+    public struct BatchReport: Sendable {
+        public var edits = 0
+        public var batches = 0
+        public var firstVersion: Int64 = 0
+        public var lastVersion: Int64 = 0
+    }
+
+    /// Sends proposals (one JSON object each) in BATCHes of at most the server's limit, a few in flight at a
+    /// time. Each batch is all or nothing; the first refused batch stops the run and is reported with its line
+    /// (`lineNumbers[i]` names where proposal `i` came from).
+    public func sendBatches(
+        _ proposals: [String], lineNumbers: [Int], progress: (@Sendable (Int64, Int64) -> Void)? = nil
+    ) async throws -> BatchReport {
+        let conn = try await connect()
+        defer { Task { await conn.close() } }
+        let size = max(1, Int(conn.hello["limits"]?["batch_edits"]?.intValue ?? 1_000))
+        var report = BatchReport()
+        var start = 0
+        while start < proposals.count {
+            // A window of four batches in flight keeps the link busy without buffering the whole file.
+            var wave: [(request: String, lines: [String])] = []
+            var starts: [Int] = []
+            var cursor = start
+            while wave.count < 4, cursor < proposals.count {
+                let end = min(cursor + size, proposals.count)
+                wave.append(("BATCH \(end - cursor)", Array(proposals[cursor..<end])))
+                starts.append(cursor)
+                cursor = end
+            }
+            let replies = try await conn.sendAll(wave)
+            for (reply, first) in zip(replies, starts) {
+                guard reply.status == .ok, let json = reply.json else {
+                    var error = reply.error
+                    // "line 3 of 10: …" within a batch → the line of the input.
+                    if let range = error.message.range(of: #"^line [0-9]+ of [0-9]+"#, options: .regularExpression),
+                        let n = Int(error.message[range].split(separator: " ")[1]), first + n - 1 < lineNumbers.count
+                    {
+                        error.message = "line \(lineNumbers[first + n - 1])" + error.message[range.upperBound...]
+                    }
+                    error.message += " (\(report.edits) edits in \(report.batches) earlier batches were applied)"
+                    throw error
+                }
+                if report.firstVersion == 0 { report.firstVersion = json["first"]?.intValue ?? 0 }
+                report.lastVersion = json["last"]?.intValue ?? report.lastVersion
+                report.edits += Int(json["count"]?.intValue ?? 0)
+                report.batches += 1
+                progress?(Int64(report.edits), Int64(proposals.count))
+            }
+            start = cursor
+        }
+        return report
+    }
+
+    // MARK: Conflicts
+
+    public enum Resolution: Sendable {
+        /// Keep our value (or re-send our refused edit) on the current revision.
+        case ours
+        /// Keep theirs: drop ours.
+        case theirs
+        /// A third value for the field.
+        case set(field: String, value: JSON)
+    }
+
+    /// Settles a recorded conflict; the new edit (if any) is proposed at once, then the replica is pulled.
+    public func resolve(conflict id: Int64, _ resolution: Resolution) async throws {
+        guard let c = try local.conflicts().first(where: { $0.id == id }) else {
+            throw ClientError("NOT_FOUND", "no conflict \(id); see timeline conflicts")
+        }
+        if case .theirs = resolution {
+            try local.removeConflict(id)
+            return
+        }
+        let conn = try await connect()
+        defer { Task { await conn.close() } }
+        try await pull(using: conn)
+        guard let event = c.event else { throw ClientError("INVALID_STATE", "conflict \(id) names no event") }
+        let base = try await base(of: event)
+        var proposal: JSON
+        switch (resolution, c.code) {
+        case (.set(let field, let value), _):
+            proposal = try Self.fieldUpdate(event: event, base: base, field: field, value: value)
+        case (_, "CONFLICT"):
+            if c.field == "deleted" {
+                guard c.ours == true else {
+                    throw ClientError("INVALID_STATE", "the event was deleted and cannot be restored; resolve with --theirs")
+                }
+                proposal = ["op": "event.delete", "event": .string(event.description), "base": .int(base)]
+            } else {
+                proposal = try Self.fieldUpdate(event: event, base: base, field: c.field, value: c.ours)
+            }
+        default:
+            guard case .object(var o) = c.proposal else { throw ClientError("INVALID_STATE", "conflict \(id) has no edit") }
+            o["base"] = .int(base)
+            proposal = .object(o)
+        }
+        let reply = try await conn.send("PROPOSE \(proposal.canonicalString)")
+        guard reply.status == .ok else { throw reply.error }
+        try local.removeConflict(id)
+        try await pull(using: conn)
+    }
+
+    static func fieldUpdate(event: EventID, base: Int64, field: String, value: JSON) throws -> JSON {
+        if field.hasPrefix("annotation."), field.hasSuffix(".text") {
+            let annotation = field.dropFirst("annotation.".count).dropLast(".text".count)
+            return [
+                "op": "annotation.update", "event": .string(event.description), "annotation": .string(String(annotation)),
+                "base": .int(base), "set": ["text": value],
+            ]
+        }
+        guard ["title", "summary", "date", "references"].contains(field) else {
+            throw ClientError("BAD_FIELD", "\(field) is not a field that can be set (title, summary, date, references)")
+        }
+        return ["op": "event.update", "event": .string(event.description), "base": .int(base), "set": .object([field: value])]
+    }
+
+    // MARK: Watch
+
+    /// Edits as the server commits them, from the replica's head on; ends when the task is cancelled.
+    public func watch() -> AsyncThrowingStream<Edit, Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    let conn = try await connect()
+                    let since = try await replica.currentVersion()
+                    let watching = Task {
+                        _ = try await conn.send("WATCH \(since)") { line in
+                            guard line.hasPrefix("* EDIT "), let json = try? JSON(parsing: String(line.dropFirst(7))),
+                                let edit = try? EditCodec.decodeEdit(json)
+                            else { return }
+                            continuation.yield(edit)
+                        }
+                    }
+                    await withTaskCancellationHandler {
+                        _ = await watching.result
+                    } onCancel: {
+                        Task { try? await conn.sendRaw("DONE") }
+                    }
+                    if case .failure(let error) = await watching.result { throw error }
+                    await conn.close()
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import TimelineClient
+import TimelineCore
+
+struct Batch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send JSONL edits in atomic batches (for scripts and bulk edits).",
+        discussion: """
+            One edit per line, as PROPOSE takes it (Protocol/PROTOCOL.md §6.5). Lines are checked before
+            anything is sent; each batch of up to the server's limit is all or nothing.
+            Example:
+              jq -c '{op:"annotation.add",event:.id,text:"reviewed",tags:["q3"]}' < events.jsonl | timeline batch -
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "A JSONL file, or - for standard input.") var file: String
+
+    func run() async throws {
+        let client = try global.client()
+        let bytes = try Batch.read(file)
+        let (proposals, lines) = try JSONLines.parse(bytes, author: "me", time: WallClock.now(), trusted: false)
+        // Send the lines' own JSON (the server stamps author and time).
+        let texts = try TextLines.split(bytes)
+        let sent = lines.map { texts[$0 - 1] }
+        _ = proposals
+        let report = try await client.sendBatches(sent, lineNumbers: lines, progress: Output.progress)
+        _ = try? await client.pull()
+        if global.json {
+            Output.json([
+                "edits": .int(Int64(report.edits)), "batches": .int(Int64(report.batches)),
+                "first": .int(report.firstVersion), "last": .int(report.lastVersion),
+            ])
+        } else {
+            print("\(report.edits) edits in \(report.batches) batch\(report.batches == 1 ? "" : "es"), versions \(report.firstVersion)–\(report.lastVersion)")
+        }
+    }
+
+    static func read(_ file: String) throws -> [UInt8] {
+        if file == "-" { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ClientError("NOT_FOUND", "cannot read \(file)")
+        }
+        return Array(data)
+    }
+}
+
+import TimelineStore

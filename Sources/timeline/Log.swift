@@ -1,0 +1,38 @@
+import ArgumentParser
+import TimelineCore
+import TimelineStore
+
+struct Log: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List events from the replica, in date order.",
+        discussion: """
+            Examples:
+              timeline log --since 2014-01-01 --until 2014-06-30
+              timeline log --tag cyber --json | jq .title
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Events that end on or after this day (YYYY-MM-DD).") var since: String?
+    @Option(help: "Events that start on or before this day (YYYY-MM-DD).") var until: String?
+    @Option(help: "Only events with this tag.") var tag: String?
+    @Option(help: "Only events whose text contains this (case-insensitive).") var grep: String?
+    @Flag(help: "Include deleted events.") var deleted = false
+
+    func validate() throws {
+        for (name, value) in [("--since", since), ("--until", until)] where value != nil && CivilDay(iso: value!) == nil {
+            throw ValidationError("\(name) takes a day as YYYY-MM-DD")
+        }
+    }
+
+    func run() async throws {
+        let client = try global.client()
+        let views = try await client.replica.events(
+            matching: EventFilter(
+                from: since.flatMap(CivilDay.init(iso:)), until: until.flatMap(CivilDay.init(iso:)), tag: tag, text: grep,
+                includeDeleted: deleted, limit: Int.max))
+        if global.json {
+            for v in views { Output.json(v.json) }
+        } else {
+            Output.eventLines(views)
+        }
+    }
+}

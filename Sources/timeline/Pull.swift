@@ -1,0 +1,16 @@
+import ArgumentParser
+import TimelineClient
+
+struct Pull: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Fetch new edits from the server into the replica.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let report = try await global.client().pull(progress: Output.progress)
+        if global.json {
+            Output.json(["applied": .int(Int64(report.applied)), "version": .int(report.version)])
+        } else {
+            print("pulled \(report.applied) edit\(report.applied == 1 ? "" : "s"); at version \(report.version)")
+        }
+    }
+}

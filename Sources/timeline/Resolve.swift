@@ -1,0 +1,54 @@
+import ArgumentParser
+import TimelineClient
+import TimelineCore
+
+struct Resolve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Settle a conflict: keep yours, keep theirs, or set a third value.",
+        discussion: """
+            ID is the conflict's number (#3) from timeline conflicts, or an event ID prefix with one conflict.
+            Examples:
+              timeline resolve 3 --theirs
+              timeline resolve 019ECZQW007T --set "title=Yamasakura 2013 adds a cyber exercise"
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Conflict number or event ID prefix.") var id: String
+    @Flag(help: "Keep your value (or re-send your refused edit).") var ours = false
+    @Flag(help: "Keep theirs and drop yours.") var theirs = false
+    @Option(help: "FIELD=VALUE: a third value.") var set: String?
+
+    func validate() throws {
+        guard [ours, theirs, set != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --ours, --theirs, --set FIELD=VALUE")
+        }
+        if let set, !set.contains("=") { throw ValidationError("--set takes FIELD=VALUE") }
+    }
+
+    func run() async throws {
+        let client = try global.client()
+        let all = try client.conflicts()
+        let number = Int64(id.hasPrefix("#") ? String(id.dropFirst()) : id)
+        let matches = all.filter { c in c.id == number || (number == nil && c.event?.description.hasPrefix(id.uppercased()) == true) }
+        guard matches.count == 1, let conflict = matches.first else {
+            throw ClientError(matches.isEmpty ? "NOT_FOUND" : "AMBIGUOUS",
+                matches.isEmpty ? "no conflict \(id)" : "\(id) names \(matches.count) conflicts: " + matches.map { "#\($0.id)" }.joined(separator: ", "))
+        }
+        let resolution: TimelineClient.Resolution
+        if ours {
+            resolution = .ours
+        } else if theirs {
+            resolution = .theirs
+        } else {
+            let parts = set!.split(separator: "=", maxSplits: 1)
+            resolution = .set(field: String(parts[0]), value: .string(parts.count > 1 ? String(parts[1]) : ""))
+        }
+        try await client.resolve(conflict: conflict.id, resolution)
+        let left = try client.conflicts().count
+        if global.json {
+            Output.json(["resolved": .int(conflict.id), "conflicts": .int(Int64(left))])
+        } else {
+            print("resolved #\(conflict.id)\(left > 0 ? "; \(left) left" : "")")
+        }
+        if left > 0 { throw conflictsRemain }
+    }
+}
