@@ -95,16 +95,9 @@ let package = Package(
             ]
         ),
         .testTarget(
-            name: "TimelineClientTests",
-            dependencies: [
-                "TimelineClient", "TimelineCore", "TimelineStore", "TimelineTLS",
-                .product(name: "NIOCore", package: "swift-nio"),
-            ]
-        ),
-        .testTarget(
             name: "TimelineServerTests",
             dependencies: [
-                "TimelineServer", "TimelineTLS", "TimelineWire", "TimelineCore", "TimelineStore",
+                "TimelineServer", "TimelineClient", "TimelineTLS", "TimelineWire", "TimelineCore", "TimelineStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

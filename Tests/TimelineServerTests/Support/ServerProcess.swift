@@ -25,17 +25,20 @@ final class ServerProcess: @unchecked Sendable {
         return fromSource
     }()
 
+    /// Another built executable beside `timelined` (the `timeline` CLI).
+    static func sibling(_ name: String) -> URL { binary.deletingLastPathComponent().appendingPathComponent(name) }
+
     static func newDataFolder() -> URL {
         FileManager.default.temporaryDirectory.appendingPathComponent("timelined-test-\(UUID().uuidString)")
     }
 
     /// Starts a server; `data` reuses a folder (a restart), otherwise a new one is made and removed at the end.
-    init(data: URL? = nil, arguments: [String] = []) throws {
+    init(data: URL? = nil, port fixedPort: Int? = nil, arguments: [String] = []) throws {
         ownsData = data == nil
         self.data = data ?? Self.newDataFolder()
         process = Process()
         process.executableURL = Self.binary
-        process.arguments = ["serve", "--data", self.data.path, "--listen", "127.0.0.1:0", "--log-level", "warning"] + arguments
+        process.arguments = ["serve", "--data", self.data.path, "--listen", "127.0.0.1:\(fixedPort ?? 0)", "--log-level", "warning"] + arguments
         output = Pipe()
         errors = Pipe()
         process.standardOutput = output
@@ -74,9 +77,9 @@ final class ServerProcess: @unchecked Sendable {
         try Self.run(arguments + ["--data", data.path])
     }
 
-    static func run(_ arguments: [String], stdin: Data? = nil) throws -> (Int32, String, String) {
+    static func run(_ arguments: [String], stdin: Data? = nil, executable: URL = binary) throws -> (Int32, String, String) {
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = executable
         p.arguments = arguments
         let out = Pipe()
         let err = Pipe()

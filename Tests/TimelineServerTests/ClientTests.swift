@@ -1,0 +1,232 @@
+import Foundation
+import Testing
+import TimelineClient
+import TimelineCore
+import TimelineStore
+import TimelineTLS
+
+/// The client library and the `timeline` CLI against a real `timelined`, with several client homes.
+@Suite(.serialized) struct ClientTests {
+    let eventID = EventID("019ECZQW007TKPA8XK03963NRD")!
+
+    final class Homes: @unchecked Sendable {
+        let root = ServerProcess.newDataFolder()
+        init() { try? FileManager.default.createDirectory(at: root, withIntermediateDirectories: true) }
+        func home(_ name: String) -> ClientHome { ClientHome(path: root.appendingPathComponent(name).path) }
+        deinit { try? FileManager.default.removeItem(at: root) }
+    }
+
+    func client(_ server: ServerProcess, _ homes: Homes, _ name: String, role: String = "editor") async throws -> TimelineClient {
+        let config = ClientConfig(
+            host: "127.0.0.1", port: server.port, token: try server.addToken(name, role: role),
+            fingerprint: server.fingerprint, caFile: nil)
+        let client = try await TimelineClient.initialize(home: homes.home(name), config: config)
+        try await client.pull()
+        return client
+    }
+
+    func update(_ client: TimelineClient, _ set: JSON) async throws {
+        try client.enqueue([
+            "op": "event.update", "event": .string(eventID.description), "base": .int(try await client.base(of: eventID)),
+            "set": set,
+        ])
+    }
+
+    @Test func offlineEditsOfDifferentFieldsAreBothKeptAndReplicasConverge() async throws {
+        let homes = Homes()
+        var server = try ServerProcess()
+        let a = try await client(server, homes, "ana")
+        let b = try await client(server, homes, "ben")
+        let port = server.port
+        let data = server.stopKeepingData()
+        defer { try? FileManager.default.removeItem(at: data) }
+        // Both offline: the edits are stored, pushing says the server is unreachable, nothing is lost.
+        try await update(a, ["title": "Ana's title"])
+        try await update(b, ["summary": "Ben's summary"])
+        _ = try await b.annotate(eventID, text: "Ben's note while offline", tags: ["offline"])
+        await #expect { try await a.push() } throws: { ($0 as? ClientError)?.code == ClientError.unreachable }
+        #expect(try a.outbox().count == 1)
+        #expect(try b.outbox().count == 2)
+        server = try ServerProcess(data: data, port: port)
+        _ = try await a.sync()
+        _ = try await b.sync()
+        _ = try await a.sync()
+        let event = try await a.event(eventID)
+        #expect(event.event.title == "Ana's title")
+        #expect(event.event.summary == "Ben's summary")
+        #expect(event.annotations.map(\.text) == ["Ben's note while offline"])
+        #expect(event.annotations.first?.author == "ben")
+        #expect(try await a.replica.stateHash() == b.replica.stateHash())
+        #expect(try await a.replica.head() == b.replica.head())
+        #expect(try a.conflicts().isEmpty && b.conflicts().isEmpty)
+        _ = server
+    }
+
+    @Test func sameFieldIsAConflictThatResolvesAndConverges() async throws {
+        let homes = Homes()
+        let server = try ServerProcess()
+        let a = try await client(server, homes, "ana")
+        let b = try await client(server, homes, "ben")
+        try await update(a, ["title": "Ana's title"])
+        try await update(b, ["title": "Ben's title", "summary": "Ben's summary"])
+        #expect(try await a.sync().conflicts == 0)
+        let report = try await b.sync()
+        #expect(report.conflicts == 1)
+        #expect(report.push.merged == 1, "the summary went in, only the title clashed")
+        let conflict = try #require(try b.conflicts().first)
+        #expect(conflict.field == "title" && conflict.ours == "Ben's title" && conflict.theirs == "Ana's title")
+        #expect(conflict.theirAuthor == "ana")
+        try await b.resolve(conflict: conflict.id, .set(field: "title", value: "Agreed title"))
+        #expect(try b.conflicts().isEmpty)
+        _ = try await a.sync()
+        let event = try await a.event(eventID).event
+        #expect((event.title, event.summary) == ("Agreed title", "Ben's summary"))
+        #expect(try await a.replica.stateHash() == b.replica.stateHash())
+        #expect(try await a.replica.verify().ok)
+    }
+
+    @Test func concurrentAnnotationsAreAllKept() async throws {
+        let homes = Homes()
+        let server = try ServerProcess()
+        let clients = [try await client(server, homes, "ana", role: "annotator"), try await client(server, homes, "ben", role: "annotator"), try await client(server, homes, "cy", role: "annotator")]
+        for (i, c) in clients.enumerated() { _ = try await c.annotate(eventID, text: "note \(i)", tags: []) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for c in clients { group.addTask { _ = try await c.sync() } }
+            try await group.waitForAll()
+        }
+        for c in clients { _ = try await c.sync() }
+        for c in clients {
+            #expect(Set(try await c.event(eventID).annotations.map(\.text)) == ["note 0", "note 1", "note 2"])
+        }
+        // Pushing the same queued annotation twice (its OK lost) does not add it twice.
+        let again = try await clients[0].annotate(eventID, text: "once", tags: [])
+        _ = try await clients[0].sync()
+        try clients[0].enqueue([
+            "op": "annotation.add", "event": .string(eventID.description), "annotation": .string(again.description),
+            "text": "once",
+        ])
+        _ = try await clients[0].sync()
+        #expect(try await clients[0].event(eventID).annotations.filter { $0.text == "once" }.count == 1)
+        #expect(try clients[0].conflicts().isEmpty)
+    }
+
+    @Test func aClientKilledMidPullResumesWithoutGapsOrDuplicates() async throws {
+        let homes = Homes()
+        let server = try ServerProcess()
+        let writer = try await client(server, homes, "bulk")
+        let lines = (0..<6_000).map { #"{"op":"annotation.add","event":"\#(eventID)","text":"bulk \#($0)"}"# }
+        let sent = try await writer.sendBatches(lines, lineNumbers: Array(1...6_000))
+        #expect(sent.edits == 6_000 && sent.lastVersion == 6_029)
+        // A fresh home for the CLI, killed while pulling.
+        let cliHome = homes.home("cli").path
+        let timeline = ServerProcess.sibling("timeline")
+        let token = try server.addToken("cli", role: "reader")
+        let (initStatus, _, initErr) = try ServerProcess.run(
+            ["init", "--home", cliHome, "--server", "127.0.0.1:\(server.port)", "--token", token, "--fingerprint", server.fingerprint.hex],
+            executable: timeline)
+        #expect(initStatus == 0, "\(initErr)")
+        // init pulled everything; start over from a replica that is behind by making a second server-side burst.
+        _ = try await writer.sendBatches(lines.map { $0.replacingOccurrences(of: "bulk", with: "more") }, lineNumbers: Array(1...6_000))
+        let pull = Process()
+        pull.executableURL = timeline
+        pull.arguments = ["pull", "--home", cliHome]
+        pull.standardOutput = Pipe()
+        pull.standardError = Pipe()
+        try pull.run()
+        var killedAt: Int64 = -1
+        let replica = ClientHome(path: cliHome)
+        for _ in 0..<400 {
+            try await Task.sleep(nanoseconds: 5_000_000)
+            let version = (try? await TimelineClient(home: replica).replica.currentVersion()) ?? 0
+            if version > 6_029 {
+                kill(pull.processIdentifier, SIGKILL)
+                killedAt = version
+                break
+            }
+        }
+        pull.waitUntilExit()
+        let resumed = try TimelineClient(home: replica)
+        let mid = try await resumed.replica.currentVersion()
+        #expect(killedAt == -1 || mid >= killedAt)
+        try await resumed.pull()
+        #expect(try await resumed.replica.currentVersion() == 12_029)
+        #expect(killedAt > 6_029 && killedAt < 12_029, "killed mid-pull (at \(killedAt))")
+        #expect(try await resumed.replica.verify().ok)
+        let serverState = try JSON(parsing: try server.tool(["verify", "--json"]).1)["state"]?.stringValue
+        #expect(try await resumed.replica.stateHash().hex == serverState)
+    }
+
+    @Test func aWrongFingerprintOrTokenIsRefusedWithAClearMessage() async throws {
+        let homes = Homes()
+        let server = try ServerProcess()
+        let wrong = Fingerprint(hex: String(repeating: "ab", count: 32))!
+        let config = ClientConfig(host: "127.0.0.1", port: server.port, token: server.adminToken, fingerprint: wrong, caFile: nil)
+        await #expect {
+            _ = try await TimelineClient.initialize(home: homes.home("x"), config: config)
+        } throws: { error in
+            guard let e = error as? ClientError else { return false }
+            return e.code == "CERT_MISMATCH" && e.message.contains(server.fingerprint.hex) && e.message.contains(wrong.hex)
+        }
+        var bad = config
+        bad.fingerprint = server.fingerprint
+        bad.token = "tl_nope"
+        await #expect { _ = try await TimelineClient.initialize(home: homes.home("y"), config: bad) } throws: {
+            ($0 as? ClientError)?.code == "AUTH_FAILED"
+        }
+        var closed = bad
+        closed.port = 1
+        await #expect { _ = try await TimelineClient.initialize(home: homes.home("z"), config: closed) } throws: {
+            ($0 as? ClientError)?.code == ClientError.unreachable
+        }
+    }
+
+    @Test func theCommandLine() async throws {
+        let homes = Homes()
+        let server = try ServerProcess()
+        let timeline = ServerProcess.sibling("timeline")
+        let home = homes.home("cli").path
+        func run(_ args: [String]) throws -> (Int32, String, String) {
+            try ServerProcess.run(args + ["--home", home], executable: timeline)
+        }
+        let token = try server.addToken("ana", role: "editor")
+        #expect(try run(["init", "--server", "127.0.0.1:\(server.port)", "--token", token, "--fingerprint", server.fingerprint.hex]).0 == 0)
+        let (logStatus, logJSON, _) = try run(["log", "--json"])
+        #expect(logStatus == 0)
+        let events = try logJSON.split(separator: "\n").map { try JSON(parsing: String($0)) }
+        #expect(events.count == 28)
+        let first = try #require(events.first?.objectValue)
+        for key in ["id", "revision", "date", "title", "summary", "references", "tags", "annotations"] { #expect(first[key] != nil, "\(key)") }
+        for key in ["text", "start", "end", "precision"] { #expect(first["date"]?[key] != nil, "date.\(key)") }
+        #expect(first["references"]?.arrayValue?.first?["urls"] != nil)
+        let (_, status, _) = try run(["status", "--json"])
+        let s = try JSON(parsing: status)
+        #expect(s["version"] == 29 && s["pending"] == 0 && s["conflicts"] == 0)
+        // Prefixes: a unique one works, an ambiguous one lists the candidates.
+        #expect(try run(["show", "019ECZQW007T"]).0 == 0)
+        let (ambiguous, _, candidates) = try run(["show", "019ECZQW00N7"])
+        #expect(ambiguous == 1 && candidates.contains("019ECZQW00N7HD93NAK1T0R06Q") && candidates.contains("019ECZQW00N7SWBTG362CWX4W1"))
+        let (annotated, annotateOut, _) = try run(["annotate", "019ECZQW007T", "checked against the MOFA sheet", "--tag", "verified"])
+        #expect(annotated == 0 && annotateOut.contains("sent"))
+        let (_, shown, _) = try run(["show", "019ECZQW007T", "--json"])
+        #expect(try JSON(parsing: shown)["annotations"]?.arrayValue?.first?["tags"] == ["verified"])
+        // Bulk edits from JSONL, checked line by line before anything is sent.
+        let bulk = (0..<5).map { #"{"op":"annotation.add","event":"019ECZQW007TKPA8XK03963NRD","text":"b\#($0)"}"# }.joined(separator: "\n")
+        let batchFile = homes.root.appendingPathComponent("bulk.jsonl")
+        try bulk.write(to: batchFile, atomically: true, encoding: .utf8)
+        let (batched, batchOut, _) = try run(["batch", batchFile.path, "--json"])
+        #expect(batched == 0)
+        #expect(try JSON(parsing: batchOut)["edits"] == 5)
+        try (bulk + "\n{\"op\":\"annotation.add\",").write(to: batchFile, atomically: true, encoding: .utf8)
+        let (refused, _, refusedErr) = try run(["batch", batchFile.path])
+        #expect(refused == 1 && refusedErr.contains("line 6"))
+        // Usage errors exit 2; help shows examples.
+        #expect(try run(["log", "--since", "yesterday"]).0 == 2)
+        #expect(try run(["edit", "019ECZQW007T"]).0 == 2)
+        let (_, help, _) = try ServerProcess.run(["annotate", "--help"], executable: timeline)
+        #expect(help.contains("Example"))
+        let (_, markdown, _) = try run(["export", "--format", "markdown"])
+        #expect(markdown.contains("## October 18 to 10, 2012:"))
+        let (_, csv, _) = try run(["export", "--format", "csv"])
+        #expect(csv.split(separator: "\n").count == 29)
+    }
+}
