@@ -26,6 +26,7 @@ listen=${TIMELINE_LISTEN:-127.0.0.1:7447}
 
 echo "== building release binaries (the first build takes a few minutes)"
 swift build -c release --product timelined
+swift build -c release --product timeline
 bin=$(swift build -c release --show-bin-path)
 
 log=$(mktemp "${TMPDIR:-/tmp}/timelined.XXXXXX")
@@ -56,21 +57,25 @@ The admin token is in $data/admin.token; make tokens for people with:
 
 INFO
 
-echo "== a client session over TLS (C: sent, S: received)"
-event=019ECZQW00W9PNEPGV4SXXHMEJ
-session=$(cat <<SESSION
-s1 AUTH $token
-s2 LOG {"from":"2014-01-01","until":"2014-03-31"}
-s3 GET $event
-s4 PROPOSE {"op":"annotation.add","event":"$event","text":"Seen on $(date -u +%Y-%m-%d): first Cyber Defense Policy Working Group meeting","tags":["cyber","defense"]}
-s5 HISTORY $event
-s6 PULL 0 3
-s7 QUIT
-SESSION
-)
-printf '%s\n' "$session" | sed 's/^s1 AUTH .*/s1 AUTH <admin token>/; s/^/C: /'
-{ printf '%s\n' "$session"; sleep 2; } | timeout 20 openssl s_client -quiet -verify_quiet -connect "$address" 2>/dev/null \
-    | cut -c1-220 | sed 's/^/S: /'
+echo "== an analyst's session with the timeline CLI (its own home, a replica of the server)"
+client_home="$data/analyst-home"
+rm -rf "$client_home"
+analyst=$("$bin/timelined" token add "analyst-$(date +%s)" --role editor --data "$data")
+run() { printf '$ timeline'; printf ' %q' "$@"; echo; TIMELINE_HOME="$client_home" "$bin/timeline" "$@"; echo; }
+echo "\$ timeline init --server $address --token <a token from timelined token add> --fingerprint $fingerprint"
+TIMELINE_HOME="$client_home" "$bin/timeline" init --server "$address" --token "$analyst" --fingerprint "$fingerprint"
+echo
+run log --since 2014-01-01 --until 2014-06-30
+run show 019ECZQW00W9
+run annotate 019ECZQW00W9 "Working group meets twice a year; next in the U.S., summer 2014" --tag cyber --tag defense
+run edit 019ECZQW00ZB --date "October 18 to 19, 2012" --add-tag corrected
+run history 019ECZQW00ZB
+run sync
+run status --json
+
+echo "== the same server by hand, through openssl s_client"
+{ printf 'h1 AUTH %s\nh2 GET 019ECZQW00ZB\nh3 QUIT\n' "$token"; sleep 2; } \
+    | timeout 20 openssl s_client -quiet -verify_quiet -connect "$address" 2>/dev/null | cut -c1-200 | sed 's/^/S: /'
 echo
 "$bin/timelined" verify --data "$data" | sed 's/^/verify: /'
 

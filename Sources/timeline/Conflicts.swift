@@ -3,7 +3,8 @@ import TimelineCore
 
 struct Conflicts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Local edits the server did not take as they were, waiting for you (exit 3 if any).")
+        abstract: "Local edits the server did not take as they were, waiting for you (exit 3 if any).",
+        discussion: "Example: timeline conflicts --json")
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {

@@ -5,7 +5,7 @@ import TimelineStore
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the replica's timeline as jsonl, csv or markdown.",
-        discussion: "jsonl imports back (timelined import) to the identical state hash.")
+        discussion: "jsonl imports back (timelined import) to the identical state hash. Example: timeline export --format markdown > timeline.md")
     @OptionGroup var global: GlobalOptions
     @Option(help: "jsonl, csv or markdown.") var format = "jsonl"
 

@@ -3,7 +3,8 @@ import TimelineClient
 
 struct Push: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Send queued local edits; conflicts are recorded (exit 3 if any remain).")
+        abstract: "Send queued local edits; conflicts are recorded (exit 3 if any remain).",
+        discussion: "Example: timeline push --json")
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {

@@ -3,7 +3,8 @@ import TimelineCore
 
 struct Retract: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Retract an annotation (it stays in the history, marked retracted).")
+        abstract: "Retract an annotation (it stays in the history, marked retracted).",
+        discussion: "Example: timeline retract 01M8HXEJRRG37AXFATR1161K07")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The annotation's ID.") var annotation: String
 

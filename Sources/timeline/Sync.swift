@@ -3,7 +3,8 @@ import TimelineClient
 
 struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Push local edits, merging by event ID, then pull (exit 3 if conflicts remain).")
+        abstract: "Push local edits, merging by event ID, then pull (exit 3 if conflicts remain).",
+        discussion: "Example: timeline sync && timeline status")
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {

@@ -156,6 +156,26 @@ import TimelineTLS
         #expect(try await resumed.replica.stateHash().hex == serverState)
     }
 
+    @Test func watchIsAnAsyncSequenceOfCommittedEdits() async throws {
+        let homes = Homes()
+        let server = try ServerProcess()
+        let watcher = try await client(server, homes, "watcher", role: "reader")
+        let writer = try await client(server, homes, "writer", role: "annotator")
+        let received = Task {
+            var versions: [Int64] = []
+            for try await edit in watcher.watch() {
+                versions.append(edit.version)
+                if versions.count == 2 { break }
+            }
+            return versions
+        }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        _ = try await writer.annotate(eventID, text: "live one", tags: [])
+        _ = try await writer.annotate(eventID, text: "live two", tags: [])
+        _ = try await writer.sync()
+        #expect(try await received.value == [30, 31])
+    }
+
     @Test func aWrongFingerprintOrTokenIsRefusedWithAClearMessage() async throws {
         let homes = Homes()
         let server = try ServerProcess()
