@@ -204,7 +204,9 @@ final class ResponseRouter: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    func register(onData: (@Sendable (String) -> Void)?, on loop: any EventLoop) -> (String, EventLoopFuture<Completion>) {
+    func register(onData: (@Sendable (String) -> Void)?, on loop: any EventLoop) -> (
+        String, EventLoopFuture<Completion>
+    ) {
         let tag = "c\(nextTag)"
         nextTag += 1
         let promise = loop.makePromise(of: Completion.self)
@@ -279,7 +281,9 @@ final class ResponseRouter: ChannelInboundHandler, @unchecked Sendable {
 
     private func fail(_ error: ClientError, context: ChannelHandlerContext) {
         // Keep the most telling reason: a TLS verdict or a BYE beats "the connection closed".
-        if closedReason == nil || (closedReason?.code == ClientError.unreachable && error.code != ClientError.unreachable) {
+        if closedReason == nil
+            || (closedReason?.code == ClientError.unreachable && error.code != ClientError.unreachable)
+        {
             closedReason = error
         }
         let reason = closedReason ?? error

@@ -16,7 +16,9 @@ public struct ClientConfig: Sendable, Equatable {
     /// The dataset of the replica, learnt on the first connection.
     public var dataset: String?
 
-    public init(host: String, port: Int, token: String, fingerprint: Fingerprint?, caFile: String?, dataset: String? = nil) {
+    public init(
+        host: String, port: Int, token: String, fingerprint: Fingerprint?, caFile: String?, dataset: String? = nil
+    ) {
         self.host = host
         self.port = port
         self.token = token
@@ -41,10 +43,14 @@ public struct ClientConfig: Sendable, Equatable {
     init(json: JSON) throws {
         guard let server = json["server"]?.stringValue, let colon = server.lastIndex(of: ":"),
             let port = Int(server[server.index(after: colon)...]), let token = json["token"]?.stringValue
-        else { throw ClientError(ClientError.notInitialized, "the client configuration is damaged; run timeline init again") }
+        else {
+            throw ClientError(
+                ClientError.notInitialized, "the client configuration is damaged; run timeline init again")
+        }
         self.init(
             host: String(server[..<colon]), port: port, token: token,
-            fingerprint: json["fingerprint"]?.stringValue.flatMap(Fingerprint.init(hex:)), caFile: json["ca"]?.stringValue,
+            fingerprint: json["fingerprint"]?.stringValue.flatMap(Fingerprint.init(hex:)),
+            caFile: json["ca"]?.stringValue,
             dataset: json["dataset"]?.stringValue)
     }
 }
@@ -68,16 +74,21 @@ public struct ClientHome: Sendable {
 
     public func loadConfig() throws -> ClientConfig {
         guard let data = FileManager.default.contents(atPath: configPath) else {
-            throw ClientError(ClientError.notInitialized, "no client in \(path); run: timeline init --server HOST:PORT --token TOKEN --fingerprint SHA256")
+            throw ClientError(
+                ClientError.notInitialized,
+                "no client in \(path); run: timeline init --server HOST:PORT --token TOKEN --fingerprint SHA256")
         }
         return try ClientConfig(json: try JSON(parsingBytes: Array(data)))
     }
 
     public func saveConfig(_ config: ClientConfig) throws {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let temp = configPath + ".tmp"
-        guard FileManager.default.createFile(
-            atPath: temp, contents: Data(config.json.canonicalBytes + [0x0A]), attributes: [.posixPermissions: 0o600])
+        guard
+            FileManager.default.createFile(
+                atPath: temp, contents: Data(config.json.canonicalBytes + [0x0A]),
+                attributes: [.posixPermissions: 0o600])
         else { throw ClientError("STORE_FAILED", "cannot write \(configPath)") }
         guard rename(temp, configPath) == 0 else { throw ClientError("STORE_FAILED", "cannot replace \(configPath)") }
     }
@@ -111,9 +122,11 @@ public struct Conflict: Sendable, Equatable {
 
     public var json: JSON {
         .object([
-            "id": .int(id), "created": .string(created.rfc3339), "event": event.map { .string($0.description) } ?? .null,
+            "id": .int(id), "created": .string(created.rfc3339),
+            "event": event.map { .string($0.description) } ?? .null,
             "field": .string(field), "ours": ours, "theirs": theirs, "their_author": .string(theirAuthor),
-            "their_version": .int(theirVersion), "code": .string(code), "message": .string(message), "proposal": proposal,
+            "their_version": .int(theirVersion), "code": .string(code), "message": .string(message),
+            "proposal": proposal,
         ])
     }
 }
@@ -168,7 +181,8 @@ final class LocalState: Sendable {
             try Row.fetchAll(db, sql: "SELECT id, created, event, proposal FROM outbox ORDER BY id").map { row in
                 OutboxItem(
                     id: row["id"], created: Timestamp(rfc3339: row["created"]) ?? Timestamp(milliseconds: 0),
-                    event: (row["event"] as String?).flatMap(EventID.init), proposal: try JSON(parsing: row["proposal"] as String))
+                    event: (row["event"] as String?).flatMap(EventID.init),
+                    proposal: try JSON(parsing: row["proposal"] as String))
             }
         }
     }
@@ -183,7 +197,8 @@ final class LocalState: Sendable {
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
-                        c.created.rfc3339, c.event?.description, c.field, c.ours.canonicalString, c.theirs.canonicalString,
+                        c.created.rfc3339, c.event?.description, c.field, c.ours.canonicalString,
+                        c.theirs.canonicalString,
                         c.theirAuthor, c.theirVersion, c.code, c.message, c.proposal.canonicalString,
                     ])
             }
@@ -194,7 +209,8 @@ final class LocalState: Sendable {
     /// Replaces an outbox item's proposal (what remains to send after a partial merge).
     func replace(_ itemID: Int64, with proposal: JSON) throws {
         try queue.write { db in
-            try db.execute(sql: "UPDATE outbox SET proposal = ? WHERE id = ?", arguments: [proposal.canonicalString, itemID])
+            try db.execute(
+                sql: "UPDATE outbox SET proposal = ? WHERE id = ?", arguments: [proposal.canonicalString, itemID])
         }
     }
 

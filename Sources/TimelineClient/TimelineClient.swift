@@ -17,7 +17,9 @@ public final class TimelineClient: Sendable {
         self.home = home
         config = try home.loadConfig()
         guard let dataset = config.dataset else {
-            throw ClientError(ClientError.notInitialized, "the client in \(home.path) never reached its server; run timeline init again")
+            throw ClientError(
+                ClientError.notInitialized,
+                "the client in \(home.path) never reached its server; run timeline init again")
         }
         do {
             replica = try SQLiteStore(path: home.replicaPath, dataset: dataset)
@@ -39,7 +41,8 @@ public final class TimelineClient: Sendable {
         {
             throw ClientError(
                 ClientError.wrongDataset,
-                "\(home.path) holds a replica of dataset \(old.dataset!), but the server holds \(config.dataset!); use another home")
+                "\(home.path) holds a replica of dataset \(old.dataset!), but the server holds \(config.dataset!); use another home"
+            )
         }
         try home.saveConfig(config)
         return try TimelineClient(home: home)
@@ -57,7 +60,8 @@ public final class TimelineClient: Sendable {
         if let dataset = config.dataset, dataset != connection.dataset {
             await connection.close()
             throw ClientError(
-                ClientError.wrongDataset, "this replica is of dataset \(dataset), but the server holds \(connection.dataset)")
+                ClientError.wrongDataset,
+                "this replica is of dataset \(dataset), but the server holds \(connection.dataset)")
         }
         return connection
     }
@@ -76,14 +80,16 @@ public final class TimelineClient: Sendable {
         case 1: return matches[0]
         default:
             throw ClientError(
-                "AMBIGUOUS", "\(text) matches \(matches.count) events: " + matches.map(\.description).joined(separator: ", "),
+                "AMBIGUOUS",
+                "\(text) matches \(matches.count) events: " + matches.map(\.description).joined(separator: ", "),
                 detail: .object(["candidates": .array(matches.map { .string($0.description) })]))
         }
     }
 
     public func event(_ id: EventID, asOf version: Int64? = nil) async throws -> EventView {
         guard let view = try await replica.event(id, asOf: version) else {
-            throw ClientError("NOT_FOUND", "event \(id) is not in the replica\(version.map { " at version \($0)" } ?? "")")
+            throw ClientError(
+                "NOT_FOUND", "event \(id) is not in the replica\(version.map { " at version \($0)" } ?? "")")
         }
         return view
     }
@@ -138,7 +144,9 @@ public final class TimelineClient: Sendable {
     /// Pulls every edit after the replica's head, a page at a time; each page is verified against the hash
     /// chain and applied in one transaction, so an interrupted pull resumes without gaps or duplicates.
     @discardableResult
-    public func pull(using connection: TimelineConnection? = nil, progress: (@Sendable (Int64, Int64) -> Void)? = nil) async throws -> PullReport {
+    public func pull(using connection: TimelineConnection? = nil, progress: (@Sendable (Int64, Int64) -> Void)? = nil)
+        async throws -> PullReport
+    {
         let conn: TimelineConnection
         if let connection { conn = connection } else { conn = try await connect() }
         defer { if connection == nil { Task { await conn.close() } } }
@@ -152,13 +160,15 @@ public final class TimelineClient: Sendable {
                 do {
                     edits.append(try EditCodec.decodeEdit(try JSON(parsing: String(line.dropFirst(7)))))
                 } catch {
-                    throw ClientError(ClientError.protocolError, "the server sent an edit that does not decode: \(error)")
+                    throw ClientError(
+                        ClientError.protocolError, "the server sent an edit that does not decode: \(error)")
                 }
             }
             do {
                 try await replica.appendVerified(edits)
             } catch let rejection as BatchRejection {
-                throw ClientError("CORRUPT", "the server's log does not follow this replica's: \(rejection.error.message)")
+                throw ClientError(
+                    "CORRUPT", "the server's log does not follow this replica's: \(rejection.error.message)")
             }
             applied += edits.count
             let serverVersion = page.json?["version"]?.intValue ?? 0
@@ -209,13 +219,17 @@ public final class TimelineClient: Sendable {
                     Conflict(
                         id: 0, created: WallClock.now(), event: item.event, field: c["field"]?.stringValue ?? "",
                         ours: c["ours"] ?? .null, theirs: c["theirs"] ?? .null,
-                        theirAuthor: c["their_author"]?.stringValue ?? "", theirVersion: c["their_version"]?.intValue ?? 0,
+                        theirAuthor: c["their_author"]?.stringValue ?? "",
+                        theirVersion: c["their_version"]?.intValue ?? 0,
                         code: "CONFLICT", message: reply.message, proposal: proposal)
                 }
                 // What did not clash is proposed again on the current revision.
-                guard op == "event.update", case .object(var o) = proposal, var set = o["set"]?.objectValue else { break }
+                guard op == "event.update", case .object(var o) = proposal, var set = o["set"]?.objectValue else {
+                    break
+                }
                 for field in fields { set[field] = nil }
-                let hasTags = !(o["tags"]?["add"]?.arrayValue ?? []).isEmpty || !(o["tags"]?["remove"]?.arrayValue ?? []).isEmpty
+                let hasTags =
+                    !(o["tags"]?["add"]?.arrayValue ?? []).isEmpty || !(o["tags"]?["remove"]?.arrayValue ?? []).isEmpty
                 guard !set.isEmpty || hasTags else { break }
                 o["set"] = .object(set)
                 o["base"] = detail["event"]?["revision"] ?? o["base"]
@@ -337,14 +351,17 @@ public final class TimelineClient: Sendable {
         case (_, "CONFLICT"):
             if c.field == "deleted" {
                 guard c.ours == true else {
-                    throw ClientError("INVALID_STATE", "the event was deleted and cannot be restored; resolve with --theirs")
+                    throw ClientError(
+                        "INVALID_STATE", "the event was deleted and cannot be restored; resolve with --theirs")
                 }
                 proposal = ["op": "event.delete", "event": .string(event.description), "base": .int(base)]
             } else {
                 proposal = try Self.fieldUpdate(event: event, base: base, field: c.field, value: c.ours)
             }
         default:
-            guard case .object(var o) = c.proposal else { throw ClientError("INVALID_STATE", "conflict \(id) has no edit") }
+            guard case .object(var o) = c.proposal else {
+                throw ClientError("INVALID_STATE", "conflict \(id) has no edit")
+            }
             o["base"] = .int(base)
             proposal = .object(o)
         }
@@ -358,14 +375,18 @@ public final class TimelineClient: Sendable {
         if field.hasPrefix("annotation."), field.hasSuffix(".text") {
             let annotation = field.dropFirst("annotation.".count).dropLast(".text".count)
             return [
-                "op": "annotation.update", "event": .string(event.description), "annotation": .string(String(annotation)),
+                "op": "annotation.update", "event": .string(event.description),
+                "annotation": .string(String(annotation)),
                 "base": .int(base), "set": ["text": value],
             ]
         }
         guard ["title", "summary", "date", "references"].contains(field) else {
             throw ClientError("BAD_FIELD", "\(field) is not a field that can be set (title, summary, date, references)")
         }
-        return ["op": "event.update", "event": .string(event.description), "base": .int(base), "set": .object([field: value])]
+        return [
+            "op": "event.update", "event": .string(event.description), "base": .int(base),
+            "set": .object([field: value]),
+        ]
     }
 
     // MARK: Watch

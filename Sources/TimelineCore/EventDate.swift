@@ -232,7 +232,8 @@ enum DateParser {
             return true
         }
         if !vagueWords.isEmpty {
-            warnings.append("date \"\(text)\": \"\(vagueWords.joined(separator: " "))\" is approximate; kept the whole span")
+            warnings.append(
+                "date \"\(text)\": \"\(vagueWords.joined(separator: " "))\" is approximate; kept the whole span")
         }
         guard !tokens.isEmpty else { return unknown(text, "no date found") }
         let marks = tokens.indices.filter { tokens[$0] == .rangeMark || tokens[$0] == .and }

@@ -84,28 +84,31 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static func < (lhs: ULID, rhs: ULID) -> Bool { lhs.string < rhs.string }
 }
 
-/// Identifies an event for its whole life, across every office and replica.
-public struct EventID: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let ulid: ULID
-    public init(_ ulid: ULID) { self.ulid = ulid }
+/// A ULID with a meaning: events and annotations get distinct types so that one cannot be passed for the other.
+public protocol ULIDIdentifier: Hashable, Comparable, Sendable, CustomStringConvertible {
+    var ulid: ULID { get }
+    init(_ ulid: ULID)
+}
+
+extension ULIDIdentifier {
     public init?(_ text: String) {
         guard let ulid = ULID(text) else { return nil }
-        self.ulid = ulid
+        self.init(ulid)
     }
     public var description: String { ulid.string }
-    public static func < (lhs: EventID, rhs: EventID) -> Bool { lhs.ulid < rhs.ulid }
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.ulid < rhs.ulid }
+}
+
+/// Identifies an event for its whole life, across every office and replica.
+public struct EventID: ULIDIdentifier {
+    public let ulid: ULID
+    public init(_ ulid: ULID) { self.ulid = ulid }
 }
 
 /// Identifies an annotation; keyed by its own ID, concurrent annotations never collide.
-public struct AnnotationID: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct AnnotationID: ULIDIdentifier {
     public let ulid: ULID
     public init(_ ulid: ULID) { self.ulid = ulid }
-    public init?(_ text: String) {
-        guard let ulid = ULID(text) else { return nil }
-        self.ulid = ulid
-    }
-    public var description: String { ulid.string }
-    public static func < (lhs: AnnotationID, rhs: AnnotationID) -> Bool { lhs.ulid < rhs.ulid }
 }
 
 /// Shortest unique prefixes, for showing IDs to people.

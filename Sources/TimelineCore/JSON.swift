@@ -81,7 +81,9 @@ extension JSON {
         switch self {
         case .null: out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
         case .bool(let b):
-            if b { out.append(contentsOf: [0x74, 0x72, 0x75, 0x65]) } else {
+            if b {
+                out.append(contentsOf: [0x74, 0x72, 0x75, 0x65])
+            } else {
                 out.append(contentsOf: [0x66, 0x61, 0x6C, 0x73, 0x65])
             }
         case .int(let i): out.append(contentsOf: String(i).utf8)
@@ -181,7 +183,9 @@ extension JSON {
     /// trailing bytes are refused; integers must fit in 64 bits.
     public init(parsing text: String, limits: ParseLimits = ParseLimits()) throws(JSONParseError) {
         var utf8 = text
-        let result = utf8.withUTF8 { buffer in Result { () throws(JSONParseError) in try JSON(parsing: buffer, limits: limits) } }
+        let result = utf8.withUTF8 { buffer in
+            Result { () throws(JSONParseError) in try JSON(parsing: buffer, limits: limits) }
+        }
         self = try result.get()
     }
 

@@ -66,7 +66,8 @@ public enum JSONLines {
             switch proposal.change {
             case .createEvent:
                 if let id = proposal.event, let first = createdEvents.updateValue(number, forKey: id) {
-                    throw TimelineError(.duplicateID, "line \(number): event \(id) is created again (first on line \(first))")
+                    throw TimelineError(
+                        .duplicateID, "line \(number): event \(id) is created again (first on line \(first))")
                 }
             case .addAnnotation(let id, _, _):
                 if let first = addedAnnotations.updateValue(number, forKey: id) {

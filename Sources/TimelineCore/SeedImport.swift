@@ -98,7 +98,9 @@ struct SeedParser {
         if let (n, citation) = Self.referenceLine(line) {
             if let first = referenceLines[n] {
                 warnings.append(
-                    ImportWarning(line: number, message: "reference [\(n)] is listed again (first on line \(first)); kept as a note"))
+                    ImportWarning(
+                        line: number,
+                        message: "reference [\(n)] is listed again (first on line \(first)); kept as a note"))
                 notes.append(line)
                 return
             }
@@ -115,7 +117,8 @@ struct SeedParser {
             let date = String(bulletBody[..<colon]).trimmingSpaces()
             let body = String(bulletBody[bulletBody.index(after: colon)...]).trimmingSpaces()
             guard !date.isEmpty, date.count <= 200 else {
-                warnings.append(ImportWarning(line: number, message: "bullet without a date before \":\"; kept as a note"))
+                warnings.append(
+                    ImportWarning(line: number, message: "bullet without a date before \":\"; kept as a note"))
                 notes.append(line)
                 return
             }
@@ -128,7 +131,8 @@ struct SeedParser {
                 updated = day.iso
             } else {
                 updated = value
-                warnings.append(ImportWarning(line: number, message: "last-updated date \"\(value)\" not understood; kept as text"))
+                warnings.append(
+                    ImportWarning(line: number, message: "last-updated date \"\(value)\" not understood; kept as text"))
             }
             source = header.last
             return
@@ -171,7 +175,8 @@ struct SeedParser {
             let candidates = [rest.firstRange(of: "http://"), rest.firstRange(of: "https://")].compactMap { $0 }
             guard let start = candidates.map(\.lowerBound).min() else { break }
             let tail = rest[start...]
-            let end = tail.firstIndex(where: { $0.isWhitespace || $0 == "\"" || $0 == "”" || $0 == "<" }) ?? tail.endIndex
+            let end =
+                tail.firstIndex(where: { $0.isWhitespace || $0 == "\"" || $0 == "”" || $0 == "<" }) ?? tail.endIndex
             var url = String(tail[..<end])
             while let last = url.last, ".,;:)]’'".contains(last) { url.removeLast() }
             if url.count > 8 { out.append(url) }
@@ -188,7 +193,8 @@ struct SeedParser {
             let after = rest[rest.index(after: open)...]
             guard let close = after.firstIndex(of: "]") else { break }
             let digits = after[..<close]
-            if !digits.isEmpty, digits.count <= 6, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(digits),
+            if !digits.isEmpty, digits.count <= 6, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+                let n = Int(digits),
                 !out.contains(n)
             {
                 out.append(n)
@@ -240,7 +246,9 @@ struct SeedParser {
                 if let r = byNumber[n] {
                     cited.append(r)
                 } else {
-                    warnings.append(ImportWarning(line: item.line, message: "cites [\(n)], which the reference list lacks; kept the number"))
+                    warnings.append(
+                        ImportWarning(
+                            line: item.line, message: "cites [\(n)], which the reference list lacks; kept the number"))
                     cited.append(Reference(number: n, text: "", urls: []))
                 }
             }
@@ -248,7 +256,8 @@ struct SeedParser {
             entries.append(
                 SeedDocument.Entry(
                     line: item.line,
-                    fields: EventFields(date: date, title: title.isEmpty ? item.date : title, summary: item.body, references: cited)))
+                    fields: EventFields(
+                        date: date, title: title.isEmpty ? item.date : title, summary: item.body, references: cited)))
         }
         var meta: [String: JSON] = [
             "format": "seed-text",
@@ -258,7 +267,8 @@ struct SeedParser {
         if !notes.isEmpty { meta["notes"] = .array(notes.map { .string($0) }) }
         if let source = source ?? header.last { meta["source"] = .string(source) }
         if let updated { meta["updated"] = .string(updated) }
-        return SeedDocument(entries: entries, references: references, meta: meta, warnings: warnings.sorted { $0.line < $1.line })
+        return SeedDocument(
+            entries: entries, references: references, meta: meta, warnings: warnings.sorted { $0.line < $1.line })
     }
 }
 

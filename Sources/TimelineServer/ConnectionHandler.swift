@@ -89,7 +89,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
         core.channels.withLock { $0[ObjectIdentifier(context.channel)] = context.channel }
         if count > core.limits.maxConnections {
             logger.warning("connection refused: too many connections", metadata: ["connections": "\(count)"])
-            send([.bye(code: .tooManyConnections, message: "the server has \(core.limits.maxConnections) connections already; try again later")], close: true)
+            send(
+                [
+                    .bye(
+                        code: .tooManyConnections,
+                        message: "the server has \(core.limits.maxConnections) connections already; try again later")
+                ], close: true)
             return
         }
         if core.shuttingDown.load(ordering: .relaxed) {
@@ -204,7 +209,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func startBatch(_ request: Request) {
         let words = request.words
         guard words.count == 1, let n = Int(words[0]), n >= 1 else {
-            enqueue(.reply(.bad(tag: request.tag, code: .badArgument, message: "usage: BATCH n, then n lines of JSON edits")))
+            enqueue(
+                .reply(
+                    .bad(tag: request.tag, code: .badArgument, message: "usage: BATCH n, then n lines of JSON edits")))
             drain()
             return
         }
@@ -213,7 +220,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
             inputClosed = true
             enqueue(
                 .closeWith([
-                    .bad(tag: request.tag, code: .batchTooLarge, message: "a batch holds at most \(core.limits.maxBatch) edits"),
+                    .bad(
+                        tag: request.tag, code: .batchTooLarge,
+                        message: "a batch holds at most \(core.limits.maxBatch) edits"),
                     .bye(code: .protocolError, message: "cannot skip the lines of a batch over the limit"),
                 ]))
             drain()
@@ -229,7 +238,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             if batch.problem == nil {
                 batch.problem = .bad(
                     tag: batch.request.tag, code: .lineTooLong,
-                    message: "line \(batch.lines.count + 1) of the batch is longer than \(core.limits.maxLineLength) bytes")
+                    message:
+                        "line \(batch.lines.count + 1) of the batch is longer than \(core.limits.maxLineLength) bytes")
             }
             batch.lines.append("")
         case .line(let line):
@@ -238,7 +248,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             } else {
                 if batch.problem == nil {
                     batch.problem = .bad(
-                        tag: batch.request.tag, code: .badUTF8, message: "line \(batch.lines.count + 1) of the batch is not valid UTF-8")
+                        tag: batch.request.tag, code: .badUTF8,
+                        message: "line \(batch.lines.count + 1) of the batch is not valid UTF-8")
                 }
                 batch.lines.append("")
             }
@@ -318,11 +329,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let verb = request.verb
         guard Role.required(for: verb) != nil else { return identity ?? TokenStore.Identity(name: "", role: .reader) }
         guard let identity else {
-            send([.no(tag: request.tag, code: .authRequired, message: "\(verb.rawValue) needs AUTH first", detail: nil)])
+            send([.no(tag: request.tag, code: .authRequired, message: "\(verb.rawValue) needs AUTH first", detail: nil)]
+            )
             return nil
         }
         guard identity.role.may(verb) else {
-            send([.no(tag: request.tag, code: .forbidden, message: "role \(identity.role.rawValue) may not \(verb.rawValue)", detail: nil)])
+            send([
+                .no(
+                    tag: request.tag, code: .forbidden,
+                    message: "role \(identity.role.rawValue) may not \(verb.rawValue)", detail: nil)
+            ])
             return nil
         }
         return identity
@@ -369,7 +385,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context.eventLoop.scheduleTask(in: delay) { [weak self] in
             guard let self else { return }
             self.busy = false
-            self.send([.no(tag: request.tag, code: .authFailed, message: "the token is unknown or revoked", detail: nil)])
+            self.send([
+                .no(tag: request.tag, code: .authFailed, message: "the token is unknown or revoked", detail: nil)
+            ])
             self.drain()
         }
     }
@@ -402,7 +420,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     handler.watch = nil
                     handler.busy = false
                     handler.send([
-                        .no(tag: request.tag, code: .resync, message: "version \(since) is beyond this server's version \(head); start again from 0", detail: nil)
+                        .no(
+                            tag: request.tag, code: .resync,
+                            message: "version \(since) is beyond this server's version \(head); start again from 0",
+                            detail: nil)
                     ])
                     handler.drain()
                     return
@@ -466,7 +487,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         guard context.channel.isWritable else {
             logger.warning("closing a watcher that does not read")
-            send([.bye(code: .slowConsumer, message: "more than \(core.limits.maxOutboundBuffer) bytes are waiting for you to read them")], close: true)
+            send(
+                [
+                    .bye(
+                        code: .slowConsumer,
+                        message: "more than \(core.limits.maxOutboundBuffer) bytes are waiting for you to read them")
+                ], close: true)
             return
         }
         for edit in fresh { write(.data(kind: "EDIT", EditCodec.json(edit))) }
@@ -519,7 +545,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
         for work in waiting {
             switch work {
             case .request(let r), .batch(let r, _):
-                write(.no(tag: r.tag, code: .shuttingDown, message: "the server is shutting down; not executed", detail: nil))
+                write(
+                    .no(
+                        tag: r.tag, code: .shuttingDown, message: "the server is shutting down; not executed",
+                        detail: nil))
             case .reply(let reply):
                 write(reply)
             case .closeWith:
@@ -537,7 +566,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let idle = NIODeadline.now() - self.lastActivity
             if idle >= self.core.limits.idleTimeout, !self.busy {
                 self.logger.info("closing an idle connection")
-                self.send([.bye(code: .idleTimeout, message: "no request for \(self.core.limits.idleTimeout.nanoseconds / 1_000_000_000) seconds")], close: true)
+                self.send(
+                    [
+                        .bye(
+                            code: .idleTimeout,
+                            message:
+                                "no request for \(self.core.limits.idleTimeout.nanoseconds / 1_000_000_000) seconds")
+                    ], close: true)
             } else if let context = self.context {
                 self.scheduleIdleCheck(context: context, after: max(.seconds(1), self.core.limits.idleTimeout - idle))
             }

@@ -26,7 +26,9 @@ public struct DataDirectory: Sendable {
 
     /// Opens the store, creating the folder, store, certificate and admin token on first start (loading the
     /// bundled sample timeline unless `empty`). An existing folder is opened as it is.
-    public func prepare(empty: Bool, dataset: String? = nil) async throws -> (store: SQLiteStore, tokens: TokenStore, first: FirstStart?) {
+    public func prepare(empty: Bool, dataset: String? = nil) async throws -> (
+        store: SQLiteStore, tokens: TokenStore, first: FirstStart?
+    ) {
         let fm = FileManager.default
         let isNew = !exists
         try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -39,7 +41,9 @@ public struct DataDirectory: Sendable {
             loaded = true
         }
         let token = try tokens.add(name: "admin", role: .admin)
-        guard fm.createFile(atPath: adminTokenPath, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        guard
+            fm.createFile(
+                atPath: adminTokenPath, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
         else { throw TimelineError(.storeFailed, "could not write \(adminTokenPath)") }
         return (store, tokens, FirstStart(adminToken: token, loadedSample: loaded))
     }
@@ -49,10 +53,12 @@ public struct DataDirectory: Sendable {
     public func ensureCertificate(hostnames: [String] = []) throws -> Fingerprint {
         let fm = FileManager.default
         if !fm.fileExists(atPath: certificatePath) {
-            try fm.createDirectory(atPath: path + "/tls", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try fm.createDirectory(
+                atPath: path + "/tls", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let (cert, key) = try Certificates.selfSigned(commonName: "timelined", extraNames: hostnames)
             guard fm.createFile(atPath: keyPath, contents: Data(key.utf8), attributes: [.posixPermissions: 0o600]),
-                fm.createFile(atPath: certificatePath, contents: Data(cert.utf8), attributes: [.posixPermissions: 0o644])
+                fm.createFile(
+                    atPath: certificatePath, contents: Data(cert.utf8), attributes: [.posixPermissions: 0o644])
             else { throw TimelineError(.storeFailed, "could not write the certificate files") }
         }
         return try Self.fingerprint(ofCertificateAt: certificatePath)

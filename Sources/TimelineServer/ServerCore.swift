@@ -127,16 +127,22 @@ final class ServerCore: Sendable {
     func resolve(_ text: Substring, tag: String) async throws -> Resolution {
         if let id = EventID(String(text)) { return .found(id) }
         guard text.count >= 4, text.count < 26, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
-            return .refused(.bad(tag: tag, code: .badArgument, message: "\"\(text.prefix(40))\" is not an event ID or a prefix of 4 or more characters"))
+            return .refused(
+                .bad(
+                    tag: tag, code: .badArgument,
+                    message: "\"\(text.prefix(40))\" is not an event ID or a prefix of 4 or more characters"))
         }
         let matches = try await store.resolve(prefix: String(text), limit: 10)
         switch matches.count {
-        case 0: return .refused(.no(tag: tag, code: WireCode(.notFound), message: "no event starts with \(text)", detail: nil))
+        case 0:
+            return .refused(
+                .no(tag: tag, code: WireCode(.notFound), message: "no event starts with \(text)", detail: nil))
         case 1: return .found(matches[0])
         default:
             return .refused(
                 .no(
-                    tag: tag, code: .ambiguous, message: "\(matches.count >= 10 ? "10 or more" : "\(matches.count)") events start with \(text)",
+                    tag: tag, code: .ambiguous,
+                    message: "\(matches.count >= 10 ? "10 or more" : "\(matches.count)") events start with \(text)",
                     detail: .object(["candidates": .array(matches.map { .string($0.description) })])))
         }
     }
@@ -160,11 +166,17 @@ final class ServerCore: Sendable {
             case .refused(let reply): return [reply]
             }
             if let asOf, asOf > (try await store.head().version) {
-                return [.bad(tag: request.tag, code: WireCode(.badVersion), message: "version \(asOf) is beyond the log")]
+                return [
+                    .bad(tag: request.tag, code: WireCode(.badVersion), message: "version \(asOf) is beyond the log")
+                ]
             }
             guard let view = try await store.event(id, asOf: asOf) else {
                 let when = asOf.map { " at version \($0)" } ?? ""
-                return [.no(tag: request.tag, code: WireCode(.notFound), message: "event \(id) does not exist\(when)", detail: nil)]
+                return [
+                    .no(
+                        tag: request.tag, code: WireCode(.notFound), message: "event \(id) does not exist\(when)",
+                        detail: nil)
+                ]
             }
             return [.data(kind: "EVENT", view.json), .ok(tag: request.tag, nil)]
         } catch {
@@ -203,7 +215,11 @@ final class ServerCore: Sendable {
             }
             if let v = o["text"] {
                 guard let t = v.stringValue, t.utf8.count <= 1_000 else {
-                    return [.bad(tag: request.tag, code: .badArgument, message: "text must be a string of at most 1000 bytes")]
+                    return [
+                        .bad(
+                            tag: request.tag, code: .badArgument, message: "text must be a string of at most 1000 bytes"
+                        )
+                    ]
                 }
                 filter.text = t
             }
@@ -222,7 +238,9 @@ final class ServerCore: Sendable {
         }
         do {
             let views = try await store.events(matching: filter)
-            return views.map { Reply.data(kind: "EVENT", $0.json) } + [.ok(tag: request.tag, .object(["count": .int(Int64(views.count))]))]
+            return views.map { Reply.data(kind: "EVENT", $0.json) } + [
+                .ok(tag: request.tag, .object(["count": .int(Int64(views.count))]))
+            ]
         } catch {
             return [failure(request.tag, error)]
         }
@@ -230,7 +248,9 @@ final class ServerCore: Sendable {
 
     func history(_ request: Request) async -> [Reply] {
         let words = request.words
-        guard words.count == 1 else { return [.bad(tag: request.tag, code: .badArgument, message: "usage: HISTORY id")] }
+        guard words.count == 1 else {
+            return [.bad(tag: request.tag, code: .badArgument, message: "usage: HISTORY id")]
+        }
         do {
             let id: EventID
             switch try await resolve(words[0], tag: request.tag) {
@@ -239,9 +259,13 @@ final class ServerCore: Sendable {
             }
             let edits = try await store.history(of: id)
             guard !edits.isEmpty else {
-                return [.no(tag: request.tag, code: WireCode(.notFound), message: "event \(id) does not exist", detail: nil)]
+                return [
+                    .no(tag: request.tag, code: WireCode(.notFound), message: "event \(id) does not exist", detail: nil)
+                ]
             }
-            return edits.map { Reply.data(kind: "EDIT", EditCodec.json($0)) } + [.ok(tag: request.tag, .object(["count": .int(Int64(edits.count))]))]
+            return edits.map { Reply.data(kind: "EDIT", EditCodec.json($0)) } + [
+                .ok(tag: request.tag, .object(["count": .int(Int64(edits.count))]))
+            ]
         } catch {
             return [failure(request.tag, error)]
         }
@@ -307,7 +331,9 @@ final class ServerCore: Sendable {
                     ]))
             ]
         } catch let rejection as BatchRejection {
-            return [Reply.refusal(tag: request.tag, rejection.error.at("line \(rejection.index + 1) of \(lines.count)"))]
+            return [
+                Reply.refusal(tag: request.tag, rejection.error.at("line \(rejection.index + 1) of \(lines.count)"))
+            ]
         } catch {
             return [failure(request.tag, error)]
         }

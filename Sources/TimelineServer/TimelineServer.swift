@@ -41,7 +41,8 @@ public final class TimelineServer: Sendable {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(
                 .writeBufferWaterMark,
-                value: .init(low: limits.maxOutboundBuffer / 2, high: limits.maxOutboundBuffer))
+                value: .init(low: limits.maxOutboundBuffer / 2, high: limits.maxOutboundBuffer)
+            )
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handlers: [any ChannelHandler] = [

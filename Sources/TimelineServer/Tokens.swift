@@ -74,7 +74,8 @@ public final class TokenStore: Sendable {
         var random = [UInt8](repeating: 0, count: 24)
         guard RAND_bytes(&random, 24) == 1 else { throw TimelineError(.storeFailed, "no randomness for a token") }
         let token = "tl_" + random.map { String(format: "%02x", $0) }.joined()
-        list.append(Entry(name: name, role: role, hash: SHA256.hash(Array(token.utf8)), created: WallClock.now(), revoked: nil))
+        list.append(
+            Entry(name: name, role: role, hash: SHA256.hash(Array(token.utf8)), created: WallClock.now(), revoked: nil))
         try save(list)
         return token
     }
@@ -113,13 +114,15 @@ public final class TokenStore: Sendable {
                 list.map { e in
                     .object([
                         "name": .string(e.name), "role": .string(e.role.rawValue), "sha256": .string(e.hash.hex),
-                        "created": .string(e.created.rfc3339), "revoked": e.revoked.map { .string($0.rfc3339) } ?? .null,
+                        "created": .string(e.created.rfc3339),
+                        "revoked": e.revoked.map { .string($0.rfc3339) } ?? .null,
                     ])
                 })
         ])
         let temp = path + ".tmp"
-        guard FileManager.default.createFile(
-            atPath: temp, contents: Data(json.canonicalBytes + [0x0A]), attributes: [.posixPermissions: 0o600])
+        guard
+            FileManager.default.createFile(
+                atPath: temp, contents: Data(json.canonicalBytes + [0x0A]), attributes: [.posixPermissions: 0o600])
         else { throw TimelineError(.storeFailed, "could not write the token file") }
         guard rename(temp, path) == 0 else { throw TimelineError(.storeFailed, "could not replace the token file") }
         cache.withLock { $0 = (nil, []) }

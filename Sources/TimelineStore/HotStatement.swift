@@ -54,7 +54,8 @@ struct HotStatement {
         guard code == SQLITE_DONE else {
             let extended = sqlite3_extended_errcode(db.sqliteConnection)
             throw DatabaseError(
-                resultCode: ResultCode(rawValue: extended), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
+                resultCode: ResultCode(rawValue: extended),
+                message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
                 sql: statement.sql)
         }
     }

@@ -220,7 +220,8 @@ struct StateWriter {
     }
 
     func history(_ id: EventID, afterRevision revision: Int64) throws -> [Edit] {
-        try SQLiteReads.edits(db, sql: "SELECT body, hash FROM edits WHERE event = ? AND revision > ? ORDER BY revision",
+        try SQLiteReads.edits(
+            db, sql: "SELECT body, hash FROM edits WHERE event = ? AND revision > ? ORDER BY revision",
             arguments: [id.description, revision])
     }
 
@@ -246,19 +247,14 @@ struct StateWriter {
             }
             let (edit, body) = Edit.chained(
                 after: head.hash, version: head.version + 1, revision: applied.revision, proposal: proposal)
-            insertEdit.bind(1, edit.version)
-            insertEdit.bind(2, proposal.event?.description)
-            insertEdit.bind(3, edit.revision)
-            insertEdit.bind(4, proposal.change.operation.rawValue)
-            insertEdit.bind(5, text: body)
-            insertEdit.bind(6, blob: edit.hash.bytes)
-            try insertEdit.run(db)
+            try insertLogRow(edit, body: body)
             do {
                 try write(proposal, applied, previous: current, version: edit.version)
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw BatchRejection(
                     index: index, count: batch.count,
-                    error: TimelineError(.duplicateID, "annotation \(proposal.change.annotationID?.description ?? "?") already exists"))
+                    error: TimelineError(
+                        .duplicateID, "annotation \(proposal.change.annotationID?.description ?? "?") already exists"))
             }
             head = ChainHead(version: edit.version, hash: edit.hash)
             out.append(edit)
@@ -290,19 +286,25 @@ struct StateWriter {
                 throw refuse("edit \(edit.version) does not apply: \(error)")
             }
             guard applied.revision == edit.revision else {
-                throw refuse("edit \(edit.version) says revision \(edit.revision), applying it gives \(applied.revision)")
+                throw refuse(
+                    "edit \(edit.version) says revision \(edit.revision), applying it gives \(applied.revision)")
             }
-            insertEdit.bind(1, edit.version)
-            insertEdit.bind(2, p.event?.description)
-            insertEdit.bind(3, edit.revision)
-            insertEdit.bind(4, p.change.operation.rawValue)
-            insertEdit.bind(5, text: body)
-            insertEdit.bind(6, blob: edit.hash.bytes)
-            try insertEdit.run(db)
+            try insertLogRow(edit, body: body)
             try write(p, applied, previous: current, version: edit.version)
             head = ChainHead(version: edit.version, hash: edit.hash)
         }
         return batch
+    }
+
+    /// The log row: the hashed body as stored text, and the columns queries need.
+    func insertLogRow(_ edit: Edit, body: [UInt8]) throws {
+        insertEdit.bind(1, edit.version)
+        insertEdit.bind(2, edit.event?.description)
+        insertEdit.bind(3, edit.revision)
+        insertEdit.bind(4, edit.operation.rawValue)
+        insertEdit.bind(5, text: body)
+        insertEdit.bind(6, blob: edit.hash.bytes)
+        try insertEdit.run(db)
     }
 
     mutating func write(_ p: Proposal, _ applied: Applied, previous: Event?, version: Int64) throws {

@@ -14,7 +14,9 @@ enum SQLiteReads {
 
     static func edit(_ row: Row) throws -> Edit {
         let hashBytes: [UInt8] = Array(row["hash"] as Data)
-        guard let hash = Digest(bytes: hashBytes) else { throw TimelineError(.corrupt, "a stored hash is not 32 bytes") }
+        guard let hash = Digest(bytes: hashBytes) else {
+            throw TimelineError(.corrupt, "a stored hash is not 32 bytes")
+        }
         let body: String = row["body"]
         return try EditCodec.decodeStored(body: Array(body.utf8), hash: hash)
     }
@@ -140,7 +142,9 @@ extension SQLiteStore {
             let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             arguments += [max(0, filter.limit)]
             let rows = try Row.fetchAll(
-                db, sql: "SELECT revision, body FROM events \(whereSQL) ORDER BY date_start IS NULL, date_start, id LIMIT ?",
+                db,
+                sql:
+                    "SELECT revision, body FROM events \(whereSQL) ORDER BY date_start IS NULL, date_start, id LIMIT ?",
                 arguments: arguments)
             return try rows.map { try SQLiteReads.view(db, row: $0) }
         }

@@ -20,7 +20,8 @@ extension SQLiteStore {
             if firstBad == nil, let version { firstBad = version }
             problems.append(problem)
         }
-        let rows = try Row.fetchCursor(db, sql: "SELECT version, event, revision, op, body, hash FROM edits ORDER BY version")
+        let rows = try Row.fetchCursor(
+            db, sql: "SELECT version, event, revision, op, body, hash FROM edits ORDER BY version")
         while let row = try rows.next() {
             let version: Int64 = row["version"]
             guard version == state.version + 1 else {
@@ -85,8 +86,11 @@ extension SQLiteStore {
             {
                 problems.append("event \(id) differs from the log replayed")
             }
-            let tags = try String.fetchAll(db, sql: "SELECT tag FROM event_tags WHERE event = ? ORDER BY tag", arguments: [id])
-            if Tags.normalized(tags) != expected.tags { problems.append("event \(id) has tags that differ from the log") }
+            let tags = try String.fetchAll(
+                db, sql: "SELECT tag FROM event_tags WHERE event = ? ORDER BY tag", arguments: [id])
+            if Tags.normalized(tags) != expected.tags {
+                problems.append("event \(id) has tags that differ from the log")
+            }
         }
         if seen != state.events.count {
             problems.append("\(state.events.count) events in the log, \(seen) in the table")

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import GRDB
 import Synchronization
 import TimelineCore
@@ -125,4 +126,3 @@ enum StoreErrors {
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Foundation

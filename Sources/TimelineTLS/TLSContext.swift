@@ -86,7 +86,9 @@ public final class TLSContext: @unchecked Sendable {
 
     /// A server context from PEM files. With `clientCAFile`, clients may present a certificate signed by it
     /// (mutual TLS for server-to-server links); clients without one are still served.
-    public static func server(certificateFile: String, keyFile: String, clientCAFile: String? = nil) throws -> TLSContext {
+    public static func server(certificateFile: String, keyFile: String, clientCAFile: String? = nil) throws
+        -> TLSContext
+    {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_server_method()) else {
             throw TLSError.openSSL("TLS_SETUP", "could not create a TLS context")
@@ -154,7 +156,9 @@ public enum Certificates {
         var certPointer: UnsafeMutablePointer<CChar>?
         var keyPointer: UnsafeMutablePointer<CChar>?
         ERR_clear_error()
-        guard timeline_make_self_signed(commonName, san.joined(separator: ","), Int32(days), &certPointer, &keyPointer) == 1,
+        guard
+            timeline_make_self_signed(commonName, san.joined(separator: ","), Int32(days), &certPointer, &keyPointer)
+                == 1,
             let certPointer, let keyPointer
         else { throw TLSError.openSSL("TLS_SETUP", "could not generate a certificate") }
         defer {

@@ -66,7 +66,8 @@ func annotation(_ event: EventID, _ n: Int) -> Proposal {
     Proposal(
         event: event,
         change: .addAnnotation(
-            AnnotationID(ULID.generate(at: WallClock.now())), text: "Benchmark annotation number \(n) on this event.", tags: ["bench"]
+            AnnotationID(ULID.generate(at: WallClock.now())), text: "Benchmark annotation number \(n) on this event.",
+            tags: ["bench"]
         ), base: 1, author: "bench", time: now)
 }
 
@@ -107,7 +108,8 @@ func rawSQLiteInsert(rows: [(Int64, String, Int64, String, String, [UInt8])]) th
         }
     }
     try exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL")
-    try exec("CREATE TABLE edits(version INTEGER PRIMARY KEY, event TEXT, revision INTEGER, op TEXT, body TEXT, hash BLOB)")
+    try exec(
+        "CREATE TABLE edits(version INTEGER PRIMARY KEY, event TEXT, revision INTEGER, op TEXT, body TEXT, hash BLOB)")
     var stmt: OpaquePointer?
     sqlite3_prepare_v2(db, "INSERT INTO edits VALUES (?, ?, ?, ?, ?, ?)", -1, &stmt, nil)
     defer { sqlite3_finalize(stmt) }
@@ -137,7 +139,9 @@ func rawSQLiteSingleRowCommits(count: Int) throws -> Double {
     var db: OpaquePointer?
     guard sqlite3_open(path, &db) == SQLITE_OK else { throw TimelineError(.storeFailed, "open failed") }
     defer { sqlite3_close(db) }
-    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE t(v INTEGER PRIMARY KEY, b TEXT)", nil, nil, nil)
+    sqlite3_exec(
+        db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE t(v INTEGER PRIMARY KEY, b TEXT)", nil, nil,
+        nil)
     let elapsed = secondsSync {
         for i in 0..<count {
             sqlite3_exec(db, "INSERT INTO t VALUES (\(i), 'row \(i) of the fsync probe')", nil, nil, nil)
@@ -164,7 +168,8 @@ func rawSchemaInsert(
     var edit: OpaquePointer?
     var note: OpaquePointer?
     var bump: OpaquePointer?
-    sqlite3_prepare_v2(db, "INSERT INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)", -1, &edit, nil)
+    sqlite3_prepare_v2(
+        db, "INSERT INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)", -1, &edit, nil)
     sqlite3_prepare_v2(db, "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, 0, ?)", -1, &note, nil)
     sqlite3_prepare_v2(db, "UPDATE events SET revision = revision + 1 WHERE id = ?", -1, &bump, nil)
     defer { sqlite3_finalize(edit); sqlite3_finalize(note); sqlite3_finalize(bump) }
@@ -179,12 +184,16 @@ func rawSchemaInsert(
             sqlite3_bind_text(edit, 4, row.3, -1, transient)
             sqlite3_bind_text(edit, 5, row.4, -1, transient)
             row.5.withUnsafeBytes { _ = sqlite3_bind_blob(edit, 6, $0.baseAddress, 32, transient) }
-            guard sqlite3_step(edit) == SQLITE_DONE else { throw TimelineError(.storeFailed, String(cString: sqlite3_errmsg(db))) }
+            guard sqlite3_step(edit) == SQLITE_DONE else {
+                throw TimelineError(.storeFailed, String(cString: sqlite3_errmsg(db)))
+            }
             sqlite3_reset(edit)
             sqlite3_bind_text(note, 1, a.0, -1, transient)
             sqlite3_bind_text(note, 2, a.1, -1, transient)
             sqlite3_bind_text(note, 3, a.2, -1, transient)
-            guard sqlite3_step(note) == SQLITE_DONE else { throw TimelineError(.storeFailed, String(cString: sqlite3_errmsg(db))) }
+            guard sqlite3_step(note) == SQLITE_DONE else {
+                throw TimelineError(.storeFailed, String(cString: sqlite3_errmsg(db)))
+            }
             sqlite3_reset(note)
         }
         for id in events {
@@ -212,69 +221,72 @@ let batchSize = quick ? 20_000 : 100_000
 var figures: [Figure] = []
 let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
 do {
-  if only == nil || only == "S1" {
-    // S1: group commit against one fsync per edit, both with 64 writers.
-    let (group, ids, gp) = try await newStore("group")
-    let groupRate = try await concurrentAppends(store: group, ids: ids, writers: writers, total: groupTotal)
-    let (single, ids2, sp) = try await newStore("single", maxEditsPerCommit: 1)
-    let singleRate = try await concurrentAppends(store: single, ids: ids2, writers: writers, total: singleTotal)
-    figures.append(
-        Figure(
-            name: "S1 appends/s, 64 writers, group commit", value: groupRate, unit: "edits/s",
-            reference: "same store, one fsync per edit", referenceValue: singleRate, target: ">= 10x",
-            targetRatio: 10))
-    let fsyncRate = try rawSQLiteSingleRowCommits(count: quick ? 300 : 2_000)
-    figures.append(
-        Figure(
-            name: "S1b one fsync per edit (our store)", value: singleRate, unit: "edits/s",
-            reference: "raw SQLite, one row per transaction (fsync floor)", referenceValue: fsyncRate, target: "-",
-            targetRatio: 0))
-    let verify = try await group.verify()
-    guard verify.ok else { throw TimelineError(.corrupt, "group-commit store failed verify: \(verify)") }
-    removeStore(gp)
-    removeStore(sp)
-  }
+    if only == nil || only == "S1" {
+        // S1: group commit against one fsync per edit, both with 64 writers.
+        let (group, ids, gp) = try await newStore("group")
+        let groupRate = try await concurrentAppends(store: group, ids: ids, writers: writers, total: groupTotal)
+        let (single, ids2, sp) = try await newStore("single", maxEditsPerCommit: 1)
+        let singleRate = try await concurrentAppends(store: single, ids: ids2, writers: writers, total: singleTotal)
+        figures.append(
+            Figure(
+                name: "S1 appends/s, 64 writers, group commit", value: groupRate, unit: "edits/s",
+                reference: "same store, one fsync per edit", referenceValue: singleRate, target: ">= 10x",
+                targetRatio: 10))
+        let fsyncRate = try rawSQLiteSingleRowCommits(count: quick ? 300 : 2_000)
+        figures.append(
+            Figure(
+                name: "S1b one fsync per edit (our store)", value: singleRate, unit: "edits/s",
+                reference: "raw SQLite, one row per transaction (fsync floor)", referenceValue: fsyncRate, target: "-",
+                targetRatio: 0))
+        let verify = try await group.verify()
+        guard verify.ok else { throw TimelineError(.corrupt, "group-commit store failed verify: \(verify)") }
+        removeStore(gp)
+        removeStore(sp)
+    }
 
-  if only == nil || only == "S2" {
-    // S2: one batch of annotations, next to raw SQLite inserting the same edit rows in one transaction.
-    let (batchStore, ids3, bp) = try await newStore("batch")
-    var proposals: [Proposal] = []
-    let gen = try await seconds { proposals = (0..<batchSize).map { annotation(ids3[$0 % ids3.count], $0) } }
-    _ = gen
-    var edits: [Edit] = []
-    let batchSeconds = try await seconds { edits = try await batchStore.append(proposals) }
-    let batchRate = Double(batchSize) / batchSeconds
-    let rows = edits.map { e in
-        (
-            e.version, e.event?.description ?? "", e.revision, e.operation.rawValue,
-            String(decoding: EditCodec.canonicalBody(version: e.version, revision: e.revision, proposal: e.proposal), as: UTF8.self),
-            e.hash.bytes
-        )
+    if only == nil || only == "S2" {
+        // S2: one batch of annotations, next to raw SQLite inserting the same edit rows in one transaction.
+        let (batchStore, ids3, bp) = try await newStore("batch")
+        var proposals: [Proposal] = []
+        let gen = try await seconds { proposals = (0..<batchSize).map { annotation(ids3[$0 % ids3.count], $0) } }
+        _ = gen
+        var edits: [Edit] = []
+        let batchSeconds = try await seconds { edits = try await batchStore.append(proposals) }
+        let batchRate = Double(batchSize) / batchSeconds
+        let rows = edits.map { e in
+            (
+                e.version, e.event?.description ?? "", e.revision, e.operation.rawValue,
+                String(
+                    decoding: EditCodec.canonicalBody(version: e.version, revision: e.revision, proposal: e.proposal),
+                    as: UTF8.self),
+                e.hash.bytes
+            )
+        }
+        let notes = edits.map { e -> (String, String, String) in
+            guard case .addAnnotation(let id, let text, let tags) = e.change else { return ("", "", "") }
+            let a = Annotation(id: id, event: e.event!, author: e.author, text: text, tags: tags, created: e.time)
+            return (id.description, e.event!.description, String(decoding: a.canonicalBytes, as: UTF8.self))
+        }
+        edits = []
+        let rawRate = try rawSQLiteInsert(rows: rows)
+        // The floor: a fresh store with the sample, then the same rows through the same schema by the C API.
+        let (floorStore, _, fp) = try await newStore("floor")
+        _ = floorStore
+        let floorRate = try rawSchemaInsert(
+            storePath: fp, rows: rows.map { r in (r.0, r.1, r.2, r.3, r.4, r.5) }, annotations: notes)
+        removeStore(fp)
+        figures.append(
+            Figure(
+                name: "S2b same batch vs the schema's own floor", value: batchRate, unit: "edits/s",
+                reference: "C API, same SQL and schema, bodies precomputed", referenceValue: floorRate, target: "-",
+                targetRatio: 0))
+        figures.append(
+            Figure(
+                name: "S2 one \(batchSize)-edit batch", value: batchRate, unit: "edits/s",
+                reference: "raw SQLite C API, same rows, one transaction", referenceValue: rawRate, target: ">= 0.5x",
+                targetRatio: 0.5))
+        removeStore(bp)
     }
-    let notes = edits.map { e -> (String, String, String) in
-        guard case .addAnnotation(let id, let text, let tags) = e.change else { return ("", "", "") }
-        let a = Annotation(id: id, event: e.event!, author: e.author, text: text, tags: tags, created: e.time)
-        return (id.description, e.event!.description, String(decoding: a.canonicalBytes, as: UTF8.self))
-    }
-    edits = []
-    let rawRate = try rawSQLiteInsert(rows: rows)
-    // The floor: a fresh store with the sample, then the same rows through the same schema by the C API.
-    let (floorStore, _, fp) = try await newStore("floor")
-    _ = floorStore
-    let floorRate = try rawSchemaInsert(storePath: fp, rows: rows.map { r in (r.0, r.1, r.2, r.3, r.4, r.5) }, annotations: notes)
-    removeStore(fp)
-    figures.append(
-        Figure(
-            name: "S2b same batch vs the schema's own floor", value: batchRate, unit: "edits/s",
-            reference: "C API, same SQL and schema, bodies precomputed", referenceValue: floorRate, target: "-",
-            targetRatio: 0))
-    figures.append(
-        Figure(
-            name: "S2 one \(batchSize)-edit batch", value: batchRate, unit: "edits/s",
-            reference: "raw SQLite C API, same rows, one transaction", referenceValue: rawRate, target: ">= 0.5x",
-            targetRatio: 0.5))
-    removeStore(bp)
-  }
 } catch {
     FileHandle.standardError.write(Data("benchmark failed: \(error)\n".utf8))
     exit(1)

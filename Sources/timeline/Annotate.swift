@@ -12,7 +12,9 @@ struct Annotate: AsyncParsableCommand {
 
     func validate() throws {
         guard !text.allSatisfy(\.isWhitespace) else { throw ValidationError("the text is empty") }
-        for tag in tags where !Tags.isValid(tag) { throw ValidationError("\"\(tag)\" is not a tag (1-64 bytes, no spaces)") }
+        for tag in tags where !Tags.isValid(tag) {
+            throw ValidationError("\"\(tag)\" is not a tag (1-64 bytes, no spaces)")
+        }
     }
 
     func run() async throws {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TimelineClient
 import TimelineCore
+import TimelineStore
 
 struct Batch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,7 +32,9 @@ struct Batch: AsyncParsableCommand {
                 "first": .int(report.firstVersion), "last": .int(report.lastVersion),
             ])
         } else {
-            print("\(report.edits) edits in \(report.batches) batch\(report.batches == 1 ? "" : "es"), versions \(report.firstVersion)–\(report.lastVersion)")
+            print(
+                "\(report.edits) edits in \(report.batches) batch\(report.batches == 1 ? "" : "es"), versions \(report.firstVersion)–\(report.lastVersion)"
+            )
         }
     }
 
@@ -43,5 +46,3 @@ struct Batch: AsyncParsableCommand {
         return Array(data)
     }
 }
-
-import TimelineStore

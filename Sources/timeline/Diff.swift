@@ -4,7 +4,8 @@ import TimelineCore
 struct Diff: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "What changed in an event between two versions.",
-        discussion: "Without --from, from its creation; without --to, until now. Example: timeline diff 019ECZQW0094 --from 29")
+        discussion:
+            "Without --from, from its creation; without --to, until now. Example: timeline diff 019ECZQW0094 --from 29")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Event ID or unique prefix.") var id: String
     @Option(help: "Version to compare from.") var from: Int64?

@@ -29,11 +29,14 @@ struct EditCommand: AsyncParsableCommand {
         if let summary { set["summary"] = .string(summary) }
         if let date { set["date"] = .string(date) }
         var proposal: [String: JSON] = [
-            "op": "event.update", "event": .string(eventID.description), "base": .int(try await client.base(of: eventID)),
+            "op": "event.update", "event": .string(eventID.description),
+            "base": .int(try await client.base(of: eventID)),
             "set": .object(set),
         ]
         if !addTags.isEmpty || !removeTags.isEmpty {
-            proposal["tags"] = ["add": .array(addTags.map { .string($0) }), "remove": .array(removeTags.map { .string($0) })]
+            proposal["tags"] = [
+                "add": .array(addTags.map { .string($0) }), "remove": .array(removeTags.map { .string($0) }),
+            ]
         }
         // Checked here as the server will, so that a typo is refused now rather than at the next sync.
         _ = try EditCodec.decodeProposal(.object(proposal), author: "me", time: Timestamp(milliseconds: 0))

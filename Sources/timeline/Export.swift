@@ -5,12 +5,16 @@ import TimelineStore
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the replica's timeline as jsonl, csv or markdown.",
-        discussion: "jsonl imports back (timelined import) to the identical state hash. Example: timeline export --format markdown > timeline.md")
+        discussion:
+            "jsonl imports back (timelined import) to the identical state hash. Example: timeline export --format markdown > timeline.md"
+    )
     @OptionGroup var global: GlobalOptions
     @Option(help: "jsonl, csv or markdown.") var format = "jsonl"
 
     func validate() throws {
-        guard ["jsonl", "csv", "markdown"].contains(format) else { throw ValidationError("--format is jsonl, csv or markdown") }
+        guard ["jsonl", "csv", "markdown"].contains(format) else {
+            throw ValidationError("--format is jsonl, csv or markdown")
+        }
     }
 
     func run() async throws {
@@ -25,8 +29,10 @@ struct Export: AsyncParsableCommand {
             for v in views {
                 let e = v.event
                 let fields = [
-                    e.id.description, e.date.text, e.date.start?.iso ?? "", e.date.end?.iso ?? "", e.date.precision.rawValue,
-                    e.title, e.tags.joined(separator: " "), e.references.map { String($0.number) }.joined(separator: " "),
+                    e.id.description, e.date.text, e.date.start?.iso ?? "", e.date.end?.iso ?? "",
+                    e.date.precision.rawValue,
+                    e.title, e.tags.joined(separator: " "),
+                    e.references.map { String($0.number) }.joined(separator: " "),
                     String(v.annotations.filter { !$0.retracted }.count),
                 ]
                 print(fields.map(Export.csv).joined(separator: ","))
@@ -45,6 +51,7 @@ struct Export: AsyncParsableCommand {
     }
 
     static func csv(_ s: String) -> String {
-        s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+        s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
+            ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
     }
 }

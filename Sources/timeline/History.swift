@@ -2,7 +2,8 @@ import ArgumentParser
 import TimelineCore
 
 struct History: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Every edit of one event, oldest first.",
+    static let configuration = CommandConfiguration(
+        abstract: "Every edit of one event, oldest first.",
         discussion: "Example: timeline history 019ECZQW007T")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Event ID or unique prefix.") var id: String

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TimelineClient
 import TimelineCore
 import TimelineStore
@@ -24,7 +25,8 @@ struct Import: AsyncParsableCommand {
         case .seedText:
             let doc = try SeedDocument.parse(bytes)
             for w in doc.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
-            let proposals = doc.proposals(author: "", time: WallClock.now(), idSeed: ULID.generate(at: WallClock.now()).string)
+            let proposals = doc.proposals(
+                author: "", time: WallClock.now(), idSeed: ULID.generate(at: WallClock.now()).string)
             texts = proposals.map { p in
                 guard case .object(var o) = EditCodec.proposalJSON(p) else { return "" }
                 o["author"] = nil
@@ -40,11 +42,12 @@ struct Import: AsyncParsableCommand {
         let report = try await client.sendBatches(texts, lineNumbers: lines, progress: Output.progress)
         _ = try? await client.pull()
         if global.json {
-            Output.json(["edits": .int(Int64(report.edits)), "first": .int(report.firstVersion), "last": .int(report.lastVersion)])
+            Output.json([
+                "edits": .int(Int64(report.edits)), "first": .int(report.firstVersion),
+                "last": .int(report.lastVersion),
+            ])
         } else {
             print("imported \(report.edits) edits, versions \(report.firstVersion)–\(report.lastVersion)")
         }
     }
 }
-
-import Foundation

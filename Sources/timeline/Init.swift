@@ -21,7 +21,9 @@ struct Init: AsyncParsableCommand {
     @Option(help: "The server certificate's SHA-256 fingerprint (64 hex digits).") var fingerprint: String?
 
     func validate() throws {
-        guard (ca == nil) != (fingerprint == nil) else { throw ValidationError("give exactly one of --ca and --fingerprint") }
+        guard (ca == nil) != (fingerprint == nil) else {
+            throw ValidationError("give exactly one of --ca and --fingerprint")
+        }
         if let fingerprint, Fingerprint(hex: fingerprint) == nil {
             throw ValidationError("--fingerprint takes 64 hex digits (colons allowed)")
         }
@@ -38,9 +40,14 @@ struct Init: AsyncParsableCommand {
         let client = try await TimelineClient.initialize(home: global.clientHome, config: config)
         let report = try await client.pull(progress: Output.progress)
         if global.json {
-            Output.json(["home": .string(client.home.path), "dataset": .string(client.replica.dataset), "version": .int(report.version)])
+            Output.json([
+                "home": .string(client.home.path), "dataset": .string(client.replica.dataset),
+                "version": .int(report.version),
+            ])
         } else {
-            print("initialized \(client.home.path) for \(server): dataset \(client.replica.dataset), version \(report.version)")
+            print(
+                "initialized \(client.home.path) for \(server): dataset \(client.replica.dataset), version \(report.version)"
+            )
         }
     }
 }

@@ -18,7 +18,8 @@ struct Log: AsyncParsableCommand {
     @Flag(help: "Include deleted events.") var deleted = false
 
     func validate() throws {
-        for (name, value) in [("--since", since), ("--until", until)] where value != nil && CivilDay(iso: value!) == nil {
+        for (name, value) in [("--since", since), ("--until", until)] where value != nil && CivilDay(iso: value!) == nil
+        {
             throw ValidationError("\(name) takes a day as YYYY-MM-DD")
         }
     }
@@ -27,7 +28,8 @@ struct Log: AsyncParsableCommand {
         let client = try global.client()
         let views = try await client.replica.events(
             matching: EventFilter(
-                from: since.flatMap(CivilDay.init(iso:)), until: until.flatMap(CivilDay.init(iso:)), tag: tag, text: grep,
+                from: since.flatMap(CivilDay.init(iso:)), until: until.flatMap(CivilDay.init(iso:)), tag: tag,
+                text: grep,
                 includeDeleted: deleted, limit: Int.max))
         if global.json {
             for v in views { Output.json(v.json) }

@@ -62,7 +62,9 @@ enum Output {
             for a in v.annotations {
                 let state = a.retracted ? warn(" (retracted)") : ""
                 let tags = a.tags.isEmpty ? "" : dim(" " + a.tags.map { "#" + $0 }.joined(separator: " "))
-                print("• \(a.author), \(a.created.rfc3339.prefix(16).replacingOccurrences(of: "T", with: " ")): \(a.text)\(tags)\(state)  \(dim(a.id.description))")
+                print(
+                    "• \(a.author), \(a.created.rfc3339.prefix(16).replacingOccurrences(of: "T", with: " ")): \(a.text)\(tags)\(state)  \(dim(a.id.description))"
+                )
             }
         }
         for item in pending {
@@ -74,7 +76,8 @@ enum Output {
         var what = edit.operation.rawValue
         switch edit.change {
         case .updateEvent(let p):
-            let fields = p.setFields.map(\.0) + (p.addTags.isEmpty ? [] : ["+" + p.addTags.joined(separator: ",+")])
+            let fields =
+                p.setFields.map(\.0) + (p.addTags.isEmpty ? [] : ["+" + p.addTags.joined(separator: ",+")])
                 + (p.removeTags.isEmpty ? [] : ["-" + p.removeTags.joined(separator: ",-")])
             what += " " + fields.joined(separator: " ")
         case .addAnnotation(_, let text, _): what += " \"\(clip(text, 60))\""
@@ -82,7 +85,8 @@ enum Output {
         case .createEvent(let f): what += " \"\(clip(f.title, 60))\""
         default: break
         }
-        return "v\(edit.version)  r\(edit.revision)  \(edit.time.rfc3339.prefix(19).replacingOccurrences(of: "T", with: " "))  \(pad(edit.author, 12))  \(what)"
+        return
+            "v\(edit.version)  r\(edit.revision)  \(edit.time.rfc3339.prefix(19).replacingOccurrences(of: "T", with: " "))  \(pad(edit.author, 12))  \(what)"
     }
 
     /// A progress bar on a terminal's standard error; nothing in pipes.
@@ -90,7 +94,8 @@ enum Output {
         guard isatty(STDERR_FILENO) == 1, total > 0 else { return }
         let width = 30
         let filled = Int(Double(width) * Double(done) / Double(total))
-        let bar = String(repeating: "#", count: min(width, filled)) + String(repeating: ".", count: max(0, width - filled))
+        let bar =
+            String(repeating: "#", count: min(width, filled)) + String(repeating: ".", count: max(0, width - filled))
         FileHandle.standardError.write(Data("\r[\(bar)] \(done)/\(total)".utf8))
         if done >= total { FileHandle.standardError.write(Data("\n".utf8)) }
     }

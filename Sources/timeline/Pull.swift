@@ -2,7 +2,8 @@ import ArgumentParser
 import TimelineClient
 
 struct Pull: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Fetch new edits from the server into the replica.",
+    static let configuration = CommandConfiguration(
+        abstract: "Fetch new edits from the server into the replica.",
         discussion: "Resumable: each page is applied with its checkpoint in one transaction. Example: timeline pull")
     @OptionGroup var global: GlobalOptions
 

@@ -17,8 +17,12 @@ struct Push: AsyncParsableCommand {
                 "conflicts": .int(Int64(remaining)),
             ])
         } else {
-            print("sent \(report.accepted) edit\(report.accepted == 1 ? "" : "s")\(report.merged > 0 ? ", \(report.merged) merged in part" : "")")
-            if remaining > 0 { print(Output.warn("\(remaining) conflict\(remaining == 1 ? "" : "s") to resolve: timeline conflicts")) }
+            print(
+                "sent \(report.accepted) edit\(report.accepted == 1 ? "" : "s")\(report.merged > 0 ? ", \(report.merged) merged in part" : "")"
+            )
+            if remaining > 0 {
+                print(Output.warn("\(remaining) conflict\(remaining == 1 ? "" : "s") to resolve: timeline conflicts"))
+            }
         }
         if remaining > 0 { throw conflictsRemain }
     }

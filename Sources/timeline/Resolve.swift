@@ -28,10 +28,15 @@ struct Resolve: AsyncParsableCommand {
         let client = try global.client()
         let all = try client.conflicts()
         let number = Int64(id.hasPrefix("#") ? String(id.dropFirst()) : id)
-        let matches = all.filter { c in c.id == number || (number == nil && c.event?.description.hasPrefix(id.uppercased()) == true) }
+        let matches = all.filter { c in
+            c.id == number || (number == nil && c.event?.description.hasPrefix(id.uppercased()) == true)
+        }
         guard matches.count == 1, let conflict = matches.first else {
-            throw ClientError(matches.isEmpty ? "NOT_FOUND" : "AMBIGUOUS",
-                matches.isEmpty ? "no conflict \(id)" : "\(id) names \(matches.count) conflicts: " + matches.map { "#\($0.id)" }.joined(separator: ", "))
+            throw ClientError(
+                matches.isEmpty ? "NOT_FOUND" : "AMBIGUOUS",
+                matches.isEmpty
+                    ? "no conflict \(id)"
+                    : "\(id) names \(matches.count) conflicts: " + matches.map { "#\($0.id)" }.joined(separator: ", "))
         }
         let resolution: TimelineClient.Resolution
         if ours {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import TimelineClient
 import TimelineCore
 
 struct Retract: AsyncParsableCommand {
@@ -14,11 +15,10 @@ struct Retract: AsyncParsableCommand {
             throw ClientError("NOT_FOUND", "no annotation \(annotation) in the replica (timeline pull first?)")
         }
         try client.enqueue([
-            "op": "annotation.retract", "event": .string(found.event.description), "annotation": .string(id.description),
+            "op": "annotation.retract", "event": .string(found.event.description),
+            "annotation": .string(id.description),
             "base": .int(try await client.base(of: found.event)),
         ])
         try await Sending.pushNow(client, json: global.json, what: ["annotation": .string(id.description)])
     }
 }
-
-import TimelineClient

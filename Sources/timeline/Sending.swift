@@ -11,10 +11,16 @@ enum Sending {
             let report = try await client.push()
             let conflicts = try client.conflicts().count
             if json {
-                Output.json(["queued": false, "sent": .int(Int64(report.accepted)), "conflicts": .int(Int64(conflicts)), "edit": what])
+                Output.json([
+                    "queued": false, "sent": .int(Int64(report.accepted)), "conflicts": .int(Int64(conflicts)),
+                    "edit": what,
+                ])
             } else {
                 print("sent\(report.merged > 0 ? " (merged in part)" : "")")
-                if conflicts > 0 { print(Output.warn("\(conflicts) conflict\(conflicts == 1 ? "" : "s") to resolve: timeline conflicts")) }
+                if conflicts > 0 {
+                    print(
+                        Output.warn("\(conflicts) conflict\(conflicts == 1 ? "" : "s") to resolve: timeline conflicts"))
+                }
             }
             _ = try? await client.pull()
             if conflicts > 0 { throw conflictsRemain }
@@ -23,7 +29,9 @@ enum Sending {
             if json {
                 Output.json(["queued": true, "reason": .string("\(error.code): \(error.message)"), "edit": what])
             } else {
-                print("queued: \(unreachable ? "the server is unreachable" : error.message); it will be sent on the next sync")
+                print(
+                    "queued: \(unreachable ? "the server is unreachable" : error.message); it will be sent on the next sync"
+                )
             }
             if !unreachable { throw ExitCode(1) }
         }

@@ -2,7 +2,8 @@ import ArgumentParser
 import TimelineClient
 
 struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Replica version, queued edits and conflicts.",
+    static let configuration = CommandConfiguration(
+        abstract: "Replica version, queued edits and conflicts.",
         discussion: "Example: timeline status --json")
     @OptionGroup var global: GlobalOptions
 

@@ -18,7 +18,10 @@ struct Sync: AsyncParsableCommand {
         } else {
             print("sent \(report.push.accepted), pulled \(report.pull.applied); at version \(report.pull.version)")
             if report.conflicts > 0 {
-                print(Output.warn("\(report.conflicts) conflict\(report.conflicts == 1 ? "" : "s") to resolve: timeline conflicts"))
+                print(
+                    Output.warn(
+                        "\(report.conflicts) conflict\(report.conflicts == 1 ? "" : "s") to resolve: timeline conflicts"
+                    ))
             }
         }
         if report.conflicts > 0 { throw conflictsRemain }

@@ -59,7 +59,9 @@ struct GlobalOptions: ParsableArguments {
     @Flag(help: "One JSON object per line.")
     var json = false
 
-    var clientHome: ClientHome { ClientHome(path: (home.map { ($0 as NSString).expandingTildeInPath }) ?? ClientHome.defaultPath) }
+    var clientHome: ClientHome {
+        ClientHome(path: (home.map { ($0 as NSString).expandingTildeInPath }) ?? ClientHome.defaultPath)
+    }
 
     func client() throws -> TimelineClient { try TimelineClient(home: clientHome) }
 }

@@ -2,7 +2,8 @@ import ArgumentParser
 import TimelineCore
 
 struct Watch: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print edits as they happen, until Ctrl-C.",
+    static let configuration = CommandConfiguration(
+        abstract: "Print edits as they happen, until Ctrl-C.",
         discussion: "Example: timeline watch --json | grep annotation.add")
     @OptionGroup var global: GlobalOptions
 

@@ -44,7 +44,9 @@ struct Import: AsyncParsableCommand {
             for warning in report.warnings {
                 FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
             }
-            print("imported \(report.events) events in \(report.edits) edits, versions \(report.firstVersion)-\(report.lastVersion)")
+            print(
+                "imported \(report.events) events in \(report.edits) edits, versions \(report.firstVersion)-\(report.lastVersion)"
+            )
         } catch {
             fail(describe(error))
         }

@@ -62,7 +62,9 @@ struct Serve: AsyncParsableCommand {
         guard parseListen() != nil else { throw ValidationError("--listen takes HOST:PORT") }
         guard maxLine >= 1024, maxBatch >= 1, maxConnections >= 1, idleTimeout >= 1, authTimeout >= 1,
             maxOutbound >= 65_536
-        else { throw ValidationError("limits must be positive (--max-line at least 1024, --max-outbound at least 65536)") }
+        else {
+            throw ValidationError("limits must be positive (--max-line at least 1024, --max-outbound at least 65536)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -105,7 +107,9 @@ struct Serve: AsyncParsableCommand {
             let address = try await server.start()
             let head = try await store.head()
             if let first {
-                print("created \(dir.path): dataset \(store.dataset)\(first.loadedSample ? ", sample timeline loaded" : "")")
+                print(
+                    "created \(dir.path): dataset \(store.dataset)\(first.loadedSample ? ", sample timeline loaded" : "")"
+                )
                 print("admin token (also in \(dir.adminTokenPath), shown once): \(first.adminToken)")
             }
             print("dataset \(store.dataset) at version \(head.version)")

@@ -52,9 +52,13 @@ struct TokenCommand: ParsableCommand {
                 for e in try TokenStore(path: DataDirectory(path: data.directory).tokensPath).entries() {
                     let state = e.revoked.map { "revoked \($0.rfc3339)" } ?? "active"
                     if json {
-                        print(#"{"name":"\#(e.name)","role":"\#(e.role.rawValue)","created":"\#(e.created.rfc3339)","revoked":\#(e.revoked.map { "\"\($0.rfc3339)\"" } ?? "null")}"#)
+                        print(
+                            #"{"name":"\#(e.name)","role":"\#(e.role.rawValue)","created":"\#(e.created.rfc3339)","revoked":\#(e.revoked.map { "\"\($0.rfc3339)\"" } ?? "null")}"#
+                        )
                     } else {
-                        print("\(e.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \(e.role.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) created \(e.created.rfc3339)  \(state)")
+                        print(
+                            "\(e.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \(e.role.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) created \(e.created.rfc3339)  \(state)"
+                        )
                     }
                 }
             } catch {

@@ -20,8 +20,11 @@ struct Verify: AsyncParsableCommand {
             let store = try SQLiteStore(path: dir.storePath)
             let report = try await store.verify()
             if json {
-                let problems = report.problems.map { "\"\($0.replacingOccurrences(of: "\"", with: "'"))\"" }.joined(separator: ",")
-                print(#"{"ok":\#(report.ok),"dataset":"\#(store.dataset)","version":\#(report.version),"head":"\#(report.headHash.hex)","state":"\#(report.stateHash.hex)","first_bad_version":\#(report.firstBadVersion.map(String.init) ?? "null"),"problems":[\#(problems)]}"#)
+                let problems = report.problems.map { "\"\($0.replacingOccurrences(of: "\"", with: "'"))\"" }.joined(
+                    separator: ",")
+                print(
+                    #"{"ok":\#(report.ok),"dataset":"\#(store.dataset)","version":\#(report.version),"head":"\#(report.headHash.hex)","state":"\#(report.stateHash.hex)","first_bad_version":\#(report.firstBadVersion.map(String.init) ?? "null"),"problems":[\#(problems)]}"#
+                )
             } else {
                 print("dataset \(store.dataset)")
                 print("version \(report.version)")

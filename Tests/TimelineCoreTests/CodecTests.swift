@@ -14,10 +14,15 @@ import Testing
         let note = AnnotationID(ULID.derived(at: t, seed: "n1"))
         let gone = AnnotationID(ULID.derived(at: t, seed: "n2"))
         for p in [
-            Proposal(event: first, change: .addAnnotation(note, text: "Check [1]", tags: ["todo"]), base: 1, author: "ana", time: t),
-            Proposal(event: first, change: .addAnnotation(gone, text: "wrong", tags: []), base: 1, author: "ben", time: t),
+            Proposal(
+                event: first, change: .addAnnotation(note, text: "Check [1]", tags: ["todo"]), base: 1, author: "ana",
+                time: t),
+            Proposal(
+                event: first, change: .addAnnotation(gone, text: "wrong", tags: []), base: 1, author: "ben", time: t),
             Proposal(event: first, change: .retractAnnotation(gone), base: 3, author: "ben", time: t),
-            Proposal(event: first, change: .updateEvent(EventPatch(addTags: ["cyber", "diplomacy"])), base: 4, author: "ana", time: t),
+            Proposal(
+                event: first, change: .updateEvent(EventPatch(addTags: ["cyber", "diplomacy"])), base: 4, author: "ana",
+                time: t),
             Proposal(event: second, change: .deleteEvent, base: 1, author: "ana", time: t),
         ] {
             try state.admit(p)
@@ -31,7 +36,8 @@ import Testing
             EventView(event: e, annotations: state.annotations.values.filter { $0.event == e.id })
         }) {
             for line in JSONLines.exportLines(view) {
-                let p = try EditCodec.decodeProposal(try JSON(parsing: line), author: "x", time: t, allowAuthorFields: true)
+                let p = try EditCodec.decodeProposal(
+                    try JSON(parsing: line), author: "x", time: t, allowAuthorFields: true)
                 guard case .object(var o) = EditCodec.proposalJSON(p) else { return }
                 // What was written is what is read back (author, time and base are added by decoding).
                 let written = try JSON(parsing: line).objectValue!
@@ -43,7 +49,8 @@ import Testing
     @Test func editsRoundTripWithTheirHash() throws {
         let p = Proposal(
             event: EventID(ULID.derived(at: t, seed: "e")),
-            change: .updateEvent(EventPatch(title: "T", date: EventDate(parsing: "Q3 2014"), removeTags: ["x"])), base: 3,
+            change: .updateEvent(EventPatch(title: "T", date: EventDate(parsing: "Q3 2014"), removeTags: ["x"])),
+            base: 3,
             author: "ana", time: t)
         let (edit, body) = Edit.chained(after: Genesis.hash(dataset: "d"), version: 9, revision: 4, proposal: p)
         #expect(edit.hash == SHA256.chain(prefix: Genesis.hash(dataset: "d").bytes, body))
@@ -57,13 +64,18 @@ import Testing
         for a in state.annotations.values { #expect(a.canonicalBytes == a.json.canonicalBytes) }
         let id = state.events.keys.sorted()[0]
         let changes: [Change] = [
-            .createEvent(EventFields(date: EventDate(parsing: "June 9 to 10, 2011"), title: "t \"q\" \\ \n", summary: "ü")),
-            .updateEvent(EventPatch(title: "x", references: [Reference(number: 2, text: "r", urls: ["http://a"])], addTags: ["k"])),
-            .deleteEvent, .addAnnotation(AnnotationID(ULID.derived(at: t, seed: "a")), text: "\u{01}", tags: ["z", "a"]),
+            .createEvent(
+                EventFields(date: EventDate(parsing: "June 9 to 10, 2011"), title: "t \"q\" \\ \n", summary: "ü")),
+            .updateEvent(
+                EventPatch(
+                    title: "x", references: [Reference(number: 2, text: "r", urls: ["http://a"])], addTags: ["k"])),
+            .deleteEvent,
+            .addAnnotation(AnnotationID(ULID.derived(at: t, seed: "a")), text: "\u{01}", tags: ["z", "a"]),
             .retractAnnotation(AnnotationID(ULID.derived(at: t, seed: "a"))), .setMeta(["k": ["nested": [1, 2]]]),
         ]
         for change in changes {
-            let p = Proposal(event: change.operation == .timelineMeta ? nil : id, change: change, base: 2, author: "ana", time: t)
+            let p = Proposal(
+                event: change.operation == .timelineMeta ? nil : id, change: change, base: 2, author: "ana", time: t)
             guard case .object(var o) = EditCodec.proposalJSON(p) else { return }
             o["version"] = 7
             o["revision"] = 3
@@ -93,15 +105,27 @@ import Testing
     }
 
     @Test(arguments: [
-        (#"{"op":"event.create","date":"2009","title":"ok"}"# + "\n" + #"{"op":"event.create","date":"2009""#, "line 2", TimelineError.Code.badJSON),
+        (
+            #"{"op":"event.create","date":"2009","title":"ok"}"# + "\n" + #"{"op":"event.create","date":"2009""#,
+            "line 2", TimelineError.Code.badJSON
+        ),
         (#"{"op":"event.explode","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV"}"#, "line 1", .unknownOperation),
-        ("\n\n" + #"{"op":"event.create","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","date":"2009","title":"a"}"# + "\n"
-            + #"{"op":"event.create","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","date":"2010","title":"b"}"#, "line 4", .duplicateID),
+        (
+            "\n\n" + #"{"op":"event.create","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","date":"2009","title":"a"}"# + "\n"
+                + #"{"op":"event.create","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","date":"2010","title":"b"}"#, "line 4",
+            .duplicateID
+        ),
         (#"{"op":"event.create","date":"2009","title":"a","colour":"red"}"#, "line 1", .badField),
         (#"{"op":"event.update","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","base":1}"#, "line 1", .badField),
         (#"{"op":"annotation.add","event":"nope","text":"x"}"#, "line 1", .badField),
-        (#"{"op":"annotation.add","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","text":"x","tags":["two words"]}"#, "line 1", .badField),
-        (#"{"op":"event.update","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","base":-1,"set":{"title":"x"}}"#, "line 1", .badField),
+        (
+            #"{"op":"annotation.add","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","text":"x","tags":["two words"]}"#, "line 1",
+            .badField
+        ),
+        (
+            #"{"op":"event.update","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","base":-1,"set":{"title":"x"}}"#, "line 1",
+            .badField
+        ),
         (#"{"op":"event.create","date":"2009","title":"a\u0000b"}"#, "line 1", .badField),
     ])
     func badLinesAreRefusedWithTheirLineNumber(text: String, line: String, code: TimelineError.Code) {
@@ -117,7 +141,9 @@ import Testing
         let bytes = Array(#"{"op":"event.create","date":"2009","title":"ok"}"#.utf8) + [0x0A, 0xC3, 0x28, 0x0A]
         #expect {
             try JSONLines.parse(bytes, author: "a", time: t, trusted: false)
-        } throws: { ($0 as? TimelineError)?.code == .badUTF8 && ($0 as? TimelineError)?.message.hasPrefix("line 2") == true }
+        } throws: {
+            ($0 as? TimelineError)?.code == .badUTF8 && ($0 as? TimelineError)?.message.hasPrefix("line 2") == true
+        }
     }
 
     @Test func untrustedLinesCannotForgeAuthorOrTime() throws {

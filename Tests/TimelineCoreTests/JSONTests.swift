@@ -79,7 +79,8 @@ import Testing
     }
 
     @Test func sha256UsesLibcrypto() {
-        #expect(SHA256.hash(Array("abc".utf8)).hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            SHA256.hash(Array("abc".utf8)).hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         #expect(SHA256.chain(prefix: Array("a".utf8), Array("bc".utf8)) == SHA256.hash(Array("abc".utf8)))
         let h = SHA256.Hasher()
         h.update(Array("ab".utf8))

@@ -83,7 +83,9 @@ import Testing
         for (n, who) in ["ana", "ben", "cy"].enumerated() {
             let aid = AnnotationID(ULID.derived(at: t, seed: "note\(n)"))
             try f.admit(
-                Proposal(event: id, change: .addAnnotation(aid, text: "note by \(who)", tags: []), base: 1, author: who, time: t))
+                Proposal(
+                    event: id, change: .addAnnotation(aid, text: "note by \(who)", tags: []), base: 1, author: who,
+                    time: t))
         }
         #expect(f.state.annotations.count == 3)
         #expect(f.state.events[id]?.revision == 4)
@@ -95,12 +97,22 @@ import Testing
     @Test func annotationTextEditedTwiceIsAConflict() throws {
         var f = try fixture()
         let aid = AnnotationID(ULID.derived(at: t, seed: "note"))
-        try f.admit(Proposal(event: id, change: .addAnnotation(aid, text: "draft", tags: []), base: 1, author: "ana", time: t))
-        try f.admit(Proposal(event: id, change: .updateAnnotation(aid, AnnotationPatch(text: "ana's")), base: 2, author: "ana", time: t))
+        try f.admit(
+            Proposal(event: id, change: .addAnnotation(aid, text: "draft", tags: []), base: 1, author: "ana", time: t))
+        try f.admit(
+            Proposal(
+                event: id, change: .updateAnnotation(aid, AnnotationPatch(text: "ana's")), base: 2, author: "ana",
+                time: t))
         #expect(throws: TimelineError.self) {
-            try f.admit(Proposal(event: id, change: .updateAnnotation(aid, AnnotationPatch(text: "ben's")), base: 2, author: "ben", time: t))
+            try f.admit(
+                Proposal(
+                    event: id, change: .updateAnnotation(aid, AnnotationPatch(text: "ben's")), base: 2, author: "ben",
+                    time: t))
         }
-        try f.admit(Proposal(event: id, change: .updateAnnotation(aid, AnnotationPatch(addTags: ["x"])), base: 2, author: "ben", time: t))
+        try f.admit(
+            Proposal(
+                event: id, change: .updateAnnotation(aid, AnnotationPatch(addTags: ["x"])), base: 2, author: "ben",
+                time: t))
         #expect(f.state.annotations[aid]?.text == "ana's")
         #expect(f.state.annotations[aid]?.tags == ["x"])
     }
@@ -130,7 +142,9 @@ import Testing
     @Test func mergeIsDeterministic() throws {
         let current = try #require(try fixture().state.events[id])
         let since = [
-            Edit(version: 2, revision: 2, proposal: update(EventPatch(title: "A", summary: "S"), base: 1, by: "ana"), hash: .zero)
+            Edit(
+                version: 2, revision: 2, proposal: update(EventPatch(title: "A", summary: "S"), base: 1, by: "ana"),
+                hash: .zero)
         ]
         let p = update(EventPatch(title: "B", summary: "T", date: EventDate(parsing: "2011")), base: 1, by: "ben")
         var mutated = current

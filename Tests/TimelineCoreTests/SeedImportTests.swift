@@ -11,7 +11,9 @@ import Testing
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("../shared/seeds/000_cc8b923551d51cc6.txt").standardized
 
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: seedURL.path), "the seed document is beside the repository"))
+    @Test(
+        .enabled(if: FileManager.default.fileExists(atPath: seedURL.path), "the seed document is beside the repository")
+    )
     func bundledSampleIsTheSeedByteForByte() throws {
         let seed = try Data(contentsOf: Self.seedURL)
         #expect(Array(seed) == Array(SampleTimeline.text.utf8))

@@ -16,7 +16,9 @@ import TimelineTLS
         deinit { try? FileManager.default.removeItem(at: root) }
     }
 
-    func client(_ server: ServerProcess, _ homes: Homes, _ name: String, role: String = "editor") async throws -> TimelineClient {
+    func client(_ server: ServerProcess, _ homes: Homes, _ name: String, role: String = "editor") async throws
+        -> TimelineClient
+    {
         let config = ClientConfig(
             host: "127.0.0.1", port: server.port, token: try server.addToken(name, role: role),
             fingerprint: server.fingerprint, caFile: nil)
@@ -27,7 +29,8 @@ import TimelineTLS
 
     func update(_ client: TimelineClient, _ set: JSON) async throws {
         try client.enqueue([
-            "op": "event.update", "event": .string(eventID.description), "base": .int(try await client.base(of: eventID)),
+            "op": "event.update", "event": .string(eventID.description),
+            "base": .int(try await client.base(of: eventID)),
             "set": set,
         ])
     }
@@ -88,7 +91,11 @@ import TimelineTLS
     @Test func concurrentAnnotationsAreAllKept() async throws {
         let homes = Homes()
         let server = try ServerProcess()
-        let clients = [try await client(server, homes, "ana", role: "annotator"), try await client(server, homes, "ben", role: "annotator"), try await client(server, homes, "cy", role: "annotator")]
+        let clients = [
+            try await client(server, homes, "ana", role: "annotator"),
+            try await client(server, homes, "ben", role: "annotator"),
+            try await client(server, homes, "cy", role: "annotator"),
+        ]
         for (i, c) in clients.enumerated() { _ = try await c.annotate(eventID, text: "note \(i)", tags: []) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for c in clients { group.addTask { _ = try await c.sync() } }
@@ -122,11 +129,15 @@ import TimelineTLS
         let timeline = ServerProcess.sibling("timeline")
         let token = try server.addToken("cli", role: "reader")
         let (initStatus, _, initErr) = try ServerProcess.run(
-            ["init", "--home", cliHome, "--server", "127.0.0.1:\(server.port)", "--token", token, "--fingerprint", server.fingerprint.hex],
+            [
+                "init", "--home", cliHome, "--server", "127.0.0.1:\(server.port)", "--token", token, "--fingerprint",
+                server.fingerprint.hex,
+            ],
             executable: timeline)
         #expect(initStatus == 0, "\(initErr)")
         // init pulled everything; start over from a replica that is behind by making a second server-side burst.
-        _ = try await writer.sendBatches(lines.map { $0.replacingOccurrences(of: "bulk", with: "more") }, lineNumbers: Array(1...6_000))
+        _ = try await writer.sendBatches(
+            lines.map { $0.replacingOccurrences(of: "bulk", with: "more") }, lineNumbers: Array(1...6_000))
         let pull = Process()
         pull.executableURL = timeline
         pull.arguments = ["pull", "--home", cliHome]
@@ -180,12 +191,14 @@ import TimelineTLS
         let homes = Homes()
         let server = try ServerProcess()
         let wrong = Fingerprint(hex: String(repeating: "ab", count: 32))!
-        let config = ClientConfig(host: "127.0.0.1", port: server.port, token: server.adminToken, fingerprint: wrong, caFile: nil)
+        let config = ClientConfig(
+            host: "127.0.0.1", port: server.port, token: server.adminToken, fingerprint: wrong, caFile: nil)
         await #expect {
             _ = try await TimelineClient.initialize(home: homes.home("x"), config: config)
         } throws: { error in
             guard let e = error as? ClientError else { return false }
-            return e.code == "CERT_MISMATCH" && e.message.contains(server.fingerprint.hex) && e.message.contains(wrong.hex)
+            return e.code == "CERT_MISMATCH" && e.message.contains(server.fingerprint.hex)
+                && e.message.contains(wrong.hex)
         }
         var bad = config
         bad.fingerprint = server.fingerprint
@@ -209,13 +222,19 @@ import TimelineTLS
             try ServerProcess.run(args + ["--home", home], executable: timeline)
         }
         let token = try server.addToken("ana", role: "editor")
-        #expect(try run(["init", "--server", "127.0.0.1:\(server.port)", "--token", token, "--fingerprint", server.fingerprint.hex]).0 == 0)
+        #expect(
+            try run([
+                "init", "--server", "127.0.0.1:\(server.port)", "--token", token, "--fingerprint",
+                server.fingerprint.hex,
+            ]).0 == 0)
         let (logStatus, logJSON, _) = try run(["log", "--json"])
         #expect(logStatus == 0)
         let events = try logJSON.split(separator: "\n").map { try JSON(parsing: String($0)) }
         #expect(events.count == 28)
         let first = try #require(events.first?.objectValue)
-        for key in ["id", "revision", "date", "title", "summary", "references", "tags", "annotations"] { #expect(first[key] != nil, "\(key)") }
+        for key in ["id", "revision", "date", "title", "summary", "references", "tags", "annotations"] {
+            #expect(first[key] != nil, "\(key)")
+        }
         for key in ["text", "start", "end", "precision"] { #expect(first["date"]?[key] != nil, "date.\(key)") }
         #expect(first["references"]?.arrayValue?.first?["urls"] != nil)
         let (_, status, _) = try run(["status", "--json"])
@@ -224,13 +243,18 @@ import TimelineTLS
         // Prefixes: a unique one works, an ambiguous one lists the candidates.
         #expect(try run(["show", "019ECZQW007T"]).0 == 0)
         let (ambiguous, _, candidates) = try run(["show", "019ECZQW00N7"])
-        #expect(ambiguous == 1 && candidates.contains("019ECZQW00N7HD93NAK1T0R06Q") && candidates.contains("019ECZQW00N7SWBTG362CWX4W1"))
-        let (annotated, annotateOut, _) = try run(["annotate", "019ECZQW007T", "checked against the MOFA sheet", "--tag", "verified"])
+        #expect(
+            ambiguous == 1 && candidates.contains("019ECZQW00N7HD93NAK1T0R06Q")
+                && candidates.contains("019ECZQW00N7SWBTG362CWX4W1"))
+        let (annotated, annotateOut, _) = try run([
+            "annotate", "019ECZQW007T", "checked against the MOFA sheet", "--tag", "verified",
+        ])
         #expect(annotated == 0 && annotateOut.contains("sent"))
         let (_, shown, _) = try run(["show", "019ECZQW007T", "--json"])
         #expect(try JSON(parsing: shown)["annotations"]?.arrayValue?.first?["tags"] == ["verified"])
         // Bulk edits from JSONL, checked line by line before anything is sent.
-        let bulk = (0..<5).map { #"{"op":"annotation.add","event":"019ECZQW007TKPA8XK03963NRD","text":"b\#($0)"}"# }.joined(separator: "\n")
+        let bulk = (0..<5).map { #"{"op":"annotation.add","event":"019ECZQW007TKPA8XK03963NRD","text":"b\#($0)"}"# }
+            .joined(separator: "\n")
         let batchFile = homes.root.appendingPathComponent("bulk.jsonl")
         try bulk.write(to: batchFile, atomically: true, encoding: .utf8)
         let (batched, batchOut, _) = try run(["batch", batchFile.path, "--json"])

@@ -77,7 +77,9 @@ import TimelineCore
         var seen: [Int64] = []
         while seen.count < 3 {
             guard let line = try await watcher.nextLine(timeout: 10) else { break }
-            if line.hasPrefix("* EDIT ") { seen.append(try JSON(parsing: String(line.dropFirst(7)))["version"]!.intValue!) }
+            if line.hasPrefix("* EDIT ") {
+                seen.append(try JSON(parsing: String(line.dropFirst(7)))["version"]!.intValue!)
+            }
         }
         #expect(seen == [30, 31, 32])
         try await watcher.sendRaw("DONE\n")
@@ -88,7 +90,9 @@ import TimelineCore
         var versions: [Int64] = []
         while versions.count < 3 {
             guard let line = try await watcher.nextLine(timeout: 10) else { break }
-            if line.hasPrefix("* EDIT ") { versions.append(try JSON(parsing: String(line.dropFirst(7)))["version"]!.intValue!) }
+            if line.hasPrefix("* EDIT ") {
+                versions.append(try JSON(parsing: String(line.dropFirst(7)))["version"]!.intValue!)
+            }
         }
         #expect(versions == [31, 32, 33])
         await watcher.close()
@@ -102,15 +106,22 @@ import TimelineCore
         let annotator = try await server.connect(token: anaToken)
         let replicator = try await server.connect(token: try server.addToken("office-b", role: "replicator"))
         let update = #"{"op":"event.update","event":"\#(event)","base":1,"set":{"title":"x"}}"#
-        #expect(try await reader.request("r1 PROPOSE \(annotation("no"))").last == "r1 NO FORBIDDEN role reader may not PROPOSE")
+        #expect(
+            try await reader.request("r1 PROPOSE \(annotation("no"))").last
+                == "r1 NO FORBIDDEN role reader may not PROPOSE")
         try await reader.sendRaw("r2 BATCH 1\n" + annotation("no") + "\n")
         #expect(try await reader.collect(until: "r2").last == "r2 NO FORBIDDEN role reader may not BATCH")
-        #expect(try await annotator.request("a1 PROPOSE \(update)").last == "a1 NO FORBIDDEN role annotator may not event.update")
+        #expect(
+            try await annotator.request("a1 PROPOSE \(update)").last
+                == "a1 NO FORBIDDEN role annotator may not event.update")
         #expect(try await annotator.request("a2 PROPOSE \(annotation("yes"))").last?.hasPrefix("a2 OK") == true)
-        #expect(try await replicator.request("o1 PROPOSE \(annotation("no"))").last == "o1 NO FORBIDDEN role replicator may not PROPOSE")
+        #expect(
+            try await replicator.request("o1 PROPOSE \(annotation("no"))").last
+                == "o1 NO FORBIDDEN role replicator may not PROPOSE")
         #expect(try await replicator.request("o2 PULL 0 1").last?.hasPrefix("o2 OK") == true)
         // The edit carries the authenticated author, whatever the proposal says.
-        let forged = #"{"op":"annotation.add","event":"\#(event)","text":"forged","author":"admin","version":1,"hash":"00"}"#
+        let forged =
+            #"{"op":"annotation.add","event":"\#(event)","text":"forged","author":"admin","version":1,"hash":"00"}"#
         let ok = try await annotator.request("a3 PROPOSE \(forged)")
         #expect(ok.last?.hasPrefix("a3 OK") == true)
         let history = try await annotator.request("a4 PULL 30")
@@ -120,7 +131,8 @@ import TimelineCore
         let (status, _, _) = try server.tool(["token", "revoke", "ana"])
         #expect(status == 0)
         let again = try await TestClient.connect(port: server.port, fingerprint: server.fingerprint)
-        #expect(try await again.request("x AUTH \(anaToken)").last == "x NO AUTH_FAILED the token is unknown or revoked")
+        #expect(
+            try await again.request("x AUTH \(anaToken)").last == "x NO AUTH_FAILED the token is unknown or revoked")
         // Only versions 30 and 31 were written: refusals wrote nothing.
         #expect(try await replicator.request("o3 PULL 0 1").last == #"o3 OK {"last":1,"more":true,"version":31}"#)
         for c in [reader, annotator, replicator, again] { await c.close() }
@@ -135,7 +147,11 @@ import TimelineCore
         // A batch over the limit cannot be skipped: BAD, then BYE, then the server closes.
         try await client.sendRaw("b BATCH 6\n")
         let rest = try await client.drainUntilClosed()
-        #expect(rest == ["b BAD BATCH_TOO_LARGE a batch holds at most 5 edits", "* BYE PROTOCOL_ERROR cannot skip the lines of a batch over the limit"])
+        #expect(
+            rest == [
+                "b BAD BATCH_TOO_LARGE a batch holds at most 5 edits",
+                "* BYE PROTOCOL_ERROR cannot skip the lines of a batch over the limit",
+            ])
         // Idle connections are closed with a reason.
         let idle = try await server.connect(token: server.adminToken)
         let closing = try await idle.drainUntilClosed(timeout: 10)
@@ -146,7 +162,8 @@ import TimelineCore
         let server = try ServerProcess(arguments: ["--max-connections", "2", "--auth-timeout", "1"])
         let one = try await server.connect(token: server.adminToken)
         let two = try await server.connect(token: server.adminToken)
-        let three = try await TestClient.connect(port: server.port, fingerprint: server.fingerprint, readGreeting: false)
+        let three = try await TestClient.connect(
+            port: server.port, fingerprint: server.fingerprint, readGreeting: false)
         let refused = try await three.drainUntilClosed()
         #expect(refused == ["* BYE TOO_MANY_CONNECTIONS the server has 2 connections already; try again later"])
         await two.close()
@@ -160,7 +177,9 @@ import TimelineCore
     @Test func plaintextAndGarbageClientsAreDroppedOthersKeepWorking() async throws {
         let server = try ServerProcess()
         let good = try await server.connect(token: server.adminToken)
-        for payload in ["a1 PING\n", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", String(repeating: "\u{16}\u{03}\u{01}\u{ff}", count: 300)] {
+        for payload in [
+            "a1 PING\n", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", String(repeating: "\u{16}\u{03}\u{01}\u{ff}", count: 300),
+        ] {
             let got = try rawTCP(port: server.port, send: Array(payload.utf8))
             #expect(!String(decoding: got, as: UTF8.self).contains("HELLO"), "plaintext must never see the protocol")
         }
@@ -177,7 +196,9 @@ import TimelineCore
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { throw TestFailure("connect failed") }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
@@ -208,13 +229,16 @@ import TimelineCore
         #expect(lines.contains(#"a3 OK {"count":0}"#))
         #expect(lines.contains("a4 OK"))
         // TLS 1.1 and older are refused at the handshake with a protocol-version alert.
-        let (_, old, oldErr) = try shell("echo | timeout 10 openssl s_client -tls1_1 -connect 127.0.0.1:\(server.port) 2>&1")
+        let (_, old, oldErr) = try shell(
+            "echo | timeout 10 openssl s_client -tls1_1 -connect 127.0.0.1:\(server.port) 2>&1")
         #expect((old + oldErr).contains("alert protocol version") || (old + oldErr).contains("no protocols available"))
         let (_, modern, _) = try shell("echo | timeout 10 openssl s_client -connect 127.0.0.1:\(server.port) 2>&1")
         #expect(modern.contains("TLSv1.3"))
-        let (_, tls12, _) = try shell("echo | timeout 10 openssl s_client -tls1_2 -connect 127.0.0.1:\(server.port) 2>&1")
+        let (_, tls12, _) = try shell(
+            "echo | timeout 10 openssl s_client -tls1_2 -connect 127.0.0.1:\(server.port) 2>&1")
         #expect(tls12.contains("ECDHE-ECDSA-AES256-GCM-SHA384") || tls12.contains("ECDHE-ECDSA-CHACHA20-POLY1305"))
-        let (_, weak, _) = try shell("echo | timeout 10 openssl s_client -tls1_2 -cipher AES128-SHA -connect 127.0.0.1:\(server.port) 2>&1")
+        let (_, weak, _) = try shell(
+            "echo | timeout 10 openssl s_client -tls1_2 -cipher AES128-SHA -connect 127.0.0.1:\(server.port) 2>&1")
         #expect(weak.contains("alert handshake failure") || weak.contains("Cipher is (NONE)"))
     }
 
@@ -240,7 +264,9 @@ import TimelineCore
         let server = try ServerProcess(arguments: ["--client-ca", dir.appendingPathComponent("good-ca.crt").path])
         func connect(_ ca: String?) throws -> String {
             let cert = ca.map { "-cert \(dir.path)/\($0)-client.crt -key \(dir.path)/\($0)-client.key" } ?? ""
-            return try shell("(printf 'a1 PING\\na2 QUIT\\n'; sleep 1) | timeout 10 openssl s_client -quiet \(cert) -connect 127.0.0.1:\(server.port) 2>&1").1
+            return try shell(
+                "(printf 'a1 PING\\na2 QUIT\\n'; sleep 1) | timeout 10 openssl s_client -quiet \(cert) -connect 127.0.0.1:\(server.port) 2>&1"
+            ).1
         }
         #expect(try connect("good").contains("a1 OK"))
         #expect(try connect(nil).contains("a1 OK"), "a client certificate is optional")
@@ -276,11 +302,15 @@ import TimelineCore
             try await client.sendRaw(burst)
             // Kill while acknowledgements are still arriving: every OK received must be on disk.
             while acknowledged.count < 20, let line = try await client.nextLine() {
-                if line.contains(" OK {") { acknowledged.append(try JSON(parsing: String(line.drop { $0 != "{" }))["version"]!.intValue!) }
+                if line.contains(" OK {") {
+                    acknowledged.append(try JSON(parsing: String(line.drop { $0 != "{" }))["version"]!.intValue!)
+                }
             }
             server.kill9()
             while let line = try? await client.nextLine(timeout: 2) {
-                if line.contains(" OK {") { acknowledged.append(try JSON(parsing: String(line.drop { $0 != "{" }))["version"]!.intValue!) }
+                if line.contains(" OK {") {
+                    acknowledged.append(try JSON(parsing: String(line.drop { $0 != "{" }))["version"]!.intValue!)
+                }
             }
             data = server.stopKeepingData()
         }
@@ -290,7 +320,10 @@ import TimelineCore
         let restarted = try ServerProcess(data: data)
         let client = try await restarted.connect(token: restarted.adminToken)
         let pulled = try await client.request("p PULL 29 1000")
-        let versions = Set(pulled.filter { $0.hasPrefix("* EDIT") }.map { try! JSON(parsing: String($0.dropFirst(7)))["version"]!.intValue! })
+        let versions = Set(
+            pulled.filter { $0.hasPrefix("* EDIT") }.map {
+                try! JSON(parsing: String($0.dropFirst(7)))["version"]!.intValue!
+            })
         #expect(Set(acknowledged).isSubset(of: versions))
         #expect(acknowledged.count >= 20)
         await client.close()
@@ -313,12 +346,15 @@ import TimelineCore
         #expect(server.startupOutput.contains("sample timeline loaded"))
         let (addStatus, token, _) = try server.tool(["token", "add", "ben", "--role", "editor"])
         #expect(addStatus == 0)
-        #expect(token.range(of: #"^tl_[0-9a-f]{48}\n$"#, options: .regularExpression) != nil, "the token alone on stdout")
+        #expect(
+            token.range(of: #"^tl_[0-9a-f]{48}\n$"#, options: .regularExpression) != nil, "the token alone on stdout")
         let (_, list, _) = try server.tool(["token", "list"])
         #expect(list.contains("ben") && !list.contains(token.trimmingCharacters(in: .newlines)))
         let stored = try String(contentsOf: server.data.appendingPathComponent("tokens.json"), encoding: .utf8)
         #expect(!stored.contains(token.trimmingCharacters(in: .newlines)), "tokens are stored only as hashes")
-        let perms = try FileManager.default.attributesOfItem(atPath: server.data.appendingPathComponent("tls/server.key").path)[.posixPermissions] as? Int
+        let perms =
+            try FileManager.default.attributesOfItem(atPath: server.data.appendingPathComponent("tls/server.key").path)[
+                .posixPermissions] as? Int
         #expect(perms == 0o600)
         let (badRole, _, badErr) = try server.tool(["token", "add", "x", "--role", "boss"])
         #expect(badRole == 2)

@@ -7,7 +7,8 @@ import Testing
         .deletingLastPathComponent().appendingPathComponent("Protocol/transcripts")
 
     static var names: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".txt") }.sorted()
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".txt") }
+            .sorted()
     }
 
     @Test func thereAreTranscripts() {
@@ -19,7 +20,8 @@ import Testing
         let server = try ServerProcess()
         var tokens: [String: String] = [:]
         let text = try String(contentsOf: Self.folder.appendingPathComponent(name), encoding: .utf8)
-        let client = try await TestClient.connect(port: server.port, fingerprint: server.fingerprint, readGreeting: false)
+        let client = try await TestClient.connect(
+            port: server.port, fingerprint: server.fingerprint, readGreeting: false)
         defer { Task { await client.close() } }
         var sawGreeting = false
         for (number, raw) in text.components(separatedBy: "\n").enumerated() {
@@ -47,7 +49,9 @@ import Testing
                     return
                 }
                 sawGreeting = true
-                #expect(Self.matches(actual, pattern: expected), "\(name):\(number + 1)\nexpected: \(expected)\nactual:   \(actual)")
+                #expect(
+                    Self.matches(actual, pattern: expected),
+                    "\(name):\(number + 1)\nexpected: \(expected)\nactual:   \(actual)")
             } else {
                 Issue.record("\(name):\(number + 1): a line must start with C: , S: or #")
             }

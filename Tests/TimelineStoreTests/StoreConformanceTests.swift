@@ -9,7 +9,9 @@ import TimelineCore
 enum Backend: String, CaseIterable, Sendable {
     case sqlite
 
-    func make(_ dir: TempDir, dataset: String? = nil, options: SQLiteStore.Options = .init()) throws -> any TimelineStore {
+    func make(_ dir: TempDir, dataset: String? = nil, options: SQLiteStore.Options = .init()) throws
+        -> any TimelineStore
+    {
         switch self {
         case .sqlite: try SQLiteStore(path: dir.path("timeline.sqlite"), dataset: dataset, options: options)
         }
@@ -99,7 +101,9 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let id = e.event!
         _ = try await store.append([e, create("other")])
         _ = try await store.append([
-            Proposal(event: id, change: .updateEvent(EventPatch(title: "second title", addTags: ["b"])), base: 1, author: "ben", time: t0)
+            Proposal(
+                event: id, change: .updateEvent(EventPatch(title: "second title", addTags: ["b"])), base: 1,
+                author: "ben", time: t0)
         ])
         _ = try await store.append([annotate(id, "a note", base: 2)])
         #expect(try await store.event(id, asOf: 1)?.event.title == "first title")
@@ -186,7 +190,9 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         // Someone with the file edits the log: they must drop the append-only trigger first.
         let queue = try DatabaseQueue(path: path)
         try await queue.write { db in
-            #expect(throws: DatabaseError.self) { try db.execute(sql: "UPDATE edits SET body = body WHERE version = 5") }
+            #expect(throws: DatabaseError.self) {
+                try db.execute(sql: "UPDATE edits SET body = body WHERE version = 5")
+            }
             #expect(throws: DatabaseError.self) { try db.execute(sql: "DELETE FROM edits WHERE version = 29") }
             try db.execute(sql: "DROP TRIGGER edits_append_only_update")
             try db.execute(sql: "UPDATE edits SET body = replace(body, 'Washington', 'Tokyo') WHERE version = 6")
@@ -260,12 +266,15 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let store = try SQLiteStore(path: dir.path("a.sqlite"))
         _ = try await Importer.loadSample(into: store)
         let first = try #require(try await store.events(matching: EventFilter()).first?.event.id)
-        _ = try await store.append([annotate(first, "note one", by: "ana"), annotate(first, "note two", base: 2, by: "ben")])
+        _ = try await store.append([
+            annotate(first, "note one", by: "ana"), annotate(first, "note two", base: 2, by: "ben"),
+        ])
         var lines: [String] = []
         try await Exporter.jsonl(from: store) { lines.append($0) }
         let copy = try backend.make(TempDir())
         let report = try await Importer.load(
-            Array(lines.joined(separator: "\n").utf8), format: .jsonl, into: copy, author: "admin", time: t0, trusted: true)
+            Array(lines.joined(separator: "\n").utf8), format: .jsonl, into: copy, author: "admin", time: t0,
+            trusted: true)
         #expect(report.events == 28)
         #expect(try await copy.stateHash() == store.stateHash())
         #expect(try await copy.verify().ok)
@@ -292,7 +301,9 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         _ = try await source.append([annotate(first, "next", base: 2)])
         var tampered = try await source.edits(after: after, limit: 1)[0]
         tampered.proposal.author = "mallory"
-        await #expect { try await replica.appendVerified([tampered]) } throws: { ($0 as? BatchRejection)?.error.code == .corrupt }
+        await #expect { try await replica.appendVerified([tampered]) } throws: {
+            ($0 as? BatchRejection)?.error.code == .corrupt
+        }
         await #expect { try await replica.appendVerified(try await source.edits(after: 5, limit: 1)) } throws: {
             ($0 as? BatchRejection)?.error.code == .corrupt
         }

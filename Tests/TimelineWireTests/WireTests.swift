@@ -55,7 +55,11 @@ import TimelineCore
         try ch.writeInbound(ByteBuffer(string: "t1 " + String(repeating: "x", count: 50) + "\nt2 PING\nt3 PING\n"))
         let got = try frames(ch)
         #expect(got.count == 3)
-        if case .tooLong(let head) = got[0] { #expect(Request.tag(of: head) == "t1") } else { Issue.record("no tooLong") }
+        if case .tooLong(let head) = got[0] {
+            #expect(Request.tag(of: head) == "t1")
+        } else {
+            Issue.record("no tooLong")
+        }
         #expect(Array(got.dropFirst()) == [line("t2 PING"), line("t3 PING")])
         _ = try ch.finish()
     }
@@ -129,13 +133,17 @@ import TimelineCore
         #expect(Reply.data(kind: "EDIT", ["b": 1, "a": "x"]).line == "* EDIT {\"a\":\"x\",\"b\":1}\n")
         #expect(Reply.bad(tag: nil, code: .badTag, message: "no\ntag").line == "* BAD BAD_TAG no tag\n")
         #expect(Reply.bye(code: .idleTimeout, message: "bye").line == "* BYE IDLE_TIMEOUT bye\n")
-        #expect(Reply.no(tag: "t", code: .authFailed, message: "{sneaky", detail: nil).line == "t NO AUTH_FAILED (sneaky\n")
-        let conflict = Reply.no(tag: "t", code: WireCode(.conflict), message: "title changed", detail: ["conflicts": []])
+        #expect(
+            Reply.no(tag: "t", code: .authFailed, message: "{sneaky", detail: nil).line == "t NO AUTH_FAILED (sneaky\n")
+        let conflict = Reply.no(
+            tag: "t", code: WireCode(.conflict), message: "title changed", detail: ["conflicts": []])
         #expect(conflict.line == #"t NO CONFLICT {"conflicts":[],"message":"title changed"}"# + "\n")
     }
 
     @Test func malformedCodesAreBADTheRestNO() {
-        #expect(Reply.refusal(tag: "t", TimelineError(.badJSON, "x")) == .bad(tag: "t", code: WireCode(.badJSON), message: "x"))
+        #expect(
+            Reply.refusal(tag: "t", TimelineError(.badJSON, "x"))
+                == .bad(tag: "t", code: WireCode(.badJSON), message: "x"))
         #expect(
             Reply.refusal(tag: "t", TimelineError(.notFound, "x"))
                 == .no(tag: "t", code: WireCode(.notFound), message: "x", detail: nil))

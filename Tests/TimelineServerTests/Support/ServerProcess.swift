@@ -38,7 +38,9 @@ final class ServerProcess: @unchecked Sendable {
         self.data = data ?? Self.newDataFolder()
         process = Process()
         process.executableURL = Self.binary
-        process.arguments = ["serve", "--data", self.data.path, "--listen", "127.0.0.1:\(fixedPort ?? 0)", "--log-level", "warning"] + arguments
+        process.arguments =
+            ["serve", "--data", self.data.path, "--listen", "127.0.0.1:\(fixedPort ?? 0)", "--log-level", "warning"]
+            + arguments
         output = Pipe()
         errors = Pipe()
         process.standardOutput = output
@@ -77,7 +79,9 @@ final class ServerProcess: @unchecked Sendable {
         try Self.run(arguments + ["--data", data.path])
     }
 
-    static func run(_ arguments: [String], stdin: Data? = nil, executable: URL = binary) throws -> (Int32, String, String) {
+    static func run(_ arguments: [String], stdin: Data? = nil, executable: URL = binary) throws -> (
+        Int32, String, String
+    ) {
         let p = Process()
         p.executableURL = executable
         p.arguments = arguments
