@@ -48,7 +48,7 @@ let package = Package(
         .target(
             name: "TimelineServer",
             dependencies: [
-                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS",
+                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS", "TimelineClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

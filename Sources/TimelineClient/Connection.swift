@@ -171,8 +171,8 @@ public final class TimelineConnection: Sendable {
         guard c.status == .ok else { throw ClientError(c.code, "the server refused the token: \(c.message)") }
     }
 
+    /// Closes the connection (with TLS close_notify); requests still waiting fail.
     public func close() async {
-        _ = try? await send("QUIT")
         try? await channel.close()
     }
 }

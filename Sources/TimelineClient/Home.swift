@@ -131,11 +131,12 @@ public struct Conflict: Sendable, Equatable {
     }
 }
 
-/// The outbox and the conflicts, in `client.sqlite`.
-final class LocalState: Sendable {
+/// The outbox and the conflicts, in one SQLite file (`client.sqlite` of a client home, `outbox.sqlite` of an
+/// office replica). Every local edit is stored here before it is sent.
+public final class Outbox: Sendable {
     let queue: DatabaseQueue
 
-    init(path: String) throws {
+    public init(path: String) throws {
         var config = Configuration()
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         queue = try DatabaseQueue(path: path, configuration: config)
@@ -167,7 +168,7 @@ final class LocalState: Sendable {
         try migrator.migrate(queue)
     }
 
-    func enqueue(_ proposal: JSON, event: EventID?) throws -> Int64 {
+    public func enqueue(_ proposal: JSON, event: EventID?) throws -> Int64 {
         try queue.write { db in
             try db.execute(
                 sql: "INSERT INTO outbox(created, event, proposal) VALUES (?, ?, ?)",
@@ -176,7 +177,7 @@ final class LocalState: Sendable {
         }
     }
 
-    func outbox() throws -> [OutboxItem] {
+    public func items() throws -> [OutboxItem] {
         try queue.read { db in
             try Row.fetchAll(db, sql: "SELECT id, created, event, proposal FROM outbox ORDER BY id").map { row in
                 OutboxItem(
@@ -214,7 +215,7 @@ final class LocalState: Sendable {
         }
     }
 
-    func conflicts() throws -> [Conflict] {
+    public func conflicts() throws -> [Conflict] {
         try queue.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM conflicts ORDER BY id").map { row in
                 Conflict(
@@ -227,7 +228,7 @@ final class LocalState: Sendable {
         }
     }
 
-    func removeConflict(_ id: Int64) throws {
+    public func removeConflict(_ id: Int64) throws {
         try queue.write { db in try db.execute(sql: "DELETE FROM conflicts WHERE id = ?", arguments: [id]) }
     }
 }

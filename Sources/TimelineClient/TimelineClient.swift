@@ -10,7 +10,7 @@ public final class TimelineClient: Sendable {
     public let config: ClientConfig
     /// The server's log and state as last pulled: same dataset, versions and hashes.
     public let replica: SQLiteStore
-    let local: LocalState
+    let local: Outbox
 
     /// Opens an initialized home.
     public init(home: ClientHome) throws {
@@ -26,7 +26,7 @@ public final class TimelineClient: Sendable {
         } catch let e as TimelineError where e.code == .wrongDataset {
             throw ClientError(ClientError.wrongDataset, e.message)
         }
-        local = try LocalState(path: home.localPath)
+        local = try Outbox(path: home.localPath)
     }
 
     /// Sets a home up: connects once to verify the server and the token and to learn the dataset, then saves
@@ -103,11 +103,11 @@ public final class TimelineClient: Sendable {
 
     public func status() async throws -> Status {
         Status(
-            version: try await replica.currentVersion(), pending: try local.outbox().count,
+            version: try await replica.currentVersion(), pending: try local.items().count,
             conflicts: try local.conflicts().count, dataset: replica.dataset)
     }
 
-    public func outbox() throws -> [OutboxItem] { try local.outbox() }
+    public func outbox() throws -> [OutboxItem] { try local.items() }
     public func conflicts() throws -> [Conflict] { try local.conflicts() }
 
     // MARK: Local edits
@@ -178,74 +178,14 @@ public final class TimelineClient: Sendable {
         return PullReport(applied: applied, version: try await replica.currentVersion())
     }
 
-    public struct PushReport: Sendable {
-        public var accepted = 0
-        /// Proposals of which some fields merged and went in while others became conflicts.
-        public var merged = 0
-        public var conflicts = 0
-    }
-
-    /// Sends the outbox in order. Accepted edits leave it; a conflict keeps what merges (re-proposed on the
-    /// current revision) and records the rest; other refusals are recorded too. Nothing typed is dropped.
+    /// Sends the outbox in order (see `Outbox.push`).
     @discardableResult
     public func push(using connection: TimelineConnection? = nil) async throws -> PushReport {
-        let items = try local.outbox()
-        guard !items.isEmpty else { return PushReport() }
+        guard try !local.items().isEmpty else { return PushReport() }
         let conn: TimelineConnection
         if let connection { conn = connection } else { conn = try await connect() }
         defer { if connection == nil { Task { await conn.close() } } }
-        var report = PushReport()
-        for item in items {
-            var proposal = item.proposal
-            var recorded: [Conflict] = []
-            var attempts = 0
-            while true {
-                attempts += 1
-                let reply = try await conn.send("PROPOSE \(proposal.canonicalString)")
-                if reply.status == .ok {
-                    report.accepted += 1
-                    break
-                }
-                let op = proposal["op"]?.stringValue ?? ""
-                if reply.code == "DUPLICATE_ID", op == "annotation.add" || op == "event.create" {
-                    break  // an earlier push went in but its OK was lost: the edit is already there
-                }
-                guard reply.code == "CONFLICT", let detail = reply.json, attempts < 4 else {
-                    recorded.append(conflict(from: reply, proposal: proposal, event: item.event))
-                    break
-                }
-                let fields = (detail["conflicts"]?.arrayValue ?? []).compactMap { $0["field"]?.stringValue }
-                recorded += (detail["conflicts"]?.arrayValue ?? []).map { c in
-                    Conflict(
-                        id: 0, created: WallClock.now(), event: item.event, field: c["field"]?.stringValue ?? "",
-                        ours: c["ours"] ?? .null, theirs: c["theirs"] ?? .null,
-                        theirAuthor: c["their_author"]?.stringValue ?? "",
-                        theirVersion: c["their_version"]?.intValue ?? 0,
-                        code: "CONFLICT", message: reply.message, proposal: proposal)
-                }
-                // What did not clash is proposed again on the current revision.
-                guard op == "event.update", case .object(var o) = proposal, var set = o["set"]?.objectValue else {
-                    break
-                }
-                for field in fields { set[field] = nil }
-                let hasTags =
-                    !(o["tags"]?["add"]?.arrayValue ?? []).isEmpty || !(o["tags"]?["remove"]?.arrayValue ?? []).isEmpty
-                guard !set.isEmpty || hasTags else { break }
-                o["set"] = .object(set)
-                o["base"] = detail["event"]?["revision"] ?? o["base"]
-                proposal = .object(o)
-                report.merged += 1
-            }
-            report.conflicts += recorded.count
-            try local.settle(item.id, conflicts: recorded)
-        }
-        return report
-    }
-
-    private func conflict(from reply: Completion, proposal: JSON, event: EventID?) -> Conflict {
-        Conflict(
-            id: 0, created: WallClock.now(), event: event, field: "", ours: proposal, theirs: .null, theirAuthor: "",
-            theirVersion: 0, code: reply.code, message: reply.message, proposal: proposal)
+        return try await local.push(using: conn)
     }
 
     public struct SyncReport: Sendable {

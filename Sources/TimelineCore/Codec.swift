@@ -189,15 +189,26 @@ public enum EditCodec {
     /// Decodes a proposal (a `PROPOSE` argument or a JSONL line). `author` and `time` are the ones the
     /// caller stamps; `allowAuthorFields` lets a trusted importer keep the `author` and `time` in the line.
     public static func decodeProposal(
-        _ json: JSON, author: String, time: Timestamp, allowAuthorFields: Bool = false
+        _ json: JSON, author: String, time: Timestamp, allowAuthorFields: Bool = false, allowOnBehalf: Bool = false
     ) throws(TimelineError) -> Proposal {
         guard case .object = json else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
         var r = FieldReader(json)
         let opText = try r.string("op", max: 64)
+        // An office replica forwards its analysts' edits and names them, qualified by the office: "ana@office-b".
+        var author = author
+        if let behalf = try r.optionalString("on_behalf_of", max: FieldLimits.author) {
+            guard allowOnBehalf else {
+                throw TimelineError(.badField, "field \"on_behalf_of\" is for replicator tokens only")
+            }
+            let parts = behalf.split(separator: "@", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty,
+                behalf.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-@".contains($0)) })
+            else { throw TimelineError(.badField, "field \"on_behalf_of\" must be USER@OFFICE") }
+            author = behalf
+        }
         guard let op = Operation(rawValue: opText) else {
             throw TimelineError(.unknownOperation, "unknown operation \"\(opText)\"")
         }
-        var author = author
         var time = time
         if allowAuthorFields {
             if let a = try r.optionalString("author", max: FieldLimits.author) { author = a }

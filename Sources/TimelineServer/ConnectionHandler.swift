@@ -317,6 +317,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 run { core in await core.propose(request, identity: identity) }
             case .watch:
                 startWatch(request)
+            case .conflicts:
+                run { core in await core.conflicts(request) }
             case .batch:
                 break  // handled when read
             }

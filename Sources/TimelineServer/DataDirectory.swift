@@ -15,6 +15,10 @@ public struct DataDirectory: Sendable {
     public var adminTokenPath: String { path + "/admin.token" }
     public var certificatePath: String { path + "/tls/server.crt" }
     public var keyPath: String { path + "/tls/server.key" }
+    /// An office replica's queued edits and conflicts.
+    public var outboxPath: String { path + "/outbox.sqlite" }
+    /// An office replica's link state, for `timelined status`.
+    public var replicationStatusPath: String { path + "/replication.json" }
 
     public var exists: Bool { FileManager.default.fileExists(atPath: storePath) }
 

@@ -9,7 +9,7 @@ public enum Role: String, Sendable, CaseIterable, Comparable {
     case annotator
     /// + event.create, event.update, event.delete, timeline.meta.
     case editor
-    /// Reads everything, for office replicas.
+    /// Reads everything and forwards its office's edits, naming their authors (`on_behalf_of`).
     case replicator
     /// Everything.
     case admin
@@ -27,9 +27,11 @@ public enum Role: String, Sendable, CaseIterable, Comparable {
 
     /// Whether this role may make edits of this operation.
     public func mayPropose(_ op: Operation) -> Bool {
+        // An office replica has already checked its own analysts' roles.
+        if self == .replicator { return true }
         switch op {
-        case .annotationAdd, .annotationUpdate, .annotationRetract: rank >= Role.annotator.rank
-        case .eventCreate, .eventUpdate, .eventDelete, .timelineMeta: rank >= Role.editor.rank
+        case .annotationAdd, .annotationUpdate, .annotationRetract: return rank >= Role.annotator.rank
+        case .eventCreate, .eventUpdate, .eventDelete, .timelineMeta: return rank >= Role.editor.rank
         }
     }
 
@@ -37,14 +39,14 @@ public enum Role: String, Sendable, CaseIterable, Comparable {
     static func required(for verb: Verb) -> Role? {
         switch verb {
         case .auth, .ping, .caps, .quit: nil
-        case .pull, .get, .log, .history, .watch: .reader
+        case .pull, .get, .log, .history, .watch, .conflicts: .reader
         case .propose, .batch: .annotator
         }
     }
 
     func may(_ verb: Verb) -> Bool {
         guard let needed = Self.required(for: verb) else { return true }
-        if self == .replicator { return needed == .reader }
+        if self == .replicator { return true }
         return rank >= needed.rank
     }
 }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import Synchronization
+import TimelineClient
 import TimelineCore
 import TimelineStore
 import TimelineWire
@@ -19,10 +20,13 @@ final class ServerCore: Sendable {
     let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     /// Failed AUTH attempts per peer address, to slow down guessing.
     let authFailures = Mutex<[String: (count: Int, last: NIODeadline)]>([:])
+    /// Set on an office replica: reads are local, edits go upstream.
+    let replicator: Replicator?
     static let serverName = "timelined/0.1.0"
 
-    init(store: any TimelineStore, tokens: TokenStore, limits: Limits, logger: Logger) {
+    init(store: any TimelineStore, tokens: TokenStore, limits: Limits, logger: Logger, replicator: Replicator? = nil) {
         self.store = store
+        self.replicator = replicator
         self.tokens = tokens
         self.limits = limits
         self.logger = logger
@@ -33,7 +37,10 @@ final class ServerCore: Sendable {
     /// The greeting's and CAPS's description of this server.
     func capabilities() async -> JSON {
         let head = (try? await store.head())?.version ?? 0
+        var replica: JSON = .null
+        if let replicator { replica = replicator.describe(localVersion: head) }
         return .object([
+            "replica": replica,
             "server": .string(Self.serverName),
             "dataset": .string(store.dataset),
             "version": .int(head),
@@ -277,7 +284,11 @@ final class ServerCore: Sendable {
     func proposal(from text: String, identity: TokenStore.Identity) throws(TimelineError) -> Proposal {
         let json: JSON
         do { json = try JSON(parsing: text) } catch { throw TimelineError(.badJSON, "\(error)") }
-        let proposal = try EditCodec.decodeProposal(json, author: identity.name, time: WallClock.now())
+        if identity.role == .replicator, json["on_behalf_of"] == nil {
+            throw TimelineError(.badField, "a replicator names the author of each edit in \"on_behalf_of\"")
+        }
+        let proposal = try EditCodec.decodeProposal(
+            json, author: identity.name, time: WallClock.now(), allowOnBehalf: identity.role == .replicator)
         guard identity.role.mayPropose(proposal.change.operation) else {
             throw TimelineError(
                 TimelineError.Code(rawValue: WireCode.forbidden.rawValue),
@@ -292,6 +303,14 @@ final class ServerCore: Sendable {
         }
         do {
             let p = try proposal(from: request.arguments, identity: identity)
+            if let replicator {
+                // Checked here (syntax, role), decided upstream.
+                switch try await replicator.forward(try JSON(parsing: request.arguments), author: identity.name) {
+                case .answered(let c): return [Self.reply(request.tag, c)]
+                case .queued(let id):
+                    return [.ok(tag: request.tag, .object(["queued": true, "outbox": .int(id), "event": p.event.map { .string($0.description) } ?? .null]))]
+                }
+            }
             let edits = try await store.append([p])
             return [.ok(tag: request.tag, Self.acknowledgement(edits[0]))]
         } catch let rejection as BatchRejection {
@@ -320,6 +339,14 @@ final class ServerCore: Sendable {
                 return [Reply.refusal(tag: request.tag, error.at("line \(index + 1) of \(lines.count)"))]
             }
         }
+        if let replicator {
+            do {
+                let json = try lines.map { try JSON(parsing: $0) }
+                return [Self.reply(request.tag, try await replicator.forwardBatch(json, author: identity.name))]
+            } catch {
+                return [failure(request.tag, error)]
+            }
+        }
         do {
             let edits = try await store.append(proposals)
             return [
@@ -339,8 +366,30 @@ final class ServerCore: Sendable {
         }
     }
 
+    /// An upstream completion passed on as it is.
+    static func reply(_ tag: String, _ c: Completion) -> Reply {
+        switch c.status {
+        case .ok: return .ok(tag: tag, c.json)
+        case .no: return .no(tag: tag, code: WireCode(rawValue: c.code), message: c.message, detail: c.json)
+        case .bad: return .bad(tag: tag, code: WireCode(rawValue: c.code), message: c.message)
+        }
+    }
+
+    /// The office replica's recorded conflicts (none on a primary).
+    func conflicts(_ request: Request) async -> [Reply] {
+        guard let replicator else { return [.ok(tag: request.tag, .object(["count": 0]))] }
+        do {
+            let list = try replicator.outbox.conflicts()
+            return list.map { Reply.data(kind: "CONFLICT", $0.json) }
+                + [.ok(tag: request.tag, .object(["count": .int(Int64(list.count)), "queued": .int(Int64(try replicator.outbox.items().count))]))]
+        } catch {
+            return [failure(request.tag, error)]
+        }
+    }
+
     func failure(_ tag: String, _ error: Error) -> Reply {
         if let e = error as? TimelineError { return Reply.refusal(tag: tag, e) }
+        if let e = error as? ClientError { return .no(tag: tag, code: WireCode(rawValue: e.code), message: e.message, detail: e.detail) }
         if let r = error as? BatchRejection { return Reply.refusal(tag: tag, r.error) }
         logger.error("request failed", metadata: ["error": "\(error)"])
         return .no(tag: tag, code: .internalError, message: "the server could not complete the request", detail: nil)

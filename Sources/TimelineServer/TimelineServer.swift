@@ -19,9 +19,10 @@ public final class TimelineServer: Sendable {
 
     public init(
         store: any TimelineStore, tokens: TokenStore, configuration: ServerConfiguration,
-        logger: Logger = Logger(label: "timelined"), threads: Int = System.coreCount
+        logger: Logger = Logger(label: "timelined"), threads: Int = System.coreCount, replicator: Replicator? = nil
     ) throws {
-        core = ServerCore(store: store, tokens: tokens, limits: configuration.limits, logger: logger)
+        core = ServerCore(
+            store: store, tokens: tokens, limits: configuration.limits, logger: logger, replicator: replicator)
         self.configuration = configuration
         tls = try TLSContext.server(
             certificateFile: configuration.certificateFile, keyFile: configuration.keyFile,
@@ -55,6 +56,7 @@ public final class TimelineServer: Sendable {
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         serverChannel.withLock { $0 = channel }
+        core.replicator?.start()
         guard let address = channel.localAddress else {
             throw TimelineError(.storeFailed, "the listening socket has no address")
         }
@@ -73,6 +75,7 @@ public final class TimelineServer: Sendable {
             return channel
         }
         try? await listening?.close()
+        await core.replicator?.stop()
         let open = core.channels.withLock { Array($0.values) }
         for channel in open { channel.pipeline.fireUserInboundEventTriggered(ShutdownRequested()) }
         let deadline = NIODeadline.now() + grace

@@ -13,6 +13,7 @@ public enum Verb: String, Sendable, CaseIterable {
     case propose = "PROPOSE"
     case batch = "BATCH"
     case watch = "WATCH"
+    case conflicts = "CONFLICTS"
     case quit = "QUIT"
 }
 

@@ -3,8 +3,10 @@ import Dispatch
 import Foundation
 import Logging
 import NIOCore
+import TimelineClient
 import TimelineServer
 import TimelineStore
+import TimelineTLS
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -57,6 +59,21 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
+    @Option(help: "Run as an office replica following this upstream server (HOST:PORT).")
+    var replicateFrom: String?
+
+    @Option(help: "The upstream token (role replicator).")
+    var upstreamToken: String?
+
+    @Option(help: "CA (PEM) that signed the upstream's certificate.")
+    var upstreamCa: String?
+
+    @Option(help: "The upstream certificate's SHA-256 fingerprint.")
+    var upstreamFingerprint: String?
+
+    @Option(help: "This office's name; forwarded edits are authored USER@OFFICE.")
+    var office: String?
+
     func validate() throws {
         guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key go together") }
         guard parseListen() != nil else { throw ValidationError("--listen takes HOST:PORT") }
@@ -66,6 +83,26 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("limits must be positive (--max-line at least 1024, --max-outbound at least 65536)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        if let replicateFrom {
+            guard Self.hostPort(replicateFrom) != nil else { throw ValidationError("--replicate-from takes HOST:PORT") }
+            guard upstreamToken != nil else { throw ValidationError("--replicate-from needs --upstream-token") }
+            guard (upstreamCa == nil) != (upstreamFingerprint == nil) else {
+                throw ValidationError("--replicate-from needs exactly one of --upstream-ca and --upstream-fingerprint")
+            }
+            if let fp = upstreamFingerprint, Fingerprint(hex: fp) == nil {
+                throw ValidationError("--upstream-fingerprint takes 64 hex digits")
+            }
+            guard let office, TokenStore.isValidName(office), !office.contains("@") else {
+                throw ValidationError("--replicate-from needs --office NAME (letters, digits, . - _)")
+            }
+        }
+    }
+
+    static func hostPort(_ text: String) -> (String, Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65535).contains(port)
+        else { return nil }
+        return (String(text[..<colon]), port)
     }
 
     func parseListen() -> (String, Int)? {
@@ -87,7 +124,23 @@ struct Serve: AsyncParsableCommand {
         let dir = DataDirectory(path: data.directory)
         let (host, port) = parseListen()!
         do {
-            let (store, tokens, first) = try await dir.prepare(empty: empty)
+            var upstream: Replicator.Upstream?
+            var dataset: String?
+            if let replicateFrom, let (uhost, uport) = Self.hostPort(replicateFrom), let upstreamToken, let office {
+                let config = ClientConfig(
+                    host: uhost, port: uport, token: upstreamToken,
+                    fingerprint: upstreamFingerprint.flatMap(Fingerprint.init(hex:)), caFile: upstreamCa)
+                upstream = Replicator.Upstream(config: config, office: office)
+                // A new replica takes its dataset from upstream; an existing one checks it while following.
+                if !dir.exists { dataset = try await Replicator.upstreamDataset(upstream!) }
+            }
+            let (store, tokens, first) = try await dir.prepare(empty: empty || upstream != nil, dataset: dataset)
+            var replicator: Replicator?
+            if let upstream {
+                replicator = Replicator(
+                    upstream: upstream, store: store, outbox: try Outbox(path: dir.outboxPath),
+                    statusPath: dir.replicationStatusPath, logger: Logger(label: "timelined.replica"))
+            }
             let certFile = cert ?? dir.certificatePath
             let keyFile = key ?? dir.keyPath
             if cert == nil { try dir.ensureCertificate(hostnames: [host]) }
@@ -103,7 +156,7 @@ struct Serve: AsyncParsableCommand {
                 store: store, tokens: tokens,
                 configuration: ServerConfiguration(
                     host: host, port: port, certificateFile: certFile, keyFile: keyFile, clientCAFile: clientCa,
-                    limits: limits))
+                    limits: limits), replicator: replicator)
             let address = try await server.start()
             let head = try await store.head()
             if let first {
@@ -113,6 +166,7 @@ struct Serve: AsyncParsableCommand {
                 print("admin token (also in \(dir.adminTokenPath), shown once): \(first.adminToken)")
             }
             print("dataset \(store.dataset) at version \(head.version)")
+            if let upstream { print("office \(upstream.office) replicating from \(upstream.config.host):\(upstream.config.port)") }
             print("certificate SHA-256 fingerprint \(fingerprint.hex)")
             print("listening on \(address.ipAddress ?? host):\(address.port ?? port)")
             fflush(nil)

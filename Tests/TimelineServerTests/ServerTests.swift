@@ -117,24 +117,30 @@ import TimelineCore
         #expect(try await annotator.request("a2 PROPOSE \(annotation("yes"))").last?.hasPrefix("a2 OK") == true)
         #expect(
             try await replicator.request("o1 PROPOSE \(annotation("no"))").last
-                == "o1 NO FORBIDDEN role replicator may not PROPOSE")
+                == #"o1 BAD BAD_FIELD a replicator names the author of each edit in "on_behalf_of""#)
+        let forwarded = #"{"op":"annotation.add","event":"\#(event)","text":"from office b","on_behalf_of":"bea@office-b"}"#
+        #expect(try await replicator.request("o1b PROPOSE \(forwarded)").last?.hasPrefix("o1b OK") == true)
+        #expect(
+            try await annotator.request("a0 PROPOSE \(forwarded)").last
+                == #"a0 BAD BAD_FIELD field "on_behalf_of" is for replicator tokens only"#)
         #expect(try await replicator.request("o2 PULL 0 1").last?.hasPrefix("o2 OK") == true)
         // The edit carries the authenticated author, whatever the proposal says.
         let forged =
             #"{"op":"annotation.add","event":"\#(event)","text":"forged","author":"admin","version":1,"hash":"00"}"#
         let ok = try await annotator.request("a3 PROPOSE \(forged)")
         #expect(ok.last?.hasPrefix("a3 OK") == true)
-        let history = try await annotator.request("a4 PULL 30")
+        let history = try await annotator.request("a4 PULL 31")
         #expect(history.first?.contains(#""author":"ana""#) == true)
-        #expect(history.first?.contains(#""version":31"#) == true)
+        #expect(history.first?.contains(#""version":32"#) == true)
         // Revocation takes effect for new connections without a restart.
         let (status, _, _) = try server.tool(["token", "revoke", "ana"])
         #expect(status == 0)
         let again = try await TestClient.connect(port: server.port, fingerprint: server.fingerprint)
         #expect(
             try await again.request("x AUTH \(anaToken)").last == "x NO AUTH_FAILED the token is unknown or revoked")
-        // Only versions 30 and 31 were written: refusals wrote nothing.
-        #expect(try await replicator.request("o3 PULL 0 1").last == #"o3 OK {"last":1,"more":true,"version":31}"#)
+        // Only versions 30 to 32 were written: refusals wrote nothing.
+        #expect(try await replicator.request("o3 PULL 0 1").last == #"o3 OK {"last":1,"more":true,"version":32}"#)
+        #expect(try await replicator.request("o4 PULL 30 1").first?.contains(#""author":"bea@office-b""#) == true)
         for c in [reader, annotator, replicator, again] { await c.close() }
     }
 

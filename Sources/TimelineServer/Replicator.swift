@@ -1,0 +1,299 @@
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import TimelineClient
+import TimelineCore
+import TimelineStore
+
+/// An office replica's link to its upstream server: follows the upstream log (PULL to catch up, then WATCH),
+/// verifying every edit against the hash chain; forwards its analysts' edits upstream, or queues them in a
+/// durable outbox while upstream is unreachable and sends them on reconnect, merging by event ID.
+public final class Replicator: Sendable {
+    public struct Upstream: Sendable {
+        public var config: ClientConfig
+        /// This office's name: forwarded edits are authored `user@office`.
+        public var office: String
+
+        public init(config: ClientConfig, office: String) {
+            self.config = config
+            self.office = office
+        }
+    }
+
+    public enum State: String, Sendable {
+        case connecting, following, disconnected
+        /// The upstream log does not continue this replica's (another dataset, a broken chain): following has
+        /// stopped for good, loudly. Local reads still serve the verified log up to the divergence.
+        case diverged
+    }
+
+    struct Status: Sendable {
+        var state = State.connecting
+        var lastContact: Timestamp?
+        var upstreamVersion: Int64 = 0
+        var message = ""
+    }
+
+    let upstream: Upstream
+    let store: any TimelineStore
+    let outbox: Outbox
+    let statusPath: String
+    let logger: Logger
+    private let status = Mutex(Status())
+    private let writer = Mutex<TimelineConnection?>(nil)
+    /// The connection streaming WATCH, closed by `stop()` to end the stream.
+    private let follower = Mutex<TimelineConnection?>(nil)
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    public init(upstream: Upstream, store: any TimelineStore, outbox: Outbox, statusPath: String, logger: Logger) {
+        self.upstream = upstream
+        self.store = store
+        self.outbox = outbox
+        self.statusPath = statusPath
+        self.logger = logger
+    }
+
+    /// Learns the upstream's dataset (for a replica's first start).
+    public static func upstreamDataset(_ upstream: Upstream) async throws -> String {
+        let connection = try await TimelineConnection.connect(
+            host: upstream.config.host, port: upstream.config.port, verification: upstream.config.verification)
+        defer { Task { await connection.close() } }
+        try await connection.authenticate(token: upstream.config.token)
+        return connection.dataset
+    }
+
+    public func start() {
+        let t = Task { await self.run() }
+        task.withLock { $0 = t }
+    }
+
+    public func stop() async {
+        let t = task.withLock { $0 }
+        t?.cancel()
+        let f = follower.withLock { c -> TimelineConnection? in
+            defer { c = nil }
+            return c
+        }
+        await f?.close()
+        let w = writer.withLock { c -> TimelineConnection? in
+            defer { c = nil }
+            return c
+        }
+        await w?.close()
+        _ = await t?.value
+    }
+
+    /// What the greeting, CAPS and `timelined status` say about the link.
+    public func describe(localVersion: Int64) -> JSON {
+        let s = status.withLock { $0 }
+        return .object([
+            "upstream": .string("\(upstream.config.host):\(upstream.config.port)"), "office": .string(upstream.office),
+            "state": .string(s.state.rawValue), "last_contact": s.lastContact.map { .string($0.rfc3339) } ?? .null,
+            "upstream_version": .int(s.upstreamVersion), "behind": .int(max(0, s.upstreamVersion - localVersion)),
+            "message": .string(s.message),
+        ])
+    }
+
+    public var state: State { status.withLock { $0.state } }
+
+    private func update(_ change: (inout Status) -> Void) {
+        let snapshot = status.withLock { s -> Status in
+            change(&s)
+            return s
+        }
+        // A small file for `timelined status --data DIR`, which runs as another process.
+        let json = JSON.object([
+            "state": .string(snapshot.state.rawValue), "last_contact": snapshot.lastContact.map { .string($0.rfc3339) } ?? .null,
+            "upstream_version": .int(snapshot.upstreamVersion), "message": .string(snapshot.message),
+            "upstream": .string("\(upstream.config.host):\(upstream.config.port)"), "office": .string(upstream.office),
+        ])
+        let temp = statusPath + ".tmp"
+        if FileManager.default.createFile(atPath: temp, contents: Data(json.canonicalBytes + [0x0A])) {
+            rename(temp, statusPath)
+        }
+    }
+
+    // MARK: Following
+
+    struct Diverged: Error { var message: String }
+
+    private func run() async {
+        var delay: UInt64 = 500_000_000
+        while !Task.isCancelled {
+            do {
+                try await followOnce()
+                delay = 500_000_000
+            } catch let diverged as Diverged {
+                logger.critical("replication stopped: \(diverged.message)")
+                update {
+                    $0.state = .diverged
+                    $0.message = diverged.message
+                }
+                return
+            } catch {
+                if Task.isCancelled { return }
+                let message = (error as? ClientError)?.description ?? "\(error)"
+                if status.withLock({ $0.state }) != .disconnected {
+                    logger.warning("upstream unreachable; serving the local copy", metadata: ["error": "\(message)"])
+                }
+                update {
+                    $0.state = .disconnected
+                    $0.message = message
+                }
+            }
+            try? await Task.sleep(nanoseconds: delay)
+            delay = min(delay * 2, 10_000_000_000)
+        }
+    }
+
+    private func followOnce() async throws {
+        let conn = try await Self.open(upstream.config)
+        follower.withLock { $0 = conn }
+        defer { Task { await conn.close() } }
+        if Task.isCancelled { return }
+        guard conn.dataset == store.dataset else {
+            throw Diverged(message: "upstream holds dataset \(conn.dataset), this replica \(store.dataset)")
+        }
+        update {
+            $0.state = .following
+            $0.lastContact = WallClock.now()
+            $0.upstreamVersion = conn.serverVersion
+            $0.message = ""
+        }
+        logger.info("following upstream", metadata: ["upstream_version": "\(conn.serverVersion)"])
+        // Catch up page by page, then stream.
+        while true {
+            let head = try await store.currentVersion()
+            let page = try await conn.expectOK("PULL \(head) 1000")
+            try await apply(page.data.compactMap(Self.edit))
+            update {
+                $0.lastContact = WallClock.now()
+                $0.upstreamVersion = page.json?["version"]?.intValue ?? $0.upstreamVersion
+            }
+            if page.json?["more"] != true { break }
+        }
+        try await flushOutbox()
+        let (stream, continuation) = AsyncStream<Edit>.makeStream()
+        let since = try await store.currentVersion()
+        let watching = Task {
+            defer { continuation.finish() }
+            _ = try await conn.send("WATCH \(since)") { line in
+                if let edit = Self.edit(line) { continuation.yield(edit) }
+            }
+        }
+        for await edit in stream {
+            try await apply([edit])
+            update {
+                $0.lastContact = WallClock.now()
+                $0.upstreamVersion = max($0.upstreamVersion, edit.version)
+            }
+        }
+        _ = try await watching.value
+        throw ClientError(ClientError.unreachable, "the upstream closed the stream")
+    }
+
+    static func open(_ config: ClientConfig) async throws -> TimelineConnection {
+        let conn = try await TimelineConnection.connect(host: config.host, port: config.port, verification: config.verification)
+        do {
+            try await conn.authenticate(token: config.token)
+        } catch {
+            await conn.close()
+            throw error
+        }
+        return conn
+    }
+
+    static func edit(_ line: String) -> Edit? {
+        guard line.hasPrefix("* EDIT "), let json = try? JSON(parsing: String(line.dropFirst(7))) else { return nil }
+        return try? EditCodec.decodeEdit(json)
+    }
+
+    private func apply(_ edits: [Edit]) async throws {
+        guard !edits.isEmpty else { return }
+        do {
+            try await store.appendVerified(edits)
+        } catch let rejection as BatchRejection {
+            throw Diverged(message: "the upstream log does not continue this replica's: \(rejection.error.message)")
+        }
+    }
+
+    /// Sends what was queued while upstream was unreachable.
+    private func flushOutbox() async throws {
+        guard try !outbox.items().isEmpty else { return }
+        let conn = try await writerConnection()
+        let report = try await outbox.push(using: conn)
+        logger.info(
+            "sent queued edits upstream",
+            metadata: ["accepted": "\(report.accepted)", "conflicts": "\(report.conflicts)"])
+    }
+
+    // MARK: Forwarding
+
+    /// A connection for forwarding (the following connection is busy with WATCH).
+    private func writerConnection() async throws -> TimelineConnection {
+        if let existing = writer.withLock({ $0 }) { return existing }
+        let conn = try await Self.open(upstream.config)
+        writer.withLock { $0 = conn }
+        return conn
+    }
+
+    private func dropWriter() {
+        writer.withLock { $0 = nil }
+    }
+
+    public enum Forwarded: Sendable {
+        /// Upstream's completion, passed on as it is.
+        case answered(Completion)
+        /// Upstream unreachable: stored in the outbox under this number.
+        case queued(Int64)
+    }
+
+    /// Forwards one edit of a local analyst; waits (briefly) for the accepted edit to arrive back through
+    /// replication, so that the analyst's next read sees it.
+    func forward(_ proposal: JSON, author: String) async throws -> Forwarded {
+        guard case .object(var o) = proposal else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
+        o["on_behalf_of"] = .string("\(author)@\(upstream.office)")
+        let edit = JSON.object(o)
+        if state == .diverged { throw TimelineError(TimelineError.Code(rawValue: "UPSTREAM_DIVERGED"), "this replica stopped following its upstream") }
+        do {
+            let conn = try await writerConnection()
+            let reply = try await conn.send("PROPOSE \(edit.canonicalString)")
+            if reply.status == .ok, let version = reply.json?["version"]?.intValue { await waitForLocal(version) }
+            return .answered(reply)
+        } catch let error as ClientError where error.code == ClientError.unreachable || error.code == "SHUTDOWN" {
+            dropWriter()
+            let id = try outbox.enqueue(edit, event: o["event"]?.stringValue.flatMap(EventID.init))
+            logger.info("upstream unreachable; edit queued", metadata: ["outbox": "\(id)"])
+            return .queued(id)
+        }
+    }
+
+    /// Forwards a batch as it is; a batch is not queued (it would lose its atomicity): while upstream is
+    /// unreachable it is refused with `UPSTREAM_UNAVAILABLE`.
+    func forwardBatch(_ lines: [JSON], author: String) async throws -> Completion {
+        let stamped = lines.map { line -> String in
+            guard case .object(var o) = line else { return line.canonicalString }
+            o["on_behalf_of"] = .string("\(author)@\(upstream.office)")
+            return JSON.object(o).canonicalString
+        }
+        do {
+            let conn = try await writerConnection()
+            let reply = try await conn.send("BATCH \(stamped.count)", lines: stamped)
+            if reply.status == .ok, let version = reply.json?["last"]?.intValue { await waitForLocal(version) }
+            return reply
+        } catch let error as ClientError where error.code == ClientError.unreachable {
+            dropWriter()
+            throw TimelineError(
+                TimelineError.Code(rawValue: "UPSTREAM_UNAVAILABLE"),
+                "the upstream server is unreachable; a batch is not queued, send it again later")
+        }
+    }
+
+    private func waitForLocal(_ version: Int64) async {
+        for _ in 0..<500 {
+            if let head = try? await store.currentVersion(), head >= version { return }
+            try? await Task.sleep(nanoseconds: 10_000_000)
+        }
+    }
+}

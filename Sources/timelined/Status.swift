@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import TimelineClient
+import TimelineCore
+import TimelineServer
+import TimelineStore
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The store's version, and for an office replica its upstream link, lag and queue.",
+        discussion: "Example: timelined status --data ./office-b --json")
+
+    @OptionGroup var data: DataOptions
+
+    @Flag(help: "One JSON object.")
+    var json = false
+
+    func run() async throws {
+        let dir = DataDirectory(path: data.directory)
+        guard dir.exists else { fail("no store in \(dir.path)") }
+        do {
+            let store = try SQLiteStore(path: dir.storePath)
+            let version = try await store.currentVersion()
+            var out: [String: JSON] = ["dataset": .string(store.dataset), "version": .int(version)]
+            if let link = FileManager.default.contents(atPath: dir.replicationStatusPath),
+                case .object(var replica) = try JSON(parsingBytes: Array(link))
+            {
+                replica["behind"] = .int(max(0, (replica["upstream_version"]?.intValue ?? 0) - version))
+                let outbox = try Outbox(path: dir.outboxPath)
+                replica["queued"] = .int(Int64(try outbox.items().count))
+                replica["conflicts"] = .int(Int64(try outbox.conflicts().count))
+                out["replica"] = .object(replica)
+            }
+            if json {
+                print(JSON.object(out).canonicalString)
+                return
+            }
+            print("dataset   \(store.dataset)")
+            print("version   \(version)")
+            if let r = out["replica"] {
+                print("upstream  \(r["upstream"]?.stringValue ?? "")  (office \(r["office"]?.stringValue ?? ""))")
+                print("state     \(r["state"]?.stringValue ?? "")\(r["message"]?.stringValue.map { $0.isEmpty ? "" : ": \($0)" } ?? "")")
+                print("behind    \(r["behind"]?.intValue ?? 0) (upstream at \(r["upstream_version"]?.intValue ?? 0))")
+                print("contact   \(r["last_contact"]?.stringValue ?? "never")")
+                print("queued    \(r["queued"]?.intValue ?? 0), conflicts \(r["conflicts"]?.intValue ?? 0)")
+            }
+        } catch {
+            fail(describe(error))
+        }
+    }
+}
+
+struct Conflicts: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "An office replica's edits that upstream did not take as they were.",
+        discussion: "Example: timelined conflicts --data ./office-b --json")
+
+    @OptionGroup var data: DataOptions
+
+    @Flag(help: "One JSON object per line.")
+    var json = false
+
+    func run() throws {
+        let dir = DataDirectory(path: data.directory)
+        do {
+            let list = try Outbox(path: dir.outboxPath).conflicts()
+            for c in list {
+                if json {
+                    print(c.json.canonicalString)
+                } else {
+                    print("#\(c.id) \(c.event?.description ?? "") \(c.field.isEmpty ? c.code : c.field): ours \(c.ours.canonicalString) theirs \(c.theirs.canonicalString) (\(c.theirAuthor))")
+                }
+            }
+            if list.isEmpty && !json { print("no conflicts") }
+        } catch {
+            fail(describe(error))
+        }
+    }
+}
