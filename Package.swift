@@ -80,7 +80,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "timeline-bench",
-            dependencies: ["TimelineCore", "TimelineStore", .product(name: "GRDBSQLite", package: "GRDB.swift")]
+            dependencies: [
+                "TimelineCore", "TimelineStore", "TimelineClient", "TimelineTLS",
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ]
         ),
         .testTarget(name: "TimelineCoreTests", dependencies: ["TimelineCore"]),
         .testTarget(

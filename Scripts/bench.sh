@@ -19,8 +19,18 @@ while (($#)); do
 done
 
 swift build -c release --product timeline-bench >&2
+swift build -c release --product timelined >&2
+bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d "${TMPDIR:-/tmp}/timeline-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "store benchmarks (in-process, files in $work):"
-BENCH_DIR="$work" .build/release/timeline-bench $quick ${json:+--json "$json"}
+BENCH_DIR="$work" "$bin/timeline-bench" $quick ${json:+--json "$work/store.json"}
+echo
+echo "replication benchmarks (real timelined processes over TLS on loopback):"
+mkdir -p "$work/replication"
+"$bin/timeline-bench" $quick --replication "$bin/timelined" "$work/replication" ${json:+--json "$work/replication.json"}
+if [ -n "$json" ]; then
+    python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])), indent=1))' \
+        "$work/store.json" "$work/replication.json" > "$json"
+fi

@@ -162,35 +162,63 @@ public final class Replicator: Sendable {
             $0.message = ""
         }
         logger.info("following upstream", metadata: ["upstream_version": "\(conn.serverVersion)"])
-        // Catch up page by page, then stream.
+        // Catch up page by page, asking for the next page before storing the current one, so that the
+        // upstream's streaming and this replica's writing overlap.
+        var next = Task { try await conn.expectOK("PULL \(try await store.currentVersion()) 5000") }
         while true {
-            let head = try await store.currentVersion()
-            let page = try await conn.expectOK("PULL \(head) 1000")
-            try await apply(page.data.compactMap(Self.edit))
+            let page = try await next.value
+            let edits = page.data.compactMap(Self.edit)
+            let more = page.json?["more"] == true && !edits.isEmpty
+            if more, let last = edits.last?.version { next = Task { try await conn.expectOK("PULL \(last) 5000") } }
+            try await apply(edits)
             update {
                 $0.lastContact = WallClock.now()
                 $0.upstreamVersion = page.json?["version"]?.intValue ?? $0.upstreamVersion
             }
-            if page.json?["more"] != true { break }
+            if !more { break }
         }
         try await flushOutbox()
-        let (stream, continuation) = AsyncStream<Edit>.makeStream()
+        // Edits arrive on the connection's thread; a doorbell wakes the applier, which takes everything that
+        // has arrived and stores it in one commit, so a burst upstream is one fsync here, not one per edit.
+        let inbox = Inbox()
+        let (doorbell, ring) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let since = try await store.currentVersion()
         let watching = Task {
-            defer { continuation.finish() }
+            defer { ring.finish() }
             _ = try await conn.send("WATCH \(since)") { line in
-                if let edit = Self.edit(line) { continuation.yield(edit) }
+                if let edit = Self.edit(line) {
+                    inbox.append(edit)
+                    ring.yield()
+                }
             }
         }
-        for await edit in stream {
-            try await apply([edit])
-            update {
-                $0.lastContact = WallClock.now()
-                $0.upstreamVersion = max($0.upstreamVersion, edit.version)
+        for await _ in doorbell {
+            if Task.isCancelled { break }
+            let edits = inbox.takeAll()
+            try await apply(edits)
+            if let last = edits.last {
+                update {
+                    $0.lastContact = WallClock.now()
+                    $0.upstreamVersion = max($0.upstreamVersion, last.version)
+                }
             }
         }
+        if Task.isCancelled { return }
+        try await apply(inbox.takeAll())
         _ = try await watching.value
         throw ClientError(ClientError.unreachable, "the upstream closed the stream")
+    }
+
+    /// Edits received and not yet stored.
+    final class Inbox: Sendable {
+        private let edits = Mutex<[Edit]>([])
+        func append(_ edit: Edit) { edits.withLock { $0.append(edit) } }
+        func takeAll() -> [Edit] {
+            edits.withLock { e in
+                defer { e.removeAll(keepingCapacity: true) }
+                return e
+            }
+        }
     }
 
     static func open(_ config: ClientConfig) async throws -> TimelineConnection {

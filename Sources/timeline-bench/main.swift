@@ -14,9 +14,15 @@ struct Figure {
     var target: String
     var targetRatio: Double
 
+    /// Times and latencies: the figure passes when its ratio to the reference is at most the target.
+    var lowerIsBetter = false
+
     var ratio: Double { referenceValue > 0 ? value / referenceValue : 0 }
     /// nil for figures given for context, with no target.
-    var pass: Bool? { targetRatio > 0 ? ratio >= targetRatio : nil }
+    var pass: Bool? {
+        guard targetRatio > 0 else { return nil }
+        return lowerIsBetter ? ratio <= targetRatio : ratio >= targetRatio
+    }
     var result: String { pass.map { $0 ? "pass" : "MISS" } ?? "-" }
 
     var json: String {
@@ -220,6 +226,17 @@ let batchSize = quick ? 20_000 : 100_000
 
 var figures: [Figure] = []
 let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
+// Whole-process replication figures: Scripts/bench.sh passes the timelined binary and a work folder.
+if let i = args.firstIndex(of: "--replication"), i + 2 < args.count {
+    do {
+        figures = try await ReplicationBench.run(binary: args[i + 1], work: args[i + 2], quick: quick)
+    } catch {
+        FileHandle.standardError.write(Data("replication benchmark failed: \(error)\n".utf8))
+        exit(1)
+    }
+}
+
+if !args.contains("--replication") {
 do {
     if only == nil || only == "S1" {
         // S1: group commit against one fsync per edit, both with 64 writers.
@@ -291,18 +308,19 @@ do {
     FileHandle.standardError.write(Data("benchmark failed: \(error)\n".utf8))
     exit(1)
 }
+}
 
 func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
     let padding = String(repeating: " ", count: max(0, width - s.count))
     return right ? padding + s : s + padding
 }
 print(
-    pad("figure", 46) + pad("value", 12, right: true) + "  " + pad("reference", 50) + pad("ref. value", 12, right: true)
+    pad("figure", 46) + pad("value", 16, right: true) + "  " + pad("reference", 56) + pad("ref. value", 10, right: true)
         + pad("ratio", 8, right: true) + "  " + pad("target", 8) + "result")
 for f in figures {
     print(
-        pad(f.name, 46) + pad(String(format: "%.0f", f.value), 12, right: true) + "  " + pad(f.reference, 50)
-            + pad(String(format: "%.0f", f.referenceValue), 12, right: true)
+        pad(f.name, 46) + pad(String(format: f.value < 100 ? "%.2f" : "%.0f", f.value) + " " + f.unit, 16, right: true) + "  "
+            + pad(f.reference, 56) + pad(String(format: f.referenceValue < 100 ? "%.2f" : "%.0f", f.referenceValue), 10, right: true)
             + pad(String(format: "%.2f", f.ratio), 8, right: true) + "  " + pad(f.target, 8) + f.result)
 }
 print(String(format: "peak RSS of the benchmark process: %.1f MiB", peakRSSMiB()))

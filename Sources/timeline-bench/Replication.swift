@@ -1,0 +1,189 @@
+import Foundation
+import Synchronization
+import TimelineClient
+import TimelineCore
+import TimelineTLS
+
+/// Whole-process replication figures: real `timelined` processes on loopback over TLS.
+/// R1: how long after the primary's OK an edit reaches an office replica's watchers, under a steady write load.
+/// R2: how long an empty replica takes to catch up with the primary's log, next to the time the primary takes
+/// to stream the same edits to a plain client.
+enum ReplicationBench {
+    final class Server {
+        let process = Process()
+        let port: Int
+        let fingerprint: Fingerprint
+        let data: String
+
+        init(binary: String, data: String, extra: [String] = []) throws {
+            self.data = data
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["serve", "--data", data, "--listen", "127.0.0.1:0", "--log-level", "error"] + extra
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var text = ""
+            let deadline = Date().addingTimeInterval(60)
+            while !text.contains("listening on ") || !text.hasSuffix("\n") {
+                guard Date() < deadline, process.isRunning else { throw TimelineError(.storeFailed, "timelined did not start: \(text)") }
+                let chunk = out.fileHandleForReading.availableData
+                if chunk.isEmpty { Thread.sleep(forTimeInterval: 0.01) }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            let lines = text.split(separator: "\n")
+            port = Int(lines.first { $0.hasPrefix("listening on ") }!.split(separator: ":").last!)!
+            fingerprint = Fingerprint(hex: String(lines.first { $0.hasPrefix("certificate SHA-256 fingerprint ") }!.dropFirst(32)))!
+        }
+
+        var adminToken: String {
+            (try? String(contentsOfFile: data + "/admin.token", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        }
+
+        func token(_ binary: String, name: String, role: String) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["token", "add", name, "--role", role, "--data", data]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let token = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return token.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        func connect(_ token: String) async throws -> TimelineConnection {
+            let c = try await TimelineConnection.connect(host: "127.0.0.1", port: port, verification: .fingerprint(fingerprint))
+            try await c.authenticate(token: token)
+            return c
+        }
+
+        func stop() {
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+        }
+    }
+
+    /// Times by version, shared with the tasks that record them.
+    final class Times: Sendable {
+        private let table = Mutex<[Int64: Double]>([:])
+        func set(_ version: Int64, _ time: Double) { table.withLock { $0[version] = time } }
+        func get(_ version: Int64) -> Double? { table.withLock { $0[version] } }
+        var all: [Int64: Double] { table.withLock { $0 } }
+    }
+
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    static func percentile(_ values: [Double], _ p: Double) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p + 0.5))]
+    }
+
+    static func version(of server: Server, _ conn: TimelineConnection) async throws -> Int64 {
+        let caps = try await conn.expectOK("CAPS")
+        return (try? JSON(parsing: String(caps.data.first?.dropFirst("* CAPS ".count) ?? "")))?["version"]?.intValue ?? 0
+    }
+
+    static func run(binary: String, work: String, quick: Bool) async throws -> [Figure] {
+        let rate = quick ? 200 : 1_000
+        let seconds = quick ? 5.0 : 20.0
+        let catchUpEdits = quick ? 20_000 : 1_000_000
+        let event = "019ECZQW007TKPA8XK03963NRD"
+        var figures: [Figure] = []
+
+        let primary = try Server(binary: binary, data: work + "/primary")
+        defer { primary.stop() }
+        let link = try primary.token(binary, name: "office-link", role: "replicator")
+        let replicaArgs = { (name: String) -> [String] in
+            ["--replicate-from", "127.0.0.1:\(primary.port)", "--upstream-token", link, "--upstream-fingerprint",
+             primary.fingerprint.hex, "--office", name]
+        }
+        let office = try Server(binary: binary, data: work + "/office", extra: replicaArgs("office"))
+        defer { office.stop() }
+        let writer = try await primary.connect(primary.adminToken)
+        let watcherConn = try await office.connect(office.adminToken)
+        while try await version(of: office, watcherConn) < 29 { try await Task.sleep(nanoseconds: 20_000_000) }
+
+        // R1: replica lag under a steady load of single PROPOSEs.
+        let arrivals = Times()
+        let watch = Task {
+            try await watcherConn.send("WATCH 29") { line in
+                let t = now()
+                guard let json = try? JSON(parsing: String(line.dropFirst(7))), let v = json["version"]?.intValue else { return }
+                arrivals.set(v, t)
+            }
+        }
+        let acknowledged = Times()
+        let start = now()
+        let total = Int(Double(rate) * seconds)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<total {
+                let due = start + Double(i) / Double(rate)
+                let wait = due - now()
+                if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
+                group.addTask {
+                    let c = try await writer.send(#"PROPOSE {"op":"annotation.add","event":"\#(event)","text":"lag probe \#(i)"}"#)
+                    let t = now()
+                    if let v = c.json?["version"]?.intValue { acknowledged.set(v, t) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let lastVersion = acknowledged.all.keys.max() ?? 0
+        let deadline = now() + 30
+        while arrivals.get(lastVersion) == nil, now() < deadline { try await Task.sleep(nanoseconds: 10_000_000) }
+        try await watcherConn.sendRaw("DONE")
+        _ = try? await watch.value
+        let arrived = arrivals.all
+        let acks = acknowledged.all
+        let lags = acks.compactMap { v, t in arrived[v].map { max(0, $0 - t) * 1000 } }
+        let achieved = Double(acks.count) / max(0.001, now() - start)
+        figures.append(
+            Figure(
+                name: "R1 replica lag p50 at \(rate) edits/s", value: percentile(lags, 0.5), unit: "ms",
+                reference: "primary OK to office watcher, \(lags.count) edits, \(Int(achieved))/s achieved",
+                referenceValue: 0, target: "-", targetRatio: 0))
+        figures.append(
+            Figure(
+                name: "R1 replica lag p99 at \(rate) edits/s", value: percentile(lags, 0.99), unit: "ms",
+                reference: "the target, 100 ms", referenceValue: 100, target: "<= 1.0x", targetRatio: 1.0,
+                lowerIsBetter: true))
+
+        // R2: load the primary, then time an empty replica's catch-up against a plain client streaming the log.
+        let batch = 10_000
+        var loaded = 0
+        while loaded < catchUpEdits {
+            let n = min(batch, catchUpEdits - loaded)
+            let lines = (0..<n).map { #"{"op":"annotation.add","event":"\#(event)","text":"catch-up \#(loaded + $0)"}"# }
+            try await writer.expectOK("BATCH \(n)", lines: lines)
+            loaded += n
+        }
+        let head = try await version(of: primary, writer)
+        let plain = try await primary.connect(primary.adminToken)
+        let streamStart = now()
+        var since: Int64 = 0
+        var bytes = 0
+        while since < head {
+            let page = try await plain.expectOK("PULL \(since) 10000")
+            for line in page.data { bytes += line.utf8.count + 1 }
+            since = page.json?["last"]?.intValue ?? head
+        }
+        let streamSeconds = now() - streamStart
+        await plain.close()
+        let catchStart = now()
+        let fresh = try Server(binary: binary, data: work + "/fresh-office", extra: replicaArgs("fresh"))
+        defer { fresh.stop() }
+        let probe = try await fresh.connect(fresh.adminToken)
+        while try await version(of: fresh, probe) < head { try await Task.sleep(nanoseconds: 50_000_000) }
+        let catchSeconds = now() - catchStart
+        figures.append(
+            Figure(
+                name: "R2 empty replica catch-up, \(head) edits", value: catchSeconds, unit: "s",
+                reference: "primary streaming them to a plain client (\(bytes >> 20) MiB)", referenceValue: streamSeconds,
+                target: "<= 1.2x", targetRatio: 1.2, lowerIsBetter: true))
+        await probe.close()
+        await writer.close()
+        return figures
+    }
+}
