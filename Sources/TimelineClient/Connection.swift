@@ -105,6 +105,35 @@ public final class TimelineConnection: Sendable {
         return TimelineConnection(channel: channel, router: router, hello: hello)
     }
 
+    /// Connects to a configured server, authenticates, and checks it holds the configured dataset (if one is
+    /// set); the connection is closed again on any failure.
+    public static func open(_ config: ClientConfig) async throws -> TimelineConnection {
+        let connection = try await connect(host: config.host, port: config.port, verification: config.verification)
+        do {
+            try await connection.authenticate(token: config.token)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        if let dataset = config.dataset, dataset != connection.dataset {
+            await connection.close()
+            throw ClientError(
+                ClientError.wrongDataset,
+                "this replica is of dataset \(dataset), but the server holds \(connection.dataset)")
+        }
+        return connection
+    }
+
+    /// The edit carried by a `* EDIT {…}` data line; nil for other lines; an error for one that does not decode.
+    public static func edit(fromLine line: String) throws -> Edit? {
+        guard line.hasPrefix("* EDIT ") else { return nil }
+        do {
+            return try EditCodec.decodeEdit(try JSON(parsing: String(line.dropFirst(7))))
+        } catch {
+            throw ClientError(ClientError.protocolError, "the server sent an edit that does not decode: \(error)")
+        }
+    }
+
     /// Sends a request (and, for BATCH, its lines) and waits for its completion. Data lines are collected, or
     /// handed to `onData` as they arrive (on the connection's thread; keep it quick).
     public func send(

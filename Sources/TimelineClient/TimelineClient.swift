@@ -33,7 +33,7 @@ public final class TimelineClient: Sendable {
     /// the configuration. An existing replica of another dataset is refused.
     public static func initialize(home: ClientHome, config: ClientConfig) async throws -> TimelineClient {
         var config = config
-        let connection = try await Self.open(config)
+        let connection = try await TimelineConnection.open(config)
         config.dataset = connection.dataset
         await connection.close()
         if FileManager.default.fileExists(atPath: home.replicaPath), let old = try? home.loadConfig(),
@@ -48,26 +48,8 @@ public final class TimelineClient: Sendable {
         return try TimelineClient(home: home)
     }
 
-    static func open(_ config: ClientConfig) async throws -> TimelineConnection {
-        let connection = try await TimelineConnection.connect(
-            host: config.host, port: config.port, verification: config.verification)
-        do {
-            try await connection.authenticate(token: config.token)
-        } catch {
-            await connection.close()
-            throw error
-        }
-        if let dataset = config.dataset, dataset != connection.dataset {
-            await connection.close()
-            throw ClientError(
-                ClientError.wrongDataset,
-                "this replica is of dataset \(dataset), but the server holds \(connection.dataset)")
-        }
-        return connection
-    }
-
     /// A connection to this client's server, authenticated and checked to hold the replica's dataset.
-    public func connect() async throws -> TimelineConnection { try await Self.open(config) }
+    public func connect() async throws -> TimelineConnection { try await TimelineConnection.open(config) }
 
     // MARK: Reading (local)
 
@@ -156,13 +138,8 @@ public final class TimelineClient: Sendable {
             let page = try await conn.expectOK("PULL \(head) 1000")
             var edits: [Edit] = []
             edits.reserveCapacity(page.data.count)
-            for line in page.data where line.hasPrefix("* EDIT ") {
-                do {
-                    edits.append(try EditCodec.decodeEdit(try JSON(parsing: String(line.dropFirst(7)))))
-                } catch {
-                    throw ClientError(
-                        ClientError.protocolError, "the server sent an edit that does not decode: \(error)")
-                }
+            for line in page.data {
+                if let edit = try TimelineConnection.edit(fromLine: line) { edits.append(edit) }
             }
             do {
                 try await replica.appendVerified(edits)
@@ -340,10 +317,7 @@ public final class TimelineClient: Sendable {
                     let since = try await replica.currentVersion()
                     let watching = Task {
                         _ = try await conn.send("WATCH \(since)") { line in
-                            guard line.hasPrefix("* EDIT "), let json = try? JSON(parsing: String(line.dropFirst(7))),
-                                let edit = try? EditCodec.decodeEdit(json)
-                            else { return }
-                            continuation.yield(edit)
+                            if let edit = try? TimelineConnection.edit(fromLine: line) { continuation.yield(edit) }
                         }
                     }
                     await withTaskCancellationHandler {

@@ -56,10 +56,8 @@ public final class Replicator: Sendable {
 
     /// Learns the upstream's dataset (for a replica's first start).
     public static func upstreamDataset(_ upstream: Upstream) async throws -> String {
-        let connection = try await TimelineConnection.connect(
-            host: upstream.config.host, port: upstream.config.port, verification: upstream.config.verification)
+        let connection = try await TimelineConnection.open(upstream.config)
         defer { Task { await connection.close() } }
-        try await connection.authenticate(token: upstream.config.token)
         return connection.dataset
     }
 
@@ -148,7 +146,7 @@ public final class Replicator: Sendable {
     }
 
     private func followOnce() async throws {
-        let conn = try await Self.open(upstream.config)
+        let conn = try await TimelineConnection.open(upstream.config)
         follower.withLock { $0 = conn }
         defer { Task { await conn.close() } }
         if Task.isCancelled { return }
@@ -167,7 +165,7 @@ public final class Replicator: Sendable {
         var next = Task { try await conn.expectOK("PULL \(try await store.currentVersion()) 5000") }
         while true {
             let page = try await next.value
-            let edits = page.data.compactMap(Self.edit)
+            let edits = try page.data.compactMap(TimelineConnection.edit(fromLine:))
             let more = page.json?["more"] == true && !edits.isEmpty
             if more, let last = edits.last?.version { next = Task { try await conn.expectOK("PULL \(last) 5000") } }
             try await apply(edits)
@@ -186,7 +184,7 @@ public final class Replicator: Sendable {
         let watching = Task {
             defer { ring.finish() }
             _ = try await conn.send("WATCH \(since)") { line in
-                if let edit = Self.edit(line) {
+                if let edit = try? TimelineConnection.edit(fromLine: line) {
                     inbox.append(edit)
                     ring.yield()
                 }
@@ -221,22 +219,6 @@ public final class Replicator: Sendable {
         }
     }
 
-    static func open(_ config: ClientConfig) async throws -> TimelineConnection {
-        let conn = try await TimelineConnection.connect(host: config.host, port: config.port, verification: config.verification)
-        do {
-            try await conn.authenticate(token: config.token)
-        } catch {
-            await conn.close()
-            throw error
-        }
-        return conn
-    }
-
-    static func edit(_ line: String) -> Edit? {
-        guard line.hasPrefix("* EDIT "), let json = try? JSON(parsing: String(line.dropFirst(7))) else { return nil }
-        return try? EditCodec.decodeEdit(json)
-    }
-
     private func apply(_ edits: [Edit]) async throws {
         guard !edits.isEmpty else { return }
         do {
@@ -261,7 +243,7 @@ public final class Replicator: Sendable {
     /// A connection for forwarding (the following connection is busy with WATCH).
     private func writerConnection() async throws -> TimelineConnection {
         if let existing = writer.withLock({ $0 }) { return existing }
-        let conn = try await Self.open(upstream.config)
+        let conn = try await TimelineConnection.open(upstream.config)
         writer.withLock { $0 = conn }
         return conn
     }
