@@ -33,6 +33,8 @@ public final class Replicator: Sendable {
         var lastContact: Timestamp?
         var upstreamVersion: Int64 = 0
         var message = ""
+        /// When the status file was last written (monotonic nanoseconds).
+        var lastWritten: UInt64 = 0
     }
 
     let upstream: Upstream
@@ -96,11 +98,17 @@ public final class Replicator: Sendable {
     public var state: State { status.withLock { $0.state } }
 
     private func update(_ change: (inout Status) -> Void) {
-        let snapshot = status.withLock { s -> Status in
+        let snapshot = status.withLock { s -> Status? in
+            let before = (s.state, s.message)
             change(&s)
+            // A small file for `timelined status --data DIR` (another process): rewritten when the state changes,
+            // otherwise at most once a second, not for every burst of edits.
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard (s.state, s.message) != before || now &- s.lastWritten >= 1_000_000_000 else { return nil }
+            s.lastWritten = now
             return s
         }
-        // A small file for `timelined status --data DIR`, which runs as another process.
+        guard let snapshot else { return }
         let json = JSON.object([
             "state": .string(snapshot.state.rawValue), "last_contact": snapshot.lastContact.map { .string($0.rfc3339) } ?? .null,
             "upstream_version": .int(snapshot.upstreamVersion), "message": .string(snapshot.message),
