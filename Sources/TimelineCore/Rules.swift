@@ -24,8 +24,9 @@ public enum Rules {
             }
             if proposal.base < event.revision, proposal.change.operation != .eventCreate {
                 // Only these operations look at what changed since the base; the rest need no history.
-                let needsHistory: Set<Operation> = [.eventUpdate, .eventDelete, .annotationUpdate]
-                let edits = needsHistory.contains(proposal.change.operation) ? try since(proposal.base) : []
+                let op = proposal.change.operation
+                let needsHistory = op == .eventUpdate || op == .eventDelete || op == .annotationUpdate
+                let edits = needsHistory ? try since(proposal.base) : []
                 if case .conflict(let conflicts) = Merge.merge(proposal: proposal, current: event, since: edits) {
                     throw TimelineError(
                         .conflict,
