@@ -133,8 +133,9 @@ public final class TimelineClient: Sendable {
         if let connection { conn = connection } else { conn = try await connect() }
         defer { if connection == nil { Task { await conn.close() } } }
         var applied = 0
+        // The checkpoint is the replica's head; after each stored page it is that page's last version.
+        var head = try await replica.currentVersion()
         while true {
-            let head = try await replica.currentVersion()
             let page = try await conn.expectOK("PULL \(head) 1000")
             var edits: [Edit] = []
             edits.reserveCapacity(page.data.count)
@@ -148,11 +149,11 @@ public final class TimelineClient: Sendable {
                     "CORRUPT", "the server's log does not follow this replica's: \(rejection.error.message)")
             }
             applied += edits.count
-            let serverVersion = page.json?["version"]?.intValue ?? 0
-            progress?(try await replica.currentVersion(), serverVersion)
+            head = edits.last?.version ?? head
+            progress?(head, page.json?["version"]?.intValue ?? 0)
             if page.json?["more"] != true || edits.isEmpty { break }
         }
-        return PullReport(applied: applied, version: try await replica.currentVersion())
+        return PullReport(applied: applied, version: head)
     }
 
     /// Sends the outbox in order (see `Outbox.push`).
