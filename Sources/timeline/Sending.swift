@@ -8,7 +8,8 @@ import TimelineCore
 enum Sending {
     static func pushNow(_ client: TimelineClient, json: Bool, what: JSON) async throws {
         do {
-            let report = try await client.push()
+            // Push and pull on one connection, so that what was just sent is in the replica when this returns.
+            let report = try await client.sync().push
             let conflicts = try client.conflicts().count
             if json {
                 Output.json([
@@ -22,7 +23,6 @@ enum Sending {
                         Output.warn("\(conflicts) conflict\(conflicts == 1 ? "" : "s") to resolve: timeline conflicts"))
                 }
             }
-            _ = try? await client.pull()
             if conflicts > 0 { throw conflictsRemain }
         } catch let error as ClientError {
             let unreachable = error.code == ClientError.unreachable
