@@ -18,12 +18,7 @@ struct Batch: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
-        let bytes = try Batch.read(file)
-        let (proposals, lines) = try JSONLines.parse(bytes, author: "me", time: WallClock.now(), trusted: false)
-        // Send the lines' own JSON (the server stamps author and time).
-        let texts = try TextLines.split(bytes)
-        let sent = lines.map { texts[$0 - 1] }
-        _ = proposals
+        let (sent, lines) = try Batch.checkedLines(try Batch.read(file))
         let report = try await client.sendBatches(sent, lineNumbers: lines, progress: Output.progress)
         _ = try? await client.pull()
         if global.json {
@@ -36,6 +31,14 @@ struct Batch: AsyncParsableCommand {
                 "\(report.edits) edits in \(report.batches) batch\(report.batches == 1 ? "" : "es"), versions \(report.firstVersion)–\(report.lastVersion)"
             )
         }
+    }
+
+    /// The JSONL document's edit lines as written (the server stamps author and time), each with its line
+    /// number, after every line has been checked as the server will check it: a bad line stops everything here.
+    static func checkedLines(_ bytes: [UInt8]) throws -> (texts: [String], lines: [Int]) {
+        let (_, lines) = try JSONLines.parse(bytes, author: "me", time: WallClock.now(), trusted: false)
+        let all = try TextLines.split(bytes)
+        return (lines.map { all[$0 - 1] }, lines)
     }
 
     static func read(_ file: String) throws -> [UInt8] {

@@ -35,9 +35,7 @@ struct Import: AsyncParsableCommand {
             }
             lines = [0] + doc.entries.map(\.line)
         case .jsonl:
-            (_, lines) = try JSONLines.parse(bytes, author: "me", time: WallClock.now(), trusted: false)
-            let all = try TextLines.split(bytes)
-            texts = lines.map { all[$0 - 1] }
+            (texts, lines) = try Batch.checkedLines(bytes)
         }
         let report = try await client.sendBatches(texts, lineNumbers: lines, progress: Output.progress)
         _ = try? await client.pull()

@@ -60,10 +60,8 @@ struct Export: AsyncParsableCommand {
     @OptionGroup var data: DataOptions
 
     func run() async throws {
-        let dir = DataDirectory(path: data.directory)
-        guard dir.exists else { fail("no store in \(dir.path)") }
         do {
-            let store = try SQLiteStore(path: dir.storePath)
+            let (_, store) = try data.openStore()
             try await Exporter.jsonl(from: store) { line in print(line) }
         } catch {
             fail(describe(error))

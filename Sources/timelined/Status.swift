@@ -16,10 +16,8 @@ struct Status: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let dir = DataDirectory(path: data.directory)
-        guard dir.exists else { fail("no store in \(dir.path)") }
         do {
-            let store = try SQLiteStore(path: dir.storePath)
+            let (dir, store) = try data.openStore()
             let version = try await store.currentVersion()
             var out: [String: JSON] = ["dataset": .string(store.dataset), "version": .int(version)]
             if let link = FileManager.default.contents(atPath: dir.replicationStatusPath),

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import TimelineCore
+import TimelineServer
+import TimelineStore
 
 @main
 struct Timelined: AsyncParsableCommand {
@@ -29,6 +31,13 @@ struct DataOptions: ParsableArguments {
     var data: String
 
     var directory: String { (data as NSString).expandingTildeInPath }
+
+    /// The folder's existing store; exits with a message when there is none.
+    func openStore() throws -> (DataDirectory, SQLiteStore) {
+        let dir = DataDirectory(path: directory)
+        guard dir.exists else { fail("no store in \(dir.path)") }
+        return (dir, try SQLiteStore(path: dir.storePath))
+    }
 }
 
 /// Prints one line to standard error and exits with `code`.

@@ -14,10 +14,8 @@ struct Verify: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let dir = DataDirectory(path: data.directory)
-        guard dir.exists else { fail("no store in \(dir.path)") }
         do {
-            let store = try SQLiteStore(path: dir.storePath)
+            let (_, store) = try data.openStore()
             let report = try await store.verify()
             if json {
                 let problems = report.problems.map { "\"\($0.replacingOccurrences(of: "\"", with: "'"))\"" }.joined(
