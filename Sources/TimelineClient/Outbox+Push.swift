@@ -34,8 +34,10 @@ extension Outbox {
                 guard reply.code == "CONFLICT", let detail = reply.json, attempts < 4 else {
                     recorded.append(
                         Conflict(
-                            id: 0, created: WallClock.now(), event: item.event, field: "", ours: proposal, theirs: .null,
-                            theirAuthor: "", theirVersion: 0, code: reply.code, message: reply.message, proposal: proposal))
+                            id: 0, created: WallClock.now(), event: item.event, field: "", ours: proposal,
+                            theirs: .null,
+                            theirAuthor: "", theirVersion: 0, code: reply.code, message: reply.message,
+                            proposal: proposal))
                     break
                 }
                 let clashes = detail["conflicts"]?.arrayValue ?? []
@@ -43,11 +45,14 @@ extension Outbox {
                     Conflict(
                         id: 0, created: WallClock.now(), event: item.event, field: c["field"]?.stringValue ?? "",
                         ours: c["ours"] ?? .null, theirs: c["theirs"] ?? .null,
-                        theirAuthor: c["their_author"]?.stringValue ?? "", theirVersion: c["their_version"]?.intValue ?? 0,
+                        theirAuthor: c["their_author"]?.stringValue ?? "",
+                        theirVersion: c["their_version"]?.intValue ?? 0,
                         code: "CONFLICT", message: reply.message, proposal: proposal)
                 }
                 // What did not clash is proposed again on the current revision.
-                guard op == "event.update", case .object(var o) = proposal, var set = o["set"]?.objectValue else { break }
+                guard op == "event.update", case .object(var o) = proposal, var set = o["set"]?.objectValue else {
+                    break
+                }
                 for c in clashes { if let field = c["field"]?.stringValue { set[field] = nil } }
                 let hasTags =
                     !(o["tags"]?["add"]?.arrayValue ?? []).isEmpty || !(o["tags"]?["remove"]?.arrayValue ?? []).isEmpty

@@ -110,7 +110,8 @@ public final class Replicator: Sendable {
         }
         guard let snapshot else { return }
         let json = JSON.object([
-            "state": .string(snapshot.state.rawValue), "last_contact": snapshot.lastContact.map { .string($0.rfc3339) } ?? .null,
+            "state": .string(snapshot.state.rawValue),
+            "last_contact": snapshot.lastContact.map { .string($0.rfc3339) } ?? .null,
             "upstream_version": .int(snapshot.upstreamVersion), "message": .string(snapshot.message),
             "upstream": .string("\(upstream.config.host):\(upstream.config.port)"), "office": .string(upstream.office),
         ])
@@ -273,7 +274,10 @@ public final class Replicator: Sendable {
         guard case .object(var o) = proposal else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
         o["on_behalf_of"] = .string("\(author)@\(upstream.office)")
         let edit = JSON.object(o)
-        if state == .diverged { throw TimelineError(TimelineError.Code(rawValue: "UPSTREAM_DIVERGED"), "this replica stopped following its upstream") }
+        if state == .diverged {
+            throw TimelineError(
+                TimelineError.Code(rawValue: "UPSTREAM_DIVERGED"), "this replica stopped following its upstream")
+        }
         do {
             let conn = try await writerConnection()
             let reply = try await conn.send("PROPOSE \(edit.canonicalString)")

@@ -308,7 +308,14 @@ final class ServerCore: Sendable {
                 switch try await replicator.forward(try JSON(parsing: request.arguments), author: identity.name) {
                 case .answered(let c): return [Self.reply(request.tag, c)]
                 case .queued(let id):
-                    return [.ok(tag: request.tag, .object(["queued": true, "outbox": .int(id), "event": p.event.map { .string($0.description) } ?? .null]))]
+                    return [
+                        .ok(
+                            tag: request.tag,
+                            .object([
+                                "queued": true, "outbox": .int(id),
+                                "event": p.event.map { .string($0.description) } ?? .null,
+                            ]))
+                    ]
                 }
             }
             let edits = try await store.append([p])
@@ -381,7 +388,14 @@ final class ServerCore: Sendable {
         do {
             let list = try replicator.outbox.conflicts()
             return list.map { Reply.data(kind: "CONFLICT", $0.json) }
-                + [.ok(tag: request.tag, .object(["count": .int(Int64(list.count)), "queued": .int(Int64(try replicator.outbox.items().count))]))]
+                + [
+                    .ok(
+                        tag: request.tag,
+                        .object([
+                            "count": .int(Int64(list.count)),
+                            "queued": .int(Int64(try replicator.outbox.items().count)),
+                        ]))
+                ]
         } catch {
             return [failure(request.tag, error)]
         }
@@ -389,7 +403,9 @@ final class ServerCore: Sendable {
 
     func failure(_ tag: String, _ error: Error) -> Reply {
         if let e = error as? TimelineError { return Reply.refusal(tag: tag, e) }
-        if let e = error as? ClientError { return .no(tag: tag, code: WireCode(rawValue: e.code), message: e.message, detail: e.detail) }
+        if let e = error as? ClientError {
+            return .no(tag: tag, code: WireCode(rawValue: e.code), message: e.message, detail: e.detail)
+        }
         if let r = error as? BatchRejection { return Reply.refusal(tag: tag, r.error) }
         logger.error("request failed", metadata: ["error": "\(error)"])
         return .no(tag: tag, code: .internalError, message: "the server could not complete the request", detail: nil)

@@ -26,18 +26,22 @@ enum ReplicationBench {
             var text = ""
             let deadline = Date().addingTimeInterval(60)
             while !text.contains("listening on ") || !text.hasSuffix("\n") {
-                guard Date() < deadline, process.isRunning else { throw TimelineError(.storeFailed, "timelined did not start: \(text)") }
+                guard Date() < deadline, process.isRunning else {
+                    throw TimelineError(.storeFailed, "timelined did not start: \(text)")
+                }
                 let chunk = out.fileHandleForReading.availableData
                 if chunk.isEmpty { Thread.sleep(forTimeInterval: 0.01) }
                 text += String(decoding: chunk, as: UTF8.self)
             }
             let lines = text.split(separator: "\n")
             port = Int(lines.first { $0.hasPrefix("listening on ") }!.split(separator: ":").last!)!
-            fingerprint = Fingerprint(hex: String(lines.first { $0.hasPrefix("certificate SHA-256 fingerprint ") }!.dropFirst(32)))!
+            fingerprint = Fingerprint(
+                hex: String(lines.first { $0.hasPrefix("certificate SHA-256 fingerprint ") }!.dropFirst(32)))!
         }
 
         var adminToken: String {
-            (try? String(contentsOfFile: data + "/admin.token", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            (try? String(contentsOfFile: data + "/admin.token", encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines) ?? ""
         }
 
         func token(_ binary: String, name: String, role: String) throws -> String {
@@ -53,7 +57,8 @@ enum ReplicationBench {
         }
 
         func connect(_ token: String) async throws -> TimelineConnection {
-            let c = try await TimelineConnection.connect(host: "127.0.0.1", port: port, verification: .fingerprint(fingerprint))
+            let c = try await TimelineConnection.connect(
+                host: "127.0.0.1", port: port, verification: .fingerprint(fingerprint))
             try await c.authenticate(token: token)
             return c
         }
@@ -82,7 +87,8 @@ enum ReplicationBench {
 
     static func version(of server: Server, _ conn: TimelineConnection) async throws -> Int64 {
         let caps = try await conn.expectOK("CAPS")
-        return (try? JSON(parsing: String(caps.data.first?.dropFirst("* CAPS ".count) ?? "")))?["version"]?.intValue ?? 0
+        return (try? JSON(parsing: String(caps.data.first?.dropFirst("* CAPS ".count) ?? "")))?["version"]?.intValue
+            ?? 0
     }
 
     static func run(binary: String, work: String, quick: Bool) async throws -> [Figure] {
@@ -96,8 +102,10 @@ enum ReplicationBench {
         defer { primary.stop() }
         let link = try primary.token(binary, name: "office-link", role: "replicator")
         let replicaArgs = { (name: String) -> [String] in
-            ["--replicate-from", "127.0.0.1:\(primary.port)", "--upstream-token", link, "--upstream-fingerprint",
-             primary.fingerprint.hex, "--office", name]
+            [
+                "--replicate-from", "127.0.0.1:\(primary.port)", "--upstream-token", link, "--upstream-fingerprint",
+                primary.fingerprint.hex, "--office", name,
+            ]
         }
         let office = try Server(binary: binary, data: work + "/office", extra: replicaArgs("office"))
         defer { office.stop() }
@@ -110,7 +118,9 @@ enum ReplicationBench {
         let watch = Task {
             try await watcherConn.send("WATCH 29") { line in
                 let t = now()
-                guard let json = try? JSON(parsing: String(line.dropFirst(7))), let v = json["version"]?.intValue else { return }
+                guard let json = try? JSON(parsing: String(line.dropFirst(7))), let v = json["version"]?.intValue else {
+                    return
+                }
                 arrivals.set(v, t)
             }
         }
@@ -123,7 +133,8 @@ enum ReplicationBench {
                 let wait = due - now()
                 if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
                 group.addTask {
-                    let c = try await writer.send(#"PROPOSE {"op":"annotation.add","event":"\#(event)","text":"lag probe \#(i)"}"#)
+                    let c = try await writer.send(
+                        #"PROPOSE {"op":"annotation.add","event":"\#(event)","text":"lag probe \#(i)"}"#)
                     let t = now()
                     if let v = c.json?["version"]?.intValue { acknowledged.set(v, t) }
                 }
@@ -155,7 +166,9 @@ enum ReplicationBench {
         var loaded = 0
         while loaded < catchUpEdits {
             let n = min(batch, catchUpEdits - loaded)
-            let lines = (0..<n).map { #"{"op":"annotation.add","event":"\#(event)","text":"catch-up \#(loaded + $0)"}"# }
+            let lines = (0..<n).map {
+                #"{"op":"annotation.add","event":"\#(event)","text":"catch-up \#(loaded + $0)"}"#
+            }
             try await writer.expectOK("BATCH \(n)", lines: lines)
             loaded += n
         }
@@ -180,7 +193,8 @@ enum ReplicationBench {
         figures.append(
             Figure(
                 name: "R2 empty replica catch-up, \(head) edits", value: catchSeconds, unit: "s",
-                reference: "primary streaming them to a plain client (\(bytes >> 20) MiB)", referenceValue: streamSeconds,
+                reference: "primary streaming them to a plain client (\(bytes >> 20) MiB)",
+                referenceValue: streamSeconds,
                 target: "<= 1.2x", targetRatio: 1.2, lowerIsBetter: true))
         await probe.close()
         await writer.close()

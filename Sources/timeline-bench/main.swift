@@ -237,77 +237,80 @@ if let i = args.firstIndex(of: "--replication"), i + 2 < args.count {
 }
 
 if !args.contains("--replication") {
-do {
-    if only == nil || only == "S1" {
-        // S1: group commit against one fsync per edit, both with 64 writers.
-        let (group, ids, gp) = try await newStore("group")
-        let groupRate = try await concurrentAppends(store: group, ids: ids, writers: writers, total: groupTotal)
-        let (single, ids2, sp) = try await newStore("single", maxEditsPerCommit: 1)
-        let singleRate = try await concurrentAppends(store: single, ids: ids2, writers: writers, total: singleTotal)
-        figures.append(
-            Figure(
-                name: "S1 appends/s, 64 writers, group commit", value: groupRate, unit: "edits/s",
-                reference: "same store, one fsync per edit", referenceValue: singleRate, target: ">= 10x",
-                targetRatio: 10))
-        let fsyncRate = try rawSQLiteSingleRowCommits(count: quick ? 300 : 2_000)
-        figures.append(
-            Figure(
-                name: "S1b one fsync per edit (our store)", value: singleRate, unit: "edits/s",
-                reference: "raw SQLite, one row per transaction (fsync floor)", referenceValue: fsyncRate, target: "-",
-                targetRatio: 0))
-        let verify = try await group.verify()
-        guard verify.ok else { throw TimelineError(.corrupt, "group-commit store failed verify: \(verify)") }
-        removeStore(gp)
-        removeStore(sp)
-    }
+    do {
+        if only == nil || only == "S1" {
+            // S1: group commit against one fsync per edit, both with 64 writers.
+            let (group, ids, gp) = try await newStore("group")
+            let groupRate = try await concurrentAppends(store: group, ids: ids, writers: writers, total: groupTotal)
+            let (single, ids2, sp) = try await newStore("single", maxEditsPerCommit: 1)
+            let singleRate = try await concurrentAppends(store: single, ids: ids2, writers: writers, total: singleTotal)
+            figures.append(
+                Figure(
+                    name: "S1 appends/s, 64 writers, group commit", value: groupRate, unit: "edits/s",
+                    reference: "same store, one fsync per edit", referenceValue: singleRate, target: ">= 10x",
+                    targetRatio: 10))
+            let fsyncRate = try rawSQLiteSingleRowCommits(count: quick ? 300 : 2_000)
+            figures.append(
+                Figure(
+                    name: "S1b one fsync per edit (our store)", value: singleRate, unit: "edits/s",
+                    reference: "raw SQLite, one row per transaction (fsync floor)", referenceValue: fsyncRate,
+                    target: "-",
+                    targetRatio: 0))
+            let verify = try await group.verify()
+            guard verify.ok else { throw TimelineError(.corrupt, "group-commit store failed verify: \(verify)") }
+            removeStore(gp)
+            removeStore(sp)
+        }
 
-    if only == nil || only == "S2" {
-        // S2: one batch of annotations, next to raw SQLite inserting the same edit rows in one transaction.
-        let (batchStore, ids3, bp) = try await newStore("batch")
-        var proposals: [Proposal] = []
-        let gen = try await seconds { proposals = (0..<batchSize).map { annotation(ids3[$0 % ids3.count], $0) } }
-        _ = gen
-        var edits: [Edit] = []
-        let batchSeconds = try await seconds { edits = try await batchStore.append(proposals) }
-        let batchRate = Double(batchSize) / batchSeconds
-        let rows = edits.map { e in
-            (
-                e.version, e.event?.description ?? "", e.revision, e.operation.rawValue,
-                String(
-                    decoding: EditCodec.canonicalBody(version: e.version, revision: e.revision, proposal: e.proposal),
-                    as: UTF8.self),
-                e.hash.bytes
-            )
+        if only == nil || only == "S2" {
+            // S2: one batch of annotations, next to raw SQLite inserting the same edit rows in one transaction.
+            let (batchStore, ids3, bp) = try await newStore("batch")
+            var proposals: [Proposal] = []
+            let gen = try await seconds { proposals = (0..<batchSize).map { annotation(ids3[$0 % ids3.count], $0) } }
+            _ = gen
+            var edits: [Edit] = []
+            let batchSeconds = try await seconds { edits = try await batchStore.append(proposals) }
+            let batchRate = Double(batchSize) / batchSeconds
+            let rows = edits.map { e in
+                (
+                    e.version, e.event?.description ?? "", e.revision, e.operation.rawValue,
+                    String(
+                        decoding: EditCodec.canonicalBody(
+                            version: e.version, revision: e.revision, proposal: e.proposal),
+                        as: UTF8.self),
+                    e.hash.bytes
+                )
+            }
+            let notes = edits.map { e -> (String, String, String) in
+                guard case .addAnnotation(let id, let text, let tags) = e.change else { return ("", "", "") }
+                let a = Annotation(id: id, event: e.event!, author: e.author, text: text, tags: tags, created: e.time)
+                return (id.description, e.event!.description, String(decoding: a.canonicalBytes, as: UTF8.self))
+            }
+            edits = []
+            let rawRate = try rawSQLiteInsert(rows: rows)
+            // The floor: a fresh store with the sample, then the same rows through the same schema by the C API.
+            let (floorStore, _, fp) = try await newStore("floor")
+            _ = floorStore
+            let floorRate = try rawSchemaInsert(
+                storePath: fp, rows: rows.map { r in (r.0, r.1, r.2, r.3, r.4, r.5) }, annotations: notes)
+            removeStore(fp)
+            figures.append(
+                Figure(
+                    name: "S2b same batch vs the schema's own floor", value: batchRate, unit: "edits/s",
+                    reference: "C API, same SQL and schema, bodies precomputed", referenceValue: floorRate, target: "-",
+                    targetRatio: 0))
+            figures.append(
+                Figure(
+                    name: "S2 one \(batchSize)-edit batch", value: batchRate, unit: "edits/s",
+                    reference: "raw SQLite C API, same rows, one transaction", referenceValue: rawRate,
+                    target: ">= 0.5x",
+                    targetRatio: 0.5))
+            removeStore(bp)
         }
-        let notes = edits.map { e -> (String, String, String) in
-            guard case .addAnnotation(let id, let text, let tags) = e.change else { return ("", "", "") }
-            let a = Annotation(id: id, event: e.event!, author: e.author, text: text, tags: tags, created: e.time)
-            return (id.description, e.event!.description, String(decoding: a.canonicalBytes, as: UTF8.self))
-        }
-        edits = []
-        let rawRate = try rawSQLiteInsert(rows: rows)
-        // The floor: a fresh store with the sample, then the same rows through the same schema by the C API.
-        let (floorStore, _, fp) = try await newStore("floor")
-        _ = floorStore
-        let floorRate = try rawSchemaInsert(
-            storePath: fp, rows: rows.map { r in (r.0, r.1, r.2, r.3, r.4, r.5) }, annotations: notes)
-        removeStore(fp)
-        figures.append(
-            Figure(
-                name: "S2b same batch vs the schema's own floor", value: batchRate, unit: "edits/s",
-                reference: "C API, same SQL and schema, bodies precomputed", referenceValue: floorRate, target: "-",
-                targetRatio: 0))
-        figures.append(
-            Figure(
-                name: "S2 one \(batchSize)-edit batch", value: batchRate, unit: "edits/s",
-                reference: "raw SQLite C API, same rows, one transaction", referenceValue: rawRate, target: ">= 0.5x",
-                targetRatio: 0.5))
-        removeStore(bp)
+    } catch {
+        FileHandle.standardError.write(Data("benchmark failed: \(error)\n".utf8))
+        exit(1)
     }
-} catch {
-    FileHandle.standardError.write(Data("benchmark failed: \(error)\n".utf8))
-    exit(1)
-}
 }
 
 func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
@@ -319,8 +322,10 @@ print(
         + pad("ratio", 8, right: true) + "  " + pad("target", 8) + "result")
 for f in figures {
     print(
-        pad(f.name, 46) + pad(String(format: f.value < 100 ? "%.2f" : "%.0f", f.value) + " " + f.unit, 16, right: true) + "  "
-            + pad(f.reference, 56) + pad(String(format: f.referenceValue < 100 ? "%.2f" : "%.0f", f.referenceValue), 10, right: true)
+        pad(f.name, 46) + pad(String(format: f.value < 100 ? "%.2f" : "%.0f", f.value) + " " + f.unit, 16, right: true)
+            + "  "
+            + pad(f.reference, 56)
+            + pad(String(format: f.referenceValue < 100 ? "%.2f" : "%.0f", f.referenceValue), 10, right: true)
             + pad(String(format: "%.2f", f.ratio), 8, right: true) + "  " + pad(f.target, 8) + f.result)
 }
 print(String(format: "peak RSS of the benchmark process: %.1f MiB", peakRSSMiB()))

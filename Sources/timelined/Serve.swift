@@ -166,7 +166,9 @@ struct Serve: AsyncParsableCommand {
                 print("admin token (also in \(dir.adminTokenPath), shown once): \(first.adminToken)")
             }
             print("dataset \(store.dataset) at version \(head.version)")
-            if let upstream { print("office \(upstream.office) replicating from \(upstream.config.host):\(upstream.config.port)") }
+            if let upstream {
+                print("office \(upstream.office) replicating from \(upstream.config.host):\(upstream.config.port)")
+            }
             print("certificate SHA-256 fingerprint \(fingerprint.hex)")
             print("listening on \(address.ipAddress ?? host):\(address.port ?? port)")
             fflush(nil)

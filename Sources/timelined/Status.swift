@@ -37,7 +37,9 @@ struct Status: AsyncParsableCommand {
             print("version   \(version)")
             if let r = out["replica"] {
                 print("upstream  \(r["upstream"]?.stringValue ?? "")  (office \(r["office"]?.stringValue ?? ""))")
-                print("state     \(r["state"]?.stringValue ?? "")\(r["message"]?.stringValue.map { $0.isEmpty ? "" : ": \($0)" } ?? "")")
+                print(
+                    "state     \(r["state"]?.stringValue ?? "")\(r["message"]?.stringValue.map { $0.isEmpty ? "" : ": \($0)" } ?? "")"
+                )
                 print("behind    \(r["behind"]?.intValue ?? 0) (upstream at \(r["upstream_version"]?.intValue ?? 0))")
                 print("contact   \(r["last_contact"]?.stringValue ?? "never")")
                 print("queued    \(r["queued"]?.intValue ?? 0), conflicts \(r["conflicts"]?.intValue ?? 0)")
@@ -66,7 +68,9 @@ struct Conflicts: ParsableCommand {
                 if json {
                     print(c.json.canonicalString)
                 } else {
-                    print("#\(c.id) \(c.event?.description ?? "") \(c.field.isEmpty ? c.code : c.field): ours \(c.ours.canonicalString) theirs \(c.theirs.canonicalString) (\(c.theirAuthor))")
+                    print(
+                        "#\(c.id) \(c.event?.description ?? "") \(c.field.isEmpty ? c.code : c.field): ours \(c.ours.canonicalString) theirs \(c.theirs.canonicalString) (\(c.theirAuthor))"
+                    )
                 }
             }
             if list.isEmpty && !json { print("no conflicts") }

@@ -20,7 +20,9 @@ struct Timelined: AsyncParsableCommand {
               timelined token add ana --role annotator --data /var/lib/timeline
             """,
         version: "0.1.0",
-        subcommands: [Serve.self, TokenCommand.self, Verify.self, Status.self, Conflicts.self, Import.self, Export.self],
+        subcommands: [
+            Serve.self, TokenCommand.self, Verify.self, Status.self, Conflicts.self, Import.self, Export.self,
+        ],
         defaultSubcommand: nil
     )
 }

@@ -7,7 +7,8 @@ import TimelineCore
 @Suite(.serialized) struct ReplicationTests {
     let event = "019ECZQW007TKPA8XK03963NRD"
 
-    func replica(of upstream: ServerProcess, office: String, data: URL? = nil, port: Int? = nil) throws -> ServerProcess {
+    func replica(of upstream: ServerProcess, office: String, data: URL? = nil, port: Int? = nil) throws -> ServerProcess
+    {
         let token = try upstream.addToken("\(office)-link-\(UUID().uuidString.prefix(6))", role: "replicator")
         return try ServerProcess(
             data: data, port: port,
@@ -28,7 +29,9 @@ import TimelineCore
             if (try? status(server))?["version"]?.intValue ?? -1 >= version { return }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
-        throw TestFailure("\(server.data.lastPathComponent) did not reach version \(version): \(String(describing: try? status(server)))")
+        throw TestFailure(
+            "\(server.data.lastPathComponent) did not reach version \(version): \(String(describing: try? status(server)))"
+        )
     }
 
     func verify(_ server: ServerProcess) throws -> JSON {
@@ -65,7 +68,9 @@ import TimelineCore
         // Replica A killed during a stream of writes restarts from its checkpoint and catches up, without gaps.
         let writer = try await primary.connect(token: primary.adminToken)
         var burst = ""
-        for i in 0..<300 { burst += "k\(i) PROPOSE {\"op\":\"annotation.add\",\"event\":\"\(event)\",\"text\":\"burst \(i)\"}\n" }
+        for i in 0..<300 {
+            burst += "k\(i) PROPOSE {\"op\":\"annotation.add\",\"event\":\"\(event)\",\"text\":\"burst \(i)\"}\n"
+        }
         try await writer.sendRaw(burst)
         try await Task.sleep(nanoseconds: 150_000_000)
         let aPort = a.port
@@ -89,7 +94,8 @@ import TimelineCore
         #expect(try await ana2.request("r GET \(event)").last == "r OK")
         var queuedReply: [String] = []
         for _ in 0..<50 {
-            queuedReply = try await ana2.request("q PROPOSE {\"op\":\"annotation.add\",\"event\":\"\(event)\",\"text\":\"while HQ is down\"}")
+            queuedReply = try await ana2.request(
+                "q PROPOSE {\"op\":\"annotation.add\",\"event\":\"\(event)\",\"text\":\"while HQ is down\"}")
             if queuedReply.last?.contains(#""queued":true"#) == true { break }
             try await Task.sleep(nanoseconds: 100_000_000)
         }

@@ -118,7 +118,8 @@ import TimelineCore
         #expect(
             try await replicator.request("o1 PROPOSE \(annotation("no"))").last
                 == #"o1 BAD BAD_FIELD a replicator names the author of each edit in "on_behalf_of""#)
-        let forwarded = #"{"op":"annotation.add","event":"\#(event)","text":"from office b","on_behalf_of":"bea@office-b"}"#
+        let forwarded =
+            #"{"op":"annotation.add","event":"\#(event)","text":"from office b","on_behalf_of":"bea@office-b"}"#
         #expect(try await replicator.request("o1b PROPOSE \(forwarded)").last?.hasPrefix("o1b OK") == true)
         #expect(
             try await annotator.request("a0 PROPOSE \(forwarded)").last
