@@ -54,7 +54,14 @@ public final class Replicator: Sendable {
         self.outbox = outbox
         self.statusPath = statusPath
         self.logger = logger
+        let waiters = self.waiters
+        store.observeCommits { edits in
+            if let last = edits.last?.version { waiters.release(upTo: last) }
+        }
     }
+
+    /// Forwarded edits waiting to come back through replication, woken by the store's commit observer.
+    private let waiters = VersionWaiters()
 
     /// Learns the upstream's dataset (for a replica's first start).
     public static func upstreamDataset(_ upstream: Upstream) async throws -> String {
@@ -312,10 +319,51 @@ public final class Replicator: Sendable {
         }
     }
 
+    /// Waits until the edit forwarded as `version` is stored here (or 5 s pass: it is accepted upstream either way).
     private func waitForLocal(_ version: Int64) async {
-        for _ in 0..<500 {
-            if let head = try? await store.currentVersion(), head >= version { return }
-            try? await Task.sleep(nanoseconds: 10_000_000)
+        let id = waiters.nextID()
+        let timeout = Task { [waiters] in
+            try await Task.sleep(nanoseconds: 5_000_000_000)
+            waiters.release(id: id)
         }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            // Registered before looking at the head, so a commit in between cannot be missed.
+            waiters.add(id: id, version: version, continuation)
+            Task { [store, waiters] in
+                if let head = try? await store.currentVersion(), head >= version { waiters.release(id: id) }
+            }
+        }
+        timeout.cancel()
+    }
+}
+
+/// Continuations waiting for a version; whoever takes one out of the list resumes it, exactly once.
+final class VersionWaiters: Sendable {
+    private struct Waiter {
+        var id: UInt64
+        var version: Int64
+        var continuation: CheckedContinuation<Void, Never>
+    }
+
+    private let list = Mutex<[Waiter]>([])
+    private let ids = Atomic<UInt64>(0)
+
+    func nextID() -> UInt64 { ids.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    func add(id: UInt64, version: Int64, _ continuation: CheckedContinuation<Void, Never>) {
+        list.withLock { $0.append(Waiter(id: id, version: version, continuation: continuation)) }
+    }
+
+    func release(upTo version: Int64) { release { $0.version <= version } }
+
+    func release(id: UInt64) { release { $0.id == id } }
+
+    private func release(where due: (Waiter) -> Bool) {
+        let ready = list.withLock { waiting -> [Waiter] in
+            let found = waiting.filter(due)
+            waiting.removeAll(where: due)
+            return found
+        }
+        for w in ready { w.continuation.resume() }
     }
 }
