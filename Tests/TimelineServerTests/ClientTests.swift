@@ -187,6 +187,18 @@ import TimelineTLS
         #expect(try await received.value == [30, 31])
     }
 
+    @Test func editLinesThatDoNotDecodeAreAProtocolErrorNotSkipped() throws {
+        #expect(try TimelineConnection.edit(fromLine: "* EVENT {}") == nil)
+        #expect(throws: ClientError.self) { try TimelineConnection.edit(fromLine: #"* EDIT {"version":1"#) }
+        do {
+            _ = try TimelineConnection.edit(fromLine: #"* EDIT {"op":"annotation.add"}"#)
+            Issue.record("an edit without its fields decoded")
+        } catch let e as ClientError {
+            #expect(e.code == ClientError.protocolError)
+            #expect(e.message.contains("does not decode"))
+        }
+    }
+
     @Test func aWrongFingerprintOrTokenIsRefusedWithAClearMessage() async throws {
         let homes = Homes()
         let server = try ServerProcess()
