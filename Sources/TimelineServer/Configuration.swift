@@ -20,6 +20,9 @@ public struct Limits: Sendable, Equatable {
     public var handshakeTimeout = TimeAmount.seconds(10)
     /// Bytes that may wait unsent to a slow reader (a watcher past it is told `BYE SLOW_CONSUMER`).
     public var maxOutboundBuffer = 8 << 20
+    /// How long a connection being closed waits for its last lines (the reason) to be written to a peer that does
+    /// not read, before it is closed regardless.
+    public var closeGrace = TimeAmount.seconds(10)
     /// Requests read ahead of the one executing; past it the server stops reading from that connection.
     public var maxPipelined = 128
 

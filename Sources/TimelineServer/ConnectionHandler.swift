@@ -600,7 +600,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
         flush()
         if close {
             closing = true
-            context.close(promise: nil)
+            closeOnceWritten(context: context)
+        }
+    }
+
+    /// Closes once everything written so far (the reason last) has reached the socket, so that a peer reading
+    /// its backlog still learns why; a peer that does not read is closed after `closeGrace` regardless.
+    private func closeOnceWritten(context: ChannelHandlerContext) {
+        if let watch { core.broadcaster.remove(watch.watcherID) }
+        let channel = context.channel
+        let deadline = context.eventLoop.scheduleTask(in: core.limits.closeGrace) { channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            deadline.cancel()
+            channel.close(promise: nil)
         }
     }
 }

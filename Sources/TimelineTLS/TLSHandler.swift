@@ -47,6 +47,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeAfterHandshake: EventLoopPromise<Void>??
     /// Ciphertext written to the channel but not yet flushed (writes made with `flush: false`).
     private var unflushed = false
+    /// The last ciphertext handed to the network, for barriers: a write completes only after it.
+    private var lastNetworkWrite: EventLoopFuture<Void>?
 
     public init(
         context: TLSContext, serverHostname: String? = nil, handshakeTimeout: TimeAmount = .seconds(10),
@@ -292,8 +294,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             merged.moveReaderIndex(forwardBy: Int(n))
         }
-        // The plaintext promises complete when the ciphertext carrying them has been written.
-        let written = flushNetwork(context: context, flush: false)
+        // The plaintext promises complete when the ciphertext carrying them has been written; an empty write
+        // (a barrier) completes when everything before it has.
+        let written = flushNetwork(context: context, flush: false) ?? lastNetworkWrite
         for p in promises {
             if let written { p.completeWith(written) } else { p.succeed(()) }
         }
@@ -315,6 +318,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             last = context.write(wrapOutboundOut(out))
             unflushed = true
         }
+        if let last { lastNetworkWrite = last }
         if flush, unflushed {
             unflushed = false
             context.flush()
