@@ -152,6 +152,7 @@ struct Serve: AsyncParsableCommand {
             limits.idleTimeout = .seconds(Int64(idleTimeout))
             limits.authTimeout = .seconds(Int64(authTimeout))
             limits.maxOutboundBuffer = maxOutbound
+            Self.raiseDescriptorLimit(toServe: maxConnections)
             let server = try TimelineServer(
                 store: store, tokens: tokens,
                 configuration: ServerConfiguration(
@@ -178,6 +179,23 @@ struct Serve: AsyncParsableCommand {
             await server.shutdown()
         } catch {
             fail(describe(error))
+        }
+    }
+
+    /// Each connection is a descriptor and the usual soft limit is 1,024, below the default connection limit:
+    /// raise the soft limit to the hard one, and say so when even that cannot hold the configured connections.
+    static func raiseDescriptorLimit(toServe connections: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        // Besides connections: the store, the listener, logs and some slack.
+        if limit.rlim_cur < rlim_t(connections + 64) {
+            Logger(label: "timelined").warning(
+                "open-file limit \(limit.rlim_cur) is below --max-connections \(connections) plus 64; connections past it will fail (raise ulimit -n)")
         }
     }
 
