@@ -210,6 +210,9 @@ public struct Proposal: Sendable, Hashable {
     public var base: Int64
     public var author: String
     public var time: Timestamp
+    /// The author may update or retract only annotations they wrote (an annotator's proposal); not part of
+    /// the edit, checked when the proposal is admitted.
+    public var ownAnnotationsOnly = false
 
     public init(event: EventID?, change: Change, base: Int64, author: String, time: Timestamp) {
         self.event = event

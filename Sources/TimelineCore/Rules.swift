@@ -16,6 +16,12 @@ public enum Rules {
     public static func admit(
         _ proposal: Proposal, event: Event?, annotation: Annotation?, since: (Int64) throws -> [Edit]
     ) throws -> Applied {
+        if proposal.ownAnnotationsOnly, let annotation, annotation.author != proposal.author,
+            proposal.change.operation == .annotationUpdate || proposal.change.operation == .annotationRetract
+        {
+            throw TimelineError(
+                .forbidden, "annotation \(annotation.id) is \(annotation.author)'s; only its author or an editor may change it")
+        }
         if let event {
             guard proposal.base <= event.revision else {
                 throw TimelineError(

@@ -24,6 +24,8 @@ public struct TimelineError: Error, Sendable, Hashable, CustomStringConvertible 
         public static let badBase = Code(rawValue: "BAD_BASE")
         /// The change is not allowed in the annotation's or event's present state.
         public static let invalidState = Code(rawValue: "INVALID_STATE")
+        /// Not allowed to this author (another author's annotation, above the token's role).
+        public static let forbidden = Code(rawValue: "FORBIDDEN")
         /// A document that could not be imported.
         public static let badImport = Code(rawValue: "BAD_IMPORT")
         /// The store refused or failed the write (disk full, I/O error); nothing was written.

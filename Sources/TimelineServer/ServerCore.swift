@@ -287,14 +287,29 @@ final class ServerCore: Sendable {
         if identity.role == .replicator, json["on_behalf_of"] == nil {
             throw TimelineError(.badField, "a replicator names the author of each edit in \"on_behalf_of\"")
         }
-        let proposal = try EditCodec.decodeProposal(
+        var proposal = try EditCodec.decodeProposal(
             json, author: identity.name, time: WallClock.now(), allowOnBehalf: identity.role == .replicator)
         guard identity.role.mayPropose(proposal.change.operation) else {
             throw TimelineError(
-                TimelineError.Code(rawValue: WireCode.forbidden.rawValue),
-                "role \(identity.role.rawValue) may not \(proposal.change.operation.rawValue)")
+                .forbidden, "role \(identity.role.rawValue) may not \(proposal.change.operation.rawValue)")
         }
+        proposal.ownAnnotationsOnly = identity.role == .annotator
         return proposal
+    }
+
+    /// On an office replica, whose upstream trusts its replicator token: an annotator changes only their own
+    /// annotations (authored `user@office` once forwarded), checked against this copy before forwarding.
+    func checkOwnership(_ p: Proposal, identity: TokenStore.Identity) async throws {
+        guard p.ownAnnotationsOnly, let replicator, let event = p.event, let id = p.change.annotationID,
+            p.change.operation == .annotationUpdate || p.change.operation == .annotationRetract,
+            let view = try await store.event(event, asOf: nil),
+            let annotation = view.annotations.first(where: { $0.id == id })
+        else { return }
+        let author = "\(identity.name)@\(replicator.upstream.office)"
+        if annotation.author != author {
+            throw TimelineError(
+                .forbidden, "annotation \(id) is \(annotation.author)'s; only its author or an editor may change it")
+        }
     }
 
     func propose(_ request: Request, identity: TokenStore.Identity) async -> [Reply] {
@@ -304,7 +319,8 @@ final class ServerCore: Sendable {
         do {
             let p = try proposal(from: request.arguments, identity: identity)
             if let replicator {
-                // Checked here (syntax, role), decided upstream.
+                // Checked here (syntax, role, ownership), decided upstream.
+                try await checkOwnership(p, identity: identity)
                 switch try await replicator.forward(try JSON(parsing: request.arguments), author: identity.name) {
                 case .answered(let c): return [Self.reply(request.tag, c)]
                 case .queued(let id):
@@ -348,6 +364,11 @@ final class ServerCore: Sendable {
         }
         if let replicator {
             do {
+                for (index, p) in proposals.enumerated() {
+                    do { try await checkOwnership(p, identity: identity) } catch let e as TimelineError {
+                        return [Reply.refusal(tag: request.tag, e.at("line \(index + 1) of \(lines.count)"))]
+                    }
+                }
                 let json = try lines.map { try JSON(parsing: $0) }
                 return [Self.reply(request.tag, try await replicator.forwardBatch(json, author: identity.name))]
             } catch {
