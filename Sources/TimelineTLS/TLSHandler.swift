@@ -164,7 +164,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     flushNetwork(context: context)
                     return
                 }
-                let reason = TLSError.openSSL("HANDSHAKE_FAILED", "the TLS handshake failed")
+                let reason = certificateVerdict(ssl) ?? TLSError.openSSL("HANDSHAKE_FAILED", "the TLS handshake failed")
                 flushNetwork(context: context)  // the alert, so the peer learns why
                 fail(context: context, reason)
                 return
@@ -218,6 +218,17 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             break
         }
         if delivered { context.fireChannelReadComplete() }
+    }
+
+    /// Why a client refused the server's certificate chain or name, in OpenSSL's words ("certificate has
+    /// expired", "hostname mismatch", "self-signed certificate"), rather than a bare "verify failed".
+    private func certificateVerdict(_ ssl: OpaquePointer) -> TLSError? {
+        guard !tls.isServer, case .certificateAuthority(_, let hostname)? = tls.verification else { return nil }
+        let result = SSL_get_verify_result(ssl)
+        guard result != X509_V_OK else { return nil }
+        ERR_clear_error()
+        let why = X509_verify_cert_error_string(result).map { String(cString: $0) } ?? "error \(result)"
+        return TLSError("CERT_REJECTED", "the server's certificate was refused for \(hostname): \(why)")
     }
 
     private func verifyPeer(_ ssl: OpaquePointer) -> TLSError? {
