@@ -85,6 +85,14 @@ let package = Package(
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
+        // Fuzz targets: built by Scripts/fuzz.sh with -sanitize=fuzzer, otherwise a replayer of saved inputs.
+        .executableTarget(
+            name: "timeline-fuzz",
+            dependencies: [
+                "TimelineCore", "TimelineWire", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "TimelineCoreTests", dependencies: ["TimelineCore"]),
         .testTarget(
             name: "TimelineStoreTests",

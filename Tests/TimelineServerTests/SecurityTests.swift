@@ -201,6 +201,16 @@ import TimelineTLS
         #expect(status == 0 && out.contains(#""version":31"#), "\(out)")
     }
 
+    @Test func savedFuzzInputsAndTheTranscriptsReplayThroughTheFuzzTargets() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let (status, out, err) = try ServerProcess.run(
+            [root.appendingPathComponent("Tests/FuzzInputs").path, root.appendingPathComponent("Protocol/transcripts").path],
+            executable: ServerProcess.sibling("timeline-fuzz"))
+        #expect(status == 0, "\(err)")
+        #expect(out.hasPrefix("replayed "), "\(out)")
+    }
+
     @Test func sslscanSeesOnlyModernAEADTLS() async throws {
         let (found, _, _) = try shell("command -v sslscan")
         try #require(found == 0, "sslscan is installed by Scripts/test.sh")
