@@ -90,6 +90,25 @@ import TimelineTLS
         await admin.close()
     }
 
+    @Test func tokensAreStoredAsHashesAndNeverLogged() async throws {
+        let server = try ServerProcess(arguments: ["--log-level", "trace"])
+        let token = try server.addToken("ana", role: "annotator")
+        let client = try await server.connect(token: token)
+        #expect(outcome(try await client.request("x AUTH tl_wrong_guess_0123456789").last) == "NO AUTH_FAILED")
+        await client.close()
+        _ = try server.tool(["token", "list"])
+        server.terminate()
+        let log = try String(contentsOf: server.logFile, encoding: .utf8)
+        #expect(log.contains("authenticated"), "the log is at trace level")
+        for secret in [token, server.adminToken, "tl_wrong_guess_0123456789"] {
+            #expect(!log.contains(secret))
+            for file in ["tokens.json", "timeline.sqlite"] {
+                let bytes = try Data(contentsOf: server.data.appendingPathComponent(file))
+                #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(file) holds a token in clear")
+            }
+        }
+    }
+
     @Test func anAnnotatorChangesOnlyTheirOwnAnnotations() async throws {
         let server = try ServerProcess()
         let ana = try await server.connect(token: try server.addToken("ana", role: "annotator"))

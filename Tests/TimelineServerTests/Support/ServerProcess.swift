@@ -9,7 +9,8 @@ final class ServerProcess: @unchecked Sendable {
     let fingerprint: Fingerprint
     let adminToken: String
     private let output: Pipe
-    private let errors: Pipe
+    /// The server's standard error (its log), kept beside the data folder.
+    let logFile: URL
     private var ownsData: Bool
 
     /// The built `timelined` beside the test bundle.
@@ -42,7 +43,10 @@ final class ServerProcess: @unchecked Sendable {
             ["serve", "--data", self.data.path, "--listen", "127.0.0.1:\(fixedPort ?? 0)", "--log-level", "warning"]
             + arguments
         output = Pipe()
-        errors = Pipe()
+        logFile = URL(fileURLWithPath: self.data.path + ".log")
+        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        let errors = try FileHandle(forWritingTo: logFile)
+        _ = try errors.seekToEnd()
         process.standardOutput = output
         process.standardError = errors
         try process.run()
@@ -52,7 +56,7 @@ final class ServerProcess: @unchecked Sendable {
         let handle = output.fileHandleForReading
         while !text.contains("listening on ") || !text.hasSuffix("\n") {
             guard Date() < deadline, process.isRunning else {
-                let err = String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+                let err = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
                 throw TestFailure("timelined did not start: \(text) \(err)")
             }
             let chunk = handle.availableData
@@ -142,7 +146,10 @@ final class ServerProcess: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
-        if ownsData { try? FileManager.default.removeItem(at: data) }
+        if ownsData {
+            try? FileManager.default.removeItem(at: data)
+            try? FileManager.default.removeItem(at: logFile)
+        }
     }
 }
 
