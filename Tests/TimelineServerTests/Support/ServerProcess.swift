@@ -44,7 +44,7 @@ final class ServerProcess: @unchecked Sendable {
             + arguments
         output = Pipe()
         logFile = URL(fileURLWithPath: self.data.path + ".log")
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         let errors = try FileHandle(forWritingTo: logFile)
         _ = try errors.seekToEnd()
         process.standardOutput = output
