@@ -109,6 +109,22 @@ import TimelineTLS
         }
     }
 
+    @Test func repeatedFailedAuthIsSlowedDownPerAddress() async throws {
+        let server = try ServerProcess()
+        let guesser = try await TestClient.connect(port: server.port, fingerprint: server.fingerprint)
+        var waits: [Double] = []
+        for i in 0..<5 {
+            let start = Date()
+            #expect(outcome(try await guesser.request("g\(i) AUTH tl_guess_\(i)").last) == "NO AUTH_FAILED")
+            waits.append(Date().timeIntervalSince(start))
+        }
+        // 0.2, 0.4, 0.8, 1.6, 3.2 s: a lower bound the server enforces, not a speed measurement.
+        #expect(waits[4] >= 3.0 && waits[3] >= 1.5 && waits[2] >= 0.7, "\(waits)")
+        // The right token still works, and resets the count for the address.
+        #expect(outcome(try await guesser.request("ok AUTH \(server.adminToken)").last) == "OK")
+        await guesser.close()
+    }
+
     @Test func anAnnotatorChangesOnlyTheirOwnAnnotations() async throws {
         let server = try ServerProcess()
         let ana = try await server.connect(token: try server.addToken("ana", role: "annotator"))
