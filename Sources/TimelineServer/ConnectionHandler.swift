@@ -233,6 +233,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private func collectBatchLine(_ frame: Frame) {
         guard var batch = collecting else { return }
+        // Leave the batch's lines uniquely referenced: appending to a shared array copies it, once per line.
+        collecting = nil
         switch frame {
         case .tooLong:
             if batch.problem == nil {
