@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Scripts/lib/deps.sh
-ensure_packages
+# The references: sqlite3 (B1), PostgreSQL 15 with pgbench (B2); /usr/bin/time reads peak RSS.
+ensure_packages postgresql time
 
 quick=""
 json=""
@@ -20,10 +21,17 @@ done
 
 swift build -c release --product timeline-bench >&2
 swift build -c release --product timelined >&2
+swift build -c release --product timeline >&2
 bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d "${TMPDIR:-/tmp}/timeline-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# 500 watchers and 64 writers need more descriptors than the usual soft limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "whole-process benchmarks (real timelined and timeline processes over TLS on loopback; references in the same run):"
+mkdir -p "$work/whole"
+"$bin/timeline-bench" $quick --whole "$bin" "$work/whole" ${json:+--json "$work/whole.json"}
+echo
 echo "store benchmarks (in-process, files in $work):"
 BENCH_DIR="$work" "$bin/timeline-bench" $quick ${json:+--json "$work/store.json"}
 echo
@@ -31,6 +39,6 @@ echo "replication benchmarks (real timelined processes over TLS on loopback):"
 mkdir -p "$work/replication"
 "$bin/timeline-bench" $quick --replication "$bin/timelined" "$work/replication" ${json:+--json "$work/replication.json"}
 if [ -n "$json" ]; then
-    python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])), indent=1))' \
-        "$work/store.json" "$work/replication.json" > "$json"
+    python3 -c 'import json,sys; print(json.dumps(sum((json.load(open(f)) for f in sys.argv[1:]), []), indent=1))' \
+        "$work/whole.json" "$work/store.json" "$work/replication.json" > "$json"
 fi

@@ -4,12 +4,12 @@ import TimelineClient
 import TimelineCore
 import TimelineTLS
 
-/// Whole-process replication figures: real `timelined` processes on loopback over TLS.
-/// R1: how long after the primary's OK an edit reaches an office replica's watchers, under a steady write load.
-/// R2: how long an empty replica takes to catch up with the primary's log, next to the time the primary takes
-/// to stream the same edits to a plain client.
+/// Whole-process figures on a large log: real `timelined` processes on loopback over TLS.
+/// B6 lag: how long after the primary's OK an edit reaches an office replica's watchers, under a steady load.
+/// B3: a fresh `timeline` client pulling the whole log into its replica (time, peak RSS), next to openssl moving
+/// the same bytes over TLS plus sqlite3 inserting the same rows. B6 catch-up: an empty office replica against B3.
 enum ReplicationBench {
-    final class Server {
+    final class Server: @unchecked Sendable {
         let process = Process()
         let port: Int
         let fingerprint: Fingerprint
@@ -152,12 +152,12 @@ enum ReplicationBench {
         let achieved = Double(acks.count) / max(0.001, now() - start)
         figures.append(
             Figure(
-                name: "R1 replica lag p50 at \(rate) edits/s", value: percentile(lags, 0.5), unit: "ms",
+                name: "B6 replica lag p50 at \(rate) edits/s", value: percentile(lags, 0.5), unit: "ms",
                 reference: "primary OK to office watcher, \(lags.count) edits, \(Int(achieved))/s achieved",
                 referenceValue: 0, target: "-", targetRatio: 0))
         figures.append(
             Figure(
-                name: "R1 replica lag p99 at \(rate) edits/s", value: percentile(lags, 0.99), unit: "ms",
+                name: "B6 replica lag p99 at \(rate) edits/s", value: percentile(lags, 0.99), unit: "ms",
                 reference: "the target, 100 ms", referenceValue: 100, target: "<= 1.0x", targetRatio: 1.0,
                 lowerIsBetter: true))
 
@@ -173,17 +173,84 @@ enum ReplicationBench {
             loaded += n
         }
         let head = try await version(of: primary, writer)
+        // The log as a plain client receives it: the bytes for reference (a), the rows for reference (b).
         let plain = try await primary.connect(primary.adminToken)
-        let streamStart = now()
+        let streamFile = work + "/stream.txt"
+        let sqlFile = work + "/rows.sql"
+        FileManager.default.createFile(atPath: streamFile, contents: nil)
+        FileManager.default.createFile(atPath: sqlFile, contents: nil)
+        let stream = try FileHandle(forWritingTo: URL(fileURLWithPath: streamFile))
+        let sql = try FileHandle(forWritingTo: URL(fileURLWithPath: sqlFile))
+        sql.write(
+            Data(
+                """
+                PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+                CREATE TABLE edits (version INTEGER PRIMARY KEY, body TEXT NOT NULL);
+                BEGIN;
+
+                """.utf8))
         var since: Int64 = 0
         var bytes = 0
         while since < head {
             let page = try await plain.expectOK("PULL \(since) 10000")
-            for line in page.data { bytes += line.utf8.count + 1 }
+            var text = ""
+            var rows = ""
+            for line in page.data {
+                text += line + "\n"
+                let body = line.dropFirst("* EDIT ".count)
+                let version = (try? JSON(parsing: String(body)))?["version"]?.intValue ?? 0
+                rows += "INSERT INTO edits VALUES(\(version),'\(body.replacingOccurrences(of: "'", with: "''"))');\n"
+            }
+            bytes += text.utf8.count
+            stream.write(Data(text.utf8))
+            sql.write(Data(rows.utf8))
             since = page.json?["last"]?.intValue ?? head
         }
-        let streamSeconds = now() - streamStart
+        sql.write(Data("COMMIT;\n".utf8))
+        try stream.close()
+        try sql.close()
         await plain.close()
+
+        // B3: a fresh client pulling the whole log into its replica (`timeline init` pulls it).
+        let timeline = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("timeline").path
+        let (_, _, pullSeconds, pullRSS) = try WholeBench.run([
+            timeline, "init", "--home", work + "/b3-home", "--server", "127.0.0.1:\(primary.port)", "--token",
+            primary.adminToken, "--fingerprint", primary.fingerprint.hex,
+        ])
+        // (a) openssl moving the same bytes over TLS on loopback.
+        let port = 30_000 + Int.random(in: 0..<20_000)
+        let sServer = Process()
+        sServer.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        sServer.arguments = [
+            "s_server", "-quiet", "-naccept", "1", "-accept", "\(port)", "-cert", primary.data + "/tls/server.crt",
+            "-key", primary.data + "/tls/server.key",
+        ]
+        sServer.standardInput = FileHandle(forReadingAtPath: streamFile)
+        sServer.standardOutput = FileHandle.nullDevice
+        sServer.standardError = FileHandle.nullDevice
+        try sServer.run()
+        try await Task.sleep(nanoseconds: 500_000_000)
+        let (_, moved, tlsSeconds, _) = try WholeBench.run(
+            ["sh", "-c", "openssl s_client -quiet -connect 127.0.0.1:\(port) < /dev/null 2>/dev/null | wc -c"])
+        sServer.waitUntilExit()
+        guard Int(moved.trimmingCharacters(in: .whitespacesAndNewlines)) == bytes else {
+            throw TimelineError(.storeFailed, "openssl moved \(moved) bytes of \(bytes)")
+        }
+        // (b) sqlite3 inserting the same rows in one transaction.
+        let (_, _, sqliteSeconds, _) = try WholeBench.run(["sqlite3", work + "/b3-reference.sqlite"], stdin: sqlFile)
+        try? FileManager.default.removeItem(atPath: sqlFile)
+        try? FileManager.default.removeItem(atPath: streamFile)
+        figures.append(
+            Figure(
+                name: "B3 fresh client pull, \(head) edits", value: pullSeconds, unit: "s",
+                reference: "openssl s_client \(bytes >> 20) MiB (\(String(format: "%.1f", tlsSeconds)) s) + sqlite3 rows (\(String(format: "%.1f", sqliteSeconds)) s)",
+                referenceValue: tlsSeconds + sqliteSeconds, target: "<= 1.5x", targetRatio: 1.5, lowerIsBetter: true))
+        figures.append(
+            Figure(
+                name: "B3 client peak RSS", value: pullRSS, unit: "MiB", reference: "the target, 100 MB",
+                referenceValue: 100, target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true))
+
+        // B6: an empty office replica catching up the same log, next to B3's client pull.
         let catchStart = now()
         let fresh = try Server(binary: binary, data: work + "/fresh-office", extra: replicaArgs("fresh"))
         defer { fresh.stop() }
@@ -192,9 +259,8 @@ enum ReplicationBench {
         let catchSeconds = now() - catchStart
         figures.append(
             Figure(
-                name: "R2 empty replica catch-up, \(head) edits", value: catchSeconds, unit: "s",
-                reference: "primary streaming them to a plain client (\(bytes >> 20) MiB)",
-                referenceValue: streamSeconds,
+                name: "B6 empty replica catch-up, \(head) edits", value: catchSeconds, unit: "s",
+                reference: "B3's plain client pull of the same edits", referenceValue: pullSeconds,
                 target: "<= 1.2x", targetRatio: 1.2, lowerIsBetter: true))
         await probe.close()
         await writer.close()

@@ -236,7 +236,18 @@ if let i = args.firstIndex(of: "--replication"), i + 2 < args.count {
     }
 }
 
-if !args.contains("--replication") {
+// Whole-process figures against the tools a user would pick instead: Scripts/bench.sh passes the folder of the
+// built executables and a work folder.
+if let i = args.firstIndex(of: "--whole"), i + 2 < args.count {
+    do {
+        figures = try await WholeBench.run(bin: args[i + 1], work: args[i + 2], quick: quick)
+    } catch {
+        FileHandle.standardError.write(Data("whole-process benchmark failed: \(error)\n".utf8))
+        exit(1)
+    }
+}
+
+if !args.contains("--replication") && !args.contains("--whole") {
     do {
         if only == nil || only == "S1" {
             // S1: group commit against one fsync per edit, both with 64 writers.

@@ -1,0 +1,351 @@
+import Foundation
+import Synchronization
+import TimelineClient
+import TimelineCore
+import TimelineTLS
+
+/// Whole-process figures against real `timelined` processes over TLS on loopback, each next to the tool a user
+/// would pick instead, measured in the same run (issue 6: B1, B2, B5).
+enum WholeBench {
+    typealias Server = ReplicationBench.Server
+    static let now = ReplicationBench.now
+    static let percentile = ReplicationBench.percentile
+
+    /// Samples shared with the tasks that record them.
+    final class Samples<T: Sendable>: Sendable {
+        let list = Mutex<[T]>([])
+        let count = Atomic<Int>(0)
+        func add(_ values: [T]) {
+            list.withLock { $0 += values }
+            count.add(values.count, ordering: .relaxed)
+        }
+        var all: [T] { list.withLock { $0 } }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
+    }
+
+    /// Runs a command; returns (status, stdout, seconds, peak RSS in MiB when measured by /usr/bin/time).
+    @discardableResult
+    static func run(
+        _ command: [String], stdin: String? = nil, user: String? = nil, check: Bool = true, capture: Bool = true
+    ) throws -> (
+        Int32, String, Double, Double
+    ) {
+        let rssFile = NSTemporaryDirectory() + "bench-rss-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: rssFile) }
+        var argv = ["/usr/bin/time", "-f", "%M", "-o", rssFile] + command
+        // Children inherit this process's blocked signals (Swift's threads block them); pgbench's -T timer
+        // needs SIGALRM, so the mask is cleared just before exec.
+        argv = ["/usr/bin/perl", "-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die"] + argv
+        if let user { argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: argv[0])
+        p.arguments = Array(argv.dropFirst())
+        // A daemon (pg_ctl start) keeps an inherited pipe open forever: such commands run with capture: false.
+        let out = Pipe()
+        p.standardOutput = capture ? out : FileHandle.nullDevice
+        p.standardError = capture ? FileHandle.standardError : FileHandle.nullDevice
+        if let stdin { p.standardInput = FileHandle(forReadingAtPath: stdin) }
+        let start = now()
+        try p.run()
+        let text = capture ? String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) : ""
+        p.waitUntilExit()
+        let seconds = now() - start
+        if check, p.terminationStatus != 0 {
+            throw Failure("\(command.joined(separator: " ")) exited \(p.terminationStatus): \(text.prefix(500))")
+        }
+        let kib = Double((try? String(contentsOfFile: rssFile, encoding: .utf8))?.split(separator: "\n").last ?? "") ?? 0
+        return (p.terminationStatus, text, seconds, kib / 1024)
+    }
+
+    /// Starts a command that leaves a daemon behind (pg_ctl start) and waits for it alone: posix_spawn with
+    /// output to /dev/null and a clear signal mask, then waitpid (Foundation's Process does not return while
+    /// the daemon holds what it inherited).
+    static func spawnAndWait(_ argv: [String]) throws {
+        var pid: pid_t = 0
+        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for p in cargs { free(p) } }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        guard posix_spawn(&pid, argv[0], &actions, &attr, &cargs, environ) == 0 else {
+            throw Failure("could not start \(argv[0])")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        guard status == 0 else { throw Failure("\(argv.joined(separator: " ")) failed (\(status))") }
+    }
+
+    static func sampleEvents(_ conn: TimelineConnection) async throws -> [String] {
+        let log = try await conn.expectOK(#"LOG {"limit":100}"#)
+        return log.data.compactMap { line in
+            (try? JSON(parsing: String(line.dropFirst("* EVENT ".count))))?["id"]?.stringValue
+        }
+    }
+
+    static func run(bin: String, work: String, quick: Bool) async throws -> [Figure] {
+        var figures: [Figure] = []
+        let timelined = bin + "/timelined"
+        let server = try Server(binary: timelined, data: work + "/primary")
+        defer { server.stop() }
+        let admin = try await server.connect(server.adminToken)
+        let events = try await sampleEvents(admin)
+        let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
+        if only == nil || only == "B1" {
+            figures += try await batchOverTLS(bin: bin, work: work, server: server, events: events, quick: quick)
+        }
+        if only == nil || only == "B2" {
+            figures += try await concurrentProposals(work: work, server: server, events: events, quick: quick)
+        }
+        if only == nil || only == "B5" {
+            figures += try await watchFanOut(server: server, admin: admin, events: events, quick: quick)
+        }
+        await admin.close()
+        return figures
+    }
+
+    // MARK: B1
+
+    /// `timeline batch` of N annotations (durable on the server) next to the sqlite3 CLI inserting the same
+    /// rows in one transaction.
+    static func batchOverTLS(bin: String, work: String, server: Server, events: [String], quick: Bool) async throws
+        -> [Figure]
+    {
+        let n = quick ? 10_000 : 100_000
+        let jsonl = work + "/b1.jsonl"
+        var text = ""
+        text.reserveCapacity(n * 120)
+        for i in 0..<n {
+            text += #"{"op":"annotation.add","event":"\#(events[i % events.count])","text":"bulk note \#(i)","tags":["b1"]}"#
+            text += "\n"
+        }
+        try text.write(toFile: jsonl, atomically: false, encoding: .utf8)
+        let home = work + "/b1-home"
+        try run([
+            bin + "/timeline", "init", "--home", home, "--server", "127.0.0.1:\(server.port)", "--token",
+            server.adminToken, "--fingerprint", server.fingerprint.hex,
+        ])
+        let (_, _, seconds, rss) = try run([bin + "/timeline", "batch", jsonl, "--home", home])
+        let ours = Double(n) / seconds
+        // The reference: the same rows as plain INSERTs in one transaction, WAL and synchronous=FULL as ours.
+        var sql = """
+            PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+            CREATE TABLE annotations (id TEXT PRIMARY KEY NOT NULL, event TEXT NOT NULL, author TEXT NOT NULL,
+              text TEXT NOT NULL, tags TEXT NOT NULL, created INTEGER NOT NULL);
+            BEGIN;
+
+            """
+        for i in 0..<n {
+            let id = ULID.generate(at: Timestamp(milliseconds: Int64(1_700_000_000_000 + i)))
+            sql += "INSERT INTO annotations VALUES('\(id)','\(events[i % events.count])','admin','bulk note \(i)',"
+            sql += "'[\"b1\"]',\(1_700_000_000_000 + i));\n"
+        }
+        sql += "COMMIT;\n"
+        let sqlFile = work + "/b1.sql"
+        try sql.write(toFile: sqlFile, atomically: false, encoding: .utf8)
+        let (_, _, refSeconds, refRSS) = try run(["sqlite3", work + "/b1-reference.sqlite"], stdin: sqlFile)
+        let reference = Double(n) / refSeconds
+        return [
+            Figure(
+                name: "B1 timeline batch, \(n) annotations, TLS", value: ours, unit: "edits/s",
+                reference: "sqlite3 CLI, same rows, one transaction", referenceValue: reference, target: ">= 0.5x",
+                targetRatio: 0.5),
+            Figure(
+                name: "B1 client peak RSS", value: rss, unit: "MiB", reference: "sqlite3 CLI peak RSS",
+                referenceValue: refRSS, target: "-", targetRatio: 0),
+        ]
+    }
+
+    // MARK: B2
+
+    /// 64 connections each sending single PROPOSEs and waiting for the durable OK, next to pgbench with 64
+    /// clients doing one single-row INSERT per transaction on a private PostgreSQL with synchronous_commit=on.
+    static func concurrentProposals(work: String, server: Server, events: [String], quick: Bool) async throws
+        -> [Figure]
+    {
+        let clients = 64
+        let duration = quick ? 4.0 : 20.0
+        let latencies = Samples<Double>()
+        let token = server.adminToken
+        let connections = try await withThrowingTaskGroup(of: TimelineConnection.self) { group in
+            for _ in 0..<clients { group.addTask { try await server.connect(token) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let start = now()
+        let end = start + duration
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (c, conn) in connections.enumerated() {
+                group.addTask {
+                    var mine: [Double] = []
+                    var i = 0
+                    while now() < end {
+                        let t0 = now()
+                        let reply = try await conn.send(
+                            #"PROPOSE {"op":"annotation.add","event":"\#(events[(c + i) % events.count])","text":"b2 \#(c) \#(i)"}"#
+                        )
+                        guard reply.status == .ok else { throw Failure("PROPOSE refused: \(reply.message)") }
+                        mine.append(now() - t0)
+                        i += 1
+                    }
+                    latencies.add(mine)
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = now() - start
+        for c in connections { await c.close() }
+        let all = latencies.all
+        let ours = Double(all.count) / elapsed
+        let (pgTPS, pgP50, pgP99) = try pgbench(work: work, clients: clients, seconds: Int(duration))
+        return [
+            Figure(
+                name: "B2 64 connections PROPOSE, durable", value: ours, unit: "edits/s",
+                reference: "pgbench 64 clients, 1-row INSERT, sync commit", referenceValue: pgTPS, target: ">= 1.0x",
+                targetRatio: 1.0),
+            Figure(
+                name: "B2 latency p50", value: percentile(all, 0.5) * 1000, unit: "ms",
+                reference: "pgbench p50", referenceValue: pgP50, target: "-", targetRatio: 0),
+            Figure(
+                name: "B2 latency p99", value: percentile(all, 0.99) * 1000, unit: "ms",
+                reference: "pgbench p99", referenceValue: pgP99, target: "<= 1.0x", targetRatio: 1.0,
+                lowerIsBetter: true),
+        ]
+    }
+
+    /// Starts PostgreSQL 15 on a private socket folder and port as the `postgres` user (initdb refuses root),
+    /// runs pgbench, stops it. Returns (tps, p50 ms, p99 ms) from pgbench's per-transaction log.
+    static func pgbench(work: String, clients: Int, seconds: Int) throws -> (Double, Double, Double) {
+        let pgbin = "/usr/lib/postgresql/15/bin"
+        // Its own folder, owned by the postgres user (the work folder may not be reachable for it).
+        let dir = NSTemporaryDirectory() + "timeline-bench-pg-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try run(["chown", "postgres:postgres", dir])
+        let user = "postgres"
+        try run([pgbin + "/initdb", "-D", dir + "/data", "-U", "bench", "--auth=trust", "-E", "UTF8"], user: user)
+        let port = String(20_000 + Int.random(in: 0..<20_000))
+        let options = "-k \(dir) -p \(port) -c listen_addresses= -c synchronous_commit=on -c fsync=on "
+            + "-c max_connections=100 -c shared_buffers=128MB"
+        // pg_ctl -w returns once the server accepts connections.
+        try spawnAndWait([
+            "/usr/sbin/runuser", "-u", user, "--", pgbin + "/pg_ctl", "start", "-w", "-D", dir + "/data", "-l",
+            dir + "/postgres.log", "-o", options,
+        ])
+        defer {
+            try? spawnAndWait([
+                "/usr/sbin/runuser", "-u", user, "--", pgbin + "/pg_ctl", "stop", "-w", "-m", "fast", "-D", dir + "/data",
+            ])
+        }
+        let psql = [pgbin + "/psql", "-h", dir, "-p", port, "-U", "bench", "-d", "postgres", "-q", "-c"]
+        try run(
+            psql + ["CREATE TABLE notes (id bigserial PRIMARY KEY, event text NOT NULL, body text NOT NULL)"],
+            user: user)
+        let script = dir + "/insert.sql"
+        try "INSERT INTO notes (event, body) VALUES ('019ECZQW007TKPA8XK03963NRD', 'b2 ' || :client_id);\n".write(
+            toFile: script, atomically: false, encoding: .utf8)
+        try run(["chown", "postgres:postgres", script])
+        let (_, out, _, _) = try run(
+            [
+                pgbin + "/pgbench", "-n", "-h", dir, "-p", port, "-U", "bench", "-c", "\(clients)", "-j", "2", "-T",
+                "\(seconds)", "-f", script, "--log", "--log-prefix=\(dir)/pgbench", "postgres",
+            ], user: user)
+        guard let tpsLine = out.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
+            let tps = Double(tpsLine.split(separator: " ")[2])
+        else { throw Failure("pgbench printed no tps: \(out)") }
+        var latencies: [Double] = []
+        for file in try FileManager.default.contentsOfDirectory(atPath: dir) where file.hasPrefix("pgbench.") {
+            let text = try String(contentsOfFile: dir + "/" + file, encoding: .utf8)
+            for line in text.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                if fields.count >= 3, let us = Double(fields[2]) { latencies.append(us / 1000) }
+            }
+        }
+        return (tps, percentile(latencies, 0.5), percentile(latencies, 0.99))
+    }
+
+    // MARK: B5
+
+    /// Time from an edit's OK to its arrival at each of W watchers, next to the same with one watcher.
+    static func watchFanOut(server: Server, admin: TimelineConnection, events: [String], quick: Bool) async throws
+        -> [Figure]
+    {
+        let many = quick ? 100 : 500
+        let edits = quick ? 50 : 200
+        let (p50One, p99One) = try await fanOut(watchers: 1, edits: edits, server: server, admin: admin)
+        let (p50, p99) = try await fanOut(watchers: many, edits: edits, server: server, admin: admin)
+        return [
+            Figure(
+                name: "B5 WATCH fan-out p50, \(many) watchers", value: p50, unit: "ms",
+                reference: "one watcher p50", referenceValue: p50One, target: "-", targetRatio: 0),
+            Figure(
+                name: "B5 WATCH fan-out p99, \(many) watchers", value: p99, unit: "ms",
+                reference: "the target, 50 ms (one watcher p99 \(String(format: "%.1f", p99One)) ms)",
+                referenceValue: 50, target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true),
+        ]
+    }
+
+    static func fanOut(watchers: Int, edits: Int, server: Server, admin: TimelineConnection) async throws -> (
+        Double, Double
+    ) {
+        let head = try await ReplicationBench.version(of: server, admin)
+        let arrivals = Samples<(Int64, Double)>()
+        var conns: [TimelineConnection] = []
+        for _ in 0..<watchers { conns.append(try await server.connect(server.adminToken)) }
+        var tasks: [Task<Void, Error>] = []
+        for conn in conns {
+            tasks.append(
+                Task {
+                    _ = try await conn.send("WATCH \(head)") { line in
+                        let t = now()
+                        guard let v = (try? JSON(parsing: String(line.dropFirst(7))))?["version"]?.intValue else {
+                            return
+                        }
+                        arrivals.add([(v, t)])
+                    }
+                })
+        }
+        // A first edit that every watcher must see proves all WATCHes are live before timing starts.
+        let warm = try await admin.send(
+            #"PROPOSE {"op":"annotation.add","event":"019ECZQW007TKPA8XK03963NRD","text":"fan-out warm-up"}"#)
+        guard warm.status == .ok else { throw Failure("PROPOSE: \(warm.message)") }
+        var deadline = now() + 30
+        while arrivals.count.load(ordering: .relaxed) < watchers, now() < deadline {
+            try await Task.sleep(nanoseconds: 5_000_000)
+        }
+        var acknowledged: [Int64: Double] = [:]
+        for i in 0..<edits {
+            let reply = try await admin.send(
+                #"PROPOSE {"op":"annotation.add","event":"019ECZQW007TKPA8XK03963NRD","text":"fan-out \#(i)"}"#)
+            let t = now()
+            guard let v = reply.json?["version"]?.intValue else { throw Failure("PROPOSE: \(reply.message)") }
+            acknowledged[v] = t
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        let expected = watchers * (edits + 1)
+        deadline = now() + 30
+        while arrivals.count.load(ordering: .relaxed) < expected, now() < deadline {
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        for conn in conns { try await conn.sendRaw("DONE") }
+        for task in tasks { _ = try? await task.value }
+        for conn in conns { await conn.close() }
+        let lags = arrivals.all.compactMap { v, t in acknowledged[v].map { max(0, t - $0) * 1000 } }
+        guard lags.count == watchers * edits else {
+            throw Failure("\(lags.count) of \(watchers * edits) arrivals")
+        }
+        return (percentile(lags, 0.5), percentile(lags, 0.99))
+    }
+}
