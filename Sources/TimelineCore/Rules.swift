@@ -20,7 +20,8 @@ public enum Rules {
             proposal.change.operation == .annotationUpdate || proposal.change.operation == .annotationRetract
         {
             throw TimelineError(
-                .forbidden, "annotation \(annotation.id) is \(annotation.author)'s; only its author or an editor may change it")
+                .forbidden,
+                "annotation \(annotation.id) is \(annotation.author)'s; only its author or an editor may change it")
         }
         if let event {
             guard proposal.base <= event.revision else {

@@ -243,7 +243,8 @@ enum ReplicationBench {
         figures.append(
             Figure(
                 name: "B3 fresh client pull, \(head) edits", value: pullSeconds, unit: "s",
-                reference: "openssl s_client \(bytes >> 20) MiB (\(String(format: "%.1f", tlsSeconds)) s) + sqlite3 rows (\(String(format: "%.1f", sqliteSeconds)) s)",
+                reference:
+                    "openssl s_client \(bytes >> 20) MiB (\(String(format: "%.1f", tlsSeconds)) s) + sqlite3 rows (\(String(format: "%.1f", sqliteSeconds)) s)",
                 referenceValue: tlsSeconds + sqliteSeconds, target: "<= 1.5x", targetRatio: 1.5, lowerIsBetter: true))
         figures.append(
             Figure(

@@ -39,7 +39,8 @@ enum WholeBench {
         var argv = ["/usr/bin/time", "-f", "%M", "-o", rssFile] + command
         // Children inherit this process's blocked signals (Swift's threads block them); pgbench's -T timer
         // needs SIGALRM, so the mask is cleared just before exec.
-        argv = ["/usr/bin/perl", "-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die"] + argv
+        argv =
+            ["/usr/bin/perl", "-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die"] + argv
         if let user { argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: argv[0])
@@ -57,7 +58,8 @@ enum WholeBench {
         if check, p.terminationStatus != 0 {
             throw Failure("\(command.joined(separator: " ")) exited \(p.terminationStatus): \(text.prefix(500))")
         }
-        let kib = Double((try? String(contentsOfFile: rssFile, encoding: .utf8))?.split(separator: "\n").last ?? "") ?? 0
+        let kib =
+            Double((try? String(contentsOfFile: rssFile, encoding: .utf8))?.split(separator: "\n").last ?? "") ?? 0
         return (p.terminationStatus, text, seconds, kib / 1024)
     }
 
@@ -129,7 +131,8 @@ enum WholeBench {
         var text = ""
         text.reserveCapacity(n * 120)
         for i in 0..<n {
-            text += #"{"op":"annotation.add","event":"\#(events[i % events.count])","text":"bulk note \#(i)","tags":["b1"]}"#
+            text +=
+                #"{"op":"annotation.add","event":"\#(events[i % events.count])","text":"bulk note \#(i)","tags":["b1"]}"#
             text += "\n"
         }
         try text.write(toFile: jsonl, atomically: false, encoding: .utf8)
@@ -237,7 +240,8 @@ enum WholeBench {
         let user = "postgres"
         try run([pgbin + "/initdb", "-D", dir + "/data", "-U", "bench", "--auth=trust", "-E", "UTF8"], user: user)
         let port = String(20_000 + Int.random(in: 0..<20_000))
-        let options = "-k \(dir) -p \(port) -c listen_addresses= -c synchronous_commit=on -c fsync=on "
+        let options =
+            "-k \(dir) -p \(port) -c listen_addresses= -c synchronous_commit=on -c fsync=on "
             + "-c max_connections=100 -c shared_buffers=128MB"
         // pg_ctl -w returns once the server accepts connections.
         try spawnAndWait([
@@ -246,7 +250,8 @@ enum WholeBench {
         ])
         defer {
             try? spawnAndWait([
-                "/usr/sbin/runuser", "-u", user, "--", pgbin + "/pg_ctl", "stop", "-w", "-m", "fast", "-D", dir + "/data",
+                "/usr/sbin/runuser", "-u", user, "--", pgbin + "/pg_ctl", "stop", "-w", "-m", "fast", "-D",
+                dir + "/data",
             ])
         }
         let psql = [pgbin + "/psql", "-h", dir, "-p", port, "-U", "bench", "-d", "postgres", "-q", "-c"]

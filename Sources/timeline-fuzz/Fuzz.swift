@@ -57,55 +57,56 @@ enum FuzzTargets {
             preconditionFailure("canonical JSON does not parse back")
         }
         precondition(again == value && again.canonicalBytes == canonical, "canonical JSON round trip")
-        if let proposal = try? EditCodec.decodeProposal(value, author: "fuzz", time: Timestamp(milliseconds: 0))
-        {
+        if let proposal = try? EditCodec.decodeProposal(value, author: "fuzz", time: Timestamp(milliseconds: 0)) {
             precondition(proposal.author == "fuzz", "a proposal cannot choose its author")
         }
     }
 }
 
 #if FUZZING
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    FuzzTargets.run(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
-}
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
-
-/// SwiftPM links an executable's `main` to `<module>_main`; under libFuzzer that entry runs libFuzzer's driver.
-@_cdecl("timeline_fuzz_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
-    var argc = argc
-    var argv = argv
-    return LLVMFuzzerRunDriver(&argc, &argv, fuzzOneInput)
-}
-#else
-/// Without libFuzzer: replays files (or every file in folders) through the same targets, for regression
-/// tests over the corpus and the inputs that once crashed.
-@main struct Replay {
-    static func main() throws {
-        var count = 0
-        for path in CommandLine.arguments.dropFirst() {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                FileHandle.standardError.write(Data("timeline-fuzz: no such file \(path)\n".utf8))
-                exit(2)
-            }
-            let files =
-                isDirectory.boolValue
-                ? try FileManager.default.contentsOfDirectory(atPath: path).sorted().map { path + "/" + $0 } : [path]
-            for file in files {
-                guard let data = FileManager.default.contents(atPath: file) else { continue }
-                FuzzTargets.run(Array(data))
-                count += 1
-            }
-        }
-        print("replayed \(count) inputs")
+    @_cdecl("LLVMFuzzerTestOneInput")
+    public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+        FuzzTargets.run(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
+        return 0
     }
-}
+
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func LLVMFuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<CInt>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+
+    /// SwiftPM links an executable's `main` to `<module>_main`; under libFuzzer that entry runs libFuzzer's driver.
+    @_cdecl("timeline_fuzz_main")
+    public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+        var argc = argc
+        var argv = argv
+        return runLibFuzzerDriver(&argc, &argv, fuzzOneInput)
+    }
+#else
+    /// Without libFuzzer: replays files (or every file in folders) through the same targets, for regression
+    /// tests over the corpus and the inputs that once crashed.
+    @main struct Replay {
+        static func main() throws {
+            var count = 0
+            for path in CommandLine.arguments.dropFirst() {
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                    FileHandle.standardError.write(Data("timeline-fuzz: no such file \(path)\n".utf8))
+                    exit(2)
+                }
+                let files =
+                    isDirectory.boolValue
+                    ? try FileManager.default.contentsOfDirectory(atPath: path).sorted().map { path + "/" + $0 }
+                    : [path]
+                for file in files {
+                    guard let data = FileManager.default.contents(atPath: file) else { continue }
+                    FuzzTargets.run(Array(data))
+                    count += 1
+                }
+            }
+            print("replayed \(count) inputs")
+        }
+    }
 #endif

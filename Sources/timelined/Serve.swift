@@ -195,7 +195,8 @@ struct Serve: AsyncParsableCommand {
         // Besides connections: the store, the listener, logs and some slack.
         if limit.rlim_cur < rlim_t(connections + 64) {
             Logger(label: "timelined").warning(
-                "open-file limit \(limit.rlim_cur) is below --max-connections \(connections) plus 64; connections past it will fail (raise ulimit -n)")
+                "open-file limit \(limit.rlim_cur) is below --max-connections \(connections) plus 64; connections past it will fail (raise ulimit -n)"
+            )
         }
     }
 

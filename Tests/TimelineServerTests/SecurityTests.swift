@@ -20,7 +20,9 @@ import TimelineTLS
     @Test func everyVerbAgainstEveryRoleIncludingRevokedAndNoToken() async throws {
         let server = try ServerProcess()
         var tokens: [String: String] = ["admin": server.adminToken]
-        for role in ["reader", "annotator", "editor", "replicator"] { tokens[role] = try server.addToken(role, role: role) }
+        for role in ["reader", "annotator", "editor", "replicator"] {
+            tokens[role] = try server.addToken(role, role: role)
+        }
         tokens["revoked"] = try server.addToken("gone", role: "admin")
         #expect(try server.tool(["token", "revoke", "gone"]).0 == 0)
         let add = #"{"op":"annotation.add","event":"\#(event)","text":"matrix"}"#
@@ -43,8 +45,10 @@ import TimelineTLS
             ),
             (
                 "PROPOSE \(addFor)",
-                ["NO AUTH_REQUIRED", "NO AUTH_REQUIRED", "NO FORBIDDEN", "BAD BAD_FIELD", "BAD BAD_FIELD", "OK",
-                 "BAD BAD_FIELD"]
+                [
+                    "NO AUTH_REQUIRED", "NO AUTH_REQUIRED", "NO FORBIDDEN", "BAD BAD_FIELD", "BAD BAD_FIELD", "OK",
+                    "BAD BAD_FIELD",
+                ]
             ),
             (
                 "PROPOSE \(tag)",
@@ -132,7 +136,8 @@ import TimelineTLS
         let ed = try await server.connect(token: try server.addToken("ed", role: "editor"))
         let made = try await ana.request(#"a1 PROPOSE {"op":"annotation.add","event":"\#(event)","text":"ana's"}"#)
         let id = try #require(made.last?.split(separator: "\"").drop { $0 != "annotation" }.dropFirst(2).first)
-        let update = #"{"op":"annotation.update","event":"\#(event)","annotation":"\#(id)","base":2,"set":{"text":"x"}}"#
+        let update =
+            #"{"op":"annotation.update","event":"\#(event)","annotation":"\#(id)","base":2,"set":{"text":"x"}}"#
         let retract = #"{"op":"annotation.retract","event":"\#(event)","annotation":"\#(id)"}"#
         #expect(
             try await bob.request("b1 PROPOSE \(update)").last
@@ -157,30 +162,50 @@ import TimelineTLS
             (Array("x5 PULL 100000\n".utf8), "x5 NO RESYNC"),
             (Array("x6 GET \(event) AT 999999\n".utf8), "x6 BAD BAD_VERSION"),
             (Array("x7 GET \(event) AT -5\n".utf8), "x7 BAD BAD_ARGUMENT"),
-            (Array("x8 PROPOSE \(String(repeating: "[", count: 100))\(String(repeating: "]", count: 100))\n".utf8),
-             "x8 BAD BAD_JSON"),
+            (
+                Array("x8 PROPOSE \(String(repeating: "[", count: 100))\(String(repeating: "]", count: 100))\n".utf8),
+                "x8 BAD BAD_JSON"
+            ),
             (Array("x9 GET \(unknownID)\n".utf8), "x9 NO NOT_FOUND"),
-            (Array(#"x10 PROPOSE {"op":"annotation.add","event":"\#(unknownID)","text":"x"}"#.utf8) + [10],
-             "x10 NO NOT_FOUND"),
+            (
+                Array(#"x10 PROPOSE {"op":"annotation.add","event":"\#(unknownID)","text":"x"}"#.utf8) + [10],
+                "x10 NO NOT_FOUND"
+            ),
             (Array("x11 PING ".utf8) + [0xFF, 0xFE, 10], "x11 BAD BAD_UTF8"),
             (Array("x12 PI".utf8) + [0] + Array("NG\n".utf8), "x12 BAD BAD_SYNTAX"),
             ([1, 2] + Array("garbage\n".utf8), "* BAD BAD_SYNTAX"),
             (Array("x13\n".utf8), "x13 BAD BAD_SYNTAX"),
             (Array("x14 BATCH abc\n".utf8), "x14 BAD BAD_ARGUMENT"),
             (Array("x15 BATCH 0\n".utf8), "x15 BAD BAD_ARGUMENT"),
-            (Array(#"x16 PROPOSE {"op":"annotation.add","event":"\#(event)","text":"x","tags":[1.5]}"#.utf8) + [10],
-             "x16 BAD BAD_JSON"),
-            (Array(#"x17 PROPOSE {"op":"annotation.add","event":"\#(event)","text":"x","text":"y"}"#.utf8) + [10],
-             "x17 BAD BAD_JSON"),
+            (
+                Array(#"x16 PROPOSE {"op":"annotation.add","event":"\#(event)","text":"x","tags":[1.5]}"#.utf8) + [10],
+                "x16 BAD BAD_JSON"
+            ),
+            (
+                Array(#"x17 PROPOSE {"op":"annotation.add","event":"\#(event)","text":"x","text":"y"}"#.utf8) + [10],
+                "x17 BAD BAD_JSON"
+            ),
             (Array("x18 PROPOSE \(String(repeating: "A", count: 5_000))\n".utf8), "x18 BAD LINE_TOO_LONG"),
-            (Array(#"x19 PROPOSE {"op":"event.update","event":"\#(event)","base":-1,"set":{"title":"t"}}"#.utf8) + [10],
-             "x19 BAD BAD_FIELD"),
-            (Array(#"x20 PROPOSE {"op":"event.update","event":"\#(event)","base":99999999,"set":{"title":"t"}}"#.utf8) + [10],
-             "x20 NO BAD_BASE"),
-            (Array(#"x21 PROPOSE {"op":"annotation.add","event":"\#(event)","text":"\u0000"}"#.utf8) + [10],
-             "x21 BAD BAD_FIELD"),
-            (Array(#"x22 PROPOSE {"op":"annotation.add","event":"\#(event)","text":"ok"} trailing"#.utf8) + [10],
-             "x22 BAD BAD_JSON"),
+            (
+                Array(#"x19 PROPOSE {"op":"event.update","event":"\#(event)","base":-1,"set":{"title":"t"}}"#.utf8) + [
+                    10
+                ],
+                "x19 BAD BAD_FIELD"
+            ),
+            (
+                Array(
+                    #"x20 PROPOSE {"op":"event.update","event":"\#(event)","base":99999999,"set":{"title":"t"}}"#.utf8)
+                    + [10],
+                "x20 NO BAD_BASE"
+            ),
+            (
+                Array(#"x21 PROPOSE {"op":"annotation.add","event":"\#(event)","text":"\u0000"}"#.utf8) + [10],
+                "x21 BAD BAD_FIELD"
+            ),
+            (
+                Array(#"x22 PROPOSE {"op":"annotation.add","event":"\#(event)","text":"ok"} trailing"#.utf8) + [10],
+                "x22 BAD BAD_JSON"
+            ),
             (Array("x23 WATCH -1\n".utf8), "x23 BAD BAD_ARGUMENT"),
             (Array(#"x24 LOG {"limit":-1}"#.utf8) + [10], "x24 BAD BAD_ARGUMENT"),
             (Array(#"x25 PROPOSE {"op":"event.explode","event":"\#(event)"}"#.utf8) + [10], "x25 BAD UNKNOWN_OP"),
@@ -240,7 +265,10 @@ import TimelineTLS
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         let (status, out, err) = try ServerProcess.run(
-            [root.appendingPathComponent("Tests/FuzzInputs").path, root.appendingPathComponent("Protocol/transcripts").path],
+            [
+                root.appendingPathComponent("Tests/FuzzInputs").path,
+                root.appendingPathComponent("Protocol/transcripts").path,
+            ],
             executable: ServerProcess.sibling("timeline-fuzz"))
         #expect(status == 0, "\(err)")
         #expect(out.hasPrefix("replayed "), "\(out)")
@@ -261,7 +289,8 @@ import TimelineTLS
         let ciphers = out.split(separator: "\n").filter { $0.hasPrefix("Accepted") || $0.hasPrefix("Preferred") }
         #expect(ciphers.count >= 4)
         for line in ciphers {
-            #expect(line.contains("GCM") || line.contains("CHACHA20-POLY1305") || line.contains("CHACHA20_POLY1305"),
+            #expect(
+                line.contains("GCM") || line.contains("CHACHA20-POLY1305") || line.contains("CHACHA20_POLY1305"),
                 "not AEAD: \(line)")
         }
         // sslscan's OpenSSL has no compression to offer, so ask openssl directly.
@@ -322,14 +351,17 @@ import TimelineTLS
         }
         #expect(try await attempt(cert: "good") == nil, "a certificate from the configured CA for this host")
         let expired = try await attempt(cert: "expired")
-        #expect(expired?.code == "CERT_REJECTED" && expired?.message.contains("certificate has expired") == true,
+        #expect(
+            expired?.code == "CERT_REJECTED" && expired?.message.contains("certificate has expired") == true,
             "\(String(describing: expired))")
         let wrongHost = try await attempt(cert: "wronghost")
-        #expect(wrongHost?.code == "CERT_REJECTED" && wrongHost?.message.contains("mismatch") == true,
+        #expect(
+            wrongHost?.code == "CERT_REJECTED" && wrongHost?.message.contains("mismatch") == true,
             "\(String(describing: wrongHost))")
         // The server's own self-signed certificate, neither pinned nor from the CA.
         let selfSigned = try await attempt(cert: nil)
-        #expect(selfSigned?.code == "CERT_REJECTED" && selfSigned?.message.contains("self-signed") == true,
+        #expect(
+            selfSigned?.code == "CERT_REJECTED" && selfSigned?.message.contains("self-signed") == true,
             "\(String(describing: selfSigned))")
     }
 }
