@@ -148,13 +148,17 @@ def check_log(server, writers, allow_unanswered_in_log=True):
 # ---------------------------------------------------------------- scenarios
 
 
-def scenario_crash(bin_dir, work, rounds):
-    data = os.path.join(work, "crash")
-    server = Server(os.path.join(bin_dir, "timelined"), data).start()
+def start_for_writers(bin_dir, work, name):
+    """A fresh server with the sample timeline; returns (server, its event IDs, an annotator token)."""
+    server = Server(os.path.join(bin_dir, "timelined"), os.path.join(work, name)).start()
     conn = Conn(server.port, server.fingerprint).auth(server.admin_token)
     events = sample_events(conn)
     conn.close()
-    token = server.add_token("writer", "annotator")
+    return server, events, server.add_token("writer", "annotator")
+
+
+def scenario_crash(bin_dir, work, rounds):
+    server, events, token = start_for_writers(bin_dir, work, "crash")
     writers_all = []
     total_acked = 0
     kills_mid_batch = 0
@@ -188,12 +192,7 @@ def scenario_crash(bin_dir, work, rounds):
 
 
 def scenario_sigterm(bin_dir, work, rounds):
-    data = os.path.join(work, "sigterm")
-    server = Server(os.path.join(bin_dir, "timelined"), data).start()
-    conn = Conn(server.port, server.fingerprint).auth(server.admin_token)
-    events = sample_events(conn)
-    conn.close()
-    token = server.add_token("writer", "annotator")
+    server, events, token = start_for_writers(bin_dir, work, "sigterm")
     writers_all = []
     refused = answered = unanswered = 0
     for r in range(1, rounds + 1):
