@@ -112,6 +112,9 @@ enum WholeBench {
         if only == nil || only == "B2" {
             figures += try await concurrentProposals(work: work, server: server, events: events, quick: quick)
         }
+        if only == nil || only == "B4" {
+            figures += try await sizeScaling(bin: bin, work: work, quick: quick)
+        }
         if only == nil || only == "B5" {
             figures += try await watchFanOut(server: server, admin: admin, events: events, quick: quick)
         }
@@ -279,6 +282,94 @@ enum WholeBench {
             }
         }
         return (tps, percentile(latencies, 0.5), percentile(latencies, 0.99))
+    }
+
+    // MARK: B4
+
+    /// Start-up time, RSS and read latency of a server holding N events with N annotations, at a large N next to
+    /// a small one. Stores are made with `timelined import` (offline, the same append path) to keep this short.
+    static func sizeScaling(bin: String, work: String, quick: Bool) async throws -> [Figure] {
+        let timelined = bin + "/timelined"
+        let sizes = quick ? [1_000, 20_000] : [10_000, 1_000_000]
+        let samples = quick ? 200 : 1_000
+        var measured: [(startup: Double, rss: Double, db: Double, get: Double, log: Double)] = []
+        for n in sizes {
+            let dir = work + "/b4-\(n)"
+            let file = work + "/b4-\(n).jsonl"
+            FileManager.default.createFile(atPath: file, contents: nil)
+            let out = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+            func id(_ i: Int) -> String { "01B4" + String(repeating: "0", count: 22 - String(i).count) + String(i) }
+            var chunk = ""
+            for i in 0..<(2 * n) {
+                if i < n {
+                    chunk += #"{"op":"event.create","event":"\#(id(i))","date":"\#(2000 + i % 25)-\#(i % 12 + 1)-1","#
+                    chunk += #""title":"event \#(i)","tags":["t\#(i % 100)"]}"# + "\n"
+                } else {
+                    chunk += #"{"op":"annotation.add","event":"\#(id(i - n))","text":"note \#(i)"}"# + "\n"
+                }
+                if chunk.utf8.count > 1 << 20 {
+                    out.write(Data(chunk.utf8))
+                    chunk = ""
+                }
+            }
+            out.write(Data(chunk.utf8))
+            try out.close()
+            try run([timelined, "import", file, "--data", dir, "--format", "jsonl"])
+            try? FileManager.default.removeItem(atPath: file)
+            let token = try run([timelined, "token", "add", "bench", "--role", "admin", "--data", dir]).1
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let start = now()
+            let server = try Server(binary: timelined, data: dir)
+            let startup = now() - start
+            defer { server.stop() }
+            let conn = try await server.connect(token)
+            var gets: [Double] = []
+            for _ in 0..<samples {
+                let t0 = now()
+                let c = try await conn.send("GET \(id(Int.random(in: 0..<n)))")
+                guard c.status == .ok else { throw Failure("GET: \(c.message)") }
+                gets.append((now() - t0) * 1000)
+            }
+            var logs: [Double] = []
+            for _ in 0..<(samples / 10) {
+                let t0 = now()
+                let c = try await conn.send(#"LOG {"tag":"t\#(Int.random(in: 0..<100))","limit":100}"#)
+                guard c.status == .ok else { throw Failure("LOG: \(c.message)") }
+                logs.append((now() - t0) * 1000)
+            }
+            await conn.close()
+            let rss = residentMiB(of: server.process.processIdentifier)
+            let attributes = try FileManager.default.attributesOfItem(atPath: dir + "/timeline.sqlite")
+            let db = Double((attributes[.size] as? Int) ?? 0) / 1_048_576
+            measured.append((startup, rss, db, percentile(gets, 0.99), percentile(logs, 0.99)))
+        }
+        let (small, large) = (measured[0], measured[1])
+        let (n0, n1) = (sizes[0], sizes[1])
+        return [
+            Figure(
+                name: "B4 start-up, \(n1) events + \(n1) annotations", value: large.startup, unit: "s",
+                reference: "the target, 2 s (\(n0) events: \(String(format: "%.2f", small.startup)) s)",
+                referenceValue: 2, target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true),
+            Figure(
+                name: "B4 server RSS at \(n1) events", value: large.rss, unit: "MiB",
+                reference: "2 x the database file (\(String(format: "%.0f", large.db)) MiB)",
+                referenceValue: 2 * large.db, target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true),
+            Figure(
+                name: "B4 GET p99 at \(n1) events", value: large.get, unit: "ms",
+                reference: "the target, 2 ms (\(n0) events: \(String(format: "%.2f", small.get)) ms)",
+                referenceValue: 2, target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true),
+            Figure(
+                name: "B4 LOG --tag p99 at \(n1) events", value: large.log, unit: "ms",
+                reference: "the same at \(n0) events", referenceValue: small.log, target: "-", targetRatio: 0),
+        ]
+    }
+
+    static func residentMiB(of pid: Int32) -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kib = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kib / 1024
     }
 
     // MARK: B5
