@@ -30,7 +30,8 @@ enum WholeBench {
     /// Runs a command; returns (status, stdout, seconds, peak RSS in MiB when measured by /usr/bin/time).
     @discardableResult
     static func run(
-        _ command: [String], stdin: String? = nil, user: String? = nil, check: Bool = true, capture: Bool = true
+        _ command: [String], stdin: String? = nil, user: String? = nil, check: Bool = true, capture: Bool = true,
+        clearSignalMask: Bool = false
     ) throws -> (
         Int32, String, Double, Double
     ) {
@@ -38,9 +39,12 @@ enum WholeBench {
         defer { try? FileManager.default.removeItem(atPath: rssFile) }
         var argv = ["/usr/bin/time", "-f", "%M", "-o", rssFile] + command
         // Children inherit this process's blocked signals (Swift's threads block them); pgbench's -T timer
-        // needs SIGALRM, so the mask is cleared just before exec.
-        argv =
-            ["/usr/bin/perl", "-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die"] + argv
+        // needs SIGALRM, so for it the mask is cleared just before exec (the others are timed without perl).
+        if clearSignalMask {
+            argv =
+                ["/usr/bin/perl", "-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV or die"]
+                + argv
+        }
         if let user { argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: argv[0])
@@ -215,7 +219,7 @@ enum WholeBench {
         for c in connections { await c.close() }
         let all = latencies.all
         let ours = Double(all.count) / elapsed
-        let (pgTPS, pgP50, pgP99) = try pgbench(work: work, clients: clients, seconds: Int(duration))
+        let (pgTPS, pgP50, pgP99) = try pgbench(clients: clients, seconds: Int(duration))
         return [
             Figure(
                 name: "B2 64 connections PROPOSE, durable", value: ours, unit: "edits/s",
@@ -233,7 +237,7 @@ enum WholeBench {
 
     /// Starts PostgreSQL 15 on a private socket folder and port as the `postgres` user (initdb refuses root),
     /// runs pgbench, stops it. Returns (tps, p50 ms, p99 ms) from pgbench's per-transaction log.
-    static func pgbench(work: String, clients: Int, seconds: Int) throws -> (Double, Double, Double) {
+    static func pgbench(clients: Int, seconds: Int) throws -> (Double, Double, Double) {
         let pgbin = "/usr/lib/postgresql/15/bin"
         // Its own folder, owned by the postgres user (the work folder may not be reachable for it).
         let dir = NSTemporaryDirectory() + "timeline-bench-pg-\(UUID().uuidString)"
@@ -269,7 +273,7 @@ enum WholeBench {
             [
                 pgbin + "/pgbench", "-n", "-h", dir, "-p", port, "-U", "bench", "-c", "\(clients)", "-j", "2", "-T",
                 "\(seconds)", "-f", script, "--log", "--log-prefix=\(dir)/pgbench", "postgres",
-            ], user: user)
+            ], user: user, clearSignalMask: true)
         guard let tpsLine = out.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
             let tps = Double(tpsLine.split(separator: " ")[2])
         else { throw Failure("pgbench printed no tps: \(out)") }
