@@ -36,6 +36,8 @@ let package = Package(
             dependencies: [
                 "TimelineCore", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                // Locks that ThreadSanitizer sees (a pthread mutex); Synchronization.Mutex is invisible to it on Linux.
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // Line framing, requests and replies; of NIO only NIOCore, so that it runs in an EmbeddedChannel.
@@ -51,6 +53,7 @@ let package = Package(
                 "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS", "TimelineClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -83,6 +86,7 @@ let package = Package(
             dependencies: [
                 "TimelineCore", "TimelineStore", "TimelineClient", "TimelineTLS",
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // Fuzz targets: built by Scripts/fuzz.sh with -sanitize=fuzzer, otherwise a replayer of saved inputs.

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Synchronization
 import TimelineCore
 
@@ -6,23 +7,23 @@ import TimelineCore
 final class Broadcaster: Sendable {
     typealias Watcher = @Sendable ([Edit]) -> Void
 
-    private let watchers = Mutex<[UInt64: Watcher]>([:])
+    private let watchers = NIOLockedValueBox<[UInt64: Watcher]>([:])
     private let nextID = Atomic<UInt64>(1)
 
     func add(_ watcher: @escaping Watcher) -> UInt64 {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-        watchers.withLock { $0[id] = watcher }
+        watchers.withLockedValue { $0[id] = watcher }
         return id
     }
 
     func remove(_ id: UInt64) {
-        _ = watchers.withLock { $0.removeValue(forKey: id) }
+        _ = watchers.withLockedValue { $0.removeValue(forKey: id) }
     }
 
-    var count: Int { watchers.withLock { $0.count } }
+    var count: Int { watchers.withLockedValue { $0.count } }
 
     func publish(_ edits: [Edit]) {
-        let current = watchers.withLock { Array($0.values) }
+        let current = watchers.withLockedValue { Array($0.values) }
         for watcher in current { watcher(edits) }
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import TimelineCore
 import TimelineStore
@@ -86,7 +87,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         peer = context.channel.remoteAddress?.ipAddress ?? "unknown"
         logger[metadataKey: "peer"] = "\(peer)"
         let count = core.connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
-        core.channels.withLock { $0[ObjectIdentifier(context.channel)] = context.channel }
+        core.channels.withLockedValue { $0[ObjectIdentifier(context.channel)] = context.channel }
         if count > core.limits.maxConnections {
             logger.warning("connection refused: too many connections", metadata: ["connections": "\(count)"])
             send(
@@ -132,7 +133,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         watch = nil
         if counted {
             core.connectionCount.wrappingSubtract(1, ordering: .relaxed)
-            core.channels.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(context.channel)) }
+            core.channels.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(context.channel)) }
         }
         logger.debug("connection closed")
         context.fireChannelInactive()

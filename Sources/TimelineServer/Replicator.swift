@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 import TimelineClient
@@ -42,11 +43,11 @@ public final class Replicator: Sendable {
     let outbox: Outbox
     let statusPath: String
     let logger: Logger
-    private let status = Mutex(Status())
-    private let writer = Mutex<TimelineConnection?>(nil)
+    private let status = NIOLockedValueBox(Status())
+    private let writer = NIOLockedValueBox<TimelineConnection?>(nil)
     /// The connection streaming WATCH, closed by `stop()` to end the stream.
-    private let follower = Mutex<TimelineConnection?>(nil)
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let follower = NIOLockedValueBox<TimelineConnection?>(nil)
+    private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     public init(upstream: Upstream, store: any TimelineStore, outbox: Outbox, statusPath: String, logger: Logger) {
         self.upstream = upstream
@@ -72,18 +73,18 @@ public final class Replicator: Sendable {
 
     public func start() {
         let t = Task { await self.run() }
-        task.withLock { $0 = t }
+        task.withLockedValue { $0 = t }
     }
 
     public func stop() async {
-        let t = task.withLock { $0 }
+        let t = task.withLockedValue { $0 }
         t?.cancel()
-        let f = follower.withLock { c -> TimelineConnection? in
+        let f = follower.withLockedValue { c -> TimelineConnection? in
             defer { c = nil }
             return c
         }
         await f?.close()
-        let w = writer.withLock { c -> TimelineConnection? in
+        let w = writer.withLockedValue { c -> TimelineConnection? in
             defer { c = nil }
             return c
         }
@@ -93,7 +94,7 @@ public final class Replicator: Sendable {
 
     /// What the greeting, CAPS and `timelined status` say about the link.
     public func describe(localVersion: Int64) -> JSON {
-        let s = status.withLock { $0 }
+        let s = status.withLockedValue { $0 }
         return .object([
             "upstream": .string("\(upstream.config.host):\(upstream.config.port)"), "office": .string(upstream.office),
             "state": .string(s.state.rawValue), "last_contact": s.lastContact.map { .string($0.rfc3339) } ?? .null,
@@ -102,10 +103,10 @@ public final class Replicator: Sendable {
         ])
     }
 
-    public var state: State { status.withLock { $0.state } }
+    public var state: State { status.withLockedValue { $0.state } }
 
     private func update(_ change: (inout Status) -> Void) {
-        let snapshot = status.withLock { s -> Status? in
+        let snapshot = status.withLockedValue { s -> Status? in
             let before = (s.state, s.message)
             change(&s)
             // A small file for `timelined status --data DIR` (another process): rewritten when the state changes,
@@ -148,7 +149,7 @@ public final class Replicator: Sendable {
             } catch {
                 if Task.isCancelled { return }
                 let message = (error as? ClientError)?.description ?? "\(error)"
-                if status.withLock({ $0.state }) != .disconnected {
+                if status.withLockedValue({ $0.state }) != .disconnected {
                     logger.warning("upstream unreachable; serving the local copy", metadata: ["error": "\(message)"])
                 }
                 update {
@@ -163,7 +164,7 @@ public final class Replicator: Sendable {
 
     private func followOnce() async throws {
         let conn = try await TimelineConnection.open(upstream.config)
-        follower.withLock { $0 = conn }
+        follower.withLockedValue { $0 = conn }
         defer { Task { await conn.close() } }
         if Task.isCancelled { return }
         guard conn.dataset == store.dataset else {
@@ -225,10 +226,10 @@ public final class Replicator: Sendable {
 
     /// Edits received and not yet stored.
     final class Inbox: Sendable {
-        private let edits = Mutex<[Edit]>([])
-        func append(_ edit: Edit) { edits.withLock { $0.append(edit) } }
+        private let edits = NIOLockedValueBox<[Edit]>([])
+        func append(_ edit: Edit) { edits.withLockedValue { $0.append(edit) } }
         func takeAll() -> [Edit] {
-            edits.withLock { e in
+            edits.withLockedValue { e in
                 defer { e.removeAll(keepingCapacity: true) }
                 return e
             }
@@ -258,14 +259,14 @@ public final class Replicator: Sendable {
 
     /// A connection for forwarding (the following connection is busy with WATCH).
     private func writerConnection() async throws -> TimelineConnection {
-        if let existing = writer.withLock({ $0 }) { return existing }
+        if let existing = writer.withLockedValue({ $0 }) { return existing }
         let conn = try await TimelineConnection.open(upstream.config)
-        writer.withLock { $0 = conn }
+        writer.withLockedValue { $0 = conn }
         return conn
     }
 
     private func dropWriter() {
-        writer.withLock { $0 = nil }
+        writer.withLockedValue { $0 = nil }
     }
 
     public enum Forwarded: Sendable {
@@ -345,13 +346,13 @@ final class VersionWaiters: Sendable {
         var continuation: CheckedContinuation<Void, Never>
     }
 
-    private let list = Mutex<[Waiter]>([])
+    private let list = NIOLockedValueBox<[Waiter]>([])
     private let ids = Atomic<UInt64>(0)
 
     func nextID() -> UInt64 { ids.wrappingAdd(1, ordering: .relaxed).newValue }
 
     func add(id: UInt64, version: Int64, _ continuation: CheckedContinuation<Void, Never>) {
-        list.withLock { $0.append(Waiter(id: id, version: version, continuation: continuation)) }
+        list.withLockedValue { $0.append(Waiter(id: id, version: version, continuation: continuation)) }
     }
 
     func release(upTo version: Int64) { release { $0.version <= version } }
@@ -359,7 +360,7 @@ final class VersionWaiters: Sendable {
     func release(id: UInt64) { release { $0.id == id } }
 
     private func release(where due: (Waiter) -> Bool) {
-        let ready = list.withLock { waiting -> [Waiter] in
+        let ready = list.withLockedValue { waiting -> [Waiter] in
             let found = waiting.filter(due)
             waiting.removeAll(where: due)
             return found

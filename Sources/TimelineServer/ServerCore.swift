@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 import TimelineClient
@@ -17,9 +18,9 @@ final class ServerCore: Sendable {
     let broadcaster = Broadcaster()
     let connectionCount = Atomic<Int>(0)
     let shuttingDown = Atomic<Bool>(false)
-    let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
     /// Failed AUTH attempts per peer address, to slow down guessing.
-    let authFailures = Mutex<[String: (count: Int, last: NIODeadline)]>([:])
+    let authFailures = NIOLockedValueBox<[String: (count: Int, last: NIODeadline)]>([:])
     /// Set on an office replica: reads are local, edits go upstream.
     let replicator: Replicator?
     static let serverName = "timelined/0.1.0"
@@ -64,7 +65,7 @@ final class ServerCore: Sendable {
 
     /// How long to hold a failed AUTH's answer: doubling per recent failure from this address, capped.
     func authDelay(for address: String) -> TimeAmount {
-        authFailures.withLock { table in
+        authFailures.withLockedValue { table in
             guard let entry = table[address] else { return .zero }
             if NIODeadline.now() - entry.last > .seconds(300) {
                 table[address] = nil
@@ -75,7 +76,7 @@ final class ServerCore: Sendable {
     }
 
     func recordAuth(success: Bool, address: String) {
-        authFailures.withLock { table in
+        authFailures.withLockedValue { table in
             if success {
                 table[address] = nil
             } else {

@@ -1,7 +1,7 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import Synchronization
 import TimelineCore
 import TimelineStore
 import TimelineTLS
@@ -15,7 +15,7 @@ public final class TimelineServer: Sendable {
     let configuration: ServerConfiguration
     let tls: TLSContext
     let group: MultiThreadedEventLoopGroup
-    private let serverChannel = Mutex<(any Channel)?>(nil)
+    private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
 
     public init(
         store: any TimelineStore, tokens: TokenStore, configuration: ServerConfiguration,
@@ -55,7 +55,7 @@ public final class TimelineServer: Sendable {
                 }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
-        serverChannel.withLock { $0 = channel }
+        serverChannel.withLockedValue { $0 = channel }
         core.replicator?.start()
         guard let address = channel.localAddress else {
             throw TimelineError(.storeFailed, "the listening socket has no address")
@@ -70,19 +70,19 @@ public final class TimelineServer: Sendable {
     /// Graceful shutdown; connections still open after `grace` are closed.
     public func shutdown(grace: TimeAmount = .seconds(10)) async {
         core.shuttingDown.store(true, ordering: .relaxed)
-        let listening = serverChannel.withLock { channel -> (any Channel)? in
+        let listening = serverChannel.withLockedValue { channel -> (any Channel)? in
             defer { channel = nil }
             return channel
         }
         try? await listening?.close()
         await core.replicator?.stop()
-        let open = core.channels.withLock { Array($0.values) }
+        let open = core.channels.withLockedValue { Array($0.values) }
         for channel in open { channel.pipeline.fireUserInboundEventTriggered(ShutdownRequested()) }
         let deadline = NIODeadline.now() + grace
         while core.connectionCount.load(ordering: .relaxed) > 0, NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
-        for channel in core.channels.withLock({ Array($0.values) }) { try? await channel.close() }
+        for channel in core.channels.withLockedValue({ Array($0.values) }) { try? await channel.close() }
         try? await group.shutdownGracefully()
         core.logger.info("stopped")
     }

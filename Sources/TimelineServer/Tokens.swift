@@ -1,6 +1,6 @@
 import COpenSSL
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import TimelineCore
 import TimelineStore
 
@@ -21,11 +21,11 @@ public final class TokenStore: Sendable {
     }
 
     public let path: String
-    private let cache: Mutex<(modified: Date?, entries: [Entry])>
+    private let cache: NIOLockedValueBox<(modified: Date?, entries: [Entry])>
 
     public init(path: String) {
         self.path = path
-        cache = Mutex((nil, []))
+        cache = NIOLockedValueBox((nil, []))
     }
 
     /// Names may be used as authors: 1 to 64 letters, digits, `.`, `-`, `_`, `@`.
@@ -39,11 +39,11 @@ public final class TokenStore: Sendable {
 
     public func entries() throws -> [Entry] {
         let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
-        if let cached = cache.withLock({ $0.modified != nil && $0.modified == modified ? $0.entries : nil }) {
+        if let cached = cache.withLockedValue({ $0.modified != nil && $0.modified == modified ? $0.entries : nil }) {
             return cached
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            cache.withLock { $0 = (nil, []) }
+            cache.withLockedValue { $0 = (nil, []) }
             return []
         }
         let json = try JSON(parsingBytes: Array(data))
@@ -58,7 +58,7 @@ public final class TokenStore: Sendable {
                     name: name, role: role, hash: hash, created: created,
                     revoked: item["revoked"]?.stringValue.flatMap(Timestamp.init(rfc3339:))))
         }
-        cache.withLock { $0 = (modified, out) }
+        cache.withLockedValue { $0 = (modified, out) }
         return out
     }
 
@@ -125,6 +125,6 @@ public final class TokenStore: Sendable {
                 atPath: temp, contents: Data(json.canonicalBytes + [0x0A]), attributes: [.posixPermissions: 0o600])
         else { throw TimelineError(.storeFailed, "could not write the token file") }
         guard rename(temp, path) == 0 else { throw TimelineError(.storeFailed, "could not replace the token file") }
-        cache.withLock { $0 = (nil, []) }
+        cache.withLockedValue { $0 = (nil, []) }
     }
 }

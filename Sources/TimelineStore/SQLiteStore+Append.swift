@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 import TimelineCore
 
 /// Group commit: appends that arrive while the writer is busy wait together and go into the next
@@ -33,7 +33,7 @@ final class GroupCommitter: Sendable {
         var observers: [@Sendable ([Edit]) -> Void] = []
     }
 
-    let state: Mutex<State>
+    let state: NIOLockedValueBox<State>
     let pool: DatabasePool
     let maxEdits: Int
     let queue = DispatchQueue(label: "timeline.store.writer")
@@ -41,19 +41,19 @@ final class GroupCommitter: Sendable {
     init(pool: DatabasePool, head: ChainHead, maxEdits: Int) {
         self.pool = pool
         self.maxEdits = maxEdits
-        state = Mutex(State(head: head))
+        state = NIOLockedValueBox(State(head: head))
     }
 
     func addObserver(_ observer: @escaping @Sendable ([Edit]) -> Void) {
-        state.withLock { $0.observers.append(observer) }
+        state.withLockedValue { $0.observers.append(observer) }
     }
 
     /// The last durable version and hash.
-    var head: ChainHead { state.withLock { $0.head } }
+    var head: ChainHead { state.withLockedValue { $0.head } }
 
     func submit(_ unit: Unit) async throws -> [Edit] {
         try await withCheckedThrowingContinuation { continuation in
-            let start = state.withLock { s in
+            let start = state.withLockedValue { s in
                 s.pending.append(Request(unit: unit, continuation: continuation))
                 if s.running { return false }
                 s.running = true
@@ -65,7 +65,7 @@ final class GroupCommitter: Sendable {
 
     private func drain() {
         while true {
-            let (group, head) = state.withLock { s -> ([Request], ChainHead) in
+            let (group, head) = state.withLockedValue { s -> ([Request], ChainHead) in
                 var n = 0
                 var edits = 0
                 // Always take one request, however large; then others while they fit the commit's budget.
@@ -80,7 +80,7 @@ final class GroupCommitter: Sendable {
             }
             if group.isEmpty { return }
             let (results, newHead) = commit(group, head: head)
-            let observers = state.withLock { s in
+            let observers = state.withLockedValue { s in
                 s.head = newHead
                 return s.observers
             }

@@ -1,7 +1,6 @@
 import Dispatch
 import Foundation
 import GRDB
-import Synchronization
 import TimelineCore
 
 /// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, one writer thread doing group

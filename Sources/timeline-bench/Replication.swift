@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import TimelineClient
 import TimelineCore
 import TimelineTLS
@@ -71,10 +71,10 @@ enum ReplicationBench {
 
     /// Times by version, shared with the tasks that record them.
     final class Times: Sendable {
-        private let table = Mutex<[Int64: Double]>([:])
-        func set(_ version: Int64, _ time: Double) { table.withLock { $0[version] = time } }
-        func get(_ version: Int64) -> Double? { table.withLock { $0[version] } }
-        var all: [Int64: Double] { table.withLock { $0 } }
+        private let table = NIOLockedValueBox<[Int64: Double]>([:])
+        func set(_ version: Int64, _ time: Double) { table.withLockedValue { $0[version] = time } }
+        func get(_ version: Int64) -> Double? { table.withLockedValue { $0[version] } }
+        var all: [Int64: Double] { table.withLockedValue { $0 } }
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

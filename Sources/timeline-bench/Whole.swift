@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Synchronization
 import TimelineClient
 import TimelineCore
@@ -13,13 +14,13 @@ enum WholeBench {
 
     /// Samples shared with the tasks that record them.
     final class Samples<T: Sendable>: Sendable {
-        let list = Mutex<[T]>([])
+        let list = NIOLockedValueBox<[T]>([])
         let count = Atomic<Int>(0)
         func add(_ values: [T]) {
-            list.withLock { $0 += values }
+            list.withLockedValue { $0 += values }
             count.add(values.count, ordering: .relaxed)
         }
-        var all: [T] { list.withLock { $0 } }
+        var all: [T] { list.withLockedValue { $0 } }
     }
 
     struct Failure: Error, CustomStringConvertible {
