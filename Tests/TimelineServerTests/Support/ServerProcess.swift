@@ -12,6 +12,8 @@ final class ServerProcess: @unchecked Sendable {
     /// The server's standard error (its log), kept beside the data folder.
     let logFile: URL
     private var ownsData: Bool
+    /// Set when the test itself stops the process; a process that ended otherwise died (a crash, a sanitizer).
+    private var stoppedByTest = false
 
     /// The built `timelined` beside the test bundle.
     static let binary: URL = {
@@ -122,6 +124,7 @@ final class ServerProcess: @unchecked Sendable {
 
     /// SIGKILL: no chance to flush anything that was not already durable.
     func kill9() {
+        stoppedByTest = true
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
@@ -129,6 +132,7 @@ final class ServerProcess: @unchecked Sendable {
     /// SIGTERM and wait; returns the exit status.
     @discardableResult
     func terminate() -> Int32 {
+        stoppedByTest = true
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
         return process.terminationStatus
@@ -142,6 +146,13 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     deinit {
+        if !process.isRunning && !stoppedByTest {
+            // The server died under the test (a crash or a sanitizer's report): its log is the only evidence.
+            let log = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+            let tail = log.split(separator: "\n", omittingEmptySubsequences: false).suffix(120).joined(separator: "\n")
+            FileHandle.standardError.write(
+                Data("timelined on port \(port) died (status \(process.terminationStatus)); its log:\n\(tail)\n".utf8))
+        }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
