@@ -278,7 +278,13 @@ struct StateWriter {
             }
             let p = edit.proposal
             let current = try p.event.map { try event($0) } ?? nil
-            let annotation = try p.change.annotationID.map { try self.annotation($0) } ?? nil
+            // As in admit: a new annotation's ID is checked by the primary key on insert, not by a lookup.
+            let annotation: Annotation?
+            if case .addAnnotation(let id, _, _) = p.change {
+                annotation = cache.annotations[id] ?? nil
+            } else {
+                annotation = try p.change.annotationID.map { try self.annotation($0) } ?? nil
+            }
             let applied: Applied
             do {
                 applied = try Rules.apply(p, event: current, annotation: annotation)
@@ -290,7 +296,11 @@ struct StateWriter {
                     "edit \(edit.version) says revision \(edit.revision), applying it gives \(applied.revision)")
             }
             try insertLogRow(edit, body: body)
-            try write(p, applied, previous: current, version: edit.version)
+            do {
+                try write(p, applied, previous: current, version: edit.version)
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                throw refuse("edit \(edit.version) adds annotation \(p.change.annotationID?.description ?? "?") twice")
+            }
             head = ChainHead(version: edit.version, hash: edit.hash)
         }
         return batch

@@ -307,6 +307,14 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         await #expect { try await replica.appendVerified(try await source.edits(after: 5, limit: 1)) } throws: {
             ($0 as? BatchRejection)?.error.code == .corrupt
         }
+        // A correctly chained edit that adds an annotation the replica already holds (a forged upstream).
+        let added = try await source.edits(after: after - 1, limit: 1)[0]
+        let head = try await replica.head()
+        let (again, _) = Edit.chained(
+            after: head.hash, version: after + 1, revision: added.revision + 1, proposal: added.proposal)
+        await #expect { try await replica.appendVerified([again]) } throws: {
+            ($0 as? BatchRejection)?.error.code == .corrupt
+        }
         let stranger = try backend.make(TempDir())
         await #expect { try await stranger.appendVerified(try await source.edits(after: 0, limit: 3)) } throws: {
             ($0 as? BatchRejection)?.error.code == .corrupt
