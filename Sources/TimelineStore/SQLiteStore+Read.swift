@@ -32,6 +32,26 @@ enum SQLiteReads {
         let event = try Event(json: try JSON(parsing: row["body"] as String), revision: row["revision"])
         return EventView(event: event, annotations: try annotations(db, event: event.id))
     }
+
+    /// Event rows with their annotations, read with one annotations query per 500 events instead of one each.
+    static func views(_ db: Database, rows: [Row]) throws -> [EventView] {
+        let events = try rows.map { try Event(json: try JSON(parsing: $0["body"] as String), revision: $0["revision"]) }
+        var byEvent: [String: [Annotation]] = [:]
+        var start = 0
+        while start < events.count {
+            let chunk = events[start..<min(start + 500, events.count)]
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT event, body FROM annotations WHERE event IN (\(marks)) ORDER BY event, id",
+                arguments: StatementArguments(chunk.map { $0.id.description }))
+            while let row = try rows.next() {
+                byEvent[row["event"], default: []].append(
+                    try Annotation(json: try JSON(parsing: row["body"] as String)))
+            }
+            start += chunk.count
+        }
+        return events.map { EventView(event: $0, annotations: byEvent[$0.id.description] ?? []) }
+    }
 }
 
 extension SQLiteStore {
@@ -109,10 +129,23 @@ extension SQLiteStore {
 
     static func stateHash(_ db: Database) throws -> Digest {
         let hasher = StateHasher(meta: try meta(db))
-        let rows = try Row.fetchCursor(db, sql: "SELECT revision, body FROM events ORDER BY id")
-        while let row = try rows.next() {
-            let view = try SQLiteReads.view(db, row: row)
-            hasher.add(event: view.event, annotations: view.annotations)
+        // A merge of two ordered scans (events by ID, annotations by event and ID): one pass over each table
+        // instead of one annotations query per event.
+        let events = try Row.fetchCursor(db, sql: "SELECT id, revision, body FROM events ORDER BY id")
+        let annotations = try Row.fetchCursor(db, sql: "SELECT event, body FROM annotations ORDER BY event, id")
+        var pending = try annotations.next()
+        while let row = try events.next() {
+            let id: String = row["id"]
+            let event = try Event(json: try JSON(parsing: row["body"] as String), revision: row["revision"])
+            var own: [Annotation] = []
+            while let a = pending {
+                let owner: String = a["event"]
+                if owner > id { break }
+                // An annotation whose event sorts before this one has no event row; the schema forbids it.
+                if owner == id { own.append(try Annotation(json: try JSON(parsing: a["body"] as String))) }
+                pending = try annotations.next()
+            }
+            hasher.add(event: event, annotations: own)
         }
         return hasher.finalize()
     }
@@ -146,7 +179,7 @@ extension SQLiteStore {
                 sql:
                     "SELECT revision, body FROM events \(whereSQL) ORDER BY date_start IS NULL, date_start, id LIMIT ?",
                 arguments: arguments)
-            return try rows.map { try SQLiteReads.view(db, row: $0) }
+            return try SQLiteReads.views(db, rows: rows)
         }
     }
 
