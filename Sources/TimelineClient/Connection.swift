@@ -139,10 +139,24 @@ public final class TimelineConnection: Sendable {
     public func send(
         _ verbAndArguments: String, lines: [String] = [], onData: (@Sendable (String) -> Void)? = nil
     ) async throws -> Completion {
+        try await start(verbAndArguments, lines: lines, onData: onData).completion()
+    }
+
+    /// A request already written to the server, whose completion is awaited later: requests started one after
+    /// another reach the server in that order and are answered in it (pipelining).
+    public struct Pending: Sendable {
+        let future: EventLoopFuture<Completion>
+        public func completion() async throws -> Completion { try await future.get() }
+    }
+
+    /// Writes a request (and its lines) and returns once it is on its way, without waiting for the answer.
+    public func start(
+        _ verbAndArguments: String, lines: [String] = [], onData: (@Sendable (String) -> Void)? = nil
+    ) async throws -> Pending {
         let loop = channel.eventLoop
         let router = self.router
         let channel = self.channel
-        let future: EventLoopFuture<Completion> = loop.flatSubmit {
+        let future = try await loop.submit {
             let (tag, result) = router.register(onData: onData, on: loop)
             var buffer = channel.allocator.buffer(capacity: verbAndArguments.utf8.count + 40)
             buffer.writeString("\(tag) \(verbAndArguments)\n")
@@ -152,34 +166,8 @@ public final class TimelineConnection: Sendable {
             }
             channel.writeAndFlush(buffer, promise: nil)
             return result
-        }
-        return try await future.get()
-    }
-
-    /// Sends several requests back to back without waiting (pipelining) and returns their completions in order.
-    public func sendAll(_ requests: [(request: String, lines: [String])]) async throws -> [Completion] {
-        let loop = channel.eventLoop
-        let router = self.router
-        let channel = self.channel
-        let futures: [EventLoopFuture<Completion>] = try await loop.submit {
-            var results: [EventLoopFuture<Completion>] = []
-            for (request, lines) in requests {
-                let (tag, result) = router.register(onData: nil, on: loop)
-                var buffer = channel.allocator.buffer(capacity: 256)
-                buffer.writeString("\(tag) \(request)\n")
-                for line in lines {
-                    buffer.writeString(line)
-                    buffer.writeString("\n")
-                }
-                channel.write(buffer, promise: nil)
-                results.append(result)
-            }
-            channel.flush()
-            return results
         }.get()
-        var out: [Completion] = []
-        for f in futures { out.append(try await f.get()) }
-        return out
+        return Pending(future: future)
     }
 
     /// Sends a line that is not a request (`DONE`).

@@ -123,6 +123,10 @@ public final class TimelineClient: Sendable {
         public var version: Int64
     }
 
+    /// Edits asked for per PULL: large enough that a page's round trip is small next to storing it, small
+    /// enough that two pages in memory stay a few megabytes.
+    static let pullPage = 5_000
+
     /// Pulls every edit after the replica's head, a page at a time; each page is verified against the hash
     /// chain and applied in one transaction, so an interrupted pull resumes without gaps or duplicates.
     @discardableResult
@@ -133,14 +137,23 @@ public final class TimelineClient: Sendable {
         if let connection { conn = connection } else { conn = try await connect() }
         defer { if connection == nil { Task { await conn.close() } } }
         var applied = 0
-        // The checkpoint is the replica's head; after each stored page it is that page's last version.
+        // The checkpoint is the replica's head; after each stored page it is that page's last version. The next
+        // page is asked for before the current one is stored, so the server's reading and streaming overlap
+        // this replica's writing (as the office replica's catch-up does).
         var head = try await replica.currentVersion()
+        let start = head
+        var next = Task { try await conn.expectOK("PULL \(start) \(Self.pullPage)") }
+        defer { next.cancel() }
         while true {
-            let page = try await conn.expectOK("PULL \(head) 1000")
+            let page = try await next.value
             var edits: [Edit] = []
             edits.reserveCapacity(page.data.count)
             for line in page.data {
                 if let edit = try TimelineConnection.edit(fromLine: line) { edits.append(edit) }
+            }
+            let more = page.json?["more"] == true && !edits.isEmpty
+            if more, let last = edits.last?.version {
+                next = Task { try await conn.expectOK("PULL \(last) \(Self.pullPage)") }
             }
             do {
                 try await replica.appendVerified(edits)
@@ -151,7 +164,7 @@ public final class TimelineClient: Sendable {
             applied += edits.count
             head = edits.last?.version ?? head
             progress?(head, page.json?["version"]?.intValue ?? 0)
-            if page.json?["more"] != true || edits.isEmpty { break }
+            if !more { break }
         }
         return PullReport(applied: applied, version: head)
     }
@@ -192,49 +205,67 @@ public final class TimelineClient: Sendable {
     }
 
     /// Sends proposals (one JSON object each) in BATCHes of at most the server's limit, a few in flight at a
-    /// time. Each batch is all or nothing; the first refused batch stops the run and is reported with its line
-    /// (`lineNumbers[i]` names where proposal `i` came from).
+    /// time. Each batch is all or nothing; the first refused batch stops the sending and is reported with its
+    /// line (`lineNumbers[i]` names where proposal `i` came from), together with exactly which input lines were
+    /// applied, including those of batches already sent after it.
     public func sendBatches(
         _ proposals: [String], lineNumbers: [Int], progress: (@Sendable (Int64, Int64) -> Void)? = nil
     ) async throws -> BatchReport {
         let conn = try await connect()
         defer { Task { await conn.close() } }
         let size = max(1, Int(conn.hello["limits"]?["batch_edits"]?.intValue ?? 1_000))
+        // Four batches in flight keep the server busy while the next is on its way, without buffering the file.
+        let window = 4
         var report = BatchReport()
-        var start = 0
-        while start < proposals.count {
-            // A window of four batches in flight keeps the link busy without buffering the whole file.
-            var wave: [(request: String, lines: [String])] = []
-            var starts: [Int] = []
-            var cursor = start
-            while wave.count < 4, cursor < proposals.count {
+        var inFlight: [(pending: TimelineConnection.Pending, first: Int, count: Int)] = []
+        var cursor = 0
+        var refusal: ClientError?
+        var appliedAfter: [String] = []
+        while cursor < proposals.count || !inFlight.isEmpty {
+            while refusal == nil, inFlight.count < window, cursor < proposals.count {
                 let end = min(cursor + size, proposals.count)
-                wave.append(("BATCH \(end - cursor)", Array(proposals[cursor..<end])))
-                starts.append(cursor)
+                let pending = try await conn.start("BATCH \(end - cursor)", lines: Array(proposals[cursor..<end]))
+                inFlight.append((pending, cursor, end - cursor))
                 cursor = end
             }
-            let replies = try await conn.sendAll(wave)
-            for (reply, first) in zip(replies, starts) {
-                guard reply.status == .ok, let json = reply.json else {
-                    var error = reply.error
-                    // "line 3 of 10: …" within a batch → the line of the input.
-                    if let range = error.message.range(of: #"^line [0-9]+ of [0-9]+"#, options: .regularExpression),
-                        let n = Int(error.message[range].split(separator: " ")[1]), first + n - 1 < lineNumbers.count
-                    {
-                        error.message = "line \(lineNumbers[first + n - 1])" + error.message[range.upperBound...]
-                    }
-                    error.message += " (\(report.edits) edits in \(report.batches) earlier batches were applied)"
-                    throw error
-                }
-                if report.firstVersion == 0 { report.firstVersion = json["first"]?.intValue ?? 0 }
-                report.lastVersion = json["last"]?.intValue ?? report.lastVersion
-                report.edits += Int(json["count"]?.intValue ?? 0)
-                report.batches += 1
-                progress?(Int64(report.edits), Int64(proposals.count))
+            let (pending, first, count) = inFlight.removeFirst()
+            let reply = try await pending.completion()
+            guard reply.status == .ok, let json = reply.json else {
+                if refusal == nil { refusal = Self.refusal(reply.error, first: first, lineNumbers: lineNumbers) }
+                continue
             }
-            start = cursor
+            if refusal != nil {
+                let (a, b) = (lineNumbers[first], lineNumbers[first + count - 1])
+                appliedAfter.append(a == b ? "\(a)" : "\(a)–\(b)")
+                continue
+            }
+            if report.firstVersion == 0 { report.firstVersion = json["first"]?.intValue ?? 0 }
+            report.lastVersion = json["last"]?.intValue ?? report.lastVersion
+            report.edits += Int(json["count"]?.intValue ?? 0)
+            report.batches += 1
+            progress?(Int64(report.edits), Int64(proposals.count))
+        }
+        if var refusal {
+            refusal.message += " (\(report.edits) edits in \(report.batches) earlier batches were applied"
+            if !appliedAfter.isEmpty {
+                refusal.message +=
+                    "; so were input lines \(appliedAfter.joined(separator: ", ")), sent before the refusal"
+            }
+            refusal.message += ")"
+            throw refusal
         }
         return report
+    }
+
+    /// A batch's refusal with "line 3 of 10: …" turned into the line of the input.
+    static func refusal(_ error: ClientError, first: Int, lineNumbers: [Int]) -> ClientError {
+        var error = error
+        if let range = error.message.range(of: #"^line [0-9]+ of [0-9]+"#, options: .regularExpression),
+            let n = Int(error.message[range].split(separator: " ")[1]), first + n - 1 < lineNumbers.count
+        {
+            error.message = "line \(lineNumbers[first + n - 1])" + error.message[range.upperBound...]
+        }
+        return error
     }
 
     // MARK: Conflicts
