@@ -37,15 +37,36 @@ public enum JSONLines {
         return JSON.object(EditCodec.changeFields(.setMeta(meta))).canonicalString
     }
 
-    /// Parses a whole JSONL document into proposals, with the line each came from. Any bad line refuses the whole document with its line
-    /// number and reason, so that an import is all or nothing. `trusted` keeps each line's `author` and `time`
-    /// (an administrator's offline import); otherwise every edit is stamped with `author` and `time`.
+    /// Parses a whole JSONL document into proposals, with the line each came from. Any bad line refuses the whole
+    /// document with its line number and reason, so that an import is all or nothing. `trusted` keeps each line's
+    /// `author` and `time` (an administrator's offline import); otherwise every edit is stamped with `author` and
+    /// `time`.
     public static func parse(
         _ bytes: [UInt8], author: String, time: Timestamp, trusted: Bool, limits: JSON.ParseLimits = .init()
     ) throws(TimelineError) -> (proposals: [Proposal], lines: [Int]) {
-        let lines = try TextLines.split(bytes)
         var proposals: [Proposal] = []
         var numbers: [Int] = []
+        try decode(try TextLines.split(bytes), author: author, time: time, trusted: trusted, limits: limits) {
+            proposals.append($0)
+            numbers.append($1)
+        }
+        return (proposals, numbers)
+    }
+
+    /// Checks already split lines as `parse` does, keeping only the numbers of the lines that hold edits: a bulk
+    /// sender checks everything before sending anything without holding every decoded proposal at once.
+    public static func check(
+        _ lines: [String], author: String, time: Timestamp, trusted: Bool, limits: JSON.ParseLimits = .init()
+    ) throws(TimelineError) -> [Int] {
+        var numbers: [Int] = []
+        try decode(lines, author: author, time: time, trusted: trusted, limits: limits) { numbers.append($1) }
+        return numbers
+    }
+
+    private static func decode(
+        _ lines: [String], author: String, time: Timestamp, trusted: Bool, limits: JSON.ParseLimits,
+        _ body: (Proposal, Int) -> Void
+    ) throws(TimelineError) {
         var createdEvents: [EventID: Int] = [:]
         var addedAnnotations: [AnnotationID: Int] = [:]
         for (index, line) in lines.enumerated() {
@@ -69,7 +90,8 @@ public enum JSONLines {
                     throw TimelineError(
                         .duplicateID, "line \(number): event \(id) is created again (first on line \(first))")
                 }
-            case .addAnnotation(let id, _, _):
+            case .addAnnotation(let id, _, _) where json["annotation"] != nil:
+                // Only IDs the lines name can repeat; one the decoder made up for a line without is unique.
                 if let first = addedAnnotations.updateValue(number, forKey: id) {
                     throw TimelineError(
                         .duplicateID, "line \(number): annotation \(id) is added again (first on line \(first))")
@@ -77,9 +99,7 @@ public enum JSONLines {
             default:
                 break
             }
-            proposals.append(proposal)
-            numbers.append(number)
+            body(proposal, number)
         }
-        return (proposals, numbers)
     }
 }

@@ -15,12 +15,14 @@ struct Batch: AsyncParsableCommand {
             """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "A JSONL file, or - for standard input.") var file: String
+    @Flag(help: "Do not pull into the local replica afterwards (a script that only writes saves the download).")
+    var noPull = false
 
     func run() async throws {
         let client = try global.client()
         let (sent, lines) = try Batch.checkedLines(try Batch.read(file))
         let report = try await client.sendBatches(sent, lineNumbers: lines, progress: Output.progress)
-        _ = try? await client.pull()
+        if !noPull { await Output.refreshReplica(client) }
         if global.json {
             Output.json([
                 "edits": .int(Int64(report.edits)), "batches": .int(Int64(report.batches)),
@@ -36,8 +38,8 @@ struct Batch: AsyncParsableCommand {
     /// The JSONL document's edit lines as written (the server stamps author and time), each with its line
     /// number, after every line has been checked as the server will check it: a bad line stops everything here.
     static func checkedLines(_ bytes: [UInt8]) throws -> (texts: [String], lines: [Int]) {
-        let (_, lines) = try JSONLines.parse(bytes, author: "me", time: WallClock.now(), trusted: false)
         let all = try TextLines.split(bytes)
+        let lines = try JSONLines.check(all, author: "me", time: WallClock.now(), trusted: false)
         return (lines.map { all[$0 - 1] }, lines)
     }
 

@@ -115,6 +115,12 @@ import Testing
                 + #"{"op":"event.create","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","date":"2010","title":"b"}"#, "line 4",
             .duplicateID
         ),
+        (
+            #"{"op":"annotation.add","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","annotation":"01ARZ3NDEKTSV4RRFFQ69G5FAW","text":"x"}"#
+                + "\n"
+                + #"{"op":"annotation.add","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","annotation":"01ARZ3NDEKTSV4RRFFQ69G5FAW","text":"y"}"#,
+            "line 2", .duplicateID
+        ),
         (#"{"op":"event.create","date":"2009","title":"a","colour":"red"}"#, "line 1", .badField),
         (#"{"op":"event.update","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","base":1}"#, "line 1", .badField),
         (#"{"op":"annotation.add","event":"nope","text":"x"}"#, "line 1", .badField),
@@ -134,6 +140,14 @@ import Testing
         } throws: { error in
             guard let e = error as? TimelineError else { return false }
             return e.code == code && e.message.hasPrefix(line + ":")
+        }
+    }
+
+    @Test func checkingKeepsOnlyTheNumbersOfLinesThatHoldEdits() throws {
+        let add = #"{"op":"annotation.add","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","text":"x"}"#
+        #expect(try JSONLines.check(["", add, "  ", add, add], author: "a", time: t, trusted: false) == [2, 4, 5])
+        #expect(throws: TimelineError.self) {
+            try JSONLines.check([add, "{"], author: "a", time: t, trusted: false)
         }
     }
 
