@@ -38,7 +38,7 @@ struct Import: AsyncParsableCommand {
             (texts, lines) = try Batch.checkedLines(bytes)
         }
         let report = try await client.sendBatches(texts, lineNumbers: lines, progress: Output.progress)
-        _ = try? await client.pull()
+        await Output.refreshReplica(client)
         if global.json {
             Output.json([
                 "edits": .int(Int64(report.edits)), "first": .int(report.firstVersion),

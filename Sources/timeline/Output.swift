@@ -12,6 +12,19 @@ enum Output {
 
     static func json(_ value: JSON) { print(value.canonicalString) }
 
+    /// After edits were sent and acknowledged: refreshing the local replica is a convenience, so its failure is a
+    /// warning on standard error, not a failed command.
+    static func refreshReplica(_ client: TimelineClient) async {
+        do {
+            _ = try await client.pull()
+        } catch {
+            FileHandle.standardError.write(
+                Data(
+                    "warning: sent, but the local replica was not updated (\(describe(error))); run timeline pull\n"
+                        .utf8))
+        }
+    }
+
     static func describe(_ error: Error) -> String {
         switch error {
         case let e as ClientError: return "\(e.code): \(e.message)"
