@@ -217,23 +217,32 @@ enum ReplicationBench {
             timeline, "init", "--home", work + "/b3-home", "--server", "127.0.0.1:\(primary.port)", "--token",
             primary.adminToken, "--fingerprint", primary.fingerprint.hex,
         ])
-        // (a) openssl moving the same bytes over TLS on loopback.
+        // (a) openssl moving the same bytes over TLS on loopback: s_server serves the file (-WWW) and closes,
+        // so neither side waits on the other's end of input; `timeout` bounds a reference that goes wrong.
         let port = 30_000 + Int.random(in: 0..<20_000)
+        let streamURL = URL(fileURLWithPath: streamFile)
         let sServer = Process()
         sServer.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        sServer.currentDirectoryURL = streamURL.deletingLastPathComponent()
         sServer.arguments = [
-            "s_server", "-quiet", "-naccept", "1", "-accept", "\(port)", "-cert", primary.data + "/tls/server.crt",
-            "-key", primary.data + "/tls/server.key",
+            "s_server", "-quiet", "-WWW", "-naccept", "1", "-accept", "\(port)", "-cert",
+            primary.data + "/tls/server.crt", "-key", primary.data + "/tls/server.key",
         ]
-        sServer.standardInput = FileHandle(forReadingAtPath: streamFile)
+        sServer.standardInput = FileHandle.nullDevice
         sServer.standardOutput = FileHandle.nullDevice
         sServer.standardError = FileHandle.nullDevice
         try sServer.run()
+        defer { if sServer.isRunning { sServer.terminate() } }
         try await Task.sleep(nanoseconds: 500_000_000)
-        let (_, moved, tlsSeconds, _) = try WholeBench.run(
-            ["sh", "-c", "openssl s_client -quiet -connect 127.0.0.1:\(port) < /dev/null 2>/dev/null | wc -c"])
+        let request = "GET /\(streamURL.lastPathComponent) HTTP/1.0\\r\\n\\r\\n"
+        let (_, moved, tlsSeconds, _) = try WholeBench.run([
+            "sh", "-c",
+            "printf '\(request)' | timeout 300 openssl s_client -quiet -connect 127.0.0.1:\(port) 2>/dev/null | wc -c",
+        ])
+        if sServer.isRunning { sServer.terminate() }
         sServer.waitUntilExit()
-        guard Int(moved.trimmingCharacters(in: .whitespacesAndNewlines)) == bytes else {
+        // The file and a 45-byte HTTP/1.0 header.
+        guard let count = Int(moved.trimmingCharacters(in: .whitespacesAndNewlines)), count >= bytes else {
             throw TimelineError(.storeFailed, "openssl moved \(moved) bytes of \(bytes)")
         }
         // (b) sqlite3 inserting the same rows in one transaction.
