@@ -22,7 +22,9 @@ public final class TimelineClient: Sendable {
                 "the client in \(home.path) never reached its server; run timeline init again")
         }
         do {
-            replica = try SQLiteStore(path: home.replicaPath, dataset: dataset)
+            // 16 MiB of page cache: a pull stores 5,000 edits (a few MiB of pages) per transaction, and a client's
+            // memory must stay flat however large the log (B3: under 100 MB).
+            replica = try SQLiteStore(path: home.replicaPath, dataset: dataset, options: .init(cacheMiB: 16))
         } catch let e as TimelineError where e.code == .wrongDataset {
             throw ClientError(ClientError.wrongDataset, e.message)
         }

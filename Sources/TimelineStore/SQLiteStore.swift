@@ -10,7 +10,13 @@ public final class SQLiteStore: TimelineStore, Sendable {
         /// Most edits one commit may take from concurrent appends: each commit is one fsync, shared by all.
         /// 1 turns group commit off (one fsync per append), which only the benchmark wants.
         public var maxEditsPerCommit: Int = 20_000
-        public init(maxEditsPerCommit: Int = 20_000) { self.maxEditsPerCommit = maxEditsPerCommit }
+        /// SQLite's page cache per connection, in MiB: a server's large batch must not spill pages to the WAL
+        /// mid-transaction; a client's replica, written a page of a pull at a time, keeps its memory small.
+        public var cacheMiB: Int = 64
+        public init(maxEditsPerCommit: Int = 20_000, cacheMiB: Int = 64) {
+            self.maxEditsPerCommit = maxEditsPerCommit
+            self.cacheMiB = cacheMiB
+        }
     }
 
     let pool: DatabasePool
@@ -28,8 +34,7 @@ public final class SQLiteStore: TimelineStore, Sendable {
             // FULL: a commit in WAL mode is on disk before it returns, so an OK survives power loss, not just kill -9.
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
-            // 64 MiB of page cache per connection: a large batch must not spill pages to the WAL mid-transaction.
-            try db.execute(sql: "PRAGMA cache_size = -65536")
+            try db.execute(sql: "PRAGMA cache_size = -\(max(1, options.cacheMiB) * 1024)")
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)
