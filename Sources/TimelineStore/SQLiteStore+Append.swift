@@ -359,9 +359,14 @@ struct StateWriter {
                 try db.cachedStatement(sql: "DELETE FROM event_tags WHERE tag = ? AND event = ?")
                     .execute(arguments: [tag, e.id.description])
             }
+            let start = e.date.start?.iso
+            if let previous, previous.date.start?.iso != start, !before.isDisjoint(with: after) {
+                try db.cachedStatement(sql: "UPDATE event_tags SET date_start = ? WHERE event = ?")
+                    .execute(arguments: [start, e.id.description])
+            }
             for tag in after.subtracting(before) {
-                try db.cachedStatement(sql: "INSERT INTO event_tags(tag, event) VALUES (?, ?)")
-                    .execute(arguments: [tag, e.id.description])
+                try db.cachedStatement(sql: "INSERT INTO event_tags(tag, event, date_start) VALUES (?, ?, ?)")
+                    .execute(arguments: [tag, e.id.description, start])
             }
         case .addAnnotation, .updateAnnotation, .retractAnnotation:
             // Only the revision moves; it is written once per event at the end of the batch (flushRevisions),

@@ -154,30 +154,39 @@ extension SQLiteStore {
         try await read("list events") { db in
             var clauses: [String] = []
             var arguments: StatementArguments = []
-            if !filter.includeDeleted { clauses.append("deleted = 0") }
+            if !filter.includeDeleted { clauses.append("events.deleted = 0") }
             if let from = filter.from {
-                clauses.append("date_end >= ?")
+                clauses.append("events.date_end >= ?")
                 arguments += [from.iso]
             }
             if let until = filter.until {
-                clauses.append("date_start <= ?")
+                clauses.append("events.date_start <= ?")
                 arguments += [until.iso]
             }
+            let fromTags: String
+            var tagArguments: StatementArguments = []
             if let tag = filter.tag {
-                clauses.append("id IN (SELECT event FROM event_tags WHERE tag = ?)")
-                arguments += [tag]
+                // Walk the tag's rows in page order (an index) and stop at the limit, instead of sorting them all.
+                fromTags = "event_tags t JOIN events ON events.id = t.event"
+                clauses.insert("t.tag = ?", at: 0)
+                tagArguments = [tag]
+            } else {
+                fromTags = "events"
             }
             if let text = filter.text, !text.isEmpty {
                 // instr() over the lower-cased body: no LIKE wildcards to escape, and the text stays bound.
-                clauses.append("instr(lower(body), lower(?)) > 0")
+                clauses.append("instr(lower(events.body), lower(?)) > 0")
                 arguments += [text]
             }
             let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            arguments += [max(0, filter.limit)]
+            arguments = tagArguments + arguments + [max(0, filter.limit)]
+            let order =
+                filter.tag == nil
+                ? "events.date_start IS NULL, events.date_start, events.id"
+                : "t.date_start IS NULL, t.date_start, t.event"
             let rows = try Row.fetchAll(
                 db,
-                sql:
-                    "SELECT revision, body FROM events \(whereSQL) ORDER BY date_start IS NULL, date_start, id LIMIT ?",
+                sql: "SELECT events.revision, events.body FROM \(fromTags) \(whereSQL) ORDER BY \(order) LIMIT ?",
                 arguments: arguments)
             return try SQLiteReads.views(db, rows: rows)
         }

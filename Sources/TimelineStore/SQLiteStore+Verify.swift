@@ -86,9 +86,11 @@ extension SQLiteStore {
             {
                 problems.append("event \(id) differs from the log replayed")
             }
-            let tags = try String.fetchAll(
-                db, sql: "SELECT tag FROM event_tags WHERE event = ? ORDER BY tag", arguments: [id])
-            if Tags.normalized(tags) != expected.tags {
+            let tagRows = try Row.fetchAll(
+                db, sql: "SELECT tag, date_start FROM event_tags WHERE event = ? ORDER BY tag", arguments: [id])
+            if Tags.normalized(tagRows.map { $0["tag"] }) != expected.tags
+                || tagRows.contains(where: { ($0["date_start"] as String?) != expected.date.start?.iso })
+            {
                 problems.append("event \(id) has tags that differ from the log")
             }
         }

@@ -71,6 +71,18 @@ enum Schema {
                     ) WITHOUT ROWID;
                     """)
         }
+        // LOG by tag walked every event with the tag and sorted them to return the first page, and verify
+        // looked up each event's tags with a scan of the whole table. The tag rows now carry their event's date
+        // (kept in step by the writer) in the order LOG pages by, and an index by event.
+        migrator.registerMigration("v2-event-tags-by-date") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE event_tags ADD COLUMN date_start TEXT;
+                    UPDATE event_tags SET date_start = (SELECT date_start FROM events WHERE events.id = event_tags.event);
+                    CREATE INDEX event_tags_by_event ON event_tags(event, tag);
+                    CREATE INDEX event_tags_by_date ON event_tags(tag, date_start IS NULL, date_start, event);
+                    """)
+        }
         return migrator
     }
 }

@@ -281,6 +281,60 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     }
 
     @Test(arguments: Backend.allCases)
+    func logByTagPagesInDateOrderAndFollowsDateChanges(backend: Backend) async throws {
+        let store = try backend.make(TempDir())
+        let ids = (0..<4).map { _ in EventID(ULID.generate(at: t0)) }
+        _ = try await store.append([
+            create("c", date: "2012", tags: ["x"], id: ids[0]),
+            create("a", date: "2009", tags: ["x", "y"], id: ids[1]),
+            create("undated", date: "someday", tags: ["x"], id: ids[2]),
+            create("b", date: "2010", tags: ["y"], id: ids[3]),
+        ])
+        func titles(_ filter: EventFilter) async throws -> [String] {
+            try await store.events(matching: filter).map(\.event.title)
+        }
+        #expect(try await titles(EventFilter(tag: "x")) == ["a", "c", "undated"])
+        #expect(try await titles(EventFilter(tag: "x", limit: 2)) == ["a", "c"])
+        #expect(try await titles(EventFilter(from: CivilDay(iso: "2010-01-01"), tag: "x")) == ["c"])
+        #expect(try await titles(EventFilter(tag: "x", text: "UNDATED")) == ["undated"])
+        // Moving an event's date moves its place in every tag's order.
+        _ = try await store.append([
+            Proposal(
+                event: ids[0], change: .updateEvent(EventPatch(date: EventDate(parsing: "2001"))), base: 1,
+                author: "ana", time: t0)
+        ])
+        #expect(try await titles(EventFilter(tag: "x")) == ["c", "a", "undated"])
+        #expect(try await titles(EventFilter(tag: "y")) == ["a", "b"])
+        #expect(try await store.verify().ok)
+    }
+
+    /// A store made before the tag rows carried dates (migration v1 only) gets them filled in when opened.
+    @Test func olderStoresGetTheirTagDatesFilledIn() async throws {
+        let dir = try TempDir()
+        let path = dir.path("timeline.sqlite")
+        do {
+            let store = try SQLiteStore(path: path)
+            _ = try await store.append([
+                create("late", date: "2012", tags: ["x"]), create("early", date: "2009", tags: ["x"]),
+            ])
+        }
+        // Back to the v1 shape: no date column, no new indexes, the migration not yet applied.
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            try db.execute(
+                sql: """
+                    DROP INDEX event_tags_by_date; DROP INDEX event_tags_by_event;
+                    ALTER TABLE event_tags DROP COLUMN date_start;
+                    DELETE FROM grdb_migrations WHERE identifier = 'v2-event-tags-by-date';
+                    """)
+        }
+        try queue.close()
+        let reopened = try SQLiteStore(path: path)
+        #expect(try await reopened.events(matching: EventFilter(tag: "x")).map(\.event.title) == ["early", "late"])
+        #expect(try await reopened.verify().ok)
+    }
+
+    @Test(arguments: Backend.allCases)
     func replicasCopyVerifiedEditsAndRefuseAnythingElse(backend: Backend) async throws {
         let source = try backend.make(TempDir())
         _ = try await Importer.loadSample(into: source)
