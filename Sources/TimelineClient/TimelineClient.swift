@@ -223,7 +223,7 @@ public final class TimelineClient: Sendable {
         var cursor = 0
         var refusal: ClientError?
         var appliedAfter: [String] = []
-        while cursor < proposals.count || !inFlight.isEmpty {
+        while (refusal == nil && cursor < proposals.count) || !inFlight.isEmpty {
             while refusal == nil, inFlight.count < window, cursor < proposals.count {
                 let end = min(cursor + size, proposals.count)
                 let pending = try await conn.start("BATCH \(end - cursor)", lines: Array(proposals[cursor..<end]))

@@ -303,9 +303,10 @@ import TimelineTLS
             "init", "--server", "127.0.0.1:\(server.port)", "--token", token, "--fingerprint", server.fingerprint.hex,
         ])
         #expect(initialized.0 == 0)
-        // Line 4 names an event that does not exist: only the server can tell, so batch 2 (lines 3–4) is refused
-        // while batches 3 and 4 (lines 5–6 and 7) are already on their way.
-        let lines = (1...7).map { i in
+        // Line 4 names an event that does not exist: only the server can tell. Batch 2 (lines 3–4) is refused;
+        // by then batches 3–5 (lines 5–10) are on their way (a window of four, refilled when batch 1's OK came),
+        // and line 11 is never sent.
+        let lines = (1...11).map { i in
             let event = i == 4 ? "01ARZ3NDEKTSV4RRFFQ69G5FAV" : "019ECZQW007TKPA8XK03963NRD"
             return #"{"op":"annotation.add","event":"\#(event)","text":"bulk \#(i)"}"#
         }
@@ -315,10 +316,10 @@ import TimelineTLS
         #expect(status == 1)
         #expect(err.contains("line 4"), "\(err)")
         #expect(err.contains("2 edits in 1 earlier batches were applied"), "\(err)")
-        #expect(err.contains("so were input lines 5–6, 7"), "\(err)")
-        // What the report says is what the server holds: 5 of the 7 edits.
+        #expect(err.contains("so were input lines 5–6, 7–8, 9–10, sent before the refusal)"), "\(err)")
+        // What the report says is what the server holds: 8 of the 11 edits.
         #expect(try run(["pull"]).0 == 0)
         let (_, statusJSON, _) = try run(["status", "--json"])
-        #expect(try JSON(parsing: statusJSON)["version"] == 34)
+        #expect(try JSON(parsing: statusJSON)["version"] == 37, "\(statusJSON)")
     }
 }
