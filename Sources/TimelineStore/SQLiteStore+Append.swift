@@ -38,9 +38,12 @@ final class GroupCommitter: Sendable {
     let maxEdits: Int
     let queue = DispatchQueue(label: "timeline.store.writer")
 
-    init(pool: DatabasePool, head: ChainHead, maxEdits: Int) {
+    let checkpointer: Checkpointer
+
+    init(pool: DatabasePool, head: ChainHead, maxEdits: Int, checkpointer: Checkpointer) {
         self.pool = pool
         self.maxEdits = maxEdits
+        self.checkpointer = checkpointer
         state = NIOLockedValueBox(State(head: head))
     }
 
@@ -80,6 +83,7 @@ final class GroupCommitter: Sendable {
             }
             if group.isEmpty { return }
             let (results, newHead) = commit(group, head: head)
+            checkpointer.committed(Int(newHead.version - head.version))
             let observers = state.withLockedValue { s in
                 s.head = newHead
                 return s.observers
@@ -128,6 +132,7 @@ final class GroupCommitter: Sendable {
                 try db.cachedStatement(sql: "COMMIT").execute()
                 writer.cache.trim()
                 cache = writer.cache
+                checkpointer.finishOnWriter(db)
             }
             return (results, head)
         } catch {

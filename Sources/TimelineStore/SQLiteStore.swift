@@ -34,6 +34,8 @@ public final class SQLiteStore: TimelineStore, Sendable {
             // FULL: a commit in WAL mode is on disk before it returns, so an OK survives power loss, not just kill -9.
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
+            // Checkpoints run beside the writer (Checkpointer), not inside its commits.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
             try db.execute(sql: "PRAGMA cache_size = -\(max(1, options.cacheMiB) * 1024)")
         }
         do {
@@ -57,7 +59,12 @@ public final class SQLiteStore: TimelineStore, Sendable {
         self.path = path
         let name = self.dataset
         let head = try pool.read { db in try Self.readHead(db, dataset: name) }
-        committer = GroupCommitter(pool: pool, head: head, maxEdits: max(1, options.maxEditsPerCommit))
+        let checkpointer: Checkpointer
+        do { checkpointer = try Checkpointer(path: path) } catch let error as DatabaseError {
+            throw StoreErrors.map(error, doing: "open the store")
+        }
+        committer = GroupCommitter(
+            pool: pool, head: head, maxEdits: max(1, options.maxEditsPerCommit), checkpointer: checkpointer)
     }
 
     static func readHead(_ db: Database, dataset: String) throws -> ChainHead {
