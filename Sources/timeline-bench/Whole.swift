@@ -199,7 +199,7 @@ enum WholeBench {
     static func concurrentProposals(work: String, server: Server, events: [String], quick: Bool) async throws
         -> [Figure]
     {
-        let clients = 64
+        let clients = Int(ProcessInfo.processInfo.environment["BENCH_CLIENTS"] ?? "") ?? 64
         let duration = quick ? 4.0 : 20.0
         let latencies = Samples<Double>()
         let token = server.adminToken
