@@ -6,7 +6,8 @@ import NIOConcurrencyHelpers
 ///
 /// SQLite's automatic checkpoint runs in the connection that commits: every 1,000 WAL pages, one of the writer's
 /// commits also copied the log into the file and synced it, while every append waited behind it (64 in-process
-/// writers: 6,600 edits/s with it, about 10,000 without). Here the writer's automatic checkpoint is off, and a
+/// writers: 6,600 edits/s with it, about 10,000 without). Here the writer's automatic checkpoint waits for a 64 MiB
+/// log (a safety net for bulk imports and short-lived processes), and a
 /// PASSIVE checkpoint runs on a connection of its own after every few thousand committed edits (PASSIVE never
 /// blocks the writer or readers). SQLite rewinds the log only when a write begins with every frame already
 /// copied, which a checkpoint running beside a busy writer never sees; so once one has finished, the writer

@@ -34,8 +34,10 @@ public final class SQLiteStore: TimelineStore, Sendable {
             // FULL: a commit in WAL mode is on disk before it returns, so an OK survives power loss, not just kill -9.
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
-            // Checkpoints run beside the writer (Checkpointer), not inside its commits.
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+            // Checkpoints run beside the writer (Checkpointer), not inside its commits. SQLite's own remains as a
+            // safety net at 16,384 pages (64 MiB): a bulk import's large commits, or a short-lived process that
+            // exits before the checkpointer ran, still leave the data in the file and not in a growing log.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 16384")
             try db.execute(sql: "PRAGMA cache_size = -\(max(1, options.cacheMiB) * 1024)")
         }
         do {
