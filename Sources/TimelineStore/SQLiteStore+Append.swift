@@ -111,7 +111,8 @@ final class GroupCommitter: Sendable {
                 let release = try db.cachedStatement(sql: "RELEASE unit")
                 let rollback = try db.cachedStatement(sql: "ROLLBACK TO unit")
                 for request in group {
-                    let saved = (head, writer.cache, writer.movedRevisions)
+                    let saved = head
+                    writer.beginUnit()
                     try savepoint.execute()
                     do {
                         let edits: [Edit]
@@ -124,12 +125,14 @@ final class GroupCommitter: Sendable {
                     } catch {
                         try rollback.execute()
                         try release.execute()
-                        (head, writer.cache, writer.movedRevisions) = saved
+                        head = saved
+                        writer.rollbackUnit()
                         results.append(.failure(Self.describe(error)))
                     }
                 }
                 try writer.flushRevisions()
                 try db.cachedStatement(sql: "COMMIT").execute()
+                writer.beginUnit()
                 writer.cache.trim()
                 cache = writer.cache
                 checkpointer.finishOnWriter(db)
@@ -159,9 +162,42 @@ final class GroupCommitter: Sendable {
 }
 
 /// Events and annotations as the writer last saw them; `nil` values record rows known not to exist.
+///
+/// Every change is journaled so that a unit rolled back to its savepoint can take its changes back. Saving a copy
+/// of the cache per unit instead made the next write copy the whole dictionary (copy-on-write), once per unit:
+/// O(cached events) per single PROPOSE.
 struct WriterCache {
-    var events: [EventID: Event?] = [:]
-    var annotations: [AnnotationID: Annotation?] = [:]
+    private(set) var events: [EventID: Event?] = [:]
+    private(set) var annotations: [AnnotationID: Annotation?] = [:]
+    private var undo: [Undo] = []
+
+    private enum Undo {
+        case event(EventID, Event??)
+        case annotation(AnnotationID, Annotation??)
+    }
+
+    mutating func set(_ id: EventID, _ event: Event?) {
+        undo.append(.event(id, events[id]))
+        events[id] = .some(event)
+    }
+
+    mutating func set(_ id: AnnotationID, _ annotation: Annotation?) {
+        undo.append(.annotation(id, annotations[id]))
+        annotations[id] = .some(annotation)
+    }
+
+    /// Forgets the journal: what is cached now stays.
+    mutating func keep() { undo.removeAll(keepingCapacity: true) }
+
+    /// Takes back every change since the last `keep()`, newest first.
+    mutating func takeBack() {
+        while let last = undo.popLast() {
+            switch last {
+            case .event(let id, let old): events[id] = old
+            case .annotation(let id, let old): annotations[id] = old
+            }
+        }
+    }
 
     /// Keeps the cache bounded; a cleared cache only costs re-reading rows.
     mutating func trim() {
@@ -183,6 +219,8 @@ struct StateWriter {
     var cache: WriterCache
     /// Events whose revision moved by annotation edits, with their last version, written once before COMMIT.
     var movedRevisions: [EventID: Int64] = [:]
+    /// movedRevisions' entries before the current unit changed them, to take back with a refused unit.
+    private var movedBefore: [(EventID, Int64?)] = []
 
     init(db: Database, cache: WriterCache) throws {
         self.db = db
@@ -196,6 +234,23 @@ struct StateWriter {
         replaceAnnotation = try db.cachedStatement(
             sql: "UPDATE annotations SET event = ?, retracted = ?, body = ? WHERE id = ?")
         updateRevision = try db.cachedStatement(sql: "UPDATE events SET revision = ?, version = ? WHERE id = ?")
+    }
+
+    /// Starts a unit (one append, inside its savepoint): later changes to the cache can be taken back.
+    mutating func beginUnit() {
+        cache.keep()
+        movedBefore.removeAll(keepingCapacity: true)
+    }
+
+    /// The unit was rolled back to its savepoint: its changes to the cache and the pending revisions go too.
+    mutating func rollbackUnit() {
+        cache.takeBack()
+        while let (id, old) = movedBefore.popLast() { movedRevisions[id] = old }
+    }
+
+    private mutating func moveRevision(_ id: EventID, to version: Int64?) {
+        movedBefore.append((id, movedRevisions[id]))
+        movedRevisions[id] = version
     }
 
     mutating func flushRevisions() throws {
@@ -212,7 +267,7 @@ struct StateWriter {
         let event = try row.map { row in
             try Event(json: try JSON(parsing: row["body"] as String), revision: row["revision"])
         }
-        cache.events[id] = .some(event)
+        cache.set(id, event)
         return event
     }
 
@@ -220,7 +275,7 @@ struct StateWriter {
         if let cached = cache.annotations[id] { return cached }
         let body = try String.fetchOne(selectAnnotation, arguments: [id.description])
         let annotation = try body.map { try Annotation(json: try JSON(parsing: $0)) }
-        cache.annotations[id] = .some(annotation)
+        cache.set(id, annotation)
         return annotation
     }
 
@@ -335,10 +390,10 @@ struct StateWriter {
             return
         }
         guard let e = applied.event else { return }
-        cache.events[e.id] = .some(e)
+        cache.set(e.id, e)
         switch p.change {
         case .createEvent, .updateEvent, .deleteEvent:
-            movedRevisions.removeValue(forKey: e.id)
+            moveRevision(e.id, to: nil)
             let args: StatementArguments = [
                 e.revision, version, e.deleted, e.date.start?.iso, e.date.end?.iso,
                 e.contentJSON.canonicalString, e.id.description,
@@ -376,7 +431,7 @@ struct StateWriter {
         case .addAnnotation, .updateAnnotation, .retractAnnotation:
             // Only the revision moves; it is written once per event at the end of the batch (flushRevisions),
             // not once per annotation.
-            movedRevisions[e.id] = version
+            moveRevision(e.id, to: version)
             guard let a = applied.annotation else { return }
             let body = a.canonicalBytes
             if case .addAnnotation = p.change {
@@ -387,7 +442,7 @@ struct StateWriter {
                 insertAnnotation.bind(4, text: body)
                 try insertAnnotation.run(db)
             } else {
-                cache.annotations[a.id] = .some(a)
+                cache.set(a.id, a)
                 try replaceAnnotation.execute(arguments: [
                     a.event.description, a.retracted, String(decoding: body, as: UTF8.self), a.id.description,
                 ])

@@ -93,6 +93,38 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await store.verify().ok)
     }
 
+    /// Units of one group commit share the writer's cache of events; a refused unit's changes to it (an event
+    /// it created, a revision it moved) must go with its savepoint, or the units after it build on them.
+    @Test(arguments: Backend.allCases)
+    func aRefusedUnitInAGroupLeavesNoTraceForTheUnitsAfterIt(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        let a = create("a")
+        let busy = create("busy")
+        _ = try await store.append([a, busy])
+        // A long batch keeps the writer busy, so that the next three appends wait and commit as one group.
+        let blocker = Task { try await store.append((0..<3_000).map { annotate(busy.event!, "load \($0)") }) }
+        try await Task.sleep(nanoseconds: 20_000_000)
+        let b = create("b")
+        let refused = Task {
+            try await store.append([
+                b, annotate(a.event!, "moves a to 2"), annotate(b.event!, "on b"),
+                annotate(EventID(ULID.generate(at: t0)), "nowhere"),
+            ])
+        }
+        try await Task.sleep(nanoseconds: 5_000_000)
+        let onA = Task { try await store.append([annotate(a.event!, "a's real revision 2", base: 1)]) }
+        try await Task.sleep(nanoseconds: 5_000_000)
+        let onB = Task { try await store.append([annotate(b.event!, "b never existed")]) }
+        _ = try await blocker.value
+        await #expect(throws: BatchRejection.self) { _ = try await refused.value }
+        #expect(try await onA.value.map(\.revision) == [2])
+        await #expect { _ = try await onB.value } throws: { ($0 as? BatchRejection)?.error.code == .notFound }
+        // The next group reads from the cache the last one left.
+        #expect(try await store.append([annotate(a.event!, "then 3", base: 2)]).map(\.revision) == [3])
+        #expect(try await store.event(a.event!, asOf: nil)?.event.revision == 3)
+        #expect(try await store.verify().ok)
+    }
     @Test(arguments: Backend.allCases)
     func asOfQueriesAndHistory(backend: Backend) async throws {
         let dir = try TempDir()
