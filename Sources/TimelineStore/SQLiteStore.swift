@@ -42,6 +42,9 @@ public final class SQLiteStore: TimelineStore, Sendable {
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)
+            // Again after opening: DatabasePool puts its writer in WAL mode after prepareDatabase ran, and sets
+            // synchronous = NORMAL there, under which a commit returns before the log is on disk.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Schema.migrator.migrate(pool)
             self.dataset = try pool.write { db in
                 if let existing = try String.fetchOne(db, sql: "SELECT value FROM store_info WHERE key = 'dataset'") {

@@ -340,6 +340,20 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await store.verify().ok)
     }
 
+    /// An OK means the edit is on disk: the writer's commits must sync the log (synchronous = FULL, 2), which
+    /// GRDB's WAL set-up quietly lowers to NORMAL (1) unless it is set again after opening.
+    @Test func theWriterSyncsEveryCommit() async throws {
+        let dir = try TempDir()
+        let store = try SQLiteStore(path: dir.path("timeline.sqlite"))
+        let level = try await store.pool.writeWithoutTransaction { db in
+            try Int.fetchOne(db, sql: "PRAGMA synchronous")
+        }
+        #expect(level == 2)
+        let reopened = try SQLiteStore(path: dir.path("timeline.sqlite"))
+        #expect(
+            try await reopened.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
+    }
+
     /// The writer does not checkpoint inside its commits; the checkpointer beside it keeps the WAL from growing
     /// with the log (without it, 12,000 edits leave a WAL of about 55 MiB here; with it, a few batches' worth).
     @Test func theWALIsCheckpointedBesideTheWriter() async throws {
