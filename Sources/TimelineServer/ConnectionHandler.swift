@@ -316,6 +316,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 run { core in await core.log(request) }
             case .history:
                 run { core in await core.history(request) }
+            case .propose where core.replicator == nil:
+                run { core, reply in core.propose(request, identity: identity, reply: reply) }
             case .propose:
                 run { core in await core.propose(request, identity: identity) }
             case .watch:
@@ -357,6 +359,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let core = self.core
         Task {
             let replies = await body(core)
+            bound.eventLoop.execute {
+                let handler = bound.value
+                handler.busy = false
+                handler.send(replies)
+                handler.drain()
+            }
+        }
+    }
+
+    /// Runs a verb that answers through a callback, from any thread; as `run`, without a task.
+    private func run(_ body: (ServerCore, @escaping @Sendable ([Reply]) -> Void) -> Void) {
+        guard let context else { return }
+        busy = true
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        body(core) { replies in
             bound.eventLoop.execute {
                 let handler = bound.value
                 handler.busy = false

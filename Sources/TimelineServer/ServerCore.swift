@@ -335,12 +335,31 @@ final class ServerCore: Sendable {
                     ]
                 }
             }
-            let edits = try await store.append([p])
-            return [.ok(tag: request.tag, Self.acknowledgement(edits[0]))]
-        } catch let rejection as BatchRejection {
-            return [Reply.refusal(tag: request.tag, rejection.error)]
+            return [answer(request.tag, .success(try await store.append([p])))]
         } catch {
             return [failure(request.tag, error)]
+        }
+    }
+
+    /// PROPOSE on a primary without a task: decoded on the caller's thread (the connection's event loop),
+    /// committed by the store's writer, and answered through `reply` on the writer's thread.
+    func propose(_ request: Request, identity: TokenStore.Identity, reply: @escaping @Sendable ([Reply]) -> Void) {
+        precondition(replicator == nil, "an office replica forwards PROPOSE upstream")
+        guard !request.arguments.isEmpty else {
+            return reply([.bad(tag: request.tag, code: .badArgument, message: "usage: PROPOSE {json edit}")])
+        }
+        let p: Proposal
+        do { p = try proposal(from: request.arguments, identity: identity) } catch {
+            return reply([failure(request.tag, error)])
+        }
+        let tag = request.tag
+        store.append([p]) { result in reply([self.answer(tag, result)]) }
+    }
+
+    private func answer(_ tag: String, _ result: Result<[Edit], Error>) -> Reply {
+        switch result {
+        case .success(let edits): .ok(tag: tag, Self.acknowledgement(edits[0]))
+        case .failure(let error): failure(tag, error)
         }
     }
 

@@ -23,7 +23,8 @@ final class GroupCommitter: Sendable {
 
     struct Request {
         var unit: Unit
-        var continuation: CheckedContinuation<[Edit], Error>
+        /// Called on the writer's thread once the unit's group is durable, or refused.
+        var completion: @Sendable (Result<[Edit], Error>) -> Void
     }
 
     struct State {
@@ -56,14 +57,18 @@ final class GroupCommitter: Sendable {
 
     func submit(_ unit: Unit) async throws -> [Edit] {
         try await withCheckedThrowingContinuation { continuation in
-            let start = state.withLockedValue { s in
-                s.pending.append(Request(unit: unit, continuation: continuation))
-                if s.running { return false }
-                s.running = true
-                return true
-            }
-            if start { queue.async { self.drain() } }
+            submit(unit) { continuation.resume(with: $0) }
         }
+    }
+
+    func submit(_ unit: Unit, completion: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
+        let start = state.withLockedValue { s in
+            s.pending.append(Request(unit: unit, completion: completion))
+            if s.running { return false }
+            s.running = true
+            return true
+        }
+        if start { queue.async { self.drain() } }
     }
 
     private func drain() {
@@ -92,7 +97,7 @@ final class GroupCommitter: Sendable {
                 let committed = results.flatMap { (try? $0.get()) ?? [] }
                 if !committed.isEmpty { for observer in observers { observer(committed) } }
             }
-            for (request, result) in zip(group, results) { request.continuation.resume(with: result) }
+            for (request, result) in zip(group, results) { request.completion(result) }
         }
     }
 

@@ -88,6 +88,11 @@ public final class SQLiteStore: TimelineStore, Sendable {
         return try await committer.submit(.proposals(batch))
     }
 
+    public func append(_ batch: [Proposal], completion: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
+        guard !batch.isEmpty else { return completion(.success([])) }
+        committer.submit(.proposals(batch), completion: completion)
+    }
+
     public func appendVerified(_ edits: [Edit]) async throws {
         guard !edits.isEmpty else { return }
         _ = try await committer.submit(.verified(edits))

@@ -13,6 +13,10 @@ public protocol TimelineStore: Sendable {
     /// once they are durable. A refused proposal refuses the whole batch with `BatchRejection`.
     func append(_ batch: [Proposal]) async throws -> [Edit]
 
+    /// `append` for callers on an event loop: `completion` gets the same result, on the store's writer thread,
+    /// and must return quickly. Spares the two hops through the task executor that awaiting costs a request.
+    func append(_ batch: [Proposal], completion: @escaping @Sendable (Result<[Edit], Error>) -> Void)
+
     /// Copies edits from another store of the same dataset (a replica pulling from its server), atomically:
     /// each must be the next version, carry the hash the chain gives it, and apply. Refused with
     /// `BatchRejection` (code `CORRUPT`) otherwise; nothing of the batch is written then.
@@ -52,6 +56,13 @@ public protocol TimelineStore: Sendable {
 
 extension TimelineStore {
     public func currentVersion() async throws -> Int64 { try await head().version }
+
+    /// A store without a writer thread of its own completes from a task.
+    public func append(_ batch: [Proposal], completion: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
+        Task {
+            do { completion(.success(try await append(batch))) } catch { completion(.failure(error)) }
+        }
+    }
 
     /// All edits after `version`, fetched a page at a time so that memory stays flat however long the log.
     public func editStream(after version: Int64, pageSize: Int = 1_000) -> AsyncThrowingStream<Edit, Error> {
