@@ -134,6 +134,40 @@ public final class TimelineConnection: Sendable {
         }
     }
 
+    /// Pulls the log after `version` a page of `pageSize` edits at a time and hands each page's edits, in order,
+    /// to `store` with the page's completion, one page at a time. Three things overlap: the server streams the
+    /// next page (asked for before this one is stored), this side decodes it, and `store` writes the one before.
+    /// Returns once the last page is stored; on an error, the page being stored is finished first.
+    public func pullPages(
+        after version: Int64, pageSize: Int, store: @escaping @Sendable ([Edit], Completion) async throws -> Void
+    ) async throws {
+        var next = Task { try await self.expectOK("PULL \(version) \(pageSize)") }
+        var storing: Task<Void, Error>?
+        do {
+            while true {
+                let page = try await next.value
+                var edits: [Edit] = []
+                edits.reserveCapacity(page.data.count)
+                for line in page.data {
+                    if let edit = try Self.edit(fromLine: line) { edits.append(edit) }
+                }
+                let more = page.json?["more"] == true && !edits.isEmpty
+                if more, let last = edits.last?.version {
+                    next = Task { try await self.expectOK("PULL \(last) \(pageSize)") }
+                }
+                try await storing?.value
+                let decoded = edits
+                storing = Task { try await store(decoded, page) }
+                if !more { break }
+            }
+            try await storing?.value
+        } catch {
+            next.cancel()
+            _ = await storing?.result
+            throw error
+        }
+    }
+
     /// Sends a request (and, for BATCH, its lines) and waits for its completion. Data lines are collected, or
     /// handed to `onData` as they arrive (on the connection's thread; keep it quick).
     public func send(

@@ -138,37 +138,21 @@ public final class TimelineClient: Sendable {
         let conn: TimelineConnection
         if let connection { conn = connection } else { conn = try await connect() }
         defer { if connection == nil { Task { await conn.close() } } }
-        var applied = 0
-        // The checkpoint is the replica's head; after each stored page it is that page's last version. The next
-        // page is asked for before the current one is stored, so the server's reading and streaming overlap
-        // this replica's writing (as the office replica's catch-up does).
-        var head = try await replica.currentVersion()
-        let start = head
-        var next = Task { try await conn.expectOK("PULL \(start) \(Self.pullPage)") }
-        defer { next.cancel() }
-        while true {
-            let page = try await next.value
-            var edits: [Edit] = []
-            edits.reserveCapacity(page.data.count)
-            for line in page.data {
-                if let edit = try TimelineConnection.edit(fromLine: line) { edits.append(edit) }
-            }
-            let more = page.json?["more"] == true && !edits.isEmpty
-            if more, let last = edits.last?.version {
-                next = Task { try await conn.expectOK("PULL \(last) \(Self.pullPage)") }
-            }
+        // The checkpoint is the replica's head; after each stored page it is that page's last version, so an
+        // interrupted pull resumes from there.
+        let start = try await replica.currentVersion()
+        let replica = self.replica
+        try await conn.pullPages(after: start, pageSize: Self.pullPage) { edits, page in
             do {
                 try await replica.appendVerified(edits)
             } catch let rejection as BatchRejection {
                 throw ClientError(
                     "CORRUPT", "the server's log does not follow this replica's: \(rejection.error.message)")
             }
-            applied += edits.count
-            head = edits.last?.version ?? head
-            progress?(head, page.json?["version"]?.intValue ?? 0)
-            if !more { break }
+            if let last = edits.last?.version { progress?(last, page.json?["version"]?.intValue ?? 0) }
         }
-        return PullReport(applied: applied, version: head)
+        let head = try await replica.currentVersion()
+        return PullReport(applied: Int(head - start), version: head)
     }
 
     /// Sends the outbox in order (see `Outbox.push`).

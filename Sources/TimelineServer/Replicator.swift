@@ -177,20 +177,13 @@ public final class Replicator: Sendable {
             $0.message = ""
         }
         logger.info("following upstream", metadata: ["upstream_version": "\(conn.serverVersion)"])
-        // Catch up page by page, asking for the next page before storing the current one, so that the
-        // upstream's streaming and this replica's writing overlap.
-        var next = Task { try await conn.expectOK("PULL \(try await store.currentVersion()) 5000") }
-        while true {
-            let page = try await next.value
-            let edits = try page.data.compactMap(TimelineConnection.edit(fromLine:))
-            let more = page.json?["more"] == true && !edits.isEmpty
-            if more, let last = edits.last?.version { next = Task { try await conn.expectOK("PULL \(last) 5000") } }
-            try await apply(edits)
-            update {
+        // Catch up page by page: the upstream's streaming, this replica's decoding and its writing overlap.
+        try await conn.pullPages(after: try await store.currentVersion(), pageSize: 5_000) { edits, page in
+            try await self.apply(edits)
+            self.update {
                 $0.lastContact = WallClock.now()
                 $0.upstreamVersion = page.json?["version"]?.intValue ?? $0.upstreamVersion
             }
-            if !more { break }
         }
         try await flushOutbox()
         // Edits arrive on the connection's thread; a doorbell wakes the applier, which takes everything that
