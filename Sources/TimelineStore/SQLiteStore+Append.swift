@@ -105,29 +105,61 @@ final class GroupCommitter: Sendable {
     /// an event that takes a stream of annotations is parsed once. Any failed commit drops them.
     nonisolated(unsafe) private var cache = WriterCache()
 
+    /// Units of a group are seldom refused, so a group first runs without a savepoint per unit: under one, SQLite
+    /// runs two more statements per unit and copies every page the unit first touches into its sub-journal. If a
+    /// unit is refused, the whole transaction is rolled back and the group runs again with a savepoint per unit,
+    /// so that only the refused unit is left out; a group of one unit is simply answered with its refusal.
     private func commit(_ group: [Request], head start: ChainHead) -> ([Result<[Edit], Error>], ChainHead) {
+        switch attempt(group, head: start, savepoints: false) {
+        case .committed(let results, let head): return (results, head)
+        case .refused(let error) where group.count == 1: return ([.failure(error)], start)
+        case .refused:
+            guard case .committed(let results, let head) = attempt(group, head: start, savepoints: true) else {
+                preconditionFailure("a group run with savepoints answers every unit")
+            }
+            return (results, head)
+        }
+    }
+
+    private enum Attempt {
+        case committed([Result<[Edit], Error>], ChainHead)
+        /// A unit of a group run without savepoints was refused; the transaction was rolled back, nothing written.
+        case refused(Error)
+    }
+
+    private func attempt(_ group: [Request], head start: ChainHead, savepoints: Bool) -> Attempt {
         var results: [Result<[Edit], Error>] = []
         var head = start
         do {
-            try pool.writeWithoutTransaction { db in
+            return try pool.writeWithoutTransaction { db -> Attempt in
                 try db.cachedStatement(sql: "BEGIN IMMEDIATE").execute()
                 var writer = try StateWriter(db: db, cache: cache)
                 let savepoint = try db.cachedStatement(sql: "SAVEPOINT unit")
                 let release = try db.cachedStatement(sql: "RELEASE unit")
                 let rollback = try db.cachedStatement(sql: "ROLLBACK TO unit")
+                // Without savepoints the whole group is one unit for the cache's journal.
+                writer.beginUnit()
                 for request in group {
                     let saved = head
-                    writer.beginUnit()
-                    try savepoint.execute()
+                    if savepoints {
+                        writer.beginUnit()
+                        try savepoint.execute()
+                    }
                     do {
                         let edits: [Edit]
                         switch request.unit {
                         case .proposals(let batch): edits = try writer.admit(batch, head: &head)
                         case .verified(let batch): edits = try writer.copy(batch, head: &head)
                         }
-                        try release.execute()
+                        if savepoints { try release.execute() }
                         results.append(.success(edits))
                     } catch {
+                        guard savepoints else {
+                            try db.cachedStatement(sql: "ROLLBACK").execute()
+                            writer.rollbackUnit()
+                            cache = writer.cache
+                            return .refused(Self.describe(error))
+                        }
                         try rollback.execute()
                         try release.execute()
                         head = saved
@@ -141,10 +173,10 @@ final class GroupCommitter: Sendable {
                 writer.cache.trim()
                 cache = writer.cache
                 checkpointer.finishOnWriter(db)
+                return .committed(results, head)
             }
-            return (results, head)
         } catch {
-            // BEGIN or COMMIT failed (disk full, I/O error): nothing of this group is durable.
+            // BEGIN, COMMIT or a rollback failed (disk full, I/O error): nothing of this group is durable.
             cache = WriterCache()
             try? pool.writeWithoutTransaction { db in
                 if db.isInsideTransaction { try db.execute(sql: "ROLLBACK") }
@@ -154,7 +186,7 @@ final class GroupCommitter: Sendable {
                 if i < results.count, case .failure = results[i] { return results[i] }
                 return .failure(failure)
             }
-            return (all, start)
+            return .committed(all, start)
         }
     }
 
