@@ -530,6 +530,83 @@ extension Annotation {
 
 extension EditCodec {
     /// Decodes an edit stored as its canonical body plus its hash.
+    /// A stored edit as the wire carries it (`json(_:)`, canonical), built from the stored canonical body by
+    /// splicing `"hash":"…"` in among its top-level keys, in key order: no JSON tree is built. Nil when the body is
+    /// not a canonical object of the expected shape; the caller then decodes it instead.
+    public static func wireBytes(body: [UInt8], hash: Digest) -> [UInt8]? {
+        let key: [UInt8] = Array("hash".utf8)
+        guard body.count >= 2, body.first == UInt8(ascii: "{"), body.last == UInt8(ascii: "}") else { return nil }
+        var i = 1
+        var insertAt = body.count - 1
+        var atEnd = true
+        while i < body.count - 1 {
+            // A key: canonical top-level keys are plain ASCII, without escapes.
+            guard body[i] == UInt8(ascii: "\"") else { return nil }
+            let keyStart = i + 1
+            var j = keyStart
+            while j < body.count, body[j] != UInt8(ascii: "\"") {
+                if body[j] == UInt8(ascii: "\\") { return nil }
+                j += 1
+            }
+            guard j + 1 < body.count, body[j + 1] == UInt8(ascii: ":") else { return nil }
+            let name = body[keyStart..<j]
+            if name.elementsEqual(key) { return nil }
+            if !name.lexicographicallyPrecedes(key) {
+                insertAt = i
+                atEnd = false
+                break
+            }
+            guard let end = skipValue(body, from: j + 2) else { return nil }
+            if body[end] == UInt8(ascii: ",") {
+                i = end + 1
+            } else if end == body.count - 1 {
+                break
+            } else {
+                return nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(body.count + 80)
+        out.append(contentsOf: body[..<insertAt])
+        if atEnd, body.count > 2 { out.append(UInt8(ascii: ",")) }
+        out.append(contentsOf: #""hash":""#.utf8)
+        out.append(contentsOf: hash.hex.utf8)
+        out.append(UInt8(ascii: "\""))
+        if !atEnd { out.append(UInt8(ascii: ",")) }
+        out.append(contentsOf: body[insertAt...])
+        return out
+    }
+
+    /// The index just past the JSON value starting at `start` (at a `,` or the closing bracket); nil if it runs out.
+    private static func skipValue(_ b: [UInt8], from start: Int) -> Int? {
+        var i = start
+        var depth = 0
+        var inString = false
+        while i < b.count {
+            let c = b[i]
+            if inString {
+                if c == UInt8(ascii: "\\") {
+                    i += 1
+                } else if c == UInt8(ascii: "\"") {
+                    inString = false
+                }
+            } else {
+                switch c {
+                case UInt8(ascii: "\""): inString = true
+                case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    if depth == 0 { return i }
+                    depth -= 1
+                case UInt8(ascii: ","):
+                    if depth == 0 { return i }
+                default: break
+                }
+            }
+            i += 1
+        }
+        return nil
+    }
+
     public static func decodeStored(body: [UInt8], hash: Digest) throws(TimelineError) -> Edit {
         let json: JSON
         do { json = try JSON(parsingBytes: body) } catch {

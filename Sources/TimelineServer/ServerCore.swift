@@ -115,8 +115,8 @@ final class ServerCore: Sendable {
                         detail: .object(["version": .int(head), "dataset": .string(store.dataset)]))
                 ]
             }
-            let edits = try await store.edits(after: since, limit: limit)
-            var replies = edits.map { Reply.data(kind: "EDIT", EditCodec.json($0)) }
+            let edits = try await store.wireEdits(after: since, limit: limit)
+            var replies = edits.map { Reply.encoded(kind: "EDIT", $0.bytes) }
             let last = edits.last?.version ?? since
             replies.append(
                 .ok(tag: request.tag, .object(["version": .int(head), "last": .int(last), "more": .bool(last < head)])))

@@ -73,6 +73,31 @@ extension SQLiteStore {
         }
     }
 
+    public func wireEdits(after version: Int64, limit: Int) async throws -> [WireEdit] {
+        guard version >= 0 else { throw TimelineError(.badVersion, "version \(version) is negative") }
+        let limit = max(0, limit)
+        return try await read("read the log") { db in
+            var out: [WireEdit] = []
+            out.reserveCapacity(min(limit, 10_000))
+            let rows = try Row.fetchCursor(
+                db.cachedStatement(
+                    sql: "SELECT version, body, hash FROM edits WHERE version > ? ORDER BY version LIMIT ?"),
+                arguments: [version, limit])
+            while let row = try rows.next() {
+                guard let hash = Digest(bytes: Array(row["hash"] as Data)) else {
+                    throw TimelineError(.corrupt, "a stored hash is not 32 bytes")
+                }
+                let body = Array((row["body"] as String).utf8)
+                if let bytes = EditCodec.wireBytes(body: body, hash: hash) {
+                    out.append(WireEdit(version: row["version"], bytes: bytes))
+                } else {
+                    out.append(WireEdit(try EditCodec.decodeStored(body: body, hash: hash)))
+                }
+            }
+            return out
+        }
+    }
+
     public func event(_ id: EventID, asOf version: Int64?) async throws -> EventView? {
         try await read("read an event") { db in
             guard let version else {

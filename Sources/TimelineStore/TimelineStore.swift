@@ -25,6 +25,10 @@ public protocol TimelineStore: Sendable {
     /// Up to `limit` edits with versions above `version`, in version order.
     func edits(after version: Int64, limit: Int) async throws -> [Edit]
 
+    /// The same edits as `edits(after:limit:)`, each as the canonical JSON of `EditCodec.json` (what PULL sends),
+    /// without decoding every stored edit and encoding it again.
+    func wireEdits(after version: Int64, limit: Int) async throws -> [WireEdit]
+
     /// The event with its annotations, now or as it was just after version `asOf`; nil if it did not exist.
     func event(_ id: EventID, asOf version: Int64?) async throws -> EventView?
 
@@ -54,8 +58,27 @@ public protocol TimelineStore: Sendable {
     func observeCommits(_ observer: @escaping @Sendable ([Edit]) -> Void)
 }
 
+/// An edit as the wire carries it: its version, and the canonical JSON of `EditCodec.json(_:)`.
+public struct WireEdit: Sendable, Equatable {
+    public var version: Int64
+    public var bytes: [UInt8]
+
+    public init(version: Int64, bytes: [UInt8]) {
+        self.version = version
+        self.bytes = bytes
+    }
+
+    public init(_ edit: Edit) {
+        self.init(version: edit.version, bytes: EditCodec.json(edit).canonicalBytes)
+    }
+}
+
 extension TimelineStore {
     public func currentVersion() async throws -> Int64 { try await head().version }
+
+    public func wireEdits(after version: Int64, limit: Int) async throws -> [WireEdit] {
+        try await edits(after: version, limit: limit).map(WireEdit.init)
+    }
 
     /// A store without a writer thread of its own completes from a task.
     public func append(_ batch: [Proposal], completion: @escaping @Sendable (Result<[Edit], Error>) -> Void) {

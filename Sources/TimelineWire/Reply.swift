@@ -51,6 +51,8 @@ public enum Reply: Sendable, Equatable {
     case hello(JSON)
     /// `* KIND {…}`: data belonging to the request being answered.
     case data(kind: String, JSON)
+    /// `* KIND {…}` with the JSON already encoded (canonically) by the caller.
+    case encoded(kind: String, [UInt8])
     /// `TAG OK [{…}]`
     case ok(tag: String, JSON?)
     /// `TAG NO CODE text`, or `TAG NO CODE {"message":…,…}` when there are structured details.
@@ -81,6 +83,9 @@ public enum Reply: Sendable, Equatable {
         case .data(let kind, let json):
             bytes.append(contentsOf: "* \(kind) ".utf8)
             json.write(into: &bytes)
+        case .encoded(let kind, let json):
+            bytes.append(contentsOf: "* \(kind) ".utf8)
+            bytes.append(contentsOf: json)
         case .ok(let tag, let json):
             bytes.append(contentsOf: "\(tag) OK".utf8)
             if let json {

@@ -83,6 +83,47 @@ import Testing
         }
     }
 
+    /// PULL splices the hash into the stored body instead of decoding and encoding it: the bytes must be exactly
+    /// those of `EditCodec.json`, for every kind of edit and for text full of JSON's own characters.
+    @Test func splicingTheHashIntoAStoredBodyGivesTheWireJSON() throws {
+        let id = EventID(ULID.derived(at: t, seed: "e"))
+        let note = AnnotationID(ULID.derived(at: t, seed: "a"))
+        let changes: [Change] = [
+            .createEvent(
+                EventFields(
+                    date: EventDate(parsing: "June 9 to 10, 2011"), title: #"t "q", {x} [y] \ "hash":1"#,
+                    summary: "ü\n", tags: ["a,b", "}"])),
+            .updateEvent(
+                EventPatch(
+                    title: "x", references: [Reference(number: 2, text: "r", urls: ["http://a"])], addTags: ["k"])),
+            .deleteEvent,
+            .addAnnotation(note, text: #"\", "hash":"x"}"#, tags: ["z", "a"]),
+            .updateAnnotation(note, AnnotationPatch(text: "\u{01}", addTags: ["q"])),
+            .retractAnnotation(note),
+            .setMeta(["k": ["nested": [1, 2, ["h": "}"]]], "zz": nil]),
+        ]
+        var previous = Genesis.hash(dataset: "d")
+        for (n, change) in changes.enumerated() {
+            let p = Proposal(
+                event: change.operation == .timelineMeta ? nil : id, change: change, base: 2, author: "ana", time: t)
+            let (edit, body) = Edit.chained(after: previous, version: Int64(n + 1), revision: 3, proposal: p)
+            previous = edit.hash
+            #expect(EditCodec.wireBytes(body: body, hash: edit.hash) == EditCodec.json(edit).canonicalBytes)
+        }
+        let h = Digest.zero
+        let hex = h.hex
+        #expect(EditCodec.wireBytes(body: Array("{}".utf8), hash: h) == Array(#"{"hash":"\#(hex)"}"#.utf8))
+        #expect(
+            EditCodec.wireBytes(body: Array(#"{"a":[1,{"b":"}"}]}"#.utf8), hash: h)
+                == Array(#"{"a":[1,{"b":"}"}],"hash":"\#(hex)"}"#.utf8))
+        #expect(
+            EditCodec.wireBytes(body: Array(#"{"z":1}"#.utf8), hash: h) == Array(#"{"hash":"\#(hex)","z":1}"#.utf8))
+        // Not the shape of a stored body: the caller decodes instead.
+        for odd in [#"{"h\u0061sh":1}"#, #"{"hash":1}"#, #"{"a":1"#, "[]", #"{"a" 1}"#, #"{"a":"x}"#] {
+            #expect(EditCodec.wireBytes(body: Array(odd.utf8), hash: h) == nil, "\(odd)")
+        }
+    }
+
     @Test func exportImportGivesTheIdenticalStateHash() throws {
         let state = try sampleState()
         var lines: [String] = []

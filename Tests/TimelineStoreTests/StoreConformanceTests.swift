@@ -193,6 +193,22 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         await #expect(throws: TimelineError.self) { _ = try await store.edits(after: -1, limit: 10) }
     }
 
+    /// PULL's bytes come straight from the stored bodies; they must equal the edits decoded and encoded again.
+    @Test(arguments: Backend.allCases)
+    func wireEditsAreTheEditsAsTheWireEncodesThem(backend: Backend) async throws {
+        let store = try backend.make(TempDir())
+        _ = try await Importer.loadSample(into: store)
+        let event = try await store.events(matching: EventFilter()).first!.event.id
+        _ = try await store.append([
+            annotate(event, #"quotes " and \ and {"hash":"x"}, and ü"#, base: 1),
+            annotate(event, "line\nbreak", base: 2),
+        ])
+        let expected = try await store.edits(after: 0, limit: 1_000).map(WireEdit.init)
+        #expect(expected.count == 31)
+        #expect(try await store.wireEdits(after: 0, limit: 1_000) == expected)
+        #expect(try await store.wireEdits(after: 29, limit: 1) == [expected[29]])
+    }
+
     @Test(arguments: Backend.allCases)
     func stateHashIsTheReplayedStatesWhateverTheGrouping(backend: Backend) async throws {
         let dir = try TempDir()
