@@ -58,6 +58,26 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var shuttingDown = false
     private var counted = false
 
+    /// Writes (PROPOSE and BATCH on a primary) in flight, oldest first. Each is decoded, then submitted to the
+    /// store in request order, and answered in that order; a later write is decoded, and committed with the
+    /// earlier ones, while they commit. Any other request waits until none is in flight, so it sees them all.
+    private struct Write {
+        enum State {
+            case decoding
+            case ready([Proposal])
+            case submitted
+            case answered([Reply])
+        }
+        var tag: String
+        var batch: Bool
+        var state: State
+    }
+    private var writes: [Write] = []
+    /// The request-order number of `writes[0]`, and of the next write to submit.
+    private var writesBase = 0
+    private var writesSubmitted = 0
+    static let maxWritesInFlight = 32
+
     private var lastActivity = NIODeadline.now()
     private var idleTimer: Scheduled<Void>?
     private var authTimer: Scheduled<Void>?
@@ -67,7 +87,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
         logger = core.logger
     }
 
-    private var pendingWork: Int { queue.count - queueHead }
+    private var pendingWork: Int { queue.count - queueHead + writes.count }
+
+    /// Something is being executed or committed for this connection.
+    private var working: Bool { busy || !writes.isEmpty }
 
     // MARK: Lifecycle
 
@@ -275,14 +298,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func drain() {
         while !busy, !closing, queueHead < queue.count {
             let work = queue[queueHead]
+            let pipelined = pipelinable(work)
+            if !writes.isEmpty, !pipelined || writes.count >= Self.maxWritesInFlight { break }
             queueHead += 1
             if queueHead > 64, queueHead * 2 > queue.count {
                 queue.removeFirst(queueHead)
                 queueHead = 0
             }
-            execute(work)
+            if pipelined { startWrite(work) } else { execute(work) }
         }
-        if !busy, shuttingDown, !closing {
+        if !working, shuttingDown, !closing {
             send([.bye(code: .shutdown, message: "the server is shutting down")], close: true)
         }
         resumeReadingIfHeld()
@@ -316,8 +341,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 run { core in await core.log(request) }
             case .history:
                 run { core in await core.history(request) }
-            case .propose where core.replicator == nil:
-                run { core, reply in core.propose(request, identity: identity, reply: reply) }
             case .propose:
                 run { core in await core.propose(request, identity: identity) }
             case .watch:
@@ -328,6 +351,91 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 break  // handled when read
             }
         }
+    }
+
+    // MARK: Writes in flight
+
+    /// A write that can go in flight: PROPOSE or BATCH on a primary, by an identity allowed to make it.
+    private func pipelinable(_ work: Work) -> Bool {
+        guard core.replicator == nil, let identity else { return false }
+        switch work {
+        case .request(let request): return request.verb == .propose && identity.role.may(.propose)
+        case .batch: return identity.role.may(.batch)
+        case .reply, .closeWith: return false
+        }
+    }
+
+    private func startWrite(_ work: Work) {
+        guard let context, let identity else { return }
+        let number = writesBase + writes.count
+        switch work {
+        case .request(let request):
+            writes.append(Write(tag: request.tag, batch: false, state: .decoding))
+            decoded(number, core.decodePropose(request, identity: identity))
+        case .batch(let request, let lines):
+            writes.append(Write(tag: request.tag, batch: true, state: .decoding))
+            // Off the event loop: a batch of thousands of lines takes milliseconds to decode.
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let core = self.core
+            Task {
+                let result = core.decodeBatch(request, lines: lines, identity: identity)
+                bound.eventLoop.execute {
+                    bound.value.decoded(number, result)
+                    bound.value.drain()
+                }
+            }
+        case .reply, .closeWith:
+            break
+        }
+    }
+
+    private func decoded(_ number: Int, _ result: ServerCore.Decoded) {
+        guard number >= writesBase, number - writesBase < writes.count else { return }
+        switch result {
+        case .proposals(let proposals): writes[number - writesBase].state = .ready(proposals)
+        case .refused(let reply): writes[number - writesBase].state = .answered([reply])
+        }
+        submitReady()
+        deliverAnswered()
+    }
+
+    /// Submits decoded writes to the store in request order, up to the first one still being decoded.
+    private func submitReady() {
+        guard let context else { return }
+        while writesSubmitted < writesBase + writes.count {
+            let i = writesSubmitted - writesBase
+            if case .decoding = writes[i].state { return }
+            if case .ready(let proposals) = writes[i].state {
+                writes[i].state = .submitted
+                let number = writesSubmitted
+                let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                core.submit(proposals, tag: writes[i].tag, batch: writes[i].batch) { replies in
+                    bound.eventLoop.execute {
+                        bound.value.answered(number, replies)
+                        bound.value.drain()
+                    }
+                }
+            }
+            writesSubmitted += 1
+        }
+    }
+
+    private func answered(_ number: Int, _ replies: [Reply]) {
+        guard number >= writesBase, number - writesBase < writes.count else { return }
+        writes[number - writesBase].state = .answered(replies)
+        deliverAnswered()
+    }
+
+    /// Sends the answers of the oldest writes that have one, in request order.
+    private func deliverAnswered() {
+        var sent = false
+        while let first = writes.first, case .answered(let replies) = first.state {
+            writes.removeFirst()
+            writesBase += 1
+            if !closing { for reply in replies { write(reply) } }
+            sent = true
+        }
+        if sent, !closing { flush() }
     }
 
     /// The caller's identity if the verb is allowed, else sends the refusal and returns nil.
@@ -359,21 +467,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let core = self.core
         Task {
             let replies = await body(core)
-            bound.eventLoop.execute {
-                let handler = bound.value
-                handler.busy = false
-                handler.send(replies)
-                handler.drain()
-            }
-        }
-    }
-
-    /// Runs a verb that answers through a callback, from any thread; as `run`, without a task.
-    private func run(_ body: (ServerCore, @escaping @Sendable ([Reply]) -> Void) -> Void) {
-        guard let context else { return }
-        busy = true
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        body(core) { replies in
             bound.eventLoop.execute {
                 let handler = bound.value
                 handler.busy = false
@@ -559,7 +652,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             send([.bye(code: .shutdown, message: "the server is shutting down")], close: true)
             return
         }
-        // Requests not started yet are refused; the one running finishes, then BYE (see drain).
+        // Requests not started yet are refused; the ones running (and writes in flight) finish, then BYE (see drain).
         let waiting = queue[queueHead...]
         queue.removeAll()
         queueHead = 0
@@ -578,7 +671,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
         }
         flush()
-        if !busy { send([.bye(code: .shutdown, message: "the server is shutting down")], close: true) }
+        if !working { send([.bye(code: .shutdown, message: "the server is shutting down")], close: true) }
     }
 
     private func scheduleIdleCheck(context: ChannelHandlerContext, after delay: TimeAmount) {
@@ -586,7 +679,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         idleTimer = context.eventLoop.scheduleTask(in: delay) { [weak self] in
             guard let self, !self.closing, self.watch == nil else { return }
             let idle = NIODeadline.now() - self.lastActivity
-            if idle >= self.core.limits.idleTimeout, !self.busy {
+            if idle >= self.core.limits.idleTimeout, !self.working {
                 self.logger.info("closing an idle connection")
                 self.send(
                     [

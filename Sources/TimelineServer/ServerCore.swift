@@ -341,25 +341,67 @@ final class ServerCore: Sendable {
         }
     }
 
-    /// PROPOSE on a primary without a task: decoded on the caller's thread (the connection's event loop),
-    /// committed by the store's writer, and answered through `reply` on the writer's thread.
-    func propose(_ request: Request, identity: TokenStore.Identity, reply: @escaping @Sendable ([Reply]) -> Void) {
-        precondition(replicator == nil, "an office replica forwards PROPOSE upstream")
+    /// A write decoded by its connection, or the refusal to send in its place.
+    enum Decoded: Sendable {
+        case proposals([Proposal])
+        case refused(Reply)
+    }
+
+    /// Decodes PROPOSE's argument as `identity`'s edit, stamped now (on the connection's event loop).
+    func decodePropose(_ request: Request, identity: TokenStore.Identity) -> Decoded {
         guard !request.arguments.isEmpty else {
-            return reply([.bad(tag: request.tag, code: .badArgument, message: "usage: PROPOSE {json edit}")])
+            return .refused(.bad(tag: request.tag, code: .badArgument, message: "usage: PROPOSE {json edit}"))
         }
-        let p: Proposal
-        do { p = try proposal(from: request.arguments, identity: identity) } catch {
-            return reply([failure(request.tag, error)])
+        do { return .proposals([try proposal(from: request.arguments, identity: identity)]) } catch {
+            return .refused(failure(request.tag, error))
         }
-        let tag = request.tag
-        store.append([p]) { result in reply([self.answer(tag, result)]) }
+    }
+
+    /// Decodes a BATCH's lines as `identity`'s edits; the refusal names the first line that does not decode.
+    func decodeBatch(_ request: Request, lines: [String], identity: TokenStore.Identity) -> Decoded {
+        var proposals: [Proposal] = []
+        proposals.reserveCapacity(lines.count)
+        for (index, line) in lines.enumerated() {
+            do {
+                proposals.append(try proposal(from: line, identity: identity))
+            } catch {
+                return .refused(Reply.refusal(tag: request.tag, error.at("line \(index + 1) of \(lines.count)")))
+            }
+        }
+        return .proposals(proposals)
+    }
+
+    /// Submits a decoded PROPOSE (`batch: false`) or BATCH to the store of a primary; `reply` gets its answer on
+    /// the store's writer thread once it is durable or refused. Writes are committed in the order submitted.
+    func submit(
+        _ proposals: [Proposal], tag: String, batch: Bool, reply: @escaping @Sendable ([Reply]) -> Void
+    ) {
+        precondition(replicator == nil, "an office replica forwards its writes upstream")
+        store.append(proposals) { result in
+            reply([batch ? self.batchAnswer(tag, count: proposals.count, result) : self.answer(tag, result)])
+        }
     }
 
     private func answer(_ tag: String, _ result: Result<[Edit], Error>) -> Reply {
         switch result {
         case .success(let edits): .ok(tag: tag, Self.acknowledgement(edits[0]))
         case .failure(let error): failure(tag, error)
+        }
+    }
+
+    private func batchAnswer(_ tag: String, count: Int, _ result: Result<[Edit], Error>) -> Reply {
+        switch result {
+        case .success(let edits):
+            return .ok(
+                tag: tag,
+                .object([
+                    "first": .int(edits.first?.version ?? 0), "last": .int(edits.last?.version ?? 0),
+                    "count": .int(Int64(edits.count)), "hash": .string(edits.last?.hash.hex ?? ""),
+                ]))
+        case .failure(let rejection as BatchRejection):
+            return Reply.refusal(tag: tag, rejection.error.at("line \(rejection.index + 1) of \(count)"))
+        case .failure(let error):
+            return failure(tag, error)
         }
     }
 
@@ -372,43 +414,27 @@ final class ServerCore: Sendable {
         return .object(o)
     }
 
+    /// BATCH on an office replica: checked here, forwarded upstream as one unit. (A primary's connections
+    /// decode and submit their writes themselves: `decodeBatch`, `submit`.)
     func batch(_ request: Request, lines: [String], identity: TokenStore.Identity) async -> [Reply] {
-        var proposals: [Proposal] = []
-        proposals.reserveCapacity(lines.count)
-        for (index, line) in lines.enumerated() {
-            do {
-                proposals.append(try proposal(from: line, identity: identity))
-            } catch {
-                return [Reply.refusal(tag: request.tag, error.at("line \(index + 1) of \(lines.count)"))]
-            }
+        let proposals: [Proposal]
+        switch decodeBatch(request, lines: lines, identity: identity) {
+        case .refused(let reply): return [reply]
+        case .proposals(let p): proposals = p
         }
-        if let replicator {
-            do {
-                for (index, p) in proposals.enumerated() {
-                    do { try await checkOwnership(p, identity: identity) } catch let e as TimelineError {
-                        return [Reply.refusal(tag: request.tag, e.at("line \(index + 1) of \(lines.count)"))]
-                    }
-                }
-                let json = try lines.map { try JSON(parsing: $0) }
-                return [Self.reply(request.tag, try await replicator.forwardBatch(json, author: identity.name))]
-            } catch {
-                return [failure(request.tag, error)]
-            }
+        guard let replicator else {
+            let result: Result<[Edit], Error>
+            do { result = .success(try await store.append(proposals)) } catch { result = .failure(error) }
+            return [batchAnswer(request.tag, count: lines.count, result)]
         }
         do {
-            let edits = try await store.append(proposals)
-            return [
-                .ok(
-                    tag: request.tag,
-                    .object([
-                        "first": .int(edits.first?.version ?? 0), "last": .int(edits.last?.version ?? 0),
-                        "count": .int(Int64(edits.count)), "hash": .string(edits.last?.hash.hex ?? ""),
-                    ]))
-            ]
-        } catch let rejection as BatchRejection {
-            return [
-                Reply.refusal(tag: request.tag, rejection.error.at("line \(rejection.index + 1) of \(lines.count)"))
-            ]
+            for (index, p) in proposals.enumerated() {
+                do { try await checkOwnership(p, identity: identity) } catch let e as TimelineError {
+                    return [Reply.refusal(tag: request.tag, e.at("line \(index + 1) of \(lines.count)"))]
+                }
+            }
+            let json = try lines.map { try JSON(parsing: $0) }
+            return [Self.reply(request.tag, try await replicator.forwardBatch(json, author: identity.name))]
         } catch {
             return [failure(request.tag, error)]
         }

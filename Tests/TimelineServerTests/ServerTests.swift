@@ -35,6 +35,46 @@ import TimelineCore
         await client.close()
     }
 
+    /// Pipelined writes are decoded and committed together, yet take effect and are answered in request order:
+    /// later writes build on earlier ones, a refused one leaves the others alone, and a read sees them all.
+    @Test func pipelinedWritesTakeEffectInRequestOrder() async throws {
+        let server = try ServerProcess()
+        let client = try await server.connect(token: server.adminToken)
+        let id = "01JQWRT00000000000000000E1"
+        func note(_ text: String, on event: String = "01JQWRT00000000000000000E1") -> String {
+            #"{"op":"annotation.add","event":"\#(event)","text":"\#(text)"}"#
+        }
+        var burst = #"w0 PROPOSE {"op":"event.create","event":"\#(id)","date":"May 2016","title":"Piped"}"# + "\n"
+        burst += "w1 PROPOSE \(note("after its event"))\n"
+        burst += "w2 BATCH 200\n" + (0..<200).map { note("batched \($0)") + "\n" }.joined()
+        burst += "w3 PROPOSE {\"op\":\n"
+        burst += "w4 BATCH 2\n\(note("never"))\n\(note("nowhere", on: "01JQWRT00000000000000000E9"))\n"
+        for i in 5..<105 { burst += "w\(i) PROPOSE \(note("single \(i)"))\n" }
+        burst += "g GET \(id)\n"
+        try await client.sendRaw(burst)
+        var completions: [String] = []
+        var event = ""
+        while completions.count < 106 {
+            guard let line = try await client.nextLine() else { break }
+            if line.hasPrefix("* EVENT ") {
+                event = String(line.dropFirst(8))
+            } else if !line.hasPrefix("*") {
+                completions.append(line)
+            }
+        }
+        #expect(completions.map { String($0.prefix { $0 != " " }) } == (0..<105).map { "w\($0)" } + ["g"])
+        #expect(completions[0].contains(#""version":30"#))
+        #expect(completions[1].contains(#""version":31"#))
+        #expect(completions[2].contains(#""first":32"#) && completions[2].contains(#""last":231"#))
+        #expect(completions[3].hasPrefix("w3 BAD BAD_JSON"))
+        #expect(completions[4].hasPrefix("w4 NO NOT_FOUND line 2 of 2"))
+        for i in 5..<105 { #expect(completions[i].contains(#""version":\#(227 + i)"#), "w\(i)") }
+        let view = try JSON(parsing: event)
+        #expect(view["annotations"]?.arrayValue?.count == 301)
+        #expect(view["revision"]?.intValue == 302)
+        await client.close()
+    }
+
     @Test func pullPagesThroughTheWholeLogAndTheChainVerifies() async throws {
         let server = try ServerProcess()
         let client = try await server.connect(token: server.adminToken)
