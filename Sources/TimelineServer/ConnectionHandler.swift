@@ -321,7 +321,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             send(replies, close: true)
         case .batch(let request, let lines):
             guard let identity = authorize(request) else { return }
-            run { core in await core.batch(request, lines: lines, identity: identity) }
+            guard let replicator = core.replicator else { return startWrite(work) }
+            run { core in await core.forwardBatch(request, lines: lines, identity: identity, via: replicator) }
         case .request(let request):
             guard let identity = authorize(request) else { return }
             switch request.verb {
@@ -342,7 +343,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             case .history:
                 run { core in await core.history(request) }
             case .propose:
-                run { core in await core.propose(request, identity: identity) }
+                guard let replicator = core.replicator else { return startWrite(work) }
+                run { core in await core.forward(request, identity: identity, via: replicator) }
             case .watch:
                 startWatch(request)
             case .conflicts:

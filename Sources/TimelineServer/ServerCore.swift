@@ -313,29 +313,28 @@ final class ServerCore: Sendable {
         }
     }
 
-    func propose(_ request: Request, identity: TokenStore.Identity) async -> [Reply] {
-        guard !request.arguments.isEmpty else {
-            return [.bad(tag: request.tag, code: .badArgument, message: "usage: PROPOSE {json edit}")]
+    /// PROPOSE on an office replica: checked here (syntax, role, ownership), decided upstream. (A primary's
+    /// connections decode and submit their writes themselves: `decodePropose`, `submit`.)
+    func forward(_ request: Request, identity: TokenStore.Identity, via replicator: Replicator) async -> [Reply] {
+        let p: Proposal
+        switch decodePropose(request, identity: identity) {
+        case .refused(let reply): return [reply]
+        case .proposals(let proposals): p = proposals[0]
         }
         do {
-            let p = try proposal(from: request.arguments, identity: identity)
-            if let replicator {
-                // Checked here (syntax, role, ownership), decided upstream.
-                try await checkOwnership(p, identity: identity)
-                switch try await replicator.forward(try JSON(parsing: request.arguments), author: identity.name) {
-                case .answered(let c): return [Self.reply(request.tag, c)]
-                case .queued(let id):
-                    return [
-                        .ok(
-                            tag: request.tag,
-                            .object([
-                                "queued": true, "outbox": .int(id),
-                                "event": p.event.map { .string($0.description) } ?? .null,
-                            ]))
-                    ]
-                }
+            try await checkOwnership(p, identity: identity)
+            switch try await replicator.forward(try JSON(parsing: request.arguments), author: identity.name) {
+            case .answered(let c): return [Self.reply(request.tag, c)]
+            case .queued(let id):
+                return [
+                    .ok(
+                        tag: request.tag,
+                        .object([
+                            "queued": true, "outbox": .int(id),
+                            "event": p.event.map { .string($0.description) } ?? .null,
+                        ]))
+                ]
             }
-            return [answer(request.tag, .success(try await store.append([p])))]
         } catch {
             return [failure(request.tag, error)]
         }
@@ -416,16 +415,13 @@ final class ServerCore: Sendable {
 
     /// BATCH on an office replica: checked here, forwarded upstream as one unit. (A primary's connections
     /// decode and submit their writes themselves: `decodeBatch`, `submit`.)
-    func batch(_ request: Request, lines: [String], identity: TokenStore.Identity) async -> [Reply] {
+    func forwardBatch(_ request: Request, lines: [String], identity: TokenStore.Identity, via replicator: Replicator)
+        async -> [Reply]
+    {
         let proposals: [Proposal]
         switch decodeBatch(request, lines: lines, identity: identity) {
         case .refused(let reply): return [reply]
         case .proposals(let p): proposals = p
-        }
-        guard let replicator else {
-            let result: Result<[Edit], Error>
-            do { result = .success(try await store.append(proposals)) } catch { result = .failure(error) }
-            return [batchAnswer(request.tag, count: lines.count, result)]
         }
         do {
             for (index, p) in proposals.enumerated() {
