@@ -273,13 +273,14 @@ struct StateWriter {
         updateRevision = try db.cachedStatement(sql: "UPDATE events SET revision = ?, version = ? WHERE id = ?")
     }
 
-    /// Starts a unit (one append, inside its savepoint): later changes to the cache can be taken back.
+    /// Starts a unit (one append inside its savepoint, or a whole group run without savepoints): later changes
+    /// to the cache and the pending revisions can be taken back.
     mutating func beginUnit() {
         cache.keep()
         movedBefore.removeAll(keepingCapacity: true)
     }
 
-    /// The unit was rolled back to its savepoint: its changes to the cache and the pending revisions go too.
+    /// The unit was rolled back: its changes to the cache and the pending revisions go too.
     mutating func rollbackUnit() {
         cache.takeBack()
         while let (id, old) = movedBefore.popLast() { movedRevisions[id] = old }

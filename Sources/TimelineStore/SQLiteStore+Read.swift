@@ -13,12 +13,26 @@ enum SQLiteReads {
     }
 
     static func edit(_ row: Row) throws -> Edit {
-        let hashBytes: [UInt8] = Array(row["hash"] as Data)
-        guard let hash = Digest(bytes: hashBytes) else {
+        let (body, hash) = try stored(row)
+        return try EditCodec.decodeStored(body: body, hash: hash)
+    }
+
+    /// A log row as PULL sends it: the hash spliced into the stored body, or (for a body of another shape) the
+    /// edit decoded and encoded again.
+    static func wireEdit(_ row: Row) throws -> WireEdit {
+        let (body, hash) = try stored(row)
+        if let bytes = EditCodec.wireBytes(body: body, hash: hash) {
+            return WireEdit(version: row["version"], bytes: bytes)
+        }
+        return WireEdit(try EditCodec.decodeStored(body: body, hash: hash))
+    }
+
+    /// A log row's `body` and `hash` columns.
+    private static func stored(_ row: Row) throws -> (body: [UInt8], hash: Digest) {
+        guard let hash = Digest(bytes: Array(row["hash"] as Data)) else {
             throw TimelineError(.corrupt, "a stored hash is not 32 bytes")
         }
-        let body: String = row["body"]
-        return try EditCodec.decodeStored(body: Array(body.utf8), hash: hash)
+        return (Array((row["body"] as String).utf8), hash)
     }
 
     static func annotations(_ db: Database, event: EventID) throws -> [Annotation] {
@@ -83,17 +97,7 @@ extension SQLiteStore {
                 db.cachedStatement(
                     sql: "SELECT version, body, hash FROM edits WHERE version > ? ORDER BY version LIMIT ?"),
                 arguments: [version, limit])
-            while let row = try rows.next() {
-                guard let hash = Digest(bytes: Array(row["hash"] as Data)) else {
-                    throw TimelineError(.corrupt, "a stored hash is not 32 bytes")
-                }
-                let body = Array((row["body"] as String).utf8)
-                if let bytes = EditCodec.wireBytes(body: body, hash: hash) {
-                    out.append(WireEdit(version: row["version"], bytes: bytes))
-                } else {
-                    out.append(WireEdit(try EditCodec.decodeStored(body: body, hash: hash)))
-                }
-            }
+            while let row = try rows.next() { out.append(try SQLiteReads.wireEdit(row)) }
             return out
         }
     }
