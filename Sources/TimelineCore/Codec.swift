@@ -300,7 +300,10 @@ public enum EditCodec {
 struct FieldReader {
     let object: [String: JSON]
     let context: String
-    var seen: Set<String> = []
+    /// The keys asked for, and how many of them the object has: a handful of literals, where a Set's hashing
+    /// cost more than the rest of reading an edit.
+    var seen: [String] = []
+    var seenPresent = 0
 
     init(_ json: JSON, context: String = "") {
         object = json.objectValue ?? [:]
@@ -313,23 +316,33 @@ struct FieldReader {
         TimelineError(.badField, "field \(name(key)) \(what)")
     }
 
-    mutating func consume(_ key: String) { seen.insert(key) }
+    mutating func consume(_ key: String) { _ = lookup(key) }
 
     mutating func value(_ key: String) -> JSON? {
-        seen.insert(key)
-        guard let v = object[key], !v.isNull else { return nil }
+        guard let v = lookup(key), !v.isNull else { return nil }
+        return v
+    }
+
+    private mutating func lookup(_ key: String) -> JSON? {
+        let v = object[key]
+        if !seen.contains(key) {
+            seen.append(key)
+            if v != nil { seenPresent += 1 }
+        }
         return v
     }
 
     func rejectUnknown() throws(TimelineError) {
+        guard seenPresent < object.count else { return }
         if let unknown = object.keys.filter({ !seen.contains($0) }).sorted().first {
             throw TimelineError(.badField, "unknown field \(name(unknown))")
         }
     }
 
     static func validText(_ s: String) -> Bool {
-        // NUL and other C0 controls (but tab and newline) have no place in timeline text.
-        !s.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" && $0 != "\t" && $0 != "\r" }
+        // NUL and other C0 controls (but tab and newline) have no place in timeline text. In UTF-8 they are single
+        // bytes that never occur inside a multi-byte sequence, so the bytes tell.
+        !s.utf8.contains { $0 < 0x20 && $0 != 0x0A && $0 != 0x09 && $0 != 0x0D }
     }
 
     mutating func optionalString(_ key: String, max: Int, nonEmpty: Bool = false) throws(TimelineError) -> String? {
@@ -337,7 +350,9 @@ struct FieldReader {
         guard let s = v.stringValue else { throw bad(key, "must be a string") }
         guard s.utf8.count <= max else { throw bad(key, "is longer than \(max) bytes") }
         guard FieldReader.validText(s) else { throw bad(key, "contains control characters") }
-        if nonEmpty && s.allSatisfy(\.isWhitespace) { throw bad(key, "must not be empty") }
+        if nonEmpty, s.utf8.first.map({ $0 <= 0x20 || $0 >= 0x7F }) ?? true, s.allSatisfy(\.isWhitespace) {
+            throw bad(key, "must not be empty")
+        }
         return s
     }
 
@@ -487,8 +502,11 @@ struct FieldReader {
 extension Tags {
     /// 1 to 64 bytes, no white space or control characters: a tag is a word people type.
     public static func isValid(_ tag: String) -> Bool {
-        !tag.isEmpty && tag.utf8.count <= FieldLimits.tag
-            && !tag.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }
+        guard !tag.isEmpty, tag.utf8.count <= FieldLimits.tag else { return false }
+        // An ASCII tag (nearly all) is judged by its bytes: printable and not a space. Unicode's properties cost a
+        // table lookup per scalar.
+        if tag.utf8.allSatisfy({ $0 < 0x80 }) { return tag.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F } }
+        return !tag.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }
     }
 }
 

@@ -11,15 +11,33 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Parses a ULID, accepting lower case and Crockford's aliases (I and L for 1, O for 0).
     public init?(_ text: String) {
         guard text.utf8.count == 26 else { return nil }
-        var canonical: [UInt8] = []
-        canonical.reserveCapacity(26)
-        for (index, byte) in text.utf8.enumerated() {
+        // Nearly every ULID read is already canonical (it came from a log or from `generate`): keep its string.
+        var canonical = true
+        var first = true
+        for byte in text.utf8 {
             guard let value = ULID.decodeDigit(byte) else { return nil }
             // The first character carries only 3 bits (128 bits in 26 characters): above 7 overflows.
-            if index == 0 && value > 7 { return nil }
-            canonical.append(ULID.alphabet[Int(value)])
+            if first && value > 7 { return nil }
+            first = false
+            if ULID.encodeDigit(value) != byte { canonical = false }
         }
-        string = String(decoding: canonical, as: UTF8.self)
+        if canonical {
+            string = text
+        } else {
+            string = String(decoding: text.utf8.map { ULID.encodeDigit(ULID.decodeDigit($0)!) }, as: UTF8.self)
+        }
+    }
+
+    static func encodeDigit(_ value: UInt8) -> UInt8 {
+        // The alphabet by arithmetic: a global table costs a lazy-initialization check on every access.
+        switch value {
+        case 0...9: UInt8(ascii: "0") + value
+        case 10...17: UInt8(ascii: "A") + value - 10  // A–H
+        case 18...19: UInt8(ascii: "J") + value - 18  // J K (no I)
+        case 20...21: UInt8(ascii: "M") + value - 20  // M N (no L)
+        case 22...26: UInt8(ascii: "P") + value - 22  // P–T (no O)
+        default: UInt8(ascii: "V") + value - 27  // V–Z (no U)
+        }
     }
 
     /// Builds a ULID from its 16 bytes (big-endian).
@@ -73,9 +91,12 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
         case UInt8(ascii: "a")...UInt8(ascii: "z"): return decodeDigit(byte - 32)
         case UInt8(ascii: "O"): return 0
         case UInt8(ascii: "I"), UInt8(ascii: "L"): return 1
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"):
-            guard let index = alphabet.firstIndex(of: byte) else { return nil }
-            return UInt8(index)
+        case UInt8(ascii: "U"): return nil
+        case UInt8(ascii: "A")...UInt8(ascii: "H"): return byte - UInt8(ascii: "A") + 10
+        case UInt8(ascii: "J")...UInt8(ascii: "K"): return byte - UInt8(ascii: "J") + 18
+        case UInt8(ascii: "M")...UInt8(ascii: "N"): return byte - UInt8(ascii: "M") + 20
+        case UInt8(ascii: "P")...UInt8(ascii: "T"): return byte - UInt8(ascii: "P") + 22
+        case UInt8(ascii: "V")...UInt8(ascii: "Z"): return byte - UInt8(ascii: "V") + 27
         default: return nil
         }
     }

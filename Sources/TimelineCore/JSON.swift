@@ -283,7 +283,9 @@ struct JSONParser {
             value = s
             index += 1
         }
-        if index < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index]) {
+        if index < bytes.count,
+            bytes[index] == UInt8(ascii: ".") || bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E")
+        {
             throw fail("only integers are accepted")
         }
         if negative { return value }
@@ -322,12 +324,13 @@ struct JSONParser {
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSON {
         guard depth <= maxDepth else { throw fail("JSON nested deeper than \(maxDepth) levels") }
         index += 1
-        var members: [String: JSON] = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(members)
+            return .object([:])
         }
+        // Room for a typical edit's fields at once: growing from empty rehashes every key three times.
+        var members = [String: JSON](minimumCapacity: 12)
         while true {
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON") }
@@ -376,20 +379,29 @@ struct JSONParser {
     mutating func parseString() throws(JSONParseError) -> String {
         index += 1  // opening quote
         let start = index
-        // Fast path: no escapes. Validate UTF-8 on the way, since String(decoding:) would repair it silently.
+        // Fast path: no escapes. Validate UTF-8 on the way, since String(decoding:) would repair it silently; ASCII
+        // needs no validating, and String(validating:) is a generic call that costs more than the rest of the parse.
+        var ascii = true
         while index < bytes.count {
             let c = bytes[index]
             if c == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                guard let s = String(validating: slice, as: UTF8.self) else {
-                    index = start
-                    throw fail("invalid UTF-8 in string")
+                let s: String
+                if ascii {
+                    s = String(decoding: slice, as: UTF8.self)
+                } else {
+                    guard let valid = String(validating: slice, as: UTF8.self) else {
+                        index = start
+                        throw fail("invalid UTF-8 in string")
+                    }
+                    s = valid
                 }
                 index += 1
                 return s
             }
             if c == UInt8(ascii: "\\") { break }
             if c < 0x20 { throw fail("control character in string") }
+            if c >= 0x80 { ascii = false }
             index += 1
         }
         var out: [UInt8] = Array(bytes[start..<index])

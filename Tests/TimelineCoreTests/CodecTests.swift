@@ -184,6 +184,48 @@ import Testing
         }
     }
 
+    @Test func unknownFieldsAreNamedAndKnownOnesAreNot() throws {
+        func refusal(_ text: String) throws -> String? {
+            do {
+                _ = try EditCodec.decodeProposal(try JSON(parsing: text), author: "a", time: t)
+                return nil
+            } catch let error as TimelineError { return error.message }
+        }
+        let event = #""event":"01ARZ3NDEKTSV4RRFFQ69G5FAV""#
+        #expect(try refusal(#"{"op":"annotation.add",\#(event),"text":"x","tags":null,"base":0}"#) == nil)
+        // Every known field is read once however often it is asked for; the first unknown one (sorted) is named.
+        #expect(
+            try refusal(#"{"op":"annotation.add",\#(event),"text":"x","zeta":1,"alpha":null}"#)
+                == #"unknown field "alpha""#)
+        #expect(try refusal(#"{"op":"annotation.add",\#(event),"text":"x","version":3}"#) == nil)
+        #expect(
+            try refusal(#"{"op":"event.update",\#(event),"set":{"title":"x","colour":"red"}}"#)
+                == #"unknown field "set.colour""#)
+        // Tab, newline and carriage return are text; other C0 controls are not, wherever they are.
+        #expect(try refusal(#"{"op":"annotation.add",\#(event),"text":"a\tb\nc\r"}"#) == nil)
+        #expect(try refusal(#"{"op":"annotation.add",\#(event),"text":"é\u001f"}"#)?.contains("control") == true)
+    }
+
+    @Test func tagsAreOneWordOfPrintableText() {
+        for tag in ["b1", "a-b_c.d", "~", "café", "東京", String(repeating: "x", count: FieldLimits.tag)] {
+            #expect(Tags.isValid(tag), "\(tag)")
+        }
+        for tag in ["", "two words", "a\tb", "a\u{7F}", "a\u{00A0}b", "a\u{2003}", String(repeating: "é", count: 33)] {
+            #expect(!Tags.isValid(tag), "\(tag.unicodeScalars.map(\.value))")
+        }
+    }
+
+    @Test func textThatIsOnlyWhiteSpaceIsEmpty() throws {
+        func add(_ text: String) throws -> Proposal {
+            let json: JSON = ["op": "annotation.add", "event": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "text": .string(text)]
+            return try EditCodec.decodeProposal(json, author: "a", time: t)
+        }
+        for text in ["   ", "\n", "\u{3000}", "\u{00A0} "] {
+            #expect(throws: TimelineError.self, "\(text.unicodeScalars.map(\.value))") { try add(text) }
+        }
+        for text in [" x", "x", "é", "\u{3000}x"] { #expect(throws: Never.self) { try add(text) } }
+    }
+
     @Test func checkingKeepsOnlyTheNumbersOfLinesThatHoldEdits() throws {
         let add = #"{"op":"annotation.add","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","text":"x"}"#
         #expect(try JSONLines.check(["", add, "  ", add, add], author: "a", time: t, trusted: false) == [2, 4, 5])

@@ -61,6 +61,21 @@ import Testing
         #expect(ULID("01ARZ3NDEKTSV4RRFFQ69G5FAV")?.string == "01ARZ3NDEKTSV4RRFFQ69G5FAV")
     }
 
+    @Test func ulidDigitsFollowTheCrockfordAlphabet() {
+        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+        for (value, char) in alphabet.enumerated() {
+            #expect(ULID.encodeDigit(UInt8(value)) == char)
+            #expect(ULID.decodeDigit(char) == UInt8(value))
+            #expect(ULID.decodeDigit(char | 0x20) == UInt8(value), "lower case")
+        }
+        for char in "UuÀ!@[`{ ".utf8 { #expect(ULID.decodeDigit(char) == nil) }
+        // Aliases and lower case read as their canonical digits.
+        #expect(ULID("01arz3ndektsv4rrffq69g5fav")?.string == "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        #expect(ULID("0LARZ3NDEKTSV4RRFFQ69G5FAV")?.string == "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        #expect(ULID("o1ARZ3NDEKTSV4RRFFQ69G5FAV")?.string == "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        #expect(ULID("01ARZ3NDEKTSV4RRFFQ69G5FiV")?.string == "01ARZ3NDEKTSV4RRFFQ69G5F1V")
+    }
+
     @Test func ulidEncodesTimeBigEndian() {
         // The reference example from the ULID spec: 1469918176385 ms → 01ARYZ6S41.
         let id = ULID(milliseconds: 1_469_918_176_385, randomness: [UInt8](repeating: 0, count: 10))
