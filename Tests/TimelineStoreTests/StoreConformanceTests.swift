@@ -412,6 +412,61 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await reopened.verify().ok)
     }
 
+    /// A store made before migration v3 has its log rebuilt with the op check as comparisons: every edit and the
+    /// state are kept, the log's rules still hold, and appending a row builds no temporary B-tree.
+    @Test func olderLogsGetAnOpCheckWithoutATemporaryTable() async throws {
+        let dir = try TempDir()
+        let current = try SQLiteStore(path: dir.path("current.sqlite"))
+        _ = try await Importer.loadSample(into: current)
+        let first = try #require(try await current.events(matching: EventFilter()).first?.event.id)
+        _ = try await current.append((0..<50).map { annotate(first, "note \($0)", base: 0) })
+        // The same rows in a file with the schema as of v2, as a store of that time left it.
+        let oldPath = dir.path("old.sqlite")
+        let old = try DatabaseQueue(path: oldPath)
+        try Schema.migrator.migrate(old, upTo: "v2-event-tags-by-date")
+        try await old.writeWithoutTransaction { db in
+            try db.execute(sql: "ATTACH DATABASE ? AS current", arguments: [dir.path("current.sqlite")])
+            try db.inTransaction {
+                for table in ["store_info", "edits", "events", "event_tags", "annotations", "timeline_meta"] {
+                    try db.execute(sql: "INSERT INTO main.\(table) SELECT * FROM current.\(table)")
+                }
+                return .commit
+            }
+            try db.execute(sql: "DETACH DATABASE current")
+        }
+        func opcodes(_ db: DatabaseQueue) throws -> [String] {
+            try db.read { db in
+                try Row.fetchAll(
+                    db, sql: "EXPLAIN INSERT INTO edits(version, event, revision, op, body, hash) VALUES (?,?,?,?,?,?)",
+                    arguments: [1, nil, 0, "timeline.meta", "{}", Data(count: 32)]
+                ).map { $0["opcode"] as String }
+            }
+        }
+        #expect(try opcodes(old).contains("OpenEphemeral"), "the v2 schema's IN list")
+        try old.close()
+
+        let migrated = try SQLiteStore(path: oldPath)
+        #expect(try await migrated.head() == current.head())
+        #expect(try await migrated.stateHash() == current.stateHash())
+        #expect(try await migrated.verify().ok)
+        _ = try await migrated.append([annotate(first, "after the migration", base: 0)])
+        let check = try DatabaseQueue(path: oldPath)
+        defer { try? check.close() }
+        #expect(try !opcodes(check).contains("OpenEphemeral"))
+        // The rules moved with the table: ops are checked, versions stay contiguous, the log append-only.
+        let head = try await migrated.head().version
+        let refusals = [
+            "INSERT INTO edits VALUES (\(head + 1), NULL, 0, 'event.explode', '{}', zeroblob(32))",
+            "INSERT INTO edits VALUES (\(head + 2), NULL, 0, 'timeline.meta', '{}', zeroblob(32))",
+            "UPDATE edits SET body = '{}' WHERE version = 1",
+            "DELETE FROM edits WHERE version = \(head)",
+        ]
+        for sql in refusals {
+            #expect(throws: DatabaseError.self, "\(sql)") { try check.write { try $0.execute(sql: sql) } }
+        }
+        #expect(try await check.read { try Row.fetchOne($0, sql: "PRAGMA foreign_key_check") } == nil)
+    }
+
     @Test(arguments: Backend.allCases)
     func replicasCopyVerifiedEditsAndRefuseAnythingElse(backend: Backend) async throws {
         let source = try backend.make(TempDir())
