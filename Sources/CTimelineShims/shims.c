@@ -59,6 +59,30 @@ void timeline_sha256_free(timeline_sha256_ctx *ctx) { EVP_MD_CTX_free((EVP_MD_CT
 
 int timeline_random_bytes(uint8_t *out, size_t len) { return RAND_bytes(out, (int)len); }
 
+#include <string.h>
+#include <unistd.h>
+
+static _Thread_local struct {
+    uint8_t bytes[640];
+    size_t used;
+    pid_t pid;
+} id_pool = {.used = sizeof id_pool.bytes};
+
+int timeline_random_id_bytes(uint8_t *out, size_t len) {
+    if (len > 64) return 0;
+    pid_t pid = getpid();
+    if (id_pool.used + len > sizeof id_pool.bytes || id_pool.pid != pid) {
+        if (RAND_bytes(id_pool.bytes, (int)sizeof id_pool.bytes) != 1) return 0;
+        id_pool.used = 0;
+        id_pool.pid = pid;
+    }
+    memcpy(out, id_pool.bytes + id_pool.used, len);
+    // Bytes handed out are wiped, so that no two IDs can share them even through a stale copy of the pool.
+    memset(id_pool.bytes + id_pool.used, 0, len);
+    id_pool.used += len;
+    return 1;
+}
+
 const char *timeline_openssl_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
 
 // ---- TLS ----

@@ -316,7 +316,9 @@ struct FieldReader {
         TimelineError(.badField, "field \(name(key)) \(what)")
     }
 
-    mutating func consume(_ key: String) { _ = lookup(key) }
+    /// Accepts `key` without reading it. Not looked up: when the fields read account for the whole object,
+    /// rejectUnknown needs no more.
+    mutating func consume(_ key: String) { if !seen.contains(key) { seen.append(key) } }
 
     mutating func value(_ key: String) -> JSON? {
         guard let v = lookup(key), !v.isNull else { return nil }
@@ -333,8 +335,8 @@ struct FieldReader {
     }
 
     func rejectUnknown() throws(TimelineError) {
-        guard seenPresent < object.count else { return }
-        if let unknown = object.keys.filter({ !seen.contains($0) }).sorted().first {
+        guard seenPresent < object.count, object.keys.contains(where: { !seen.contains($0) }) else { return }
+        if let unknown = object.keys.filter({ !seen.contains($0) }).min() {
             throw TimelineError(.badField, "unknown field \(name(unknown))")
         }
     }

@@ -73,7 +73,7 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// A new ULID for the given time, with randomness from OpenSSL's DRBG.
     public static func generate(at time: Timestamp) -> ULID {
         var random = [UInt8](repeating: 0, count: 10)
-        let ok = random.withUnsafeMutableBufferPointer { timeline_random_bytes($0.baseAddress, 10) }
+        let ok = random.withUnsafeMutableBufferPointer { timeline_random_id_bytes($0.baseAddress, 10) }
         precondition(ok == 1, "OpenSSL's random generator failed")
         return ULID(milliseconds: UInt64(max(0, time.milliseconds)), randomness: random)
     }

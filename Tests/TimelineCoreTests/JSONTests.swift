@@ -61,6 +61,20 @@ import Testing
         #expect(ULID("01ARZ3NDEKTSV4RRFFQ69G5FAV")?.string == "01ARZ3NDEKTSV4RRFFQ69G5FAV")
     }
 
+    /// IDs draw their randomness from a per-thread pool: none may repeat, within a thread or across threads.
+    @Test func ulidsMintedTogetherNeverRepeat() async {
+        let at = Timestamp(milliseconds: 1_700_000_000_000)
+        let minted = await withTaskGroup(of: [ULID].self) { group in
+            for _ in 0..<4 { group.addTask { (0..<20_000).map { _ in ULID.generate(at: at) } } }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(Set(minted).count == 80_000)
+        // The 80 random bits are not stuck: every character position past the time varies.
+        for position in 10..<26 {
+            #expect(Set(minted.prefix(1_000).map { Array($0.string.utf8)[position] }).count > 16)
+        }
+    }
+
     @Test func ulidDigitsFollowTheCrockfordAlphabet() {
         let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
         for (value, char) in alphabet.enumerated() {

@@ -22,6 +22,11 @@ void timeline_sha256_free(timeline_sha256_ctx *ctx);
 /// Cryptographically secure random bytes from OpenSSL's DRBG. Returns 1 on success.
 int timeline_random_bytes(uint8_t *out, size_t len);
 
+/// The same bytes for identifiers (not secrets), drawn from the DRBG 640 at a time into a per-thread buffer:
+/// one RAND_bytes call costs about as much as decoding a whole edit. A forked child refills before using
+/// the buffer, so that parent and child never hand out the same bytes. `len` is at most 64. Returns 1 on success.
+int timeline_random_id_bytes(uint8_t *out, size_t len);
+
 /// The linked libcrypto's version text, e.g. "OpenSSL 3.0.19 27 Jan 2026".
 const char *timeline_openssl_version(void);
 
