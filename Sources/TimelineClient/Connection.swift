@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import TimelineCore
+import TimelineStore
 import TimelineTLS
 import TimelineWire
 
@@ -137,9 +138,11 @@ public final class TimelineConnection: Sendable {
     /// Pulls the log after `version` a page of `pageSize` edits at a time and hands each page's edits, in order,
     /// to `store` with the page's completion, one page at a time. Three things overlap: the server streams the
     /// next page (asked for before this one is stored), this side decodes it, and `store` writes the one before.
-    /// Returns once the last page is stored; on an error, the page being stored is finished first.
+    /// Returns once the last page is stored; on an error, the page being stored is finished first. Decoding
+    /// includes linking the page's edits (`LinkedEdits`), so a page whose chain breaks is refused here with
+    /// `BatchRejection`, before it reaches `store`.
     public func pullPages(
-        after version: Int64, pageSize: Int, store: @escaping @Sendable ([Edit], Completion) async throws -> Void
+        after version: Int64, pageSize: Int, store: @escaping @Sendable (LinkedEdits, Completion) async throws -> Void
     ) async throws {
         var next = Task { try await self.expectOK("PULL \(version) \(pageSize)") }
         var storing: Task<Void, Error>?
@@ -155,9 +158,9 @@ public final class TimelineConnection: Sendable {
                 if more, let last = edits.last?.version {
                     next = Task { try await self.expectOK("PULL \(last) \(pageSize)") }
                 }
+                let linked = try LinkedEdits(edits)
                 try await storing?.value
-                let decoded = edits
-                storing = Task { try await store(decoded, page) }
+                storing = Task { try await store(linked, page) }
                 if !more { break }
             }
             try await storing?.value

@@ -142,14 +142,13 @@ public final class TimelineClient: Sendable {
         // interrupted pull resumes from there.
         let start = try await replica.currentVersion()
         let replica = self.replica
-        try await conn.pullPages(after: start, pageSize: Self.pullPage) { edits, page in
-            do {
-                try await replica.appendVerified(edits)
-            } catch let rejection as BatchRejection {
-                throw ClientError(
-                    "CORRUPT", "the server's log does not follow this replica's: \(rejection.error.message)")
+        do {
+            try await conn.pullPages(after: start, pageSize: Self.pullPage) { linked, page in
+                try await replica.appendVerified(linked)
+                if let last = linked.edits.last?.version { progress?(last, page.json?["version"]?.intValue ?? 0) }
             }
-            if let last = edits.last?.version { progress?(last, page.json?["version"]?.intValue ?? 0) }
+        } catch let rejection as BatchRejection {
+            throw ClientError("CORRUPT", "the server's log does not follow this replica's: \(rejection.error.message)")
         }
         let head = try await replica.currentVersion()
         return PullReport(applied: Int(head - start), version: head)

@@ -98,6 +98,11 @@ public final class SQLiteStore: TimelineStore, Sendable {
         _ = try await committer.submit(.verified(edits))
     }
 
+    public func appendVerified(_ page: LinkedEdits) async throws {
+        guard !page.edits.isEmpty else { return }
+        _ = try await committer.submit(.linked(page))
+    }
+
     public func observeCommits(_ observer: @escaping @Sendable ([Edit]) -> Void) {
         committer.addObserver(observer)
     }

@@ -22,6 +22,10 @@ public protocol TimelineStore: Sendable {
     /// `BatchRejection` (code `CORRUPT`) otherwise; nothing of the batch is written then.
     func appendVerified(_ edits: [Edit]) async throws
 
+    /// `appendVerified` for edits already linked to each other off the writer: only the first is checked
+    /// against the chain's head here.
+    func appendVerified(_ page: LinkedEdits) async throws
+
     /// Up to `limit` edits with versions above `version`, in version order.
     func edits(after version: Int64, limit: Int) async throws -> [Edit]
 
@@ -80,6 +84,8 @@ extension TimelineStore {
         try await edits(after: version, limit: limit).map(WireEdit.init)
     }
 
+    public func appendVerified(_ page: LinkedEdits) async throws { try await appendVerified(page.edits) }
+
     /// A store without a writer thread of its own completes from a task.
     public func append(_ batch: [Proposal], completion: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
         Task {
@@ -113,6 +119,42 @@ private actor Pager {
         }
         defer { index += 1 }
         return buffer[index]
+    }
+}
+
+/// Edits from another log, in order, with the canonical bytes each hash covers, every edit after the first checked
+/// to follow the one before it (version and hash). Building one is most of the work of verifying a page of a pull;
+/// done where the page is decoded, it overlaps the store's writer, which then checks the first link only.
+public struct LinkedEdits: Sendable {
+    public let edits: [Edit]
+    /// `EditCodec.canonicalBody` of each edit: what its hash covers, and what the log stores.
+    let bodies: [[UInt8]]
+
+    /// Refused with `BatchRejection` (code `CORRUPT`) at the first edit that does not follow the one before it.
+    public init(_ edits: [Edit]) throws(BatchRejection) {
+        var bodies: [[UInt8]] = []
+        bodies.reserveCapacity(edits.count)
+        for (index, edit) in edits.enumerated() {
+            let body = EditCodec.canonicalBody(version: edit.version, revision: edit.revision, proposal: edit.proposal)
+            if index > 0 {
+                let previous = edits[index - 1]
+                guard edit.version == previous.version + 1 else {
+                    throw BatchRejection(
+                        index: index, count: edits.count,
+                        error: TimelineError(
+                            .corrupt, "edit \(edit.version) does not follow version \(previous.version)"))
+                }
+                guard SHA256.chain(prefix: previous.hash.bytes, body) == edit.hash else {
+                    throw BatchRejection(
+                        index: index, count: edits.count,
+                        error: TimelineError(
+                            .corrupt, "edit \(edit.version)'s hash does not follow the chain: the logs have diverged"))
+                }
+            }
+            bodies.append(body)
+        }
+        self.edits = edits
+        self.bodies = bodies
     }
 }
 

@@ -467,6 +467,42 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await check.read { try Row.fetchOne($0, sql: "PRAGMA foreign_key_check") } == nil)
     }
 
+    /// A pull links each page off the writer (`LinkedEdits`); the store then checks only the first link. Every
+    /// link is still checked by one or the other.
+    @Test(arguments: Backend.allCases)
+    func linkedPagesAreCheckedAtEveryLink(backend: Backend) async throws {
+        let source = try backend.make(TempDir())
+        _ = try await Importer.loadSample(into: source)
+        let first = try #require(try await source.events(matching: EventFilter()).first?.event.id)
+        _ = try await source.append((0..<20).map { annotate(first, "note \($0)", base: 0) })
+        let replica = try backend.make(TempDir(), dataset: source.dataset)
+        try await replica.appendVerified(try LinkedEdits(try await source.edits(after: 0, limit: 30)))
+        let rest = try await source.edits(after: 30, limit: 100)
+        func corruptAt(_ index: Int) -> (any Error) -> Bool {
+            { ($0 as? BatchRejection)?.index == index && ($0 as? BatchRejection)?.error.code == .corrupt }
+        }
+        // Inside a page, a tampered edit or a gap is refused while linking, at its place.
+        var tampered = rest
+        tampered[3].proposal.author = "mallory"
+        #expect(performing: { try LinkedEdits(tampered) }, throws: corruptAt(3))
+        var gap = rest
+        gap.remove(at: 2)
+        #expect(performing: { try LinkedEdits(gap) }, throws: corruptAt(2))
+        // The first edit's link is the store's: a page that skips an edit, or whose first edit was changed (its
+        // successors still link to its hash), is refused there, and nothing of it is written.
+        let skipping = try LinkedEdits(Array(rest.dropFirst()))
+        await #expect(performing: { try await replica.appendVerified(skipping) }, throws: corruptAt(0))
+        var changedFirst = rest
+        changedFirst[0].proposal.author = "mallory"
+        let linked = try LinkedEdits(changedFirst)
+        await #expect(performing: { try await replica.appendVerified(linked) }, throws: corruptAt(0))
+        #expect(try await replica.currentVersion() == 30)
+        try await replica.appendVerified(try LinkedEdits(rest))
+        #expect(try await replica.head() == source.head())
+        #expect(try await replica.stateHash() == source.stateHash())
+        #expect(try await replica.verify().ok)
+    }
+
     @Test(arguments: Backend.allCases)
     func replicasCopyVerifiedEditsAndRefuseAnythingElse(backend: Backend) async throws {
         let source = try backend.make(TempDir())
