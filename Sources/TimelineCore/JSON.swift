@@ -79,14 +79,11 @@ extension JSON {
 
     public func write(into out: inout [UInt8]) {
         switch self {
-        case .null: out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
-        case .bool(let b):
-            if b {
-                out.append(contentsOf: [0x74, 0x72, 0x75, 0x65])
-            } else {
-                out.append(contentsOf: [0x66, 0x61, 0x6C, 0x73, 0x65])
-            }
-        case .int(let i): out.append(contentsOf: String(i).utf8)
+        // Literals and digits are written in place: an array literal or a String per value is an allocation, and
+        // every edit's hashed body is written by this.
+        case .null: JSON.writeLiteral("null", into: &out)
+        case .bool(let b): JSON.writeLiteral(b ? "true" : "false", into: &out)
+        case .int(let i): JSON.writeInt(i, into: &out)
         case .string(let s): JSON.writeString(s, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
@@ -122,8 +119,41 @@ extension JSON {
         out.append(UInt8(ascii: "}"))
     }
 
+    static func writeLiteral(_ literal: StaticString, into out: inout [UInt8]) {
+        literal.withUTF8Buffer { out.append(contentsOf: $0) }
+    }
+
+    static func writeInt(_ value: Int64, into out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        if magnitude < 10 { return out.append(UInt8(ascii: "0") + UInt8(magnitude)) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = 20
+            while magnitude > 0 {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start..<20]))
+        }
+    }
+
+    /// Byte order of the UTF-8 encodings. Compared in place where the bytes are contiguous (native strings, small
+    /// ones included): the generic sequence comparison costs more than writing the key.
     static func utf8Less(_ a: String, _ b: String) -> Bool {
-        a.utf8.lexicographicallyPrecedes(b.utf8)
+        let inPlace = a.utf8.withContiguousStorageIfAvailable { pa in
+            b.utf8.withContiguousStorageIfAvailable { pb -> Bool in
+                let n = Swift.min(pa.count, pb.count)
+                var i = 0
+                while i < n {
+                    if pa[i] != pb[i] { return pa[i] < pb[i] }
+                    i += 1
+                }
+                return pa.count < pb.count
+            }
+        }
+        if let inPlace, let less = inPlace { return less }
+        return a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)

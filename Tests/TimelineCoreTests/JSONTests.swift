@@ -8,6 +8,27 @@ import Testing
         #expect(value.canonicalString == #"{"A":-9223372036854775808,"a":["x\"y\\z\n\u0001é",true,null],"b":1}"#)
     }
 
+    @Test func integersAndLiteralsAreWrittenAsTheirText() {
+        for i: Int64 in [0, 7, 9, 10, 99, 100, -1, -9, -10, 1_700_000_000_000, .max, .min, .min + 1] {
+            #expect(JSON.int(i).canonicalString == String(i))
+        }
+        #expect(JSON.array([true, false, nil]).canonicalString == "[true,false,null]")
+    }
+
+    /// Keys sort by their UTF-8 bytes, whether compared in place or as sequences.
+    @Test func keysSortByTheirUTF8Bytes() {
+        let keys = [
+            "", "a", "ab", "b", "B", "Z", "a\u{0}", "é", "e\u{301}", "ÿ", "😀", "version", "revision", "tags", "x",
+        ]
+        for a in keys {
+            for b in keys {
+                #expect(JSON.utf8Less(a, b) == a.utf8.lexicographicallyPrecedes(b.utf8), "\(a) < \(b)")
+            }
+        }
+        // Precomposed é (C3 A9) sorts after e + combining acute (65 CC 81), though Swift's String < finds them equal.
+        #expect(JSON.utf8Less("e\u{301}", "é") && !JSON.utf8Less("é", "e\u{301}"))
+    }
+
     @Test func parsesWhatItWritesBack() throws {
         let text = #"{ "title" : "June 9 to 10, 2011", "n": [1, -2, {"k": "\u00e9\ud83d\ude00\/"}] }"#
         let value = try JSON(parsing: text)
