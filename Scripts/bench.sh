@@ -23,6 +23,9 @@ swift build -c release --product timeline-bench >&2
 swift build -c release --product timelined >&2
 swift build -c release --product timeline >&2
 bin=$(swift build -c release --show-bin-path)
+# The build leaves hundreds of MiB of dirty pages; written back during the first figures, they made B1's fsyncs
+# (one per commit) wait behind them: 0.19 of the reference right after the build, 0.28-0.32 alone (2026-11-29).
+sync
 work=$(mktemp -d "${TMPDIR:-/tmp}/timeline-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # 500 watchers and 64 writers need more descriptors than the usual soft limit.
