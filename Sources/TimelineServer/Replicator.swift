@@ -178,17 +178,15 @@ public final class Replicator: Sendable {
         }
         logger.info("following upstream", metadata: ["upstream_version": "\(conn.serverVersion)"])
         // Catch up page by page: the upstream's streaming, this replica's decoding and its writing overlap.
-        do {
+        // A page is refused while it is decoded (its own links) or stored (its first link): either way, diverged.
+        try await Self.divergedIfRefused {
             try await conn.pullPages(after: try await store.currentVersion(), pageSize: 5_000) { linked, page in
-                try await self.apply(linked)
+                try await self.store.appendVerified(linked)
                 self.update {
                     $0.lastContact = WallClock.now()
                     $0.upstreamVersion = page.json?["version"]?.intValue ?? $0.upstreamVersion
                 }
             }
-        } catch let rejection as BatchRejection {
-            // A page whose own links break, refused while it was decoded.
-            throw Diverged(message: "the upstream log does not continue this replica's: \(rejection.error.message)")
         }
         try await flushOutbox()
         // Edits arrive on the connection's thread; a doorbell wakes the applier, which takes everything that
@@ -235,18 +233,12 @@ public final class Replicator: Sendable {
     }
 
     private func apply(_ edits: [Edit]) async throws {
-        guard !edits.isEmpty else { return }
-        do {
-            try await apply(try LinkedEdits(edits))
-        } catch let rejection as BatchRejection {
-            throw Diverged(message: "the upstream log does not continue this replica's: \(rejection.error.message)")
-        }
+        try await Self.divergedIfRefused { try await store.appendVerified(edits) }
     }
 
-    private func apply(_ page: LinkedEdits) async throws {
-        guard !page.edits.isEmpty else { return }
+    private static func divergedIfRefused(_ body: () async throws -> Void) async throws {
         do {
-            try await store.appendVerified(page)
+            try await body()
         } catch let rejection as BatchRejection {
             throw Diverged(message: "the upstream log does not continue this replica's: \(rejection.error.message)")
         }

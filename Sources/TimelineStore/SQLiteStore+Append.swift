@@ -11,13 +11,11 @@ final class GroupCommitter: Sendable {
     /// What one append brings: proposals to admit, or edits already in another store's log to verify and copy.
     enum Unit {
         case proposals([Proposal])
-        case verified([Edit])
         case linked(LinkedEdits)
 
         var count: Int {
             switch self {
             case .proposals(let p): p.count
-            case .verified(let e): e.count
             case .linked(let l): l.edits.count
             }
         }
@@ -151,8 +149,7 @@ final class GroupCommitter: Sendable {
                         let edits: [Edit]
                         switch request.unit {
                         case .proposals(let batch): edits = try writer.admit(batch, head: &head)
-                        case .verified(let batch): edits = try writer.copy(batch, head: &head)
-                        case .linked(let page): edits = try writer.copy(page.edits, bodies: page.bodies, head: &head)
+                        case .linked(let page): edits = try writer.copy(page, head: &head)
                         }
                         if savepoints { try release.execute() }
                         results.append(.success(edits))
@@ -365,10 +362,9 @@ struct StateWriter {
 
     /// Copies edits from another store's log: each must be the next version and carry the hash the chain
     /// gives it, and must apply; the materialized state is written as for an admitted edit.
-    ///
-    /// `bodies`, when given, are the edits' canonical bodies from `LinkedEdits`, which checked every link but the
-    /// first: only that one is hashed here.
-    mutating func copy(_ batch: [Edit], bodies: [[UInt8]]? = nil, head: inout ChainHead) throws -> [Edit] {
+    /// `LinkedEdits` checked every link but the first and computed the bodies: only the first is hashed here.
+    mutating func copy(_ page: LinkedEdits, head: inout ChainHead) throws -> [Edit] {
+        let batch = page.edits
         for (index, edit) in batch.enumerated() {
             func refuse(_ message: String) -> BatchRejection {
                 BatchRejection(index: index, count: batch.count, error: TimelineError(.corrupt, message))
@@ -376,13 +372,9 @@ struct StateWriter {
             guard edit.version == head.version + 1 else {
                 throw refuse("edit \(edit.version) does not follow version \(head.version)")
             }
-            let body =
-                bodies?[index]
-                ?? EditCodec.canonicalBody(version: edit.version, revision: edit.revision, proposal: edit.proposal)
-            if bodies == nil || index == 0 {
-                guard SHA256.chain(prefix: head.hash.bytes, body) == edit.hash else {
-                    throw refuse("edit \(edit.version)'s hash does not follow the chain: the logs have diverged")
-                }
+            let body = page.bodies[index]
+            if index == 0, SHA256.chain(prefix: head.hash.bytes, body) != edit.hash {
+                throw refuse("edit \(edit.version)'s hash does not follow the chain: the logs have diverged")
             }
             let p = edit.proposal
             let current = try p.event.map { try event($0) } ?? nil

@@ -93,11 +93,6 @@ public final class SQLiteStore: TimelineStore, Sendable {
         committer.submit(.proposals(batch), completion: completion)
     }
 
-    public func appendVerified(_ edits: [Edit]) async throws {
-        guard !edits.isEmpty else { return }
-        _ = try await committer.submit(.verified(edits))
-    }
-
     public func appendVerified(_ page: LinkedEdits) async throws {
         guard !page.edits.isEmpty else { return }
         _ = try await committer.submit(.linked(page))

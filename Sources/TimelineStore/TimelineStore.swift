@@ -18,12 +18,9 @@ public protocol TimelineStore: Sendable {
     func append(_ batch: [Proposal], completion: @escaping @Sendable (Result<[Edit], Error>) -> Void)
 
     /// Copies edits from another store of the same dataset (a replica pulling from its server), atomically:
-    /// each must be the next version, carry the hash the chain gives it, and apply. Refused with
+    /// each must be the next version, carry the hash the chain gives it, and apply. The page's own links were
+    /// checked when it was built; here the first edit is checked against the chain's head. Refused with
     /// `BatchRejection` (code `CORRUPT`) otherwise; nothing of the batch is written then.
-    func appendVerified(_ edits: [Edit]) async throws
-
-    /// `appendVerified` for edits already linked to each other off the writer: only the first is checked
-    /// against the chain's head here.
     func appendVerified(_ page: LinkedEdits) async throws
 
     /// Up to `limit` edits with versions above `version`, in version order.
@@ -84,7 +81,11 @@ extension TimelineStore {
         try await edits(after: version, limit: limit).map(WireEdit.init)
     }
 
-    public func appendVerified(_ page: LinkedEdits) async throws { try await appendVerified(page.edits) }
+    /// `appendVerified` for edits not linked yet: they are linked here, on the caller's task.
+    public func appendVerified(_ edits: [Edit]) async throws {
+        guard !edits.isEmpty else { return }
+        try await appendVerified(try LinkedEdits(edits))
+    }
 
     /// A store without a writer thread of its own completes from a task.
     public func append(_ batch: [Proposal], completion: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
