@@ -335,8 +335,8 @@ struct FieldReader {
     }
 
     func rejectUnknown() throws(TimelineError) {
-        guard seenPresent < object.count, object.keys.contains(where: { !seen.contains($0) }) else { return }
-        if let unknown = object.keys.filter({ !seen.contains($0) }).min() {
+        // Only when the fields read do not account for the object are its keys compared with them.
+        if seenPresent < object.count, let unknown = object.keys.filter({ !seen.contains($0) }).min() {
             throw TimelineError(.badField, "unknown field \(name(unknown))")
         }
     }
@@ -352,9 +352,7 @@ struct FieldReader {
         guard let s = v.stringValue else { throw bad(key, "must be a string") }
         guard s.utf8.count <= max else { throw bad(key, "is longer than \(max) bytes") }
         guard FieldReader.validText(s) else { throw bad(key, "contains control characters") }
-        if nonEmpty, s.utf8.first.map({ $0 <= 0x20 || $0 >= 0x7F }) ?? true, s.allSatisfy(\.isWhitespace) {
-            throw bad(key, "must not be empty")
-        }
+        if nonEmpty && s.allSatisfy(\.isWhitespace) { throw bad(key, "must not be empty") }
         return s
     }
 

@@ -6,8 +6,6 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Always 26 upper-case Crockford base32 characters.
     public let string: String
 
-    static let alphabet: [UInt8] = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
-
     /// Parses a ULID, accepting lower case and Crockford's aliases (I and L for 1, O for 0).
     public init?(_ text: String) {
         guard text.utf8.count == 26 else { return nil }
@@ -56,7 +54,7 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
                 }
                 bitIndex += 1
             }
-            chars[i] = ULID.alphabet[value]
+            chars[i] = ULID.encodeDigit(UInt8(value))
         }
         string = String(decoding: chars, as: UTF8.self)
     }
