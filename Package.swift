@@ -84,9 +84,11 @@ let package = Package(
         .executableTarget(
             name: "timeline-bench",
             dependencies: [
-                "TimelineCore", "TimelineStore", "TimelineClient", "TimelineTLS",
+                "TimelineCore", "TimelineStore", "TimelineClient", "TimelineTLS", "TimelineWire",
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Fuzz targets: built by Scripts/fuzz.sh with -sanitize=fuzzer, otherwise a replayer of saved inputs.

@@ -201,36 +201,12 @@ enum WholeBench {
     {
         let clients = Int(ProcessInfo.processInfo.environment["BENCH_CLIENTS"] ?? "") ?? 64
         let duration = quick ? 4.0 : 20.0
-        let latencies = Samples<Double>()
-        let token = server.adminToken
-        let connections = try await withThrowingTaskGroup(of: TimelineConnection.self) { group in
-            for _ in 0..<clients { group.addTask { try await server.connect(token) } }
-            return try await group.reduce(into: []) { $0.append($1) }
+        let (all, elapsed) = try await ProposeLoad.run(
+            port: server.port, fingerprint: server.fingerprint, token: server.adminToken, connections: clients,
+            seconds: duration
+        ) { c, i in
+            #"{"op":"annotation.add","event":"\#(events[(c + i) % events.count])","text":"b2 \#(c) \#(i)"}"#
         }
-        let start = now()
-        let end = start + duration
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for (c, conn) in connections.enumerated() {
-                group.addTask {
-                    var mine: [Double] = []
-                    var i = 0
-                    while now() < end {
-                        let t0 = now()
-                        let reply = try await conn.send(
-                            #"PROPOSE {"op":"annotation.add","event":"\#(events[(c + i) % events.count])","text":"b2 \#(c) \#(i)"}"#
-                        )
-                        guard reply.status == .ok else { throw Failure("PROPOSE refused: \(reply.message)") }
-                        mine.append(now() - t0)
-                        i += 1
-                    }
-                    latencies.add(mine)
-                }
-            }
-            try await group.waitForAll()
-        }
-        let elapsed = now() - start
-        for c in connections { await c.close() }
-        let all = latencies.all
         let ours = Double(all.count) / elapsed
         let (pgTPS, pgP50, pgP99) = try pgbench(clients: clients, seconds: Int(duration))
         return [
