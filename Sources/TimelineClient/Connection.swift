@@ -75,18 +75,8 @@ public final class TimelineConnection: Sendable {
         let router = ResponseRouter()
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(timeout)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers([
-                            TLSHandler(context: tls, serverHostname: host, handshakeTimeout: timeout),
-                            ByteToMessageHandler(LineFrameDecoder(maxLength: 64 << 20)),
-                            router,
-                        ])
-                    }
-                }
-                .connect(host: host, port: port).get()
+            channel = try await LineChannel.connect(
+                host: host, port: port, tls: tls, maxLineBytes: 64 << 20, timeout: timeout, handler: router)
         } catch {
             throw ClientError(ClientError.unreachable, "cannot reach \(host):\(port): \(error)")
         }

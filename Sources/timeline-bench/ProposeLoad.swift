@@ -1,6 +1,7 @@
 import Dispatch
 import NIOCore
 import NIOPosix
+import TimelineClient
 import TimelineTLS
 import TimelineWire
 
@@ -33,17 +34,8 @@ enum ProposeLoad {
             let handler = Handler(token: token, go: go.futureResult, line: { i in line(c, i) }, loop: loop)
             ready.append(handler.authenticated.futureResult)
             finished.append(handler.finished.futureResult)
-            _ = try await ClientBootstrap(group: loop)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers([
-                            TLSHandler(context: tls, serverHostname: "127.0.0.1"),
-                            ByteToMessageHandler(LineFrameDecoder(maxLength: 1 << 20)),
-                            handler,
-                        ])
-                    }
-                }
-                .connect(host: "127.0.0.1", port: port).get()
+            _ = try await LineChannel.connect(
+                host: "127.0.0.1", port: port, tls: tls, maxLineBytes: 1 << 20, on: loop, handler: handler)
         }
         for f in ready { try await f.get() }
         let start = DispatchTime.now().uptimeNanoseconds

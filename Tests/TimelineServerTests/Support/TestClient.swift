@@ -1,5 +1,5 @@
 import NIOCore
-import NIOPosix
+import TimelineClient
 import TimelineTLS
 import TimelineWire
 
@@ -9,8 +9,6 @@ final class TestClient: @unchecked Sendable {
     let lines: LineCollector
     private(set) var greeting = ""
 
-    static let group = MultiThreadedEventLoopGroup.singleton
-
     private init(channel: any Channel, lines: LineCollector) {
         self.channel = channel
         self.lines = lines
@@ -19,17 +17,9 @@ final class TestClient: @unchecked Sendable {
     static func connect(port: Int, fingerprint: Fingerprint, readGreeting: Bool = true) async throws -> TestClient {
         let tls = try TLSContext.client(verification: .fingerprint(fingerprint))
         let collector = LineCollector()
-        let channel = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        TLSHandler(context: tls, serverHostname: "localhost"),
-                        ByteToMessageHandler(LineFrameDecoder(maxLength: 64 << 20)),
-                        collector,
-                    ])
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
+        let channel = try await LineChannel.connect(
+            host: "127.0.0.1", port: port, tls: tls, serverHostname: "localhost", maxLineBytes: 64 << 20,
+            handler: collector)
         let client = TestClient(channel: channel, lines: collector)
         if readGreeting {
             guard let hello = try await client.nextLine() else { throw TestFailure("closed before the greeting") }
