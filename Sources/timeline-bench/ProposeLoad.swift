@@ -1,4 +1,3 @@
-import Dispatch
 import NIOCore
 import NIOPosix
 import TimelineClient
@@ -13,10 +12,6 @@ import TimelineWire
 /// generator then took a third of the machine's two cores from the server it measures. pgbench, the reference's
 /// load, is a lean C program in the same way.
 enum ProposeLoad {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
     /// Runs `connections` connections against 127.0.0.1:`port` for `seconds` after all have authenticated;
     /// `line(c, i)` is connection c's i-th PROPOSE argument. Returns every latency in seconds and the elapsed time.
     static func run(
@@ -38,12 +33,11 @@ enum ProposeLoad {
                 host: "127.0.0.1", port: port, tls: tls, maxLineBytes: 1 << 20, on: loop, handler: handler)
         }
         for f in ready { try await f.get() }
-        let start = DispatchTime.now().uptimeNanoseconds
+        let start = ReplicationBench.now()
         go.succeed(.now() + .nanoseconds(Int64(seconds * 1e9)))
         var all: [Double] = []
         for f in finished { all += try await f.get() }
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        return (all, elapsed)
+        return (all, ReplicationBench.now() - start)
     }
 
     final class Handler: ChannelInboundHandler, @unchecked Sendable {
@@ -122,7 +116,7 @@ enum ProposeLoad {
         }
 
         private func fail(_ context: ChannelHandlerContext, _ message: String) {
-            let error = Failure(description: message)
+            let error = WholeBench.Failure(message)
             authenticated.fail(error)
             finished.fail(error)
             context.close(promise: nil)
@@ -133,8 +127,8 @@ enum ProposeLoad {
         }
 
         func channelInactive(context: ChannelHandlerContext) {
-            authenticated.fail(Failure(description: "the connection closed"))
-            finished.fail(Failure(description: "the connection closed before the deadline"))
+            authenticated.fail(WholeBench.Failure("the connection closed"))
+            finished.fail(WholeBench.Failure("the connection closed before the deadline"))
         }
     }
 }
