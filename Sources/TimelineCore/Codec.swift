@@ -86,6 +86,15 @@ extension EventView {
     }
 }
 
+extension Proposal {
+    /// The annotation an `annotation.add` creates. It depends on the proposal alone, so a store can encode its
+    /// row before the writer admits the edit.
+    public var addedAnnotation: Annotation? {
+        guard case .addAnnotation(let id, let text, let tags) = change, let event else { return nil }
+        return Annotation(id: id, event: event, author: author, text: text, tags: tags, created: time)
+    }
+}
+
 // MARK: - Edits
 
 /// Encodes and decodes edits and proposals. A proposal is a flat JSON object with its `op`; an edit is the
@@ -150,13 +159,59 @@ public enum EditCodec {
 
     /// The bytes the hash chain covers: the edit's canonical JSON without its `hash`.
     public static func canonicalBody(version: Int64, revision: Int64, proposal: Proposal) -> [UInt8] {
-        var pairs = proposalPairs(proposal)
-        pairs.append(("version", .int(version)))
-        pairs.append(("revision", .int(revision)))
-        var out: [UInt8] = []
-        out.reserveCapacity(512)
-        JSON.writeObject(pairs, into: &out)
-        return out
+        BodyTemplate(proposal).body(version: version, revision: revision)
+    }
+
+    /// An edit's canonical body written before its version and revision are known, with the places they go.
+    ///
+    /// A store's single writer learns them only when it admits the edit; everything else in the body depends on
+    /// the proposal alone, so it is encoded beside the writer (where the proposal is decoded) and the writer only
+    /// splices two integers in.
+    public struct BodyTemplate: Sendable {
+        /// The body with the values of `revision` and `version` left out.
+        let bytes: [UInt8]
+        /// Where in `bytes` each value goes (the revision's place comes first: keys are in byte order).
+        let revisionAt: Int
+        let versionAt: Int
+
+        public init(_ proposal: Proposal) {
+            var pairs = proposalPairs(proposal)
+            pairs.append(("revision", .null))
+            pairs.append(("version", .null))
+            pairs.sort { JSON.utf8Less($0.0, $1.0) }
+            var out: [UInt8] = []
+            out.reserveCapacity(512)
+            var revisionAt = 0
+            var versionAt = 0
+            out.append(UInt8(ascii: "{"))
+            for (index, pair) in pairs.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSON.writeString(pair.0, into: &out)
+                out.append(UInt8(ascii: ":"))
+                switch pair.0 {
+                case "revision": revisionAt = out.count
+                case "version": versionAt = out.count
+                default: pair.1.write(into: &out)
+                }
+            }
+            out.append(UInt8(ascii: "}"))
+            bytes = out
+            self.revisionAt = revisionAt
+            self.versionAt = versionAt
+        }
+
+        public func body(version: Int64, revision: Int64) -> [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count + 40)
+            bytes.withUnsafeBufferPointer { b in
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: b[..<revisionAt]))
+                JSON.writeInt(revision, into: &out)
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: b[revisionAt..<versionAt]))
+                JSON.writeInt(version, into: &out)
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: b[versionAt...]))
+            }
+            return out
+        }
     }
 
     public static func json(_ edit: Edit) -> JSON {

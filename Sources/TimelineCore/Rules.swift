@@ -73,10 +73,9 @@ public enum Rules {
         case .deleteEvent:
             e.deleted = true
             return Applied(event: e, annotation: nil)
-        case .addAnnotation(let aid, let text, let tags):
+        case .addAnnotation(let aid, _, _):
             guard annotation == nil else { throw TimelineError(.duplicateID, "annotation \(aid) already exists") }
-            let a = Annotation(id: aid, event: id, author: p.author, text: text, tags: tags, created: p.time)
-            return Applied(event: e, annotation: a)
+            return Applied(event: e, annotation: p.addedAnnotation)
         case .updateAnnotation(let aid, let patch):
             guard var a = annotation, a.event == id else {
                 throw TimelineError(.notFound, "annotation \(aid) does not exist on event \(id)")

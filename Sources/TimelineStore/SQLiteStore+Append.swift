@@ -10,12 +10,12 @@ import TimelineCore
 final class GroupCommitter: Sendable {
     /// What one append brings: proposals to admit, or edits already in another store's log to verify and copy.
     enum Unit {
-        case proposals([Proposal])
+        case proposals(PreparedProposals)
         case linked(LinkedEdits)
 
         var count: Int {
             switch self {
-            case .proposals(let p): p.count
+            case .proposals(let p): p.proposals.count
             case .linked(let l): l.edits.count
             }
         }
@@ -198,6 +198,22 @@ final class GroupCommitter: Sendable {
     }
 }
 
+/// Proposals with all of their encoding that does not depend on the store's state: each edit's body but its
+/// version and revision, and the row of each annotation an edit adds. Built on the caller's thread (an event
+/// loop, or the task decoding a BATCH), so that the single writer, which every write waits for, only splices
+/// two integers in, hashes and writes. In B1 this encoding was a sixth of the writer's time.
+struct PreparedProposals: Sendable {
+    let proposals: [Proposal]
+    let templates: [EditCodec.BodyTemplate]
+    let addedRows: [[UInt8]?]
+
+    init(_ proposals: [Proposal]) {
+        self.proposals = proposals
+        templates = proposals.map { EditCodec.BodyTemplate($0) }
+        addedRows = proposals.map { $0.addedAnnotation?.canonicalBytes }
+    }
+}
+
 /// Events and annotations as the writer last saw them; `nil` values record rows known not to exist.
 ///
 /// Every change is journaled so that a unit rolled back to its savepoint can take its changes back. Saving a copy
@@ -323,7 +339,8 @@ struct StateWriter {
             arguments: [id.description, revision])
     }
 
-    mutating func admit(_ batch: [Proposal], head: inout ChainHead) throws -> [Edit] {
+    mutating func admit(_ prepared: PreparedProposals, head: inout ChainHead) throws -> [Edit] {
+        let batch = prepared.proposals
         var out: [Edit] = []
         out.reserveCapacity(batch.count)
         for (index, proposal) in batch.enumerated() {
@@ -343,11 +360,14 @@ struct StateWriter {
             } catch let error as TimelineError {
                 throw BatchRejection(index: index, count: batch.count, error: error)
             }
-            let (edit, body) = Edit.chained(
-                after: head.hash, version: head.version + 1, revision: applied.revision, proposal: proposal)
+            let body = prepared.templates[index].body(version: head.version + 1, revision: applied.revision)
+            let edit = Edit(
+                version: head.version + 1, revision: applied.revision, proposal: proposal,
+                hash: SHA256.chain(prefix: head.hash.bytes, body))
             try insertLogRow(edit, body: body)
             do {
-                try write(proposal, applied, previous: current, version: edit.version)
+                try write(
+                    proposal, applied, previous: current, version: edit.version, addedRow: prepared.addedRows[index])
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw BatchRejection(
                     index: index, count: batch.count,
@@ -417,7 +437,10 @@ struct StateWriter {
         try insertEdit.run(db)
     }
 
-    mutating func write(_ p: Proposal, _ applied: Applied, previous: Event?, version: Int64) throws {
+    /// `addedRow` is the added annotation's row body when the caller encoded it already (`PreparedProposals`).
+    mutating func write(_ p: Proposal, _ applied: Applied, previous: Event?, version: Int64, addedRow: [UInt8]? = nil)
+        throws
+    {
         if case .setMeta(let set) = p.change {
             for (key, value) in set {
                 if value.isNull {
@@ -473,8 +496,8 @@ struct StateWriter {
             // not once per annotation.
             moveRevision(e.id, to: version)
             guard let a = applied.annotation else { return }
-            let body = a.canonicalBytes
             if case .addAnnotation = p.change {
+                let body = addedRow ?? a.canonicalBytes
                 // Not cached: most annotations are never edited, and the primary key catches a duplicate add.
                 insertAnnotation.bind(1, a.id.description)
                 insertAnnotation.bind(2, a.event.description)
@@ -484,7 +507,8 @@ struct StateWriter {
             } else {
                 cache.set(a.id, a)
                 try replaceAnnotation.execute(arguments: [
-                    a.event.description, a.retracted, String(decoding: body, as: UTF8.self), a.id.description,
+                    a.event.description, a.retracted, String(decoding: a.canonicalBytes, as: UTF8.self),
+                    a.id.description,
                 ])
             }
         case .setMeta:

@@ -85,12 +85,12 @@ public final class SQLiteStore: TimelineStore, Sendable {
 
     public func append(_ batch: [Proposal]) async throws -> [Edit] {
         guard !batch.isEmpty else { return [] }
-        return try await committer.submit(.proposals(batch))
+        return try await committer.submit(.proposals(PreparedProposals(batch)))
     }
 
     public func append(_ batch: [Proposal], completion: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
         guard !batch.isEmpty else { return completion(.success([])) }
-        committer.submit(.proposals(batch), completion: completion)
+        committer.submit(.proposals(PreparedProposals(batch)), completion: completion)
     }
 
     public func appendVerified(_ page: LinkedEdits) async throws {

@@ -72,14 +72,21 @@ import Testing
             .deleteEvent,
             .addAnnotation(AnnotationID(ULID.derived(at: t, seed: "a")), text: "\u{01}", tags: ["z", "a"]),
             .retractAnnotation(AnnotationID(ULID.derived(at: t, seed: "a"))), .setMeta(["k": ["nested": [1, 2]]]),
+            // The body is written before its version and revision are known (EditCodec.BodyTemplate): keys of
+            // those names elsewhere in the edit must not take their places.
+            .setMeta(["revision": 5, "version": "\"version\":"]),
+            .addAnnotation(AnnotationID(ULID.derived(at: t, seed: "b")), text: #"{"revision":1}"#, tags: []),
         ]
         for change in changes {
             let p = Proposal(
                 event: change.operation == .timelineMeta ? nil : id, change: change, base: 2, author: "ana", time: t)
             guard case .object(var o) = EditCodec.proposalJSON(p) else { return }
-            o["version"] = 7
-            o["revision"] = 3
-            #expect(EditCodec.canonicalBody(version: 7, revision: 3, proposal: p) == JSON.object(o).canonicalBytes)
+            for (version, revision) in [(7, 3), (1, 0), (1_000_000_007, 123_456), (Int64.max, Int64.max)] {
+                o["version"] = .int(Int64(version))
+                o["revision"] = .int(Int64(revision))
+                let body = EditCodec.canonicalBody(version: Int64(version), revision: Int64(revision), proposal: p)
+                #expect(body == JSON.object(o).canonicalBytes)
+            }
         }
     }
 
