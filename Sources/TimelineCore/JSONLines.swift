@@ -58,47 +58,107 @@ public enum JSONLines {
     public static func check(
         _ lines: [String], author: String, time: Timestamp, trusted: Bool, limits: JSON.ParseLimits = .init()
     ) throws(TimelineError) -> [Int] {
+        try merged([check(lines[...], author: author, time: time, trusted: trusted, limits: limits)])
+    }
+
+    /// What checking a run of lines found, to be `merged` with the runs around it: runs of one document can be
+    /// checked at the same time, and the merge gives the answer, or the error, of checking them in one pass.
+    public struct CheckedRun: Sendable {
+        /// The numbers of the lines that hold edits, up to the first bad line.
         var numbers: [Int] = []
-        try decode(lines, author: author, time: time, trusted: trusted, limits: limits) { numbers.append($1) }
-        return numbers
+        /// The IDs lines name for what they create, which another line may not name again.
+        var named: [(number: Int, id: NamedID)] = []
+        /// The first bad line of the run; the run was checked no further.
+        var failure: TimelineError?
+        var failureLine = Int.max
+    }
+
+    enum NamedID: Sendable {
+        case event(EventID)
+        case annotation(AnnotationID)
+    }
+
+    /// Checks `lines` (a slice of the document's lines: their indices give the line numbers).
+    public static func check(
+        _ lines: ArraySlice<String>, author: String, time: Timestamp, trusted: Bool,
+        limits: JSON.ParseLimits = .init()
+    ) -> CheckedRun {
+        var run = CheckedRun()
+        decode(lines, author: author, time: time, trusted: trusted, limits: limits, into: &run) { _, _ in }
+        return run
+    }
+
+    /// The numbers of the lines that hold edits in runs checked apart, given in the document's order; throws
+    /// the error of the document's first bad line, a line that repeats an ID included.
+    public static func merged(_ runs: [CheckedRun]) throws(TimelineError) -> [Int] {
+        let firstBad = runs.map(\.failureLine).min() ?? Int.max
+        var createdEvents: [EventID: Int] = [:]
+        var addedAnnotations: [AnnotationID: Int] = [:]
+        for run in runs {
+            // A line after the first bad one was never checked in a single pass.
+            for (number, id) in run.named where number < firstBad {
+                switch id {
+                case .event(let id):
+                    if let first = createdEvents.updateValue(number, forKey: id) {
+                        throw TimelineError(
+                            .duplicateID, "line \(number): event \(id) is created again (first on line \(first))")
+                    }
+                case .annotation(let id):
+                    if let first = addedAnnotations.updateValue(number, forKey: id) {
+                        throw TimelineError(
+                            .duplicateID, "line \(number): annotation \(id) is added again (first on line \(first))")
+                    }
+                }
+            }
+        }
+        if let failure = runs.first(where: { $0.failureLine == firstBad })?.failure { throw failure }
+        return runs.flatMap(\.numbers)
     }
 
     private static func decode(
         _ lines: [String], author: String, time: Timestamp, trusted: Bool, limits: JSON.ParseLimits,
         _ body: (Proposal, Int) -> Void
     ) throws(TimelineError) {
-        var createdEvents: [EventID: Int] = [:]
-        var addedAnnotations: [AnnotationID: Int] = [:]
-        for (index, line) in lines.enumerated() {
+        var run = CheckedRun()
+        decode(lines[...], author: author, time: time, trusted: trusted, limits: limits, into: &run, body)
+        _ = try merged([run])
+    }
+
+    /// Decodes each line, up to the first bad one, giving each proposal to `body`.
+    private static func decode(
+        _ lines: ArraySlice<String>, author: String, time: Timestamp, trusted: Bool, limits: JSON.ParseLimits,
+        into run: inout CheckedRun, _ body: (Proposal, Int) -> Void
+    ) {
+        for index in lines.indices {
+            let line = lines[index]
             let number = index + 1
             if line.allSatisfy(\.isWhitespace) { continue }
             let json: JSON
             do {
                 json = try JSON(parsing: line, limits: limits)
             } catch {
-                throw TimelineError(.badJSON, "line \(number): \(error)")
+                run.failure = TimelineError(.badJSON, "line \(number): \(error)")
+                run.failureLine = number
+                return
             }
             let proposal: Proposal
             do {
                 proposal = try EditCodec.decodeProposal(json, author: author, time: time, allowAuthorFields: trusted)
             } catch {
-                throw error.at("line \(number)")
+                run.failure = error.at("line \(number)")
+                run.failureLine = number
+                return
             }
             switch proposal.change {
             case .createEvent:
-                if let id = proposal.event, let first = createdEvents.updateValue(number, forKey: id) {
-                    throw TimelineError(
-                        .duplicateID, "line \(number): event \(id) is created again (first on line \(first))")
-                }
+                if let id = proposal.event { run.named.append((number, .event(id))) }
             case .addAnnotation(let id, _, _) where json["annotation"] != nil:
                 // Only IDs the lines name can repeat; one the decoder made up for a line without is unique.
-                if let first = addedAnnotations.updateValue(number, forKey: id) {
-                    throw TimelineError(
-                        .duplicateID, "line \(number): annotation \(id) is added again (first on line \(first))")
-                }
+                run.named.append((number, .annotation(id)))
             default:
                 break
             }
+            run.numbers.append(number)
             body(proposal, number)
         }
     }

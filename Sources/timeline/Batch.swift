@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import TimelineClient
 import TimelineCore
@@ -37,9 +38,24 @@ struct Batch: AsyncParsableCommand {
 
     /// The JSONL document's edit lines as written (the server stamps author and time), each with its line
     /// number, after every line has been checked as the server will check it: a bad line stops everything here.
+    ///
+    /// The server waits while this runs (0.75 s for 100,000 lines here), so the lines are checked in one run per
+    /// core, at the same time, and merged into what one pass would give.
     static func checkedLines(_ bytes: [UInt8]) throws -> (texts: [String], lines: [Int]) {
         let all = try TextLines.split(bytes)
-        let lines = try JSONLines.check(all, author: "me", time: WallClock.now(), trusted: false)
+        let time = WallClock.now()
+        let cores = all.count < 4_096 ? 1 : max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let step = (all.count + cores - 1) / max(cores, 1)
+        let runs = Array<JSONLines.CheckedRun>(unsafeUninitializedCapacity: cores) { buffer, count in
+            // Each iteration initializes its own element only.
+            nonisolated(unsafe) let base = buffer.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: cores) { i in
+                let part = all[min(i * step, all.count)..<min((i + 1) * step, all.count)]
+                (base + i).initialize(to: JSONLines.check(part, author: "me", time: time, trusted: false))
+            }
+            count = cores
+        }
+        let lines = try JSONLines.merged(runs)
         return (lines.map { all[$0 - 1] }, lines)
     }
 

@@ -241,6 +241,43 @@ import Testing
         }
     }
 
+    /// `timeline batch` checks a document in runs at the same time and merges them: whatever the split, the
+    /// answer (or the first bad line's error, a repeated ID included) must be the one pass's.
+    @Test func runsCheckedApartMergeIntoTheOnePassAnswer() throws {
+        let ev = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+        func add(_ id: String? = nil) -> String {
+            #"{"op":"annotation.add","event":"\#(ev)","text":"x""# + (id.map { #","annotation":"\#($0)""# } ?? "") + "}"
+        }
+        let a = "01ARZ3NDEKTSV4RRFFQ69G5FA1"
+        let b = "01ARZ3NDEKTSV4RRFFQ69G5FA2"
+        let create = #"{"op":"event.create","event":"\#(ev)","date":"2009","title":"t"}"#
+        let documents: [[String]] = [
+            [add(), "", add(a), create, "  ", add(b), add(), add(), add()],
+            [add(), add(a), add(), add(), add(), add(), add(), add(a), add()],  // repeated ID across runs
+            [add(), add(a), add(), add(), "{", add(), add(), add(a), add()],  // bad line before the repeat
+            [add(), add(a), add(), add(a), add(), add(), "{", add(), add()],  // repeat before the bad line
+            [create, add(), add(), add(), add(), create, add(), add(), "[]"],  // event created twice
+            [add(), add(), add(), add(), add(), add(), add(), add(), "{"],
+        ]
+        for lines in documents {
+            let onePass = Result { () throws(TimelineError) in
+                try JSONLines.check(lines, author: "a", time: t, trusted: false)
+            }
+            for cuts in [[4], [1, 2], [3, 6], [8], [2, 5, 7], [0, 9]] {
+                let bounds = [0] + cuts + [lines.count]
+                let runs = zip(bounds, bounds.dropFirst()).map { from, to in
+                    JSONLines.check(lines[from..<to], author: "a", time: t, trusted: false)
+                }
+                let merged = Result { () throws(TimelineError) in try JSONLines.merged(runs) }
+                switch (onePass, merged) {
+                case (.success(let x), .success(let y)): #expect(x == y, "\(cuts)")
+                case (.failure(let x), .failure(let y)): #expect("\(x)" == "\(y)", "\(cuts)")
+                default: Issue.record("\(cuts): one pass \(onePass), merged \(merged)")
+                }
+            }
+        }
+    }
+
     @Test func invalidUTF8LineIsRefused() {
         let bytes = Array(#"{"op":"event.create","date":"2009","title":"ok"}"#.utf8) + [0x0A, 0xC3, 0x28, 0x0A]
         #expect {
