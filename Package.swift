@@ -29,12 +29,14 @@ let package = Package(
         ),
         // C shims for what Swift cannot import from OpenSSL (function-like macros) and small hot helpers.
         .target(name: "CTimelineShims", dependencies: ["COpenSSL"]),
+        // SQLite's variadic configuration call, for the store (the system SQLite that GRDB links).
+        .target(name: "CTimelineSQLite", linkerSettings: [.linkedLibrary("sqlite3")]),
         // Pure values and rules: no I/O.
         .target(name: "TimelineCore", dependencies: ["CTimelineShims"]),
         .target(
             name: "TimelineStore",
             dependencies: [
-                "TimelineCore", .product(name: "GRDB", package: "GRDB.swift"),
+                "TimelineCore", "CTimelineSQLite", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 // Locks that ThreadSanitizer sees (a pthread mutex); Synchronization.Mutex is invisible to it on Linux.
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import CTimelineSQLite
 import Dispatch
 import Foundation
 import GRDB
@@ -19,6 +20,10 @@ public final class SQLiteStore: TimelineStore, Sendable {
         }
     }
 
+    /// SQLite's memory statistics cost every allocation a process-wide mutex; they can be switched off only
+    /// before SQLite's first connection, so the first store opened does it (later calls change nothing).
+    static let memoryStatisticsOff: Bool = timeline_sqlite_disable_memory_statistics() == 0
+
     let pool: DatabasePool
     public let dataset: String
     public let path: String
@@ -27,6 +32,7 @@ public final class SQLiteStore: TimelineStore, Sendable {
     /// Opens the store at `path`, creating it (with a new dataset ID, or `dataset` when given) if the file
     /// does not exist yet. Opening an existing store for a different `dataset` fails with `WRONG_DATASET`.
     public init(path: String, dataset: String? = nil, options: Options = Options()) throws {
+        _ = Self.memoryStatisticsOff
         var config = Configuration()
         config.label = "timeline"
         config.busyMode = .timeout(10)

@@ -1,3 +1,4 @@
+import CTimelineSQLite
 import Foundation
 import GRDB
 import Testing
@@ -16,6 +17,14 @@ enum Backend: String, CaseIterable, Sendable {
         case .sqlite: try SQLiteStore(path: dir.path("timeline.sqlite"), dataset: dataset, options: options)
         }
     }
+}
+
+/// A plain connection to a store's file, for tests that look under the store. Every connection of this test
+/// process is opened after the store's one-time SQLite configuration (`memoryStatisticsOff`), which only the
+/// process's first connection can make.
+func rawQueue(_ path: String) throws -> DatabaseQueue {
+    _ = SQLiteStore.memoryStatisticsOff
+    return try DatabaseQueue(path: path)
 }
 
 final class TempDir: @unchecked Sendable {
@@ -236,7 +245,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             #expect(clean.ok, "\(clean)")
         }
         // Someone with the file edits the log: they must drop the append-only trigger first.
-        let queue = try DatabaseQueue(path: path)
+        let queue = try rawQueue(path)
         try await queue.write { db in
             #expect(throws: DatabaseError.self) {
                 try db.execute(sql: "UPDATE edits SET body = body WHERE version = 5")
@@ -252,7 +261,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let dir2 = try TempDir()
         let path2 = dir2.path("t.sqlite")
         _ = try await Importer.loadSample(into: try SQLiteStore(path: path2))
-        try await DatabaseQueue(path: path2).write { db in
+        try await rawQueue(path2).write { db in
             try db.execute(sql: "UPDATE events SET body = replace(body, 'Tokyo', 'Osaka')")
         }
         let report2 = try await SQLiteStore(path: path2).verify()
@@ -370,6 +379,16 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             try await reopened.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
     }
 
+    /// SQLite's memory statistics take a process-wide mutex on every allocation; the store switches them off
+    /// before SQLite's first connection. (Every connection of this process comes after it: `rawQueue`.)
+    @Test func sqliteKeepsNoMemoryStatistics() async throws {
+        let dir = try TempDir()
+        let store = try SQLiteStore(path: dir.path("timeline.sqlite"))
+        _ = try await Importer.loadSample(into: store)
+        #expect(SQLiteStore.memoryStatisticsOff)
+        #expect(timeline_sqlite_memory_used() == 0)
+    }
+
     /// The writer does not checkpoint inside its commits; the checkpointer beside it keeps the WAL from growing
     /// with the log (without it, 12,000 edits leave a WAL of about 55 MiB here; with it, a few batches' worth).
     @Test func theWALIsCheckpointedBesideTheWriter() async throws {
@@ -397,7 +416,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             ])
         }
         // Back to the v1 shape: no date column, no new indexes, the migration not yet applied.
-        let queue = try DatabaseQueue(path: path)
+        let queue = try rawQueue(path)
         try await queue.write { db in
             try db.execute(
                 sql: """
@@ -422,7 +441,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         _ = try await current.append((0..<50).map { annotate(first, "note \($0)", base: 0) })
         // The same rows in a file with the schema as of v2, as a store of that time left it.
         let oldPath = dir.path("old.sqlite")
-        let old = try DatabaseQueue(path: oldPath)
+        let old = try rawQueue(oldPath)
         try Schema.migrator.migrate(old, upTo: "v2-event-tags-by-date")
         try await old.writeWithoutTransaction { db in
             try db.execute(sql: "ATTACH DATABASE ? AS current", arguments: [dir.path("current.sqlite")])
@@ -450,7 +469,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await migrated.stateHash() == current.stateHash())
         #expect(try await migrated.verify().ok)
         _ = try await migrated.append([annotate(first, "after the migration", base: 0)])
-        let check = try DatabaseQueue(path: oldPath)
+        let check = try rawQueue(oldPath)
         defer { try? check.close() }
         #expect(try !opcodes(check).contains("OpenEphemeral"))
         // The rules moved with the table: ops are checked, versions stay contiguous, the log append-only.
