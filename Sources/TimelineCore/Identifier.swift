@@ -41,39 +41,56 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Builds a ULID from its 16 bytes (big-endian).
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 16, "a ULID has 16 bytes")
-        var chars = [UInt8](repeating: 0, count: 26)
-        // 128 bits into 26 five-bit groups, most significant first (the first group holds 3 bits).
-        var bitIndex = -2
-        for i in 0..<26 {
-            var value = 0
-            for _ in 0..<5 {
-                value <<= 1
-                if bitIndex >= 0 {
-                    let byte = bytes[bitIndex / 8]
-                    value |= Int((byte >> (7 - UInt8(bitIndex % 8))) & 1)
-                }
-                bitIndex += 1
-            }
-            chars[i] = ULID.encodeDigit(UInt8(value))
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for i in 0..<8 {
+            high = high << 8 | UInt64(bytes[i])
+            low = low << 8 | UInt64(bytes[8 + i])
         }
-        string = String(decoding: chars, as: UTF8.self)
+        self.init(high: high, low: low)
+    }
+
+    /// The 128 bits as 26 five-bit groups, most significant first (the first group holds 3 bits). Written in
+    /// place: one is minted for every annotation added without an ID, by the client checking a batch and again
+    /// by the server, and the bit-by-bit version with its arrays cost a tenth of the client's check.
+    init(high: UInt64, low: UInt64) {
+        string = String(unsafeUninitializedCapacity: 26) { out in
+            for i in 0..<26 {
+                let shift = 5 * (25 - i)
+                let group: UInt64
+                if shift >= 64 {
+                    group = high >> UInt64(shift - 64)
+                } else if shift > 59 {
+                    group = low >> UInt64(shift) | high << UInt64(64 - shift)
+                } else {
+                    group = low >> UInt64(shift)
+                }
+                out[i] = ULID.encodeDigit(UInt8(truncatingIfNeeded: group & 31))
+            }
+            return 26
+        }
     }
 
     /// A ULID for the given time with the given 10 random bytes.
     public init(milliseconds: UInt64, randomness: [UInt8]) {
         precondition(randomness.count == 10, "a ULID has 80 random bits")
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: milliseconds >> (8 * UInt64(5 - i))) }
-        bytes.replaceSubrange(6..<16, with: randomness)
-        self.init(bytes: bytes)
+        self = randomness.withUnsafeBufferPointer { ULID(milliseconds: milliseconds, randomness: $0) }
+    }
+
+    init(milliseconds: UInt64, randomness r: UnsafeBufferPointer<UInt8>) {
+        let high = (milliseconds & 0xFFFF_FFFF_FFFF) << 16 | UInt64(r[0]) << 8 | UInt64(r[1])
+        var low: UInt64 = 0
+        for i in 2..<10 { low = low << 8 | UInt64(r[i]) }
+        self.init(high: high, low: low)
     }
 
     /// A new ULID for the given time, with randomness from OpenSSL's DRBG.
     public static func generate(at time: Timestamp) -> ULID {
-        var random = [UInt8](repeating: 0, count: 10)
-        let ok = random.withUnsafeMutableBufferPointer { timeline_random_id_bytes($0.baseAddress, 10) }
-        precondition(ok == 1, "OpenSSL's random generator failed")
-        return ULID(milliseconds: UInt64(max(0, time.milliseconds)), randomness: random)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 10) { random in
+            let ok = timeline_random_id_bytes(random.baseAddress, 10)
+            precondition(ok == 1, "OpenSSL's random generator failed")
+            return ULID(milliseconds: UInt64(max(0, time.milliseconds)), randomness: UnsafeBufferPointer(random))
+        }
     }
 
     /// A ULID derived from a seed: the same seed always gives the same ID. Used where a build must be

@@ -118,6 +118,30 @@ import Testing
         #expect(id.string.hasSuffix("0000000000000000"))
     }
 
+    /// The encoder works on two 64-bit halves; this is the spec's definition, a bit at a time.
+    @Test func ulidEncodingMatchesTheBitByBitDefinition() {
+        func reference(_ bytes: [UInt8]) -> String {
+            let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+            var bits: [Bool] = [false, false]
+            for byte in bytes { for i in 0..<8 { bits.append((byte >> UInt8(7 - i)) & 1 == 1) } }
+            let digits: [UInt8] = (0..<26).map { i in
+                var value = 0
+                for bit in bits[5 * i..<5 * i + 5] { value = value << 1 | (bit ? 1 : 0) }
+                return alphabet[value]
+            }
+            return String(decoding: digits, as: UTF8.self)
+        }
+        var generator = SystemRandomNumberGenerator()
+        var cases: [[UInt8]] = [[UInt8](repeating: 0, count: 16), [UInt8](repeating: 0xFF, count: 16)]
+        cases += (0..<16).map { i in (0..<16).map { $0 == i ? 0x80 : 0 } }  // each byte's top bit alone
+        cases += (0..<200).map { _ in (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+        for bytes in cases {
+            #expect(ULID(bytes: bytes).string == reference(bytes), "\(bytes)")
+            let ms = bytes[0..<6].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            #expect(ULID(milliseconds: ms, randomness: Array(bytes[6...])).string == reference(bytes))
+        }
+    }
+
     @Test func shortestUniquePrefixes() {
         let ids = ["01ABCDEF0000", "01ABCDEF0001", "01ZZZZZZ0000"]
         let short = ShortID.prefixes(ids, minimum: 4)
