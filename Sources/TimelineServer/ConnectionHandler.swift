@@ -128,7 +128,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         logger.debug("connection opened")
         scheduleIdleCheck(context: context, after: core.limits.idleTimeout)
         let channel = context.channel
-        authTimer = context.eventLoop.scheduleTask(in: core.limits.authTimeout) { [weak self] in
+        authTimer = context.eventLoop.assumeIsolated().scheduleTask(in: core.limits.authTimeout) { [weak self] in
             guard let self, self.identity == nil, !self.closing else { return }
             self.logger.info("closing: not authenticated in time")
             self.send([.bye(code: .authTimeout, message: "not authenticated in time")], close: true)
@@ -499,7 +499,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let delay = core.authDelay(for: peer)
         logger.warning("authentication failed")
         busy = true
-        context.eventLoop.scheduleTask(in: delay) { [weak self] in
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
             guard let self else { return }
             self.busy = false
             self.send([
@@ -678,7 +678,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private func scheduleIdleCheck(context: ChannelHandlerContext, after delay: TimeAmount) {
         idleTimer?.cancel()
-        idleTimer = context.eventLoop.scheduleTask(in: delay) { [weak self] in
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
             guard let self, !self.closing, self.watch == nil else { return }
             let idle = NIODeadline.now() - self.lastActivity
             if idle >= self.core.limits.idleTimeout, !self.working {
@@ -724,7 +724,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func closeOnceWritten(context: ChannelHandlerContext) {
         if let watch { core.broadcaster.remove(watch.watcherID) }
         let channel = context.channel
-        let deadline = context.eventLoop.scheduleTask(in: core.limits.closeGrace) { channel.close(promise: nil) }
+        let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: core.limits.closeGrace) {
+            channel.close(promise: nil)
+        }
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
             deadline.cancel()
             channel.close(promise: nil)
