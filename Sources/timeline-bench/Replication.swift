@@ -182,8 +182,8 @@ enum ReplicationBench {
         let plain = try await primary.connect(primary.adminToken)
         let streamFile = work + "/stream.txt"
         let sqlFile = work + "/rows.sql"
-        FileManager.default.createFile(atPath: streamFile, contents: nil)
-        FileManager.default.createFile(atPath: sqlFile, contents: nil)
+        _ = FileManager.default.createFile(atPath: streamFile, contents: nil)  // opening it next reports a failure
+        _ = FileManager.default.createFile(atPath: sqlFile, contents: nil)  // opening it next reports a failure
         let stream = try FileHandle(forWritingTo: URL(fileURLWithPath: streamFile))
         let sql = try FileHandle(forWritingTo: URL(fileURLWithPath: sqlFile))
         sql.write(

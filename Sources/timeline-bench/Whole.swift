@@ -310,7 +310,7 @@ enum WholeBench {
         for n in sizes {
             let dir = work + "/b4-\(n)"
             let file = work + "/b4-\(n).jsonl"
-            FileManager.default.createFile(atPath: file, contents: nil)
+            _ = FileManager.default.createFile(atPath: file, contents: nil)  // opening it next reports a failure
             let out = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
             func id(_ i: Int) -> String { "01B4" + String(repeating: "0", count: 22 - String(i).count) + String(i) }
             var chunk = ""

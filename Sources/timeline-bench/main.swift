@@ -276,9 +276,7 @@ if !args.contains("--replication") && !args.contains("--whole") {
         if only == nil || only == "S2" {
             // S2: one batch of annotations, next to raw SQLite inserting the same edit rows in one transaction.
             let (batchStore, ids3, bp) = try await newStore("batch")
-            var proposals: [Proposal] = []
-            let gen = try await seconds { proposals = (0..<batchSize).map { annotation(ids3[$0 % ids3.count], $0) } }
-            _ = gen
+            let proposals = (0..<batchSize).map { annotation(ids3[$0 % ids3.count], $0) }
             var edits: [Edit] = []
             let batchSeconds = try await seconds { edits = try await batchStore.append(proposals) }
             let batchRate = Double(batchSize) / batchSeconds
