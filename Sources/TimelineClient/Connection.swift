@@ -176,15 +176,17 @@ public final class TimelineConnection: Sendable {
         public func completion() async throws -> Completion { try await future.get() }
     }
 
-    /// Writes a request (and its lines) and returns once it is on its way, without waiting for the answer.
+    /// Hands a request (and its lines) to the connection's event loop to write, without waiting for the answer.
+    /// Requests started one after another are written in that order: the loop runs what it is handed in order.
+    /// (Waiting here for the loop to have written it cost every request a second wake-up of the caller.)
     public func start(
         _ verbAndArguments: String, lines: [String] = [], onData: (@Sendable (String) -> Void)? = nil
     ) async throws -> Pending {
-        let loop = channel.eventLoop
         let router = self.router
         let channel = self.channel
-        let future = try await loop.submit {
-            let (tag, result) = router.register(onData: onData, on: loop)
+        let promise = channel.eventLoop.makePromise(of: Completion.self)
+        channel.eventLoop.execute {
+            let tag = router.register(onData: onData, promise: promise)
             var buffer = channel.allocator.buffer(capacity: verbAndArguments.utf8.count + 40)
             buffer.writeString("\(tag) \(verbAndArguments)\n")
             for line in lines {
@@ -192,9 +194,8 @@ public final class TimelineConnection: Sendable {
                 buffer.writeString("\n")
             }
             channel.writeAndFlush(buffer, promise: nil)
-            return result
-        }.get()
-        return Pending(future: future)
+        }
+        return Pending(future: promise.futureResult)
     }
 
     /// Sends a line that is not a request (`DONE`).
@@ -248,18 +249,16 @@ final class ResponseRouter: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    func register(onData: (@Sendable (String) -> Void)?, on loop: any EventLoop) -> (
-        String, EventLoopFuture<Completion>
-    ) {
+    /// Gives the next request its tag; `promise` gets its completion (or the reason the connection closed).
+    func register(onData: (@Sendable (String) -> Void)?, promise: EventLoopPromise<Completion>) -> String {
         let tag = "c\(nextTag)"
         nextTag += 1
-        let promise = loop.makePromise(of: Completion.self)
         if let closedReason {
             promise.fail(closedReason)
         } else {
             pending.append(Pending(tag: tag, promise: promise, onData: onData))
         }
-        return (tag, promise.futureResult)
+        return tag
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
