@@ -32,7 +32,7 @@ enum FuzzTargets {
             let end = min(bytes.count, offset + step)
             var buffer = channel.allocator.buffer(capacity: end - offset)
             buffer.writeBytes(bytes[offset..<end])
-            try? channel.writeInbound(buffer)
+            _ = try? channel.writeInbound(buffer)
             offset = end
             step = step % 11 + 2
         }
