@@ -379,6 +379,27 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             try await reopened.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
     }
 
+    /// Units up to `PreparedProposals.limit` are encoded before the writer takes them, larger ones (imports) by
+    /// the writer as it goes: both must give the same bytes.
+    @Test func proposalsEncodedBeforeOrByTheWriterAreTheSame() throws {
+        let event = EventID(ULID.generate(at: t0))
+        let proposals =
+            [create("e", tags: ["x"], id: event), annotate(event, "note"), annotate(event, "\"q\" \\")]
+            + [Proposal(event: event, change: .deleteEvent, base: 3, author: "ana", time: t0)]
+        let before = PreparedProposals(proposals)
+        let by = PreparedProposals(proposals, limit: proposals.count - 1)
+        for index in proposals.indices {
+            for (version, revision) in [(Int64(1), Int64(1)), (123_456, 789)] {
+                let body = EditCodec.canonicalBody(version: version, revision: revision, proposal: proposals[index])
+                #expect(before.body(index, version: version, revision: revision) == body)
+                #expect(by.body(index, version: version, revision: revision) == body)
+            }
+            #expect(by.addedRow(index) == nil)
+            #expect(before.addedRow(index) == proposals[index].addedAnnotation?.canonicalBytes)
+        }
+        #expect(before.addedRow(1) != nil)
+    }
+
     /// SQLite's memory statistics take a process-wide mutex on every allocation; the store switches them off
     /// before SQLite's first connection. (Every connection of this process comes after it: `rawQueue`.)
     @Test func sqliteKeepsNoMemoryStatistics() async throws {
