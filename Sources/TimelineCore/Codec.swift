@@ -159,7 +159,41 @@ public enum EditCodec {
 
     /// The bytes the hash chain covers: the edit's canonical JSON without its `hash`.
     public static func canonicalBody(version: Int64, revision: Int64, proposal: Proposal) -> [UInt8] {
-        BodyTemplate(proposal).body(version: version, revision: revision)
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        writeBody(proposal, version: version, revision: revision, into: &out)
+        return out
+    }
+
+    /// Writes the edit's canonical body; with no `version` and `revision`, leaves their values out and returns
+    /// where they go (the revision's place comes first: keys are in byte order).
+    @discardableResult
+    static func writeBody(_ proposal: Proposal, version: Int64?, revision: Int64?, into out: inout [UInt8]) -> (
+        revisionAt: Int, versionAt: Int
+    ) {
+        var pairs = proposalPairs(proposal)
+        pairs.append(("revision", .null))
+        pairs.append(("version", .null))
+        pairs.sort { JSON.utf8Less($0.0, $1.0) }
+        var revisionAt = 0
+        var versionAt = 0
+        out.append(UInt8(ascii: "{"))
+        for (index, pair) in pairs.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSON.writeString(pair.0, into: &out)
+            out.append(UInt8(ascii: ":"))
+            switch pair.0 {
+            case "revision":
+                revisionAt = out.count
+                if let revision { JSON.writeInt(revision, into: &out) }
+            case "version":
+                versionAt = out.count
+                if let version { JSON.writeInt(version, into: &out) }
+            default: pair.1.write(into: &out)
+            }
+        }
+        out.append(UInt8(ascii: "}"))
+        return (revisionAt, versionAt)
     }
 
     /// An edit's canonical body written before its version and revision are known, with the places they go.
@@ -170,36 +204,18 @@ public enum EditCodec {
     public struct BodyTemplate: Sendable {
         /// The body with the values of `revision` and `version` left out.
         let bytes: [UInt8]
-        /// Where in `bytes` each value goes (the revision's place comes first: keys are in byte order).
+        /// Where in `bytes` each value goes.
         let revisionAt: Int
         let versionAt: Int
 
         public init(_ proposal: Proposal) {
-            var pairs = proposalPairs(proposal)
-            pairs.append(("revision", .null))
-            pairs.append(("version", .null))
-            pairs.sort { JSON.utf8Less($0.0, $1.0) }
             var out: [UInt8] = []
             out.reserveCapacity(512)
-            var revisionAt = 0
-            var versionAt = 0
-            out.append(UInt8(ascii: "{"))
-            for (index, pair) in pairs.enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                JSON.writeString(pair.0, into: &out)
-                out.append(UInt8(ascii: ":"))
-                switch pair.0 {
-                case "revision": revisionAt = out.count
-                case "version": versionAt = out.count
-                default: pair.1.write(into: &out)
-                }
-            }
-            out.append(UInt8(ascii: "}"))
+            (revisionAt, versionAt) = writeBody(proposal, version: nil, revision: nil, into: &out)
             bytes = out
-            self.revisionAt = revisionAt
-            self.versionAt = versionAt
         }
 
+        /// The same bytes as `canonicalBody(version:revision:proposal:)`.
         public func body(version: Int64, revision: Int64) -> [UInt8] {
             var out: [UInt8] = []
             out.reserveCapacity(bytes.count + 40)

@@ -252,8 +252,14 @@ public struct Edit: Sendable, Hashable {
         after previous: Digest, version: Int64, revision: Int64, proposal: Proposal
     ) -> (edit: Edit, body: [UInt8]) {
         let body = EditCodec.canonicalBody(version: version, revision: revision, proposal: proposal)
-        let hash = SHA256.chain(prefix: previous.bytes, body)
-        return (Edit(version: version, revision: revision, proposal: proposal, hash: hash), body)
+        return (chained(after: previous, version: version, revision: revision, proposal: proposal, body: body), body)
+    }
+
+    /// The same, when `body` (its `EditCodec.canonicalBody`) was encoded already.
+    public static func chained(
+        after previous: Digest, version: Int64, revision: Int64, proposal: Proposal, body: [UInt8]
+    ) -> Edit {
+        Edit(version: version, revision: revision, proposal: proposal, hash: SHA256.chain(prefix: previous.bytes, body))
     }
 }
 

@@ -383,9 +383,8 @@ struct StateWriter {
                 throw BatchRejection(index: index, count: batch.count, error: error)
             }
             let body = prepared.body(index, version: head.version + 1, revision: applied.revision)
-            let edit = Edit(
-                version: head.version + 1, revision: applied.revision, proposal: proposal,
-                hash: SHA256.chain(prefix: head.hash.bytes, body))
+            let edit = Edit.chained(
+                after: head.hash, version: head.version + 1, revision: applied.revision, proposal: proposal, body: body)
             try insertLogRow(edit, body: body)
             do {
                 try write(
