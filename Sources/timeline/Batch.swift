@@ -45,7 +45,7 @@ struct Batch: AsyncParsableCommand {
         let all = try TextLines.split(bytes)
         let time = WallClock.now()
         let cores = all.count < 4_096 ? 1 : max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let step = (all.count + cores - 1) / max(cores, 1)
+        let step = (all.count + cores - 1) / cores
         let runs = Array<JSONLines.CheckedRun>(unsafeUninitializedCapacity: cores) { buffer, count in
             // Each iteration initializes its own element only.
             nonisolated(unsafe) let base = buffer.baseAddress!
