@@ -504,7 +504,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         for sql in refusals {
             #expect(throws: DatabaseError.self, "\(sql)") { try check.write { try $0.execute(sql: sql) } }
         }
-        #expect(try await check.read { try Row.fetchOne($0, sql: "PRAGMA foreign_key_check") } == nil)
+        #expect(try check.read { try Row.fetchOne($0, sql: "PRAGMA foreign_key_check") } == nil)
     }
 
     /// A pull links each page off the writer (`LinkedEdits`); the store then checks only the first link. Every
