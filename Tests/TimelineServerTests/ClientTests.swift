@@ -1,9 +1,10 @@
 import Foundation
 import Testing
-import TimelineClient
 import TimelineCore
 import TimelineStore
 import TimelineTLS
+
+@testable import TimelineClient
 
 /// The client library and the `timeline` CLI against a real `timelined`, with several client homes.
 @Suite(.serialized) struct ClientTests {
@@ -286,6 +287,23 @@ import TimelineTLS
         #expect(markdown.contains("## October 18 to 10, 2012:"))
         let (_, csv, _) = try run(["export", "--format", "csv"])
         #expect(csv.split(separator: "\n").count == 29)
+    }
+
+    /// `timeline batch` starts with a small batch, so that the server's writer starts early, and doubles up to the
+    /// server's limit; the batches cover every line once, in order.
+    @Test func batchesStartSmallAndDoubleUpToTheLimit() {
+        #expect(
+            TimelineClient.batchSizes(100_000, limit: 10_000)
+                == [1_000, 2_000, 4_000, 8_000] + Array(repeating: 10_000, count: 8) + [5_000])
+        #expect(TimelineClient.batchSizes(2_500, limit: 10_000) == [1_000, 1_500])
+        #expect(TimelineClient.batchSizes(11, limit: 2) == [2, 2, 2, 2, 2, 1])
+        #expect(TimelineClient.batchSizes(0, limit: 5).isEmpty)
+        for count in [1, 999, 1_000, 1_001, 77_777] {
+            for limit in [1, 3, 1_000, 1_500, 10_000] {
+                let sizes = TimelineClient.batchSizes(count, limit: limit)
+                #expect(sizes.reduce(0, +) == count && sizes.allSatisfy { $0 >= 1 && $0 <= limit })
+            }
+        }
     }
 
     /// A refused batch stops the run, and the report names every input line that was applied, including those
