@@ -438,7 +438,7 @@ struct StateWriter {
             }
             try insertLogRow(edit, body: body)
             do {
-                try write(p, applied, previous: current, version: edit.version)
+                try write(p, applied, previous: current, version: edit.version, addedRow: page.addedRows[index])
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw refuse("edit \(edit.version) adds annotation \(p.change.annotationID?.description ?? "?") twice")
             }

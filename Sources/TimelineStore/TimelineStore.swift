@@ -130,6 +130,9 @@ public struct LinkedEdits: Sendable {
     public let edits: [Edit]
     /// `EditCodec.canonicalBody` of each edit: what its hash covers, and what the log stores.
     let bodies: [[UInt8]]
+    /// The row of the annotation each edit adds (nil for other edits), encoded here for the same reason as
+    /// `PreparedProposals`: this runs where the page is decoded, while the single writer stores the page before.
+    let addedRows: [[UInt8]?]
 
     /// Refused with `BatchRejection` (code `CORRUPT`) at the first edit that does not follow the one before it.
     public init(_ edits: [Edit]) throws(BatchRejection) {
@@ -156,6 +159,7 @@ public struct LinkedEdits: Sendable {
         }
         self.edits = edits
         self.bodies = bodies
+        addedRows = edits.map { $0.proposal.addedAnnotation?.canonicalBytes }
     }
 }
 
