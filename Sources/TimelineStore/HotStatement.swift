@@ -32,7 +32,7 @@ struct HotStatement {
         }
     }
 
-    func bind(_ index: Int32, text bytes: [UInt8]) {
+    func bind(_ index: Int32, text bytes: ArraySlice<UInt8>) {
         bytes.withUnsafeBufferPointer { buffer in
             _ = sqlite3_bind_text(handle, index, buffer.baseAddress, Int32(buffer.count), Self.transient)
         }

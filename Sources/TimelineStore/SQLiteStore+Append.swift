@@ -385,10 +385,11 @@ struct StateWriter {
             let body = prepared.body(index, version: head.version + 1, revision: applied.revision)
             let edit = Edit.chained(
                 after: head.hash, version: head.version + 1, revision: applied.revision, proposal: proposal, body: body)
-            try insertLogRow(edit, body: body)
+            try insertLogRow(edit, body: body[...])
             do {
                 try write(
-                    proposal, applied, previous: current, version: edit.version, addedRow: prepared.addedRow(index))
+                    proposal, applied, previous: current, version: edit.version,
+                    addedRow: prepared.addedRow(index)?[...])
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw BatchRejection(
                     index: index, count: batch.count,
@@ -414,7 +415,7 @@ struct StateWriter {
                 throw refuse("edit \(edit.version) does not follow version \(head.version)")
             }
             let body = page.bodies[index]
-            if index == 0, SHA256.chain(prefix: head.hash.bytes, body) != edit.hash {
+            if index == 0, SHA256.chain(prefix: head.hash.bytes, Array(body)) != edit.hash {
                 throw refuse("edit \(edit.version)'s hash does not follow the chain: the logs have diverged")
             }
             let p = edit.proposal
@@ -438,7 +439,8 @@ struct StateWriter {
             }
             try insertLogRow(edit, body: body)
             do {
-                try write(p, applied, previous: current, version: edit.version, addedRow: page.addedRows[index])
+                let row = page.addedRows[index]
+                try write(p, applied, previous: current, version: edit.version, addedRow: row.isEmpty ? nil : row)
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw refuse("edit \(edit.version) adds annotation \(p.change.annotationID?.description ?? "?") twice")
             }
@@ -448,7 +450,7 @@ struct StateWriter {
     }
 
     /// The log row: the hashed body as stored text, and the columns queries need.
-    func insertLogRow(_ edit: Edit, body: [UInt8]) throws {
+    func insertLogRow(_ edit: Edit, body: ArraySlice<UInt8>) throws {
         insertEdit.bind(1, edit.version)
         insertEdit.bind(2, edit.event?.description)
         insertEdit.bind(3, edit.revision)
@@ -458,8 +460,11 @@ struct StateWriter {
         try insertEdit.run(db)
     }
 
-    /// `addedRow` is the added annotation's row body when the caller encoded it already (`PreparedProposals`).
-    mutating func write(_ p: Proposal, _ applied: Applied, previous: Event?, version: Int64, addedRow: [UInt8]? = nil)
+    /// `addedRow` is the added annotation's row body when the caller encoded it already (`PreparedProposals`,
+    /// `LinkedEdits`).
+    mutating func write(
+        _ p: Proposal, _ applied: Applied, previous: Event?, version: Int64, addedRow: ArraySlice<UInt8>? = nil
+    )
         throws
     {
         if case .setMeta(let set) = p.change {
@@ -518,7 +523,7 @@ struct StateWriter {
             moveRevision(e.id, to: version)
             guard let a = applied.annotation else { return }
             if case .addAnnotation = p.change {
-                let body = addedRow ?? a.canonicalBytes
+                let body = addedRow ?? a.canonicalBytes[...]
                 // Not cached: most annotations are never edited, and the primary key catches a duplicate add.
                 insertAnnotation.bind(1, a.id.description)
                 insertAnnotation.bind(2, a.event.description)

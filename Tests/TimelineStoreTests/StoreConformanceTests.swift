@@ -400,6 +400,31 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(before.addedRow(1) != nil)
     }
 
+    /// A pulled page keeps its bodies and added rows end to end in one buffer each; every one reads back as the
+    /// canonical bytes, the rows of edits that add no annotation as empty.
+    @Test func aLinkedPageKeepsEachEditsCanonicalBytes() throws {
+        let event = EventID(ULID.generate(at: t0))
+        let proposals =
+            [create("e", tags: ["x"], id: event), annotate(event, "note"), annotate(event, "\"q\" \\")]
+            + [Proposal(event: event, change: .deleteEvent, base: 3, author: "ana", time: t0)]
+        var head = Genesis.hash(dataset: "packed")
+        var edits: [Edit] = []
+        for (index, proposal) in proposals.enumerated() {
+            let (edit, _) = Edit.chained(
+                after: head, version: Int64(index + 1), revision: Int64(index + 1), proposal: proposal)
+            edits.append(edit)
+            head = edit.hash
+        }
+        let page = try LinkedEdits(edits)
+        #expect(page.bodies.count == edits.count && page.addedRows.count == edits.count)
+        for (index, edit) in edits.enumerated() {
+            let body = EditCodec.canonicalBody(version: edit.version, revision: edit.revision, proposal: edit.proposal)
+            #expect(Array(page.bodies[index]) == body)
+            #expect(Array(page.addedRows[index]) == (edit.proposal.addedAnnotation?.canonicalBytes ?? []))
+        }
+        #expect(page.addedRows[0].isEmpty && !page.addedRows[1].isEmpty && page.addedRows[3].isEmpty)
+    }
+
     /// SQLite's memory statistics take a process-wide mutex on every allocation; the store switches them off
     /// before SQLite's first connection. (Every connection of this process comes after it: `rawQueue`.)
     @Test func sqliteKeepsNoMemoryStatistics() async throws {
