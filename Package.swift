@@ -117,6 +117,8 @@ let package = Package(
             name: "TimelineServerTests",
             dependencies: [
                 "TimelineServer", "TimelineClient", "TimelineTLS", "TimelineWire", "TimelineCore", "TimelineStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -99,6 +99,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if context.channel.isActive { opened(context: context) }
     }
 
+    /// The context holds this handler, and this handler holds the context: without letting go of it here, every
+    /// connection's handler (with its queue, a BATCH's lines among it) and channel outlived the connection.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         opened(context: context)
         context.fireChannelActive()
