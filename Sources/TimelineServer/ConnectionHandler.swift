@@ -47,8 +47,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var peer = "unknown"
     private var logger: Logger
 
-    private var queue: [Work] = []
-    private var queueHead = 0
+    /// Works not started yet. A work leaves it when it starts, so that a long-lived connection does not keep the
+    /// lines of every BATCH it has sent (an array with a moving head kept up to 64 of them).
+    private var queue = CircularBuffer<Work>()
     private var busy = true  // until the greeting is out
     private var collecting: BatchCollector?
     private var watch: WatchState?
@@ -87,7 +88,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         logger = core.logger
     }
 
-    private var pendingWork: Int { queue.count - queueHead + writes.count }
+    private var pendingWork: Int { queue.count + writes.count }
 
     /// Something is being executed or committed for this connection.
     private var working: Bool { busy || !writes.isEmpty }
@@ -302,15 +303,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     // MARK: Executing
 
     private func drain() {
-        while !busy, !closing, queueHead < queue.count {
-            let work = queue[queueHead]
+        while !busy, !closing, let work = queue.first {
             let pipelined = pipelinable(work)
             if !writes.isEmpty, !pipelined || writes.count >= Self.maxWritesInFlight { break }
-            queueHead += 1
-            if queueHead > 64, queueHead * 2 > queue.count {
-                queue.removeFirst(queueHead)
-                queueHead = 0
-            }
+            queue.removeFirst()
             if pipelined { startWrite(work) } else { execute(work) }
         }
         if !working, shuttingDown, !closing {
@@ -661,9 +657,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             return
         }
         // Requests not started yet are refused; the ones running (and writes in flight) finish, then BYE (see drain).
-        let waiting = queue[queueHead...]
+        let waiting = queue
         queue.removeAll()
-        queueHead = 0
         inputClosed = true
         for work in waiting {
             switch work {
