@@ -211,17 +211,17 @@ struct PreparedProposals: Sendable {
     let proposals: [Proposal]
     /// Empty when the unit is larger than `limit`.
     private let templates: [EditCodec.BodyTemplate]
-    private let addedRows: [[UInt8]?]
+    private let addedRows: PackedBytes
 
     init(_ proposals: [Proposal], limit: Int = Self.limit) {
         self.proposals = proposals
         guard proposals.count <= limit else {
             templates = []
-            addedRows = []
+            addedRows = PackedBytes()
             return
         }
         templates = proposals.map { EditCodec.BodyTemplate($0) }
-        addedRows = proposals.map { $0.addedAnnotation?.canonicalBytes }
+        addedRows = PackedBytes(addedRowsOf: proposals)
     }
 
     /// The canonical body of the proposal at `index` as the edit with this version and revision.
@@ -233,7 +233,7 @@ struct PreparedProposals: Sendable {
     }
 
     /// The row of the annotation the proposal at `index` adds, when it was encoded already.
-    func addedRow(_ index: Int) -> [UInt8]? { addedRows.isEmpty ? nil : addedRows[index] }
+    func addedRow(_ index: Int) -> ArraySlice<UInt8>? { addedRows.addedRow(index) }
 }
 
 /// Events and annotations as the writer last saw them; `nil` values record rows known not to exist.
@@ -389,7 +389,7 @@ struct StateWriter {
             do {
                 try write(
                     proposal, applied, previous: current, version: edit.version,
-                    addedRow: prepared.addedRow(index)?[...])
+                    addedRow: prepared.addedRow(index))
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw BatchRejection(
                     index: index, count: batch.count,
@@ -439,8 +439,8 @@ struct StateWriter {
             }
             try insertLogRow(edit, body: body)
             do {
-                let row = page.addedRows[index]
-                try write(p, applied, previous: current, version: edit.version, addedRow: row.isEmpty ? nil : row)
+                try write(
+                    p, applied, previous: current, version: edit.version, addedRow: page.addedRows.addedRow(index))
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw refuse("edit \(edit.version) adds annotation \(p.change.annotationID?.description ?? "?") twice")
             }

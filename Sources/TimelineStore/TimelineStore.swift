@@ -137,7 +137,6 @@ public struct LinkedEdits: Sendable {
     /// Refused with `BatchRejection` (code `CORRUPT`) at the first edit that does not follow the one before it.
     public init(_ edits: [Edit]) throws(BatchRejection) {
         var bodies = PackedBytes(count: edits.count, bytesEach: 320)
-        var addedRows = PackedBytes(count: edits.count, bytesEach: 192)
         for (index, edit) in edits.enumerated() {
             let body = EditCodec.canonicalBody(version: edit.version, revision: edit.revision, proposal: edit.proposal)
             if index > 0 {
@@ -156,11 +155,10 @@ public struct LinkedEdits: Sendable {
                 }
             }
             bodies.append(body)
-            addedRows.append(edit.proposal.addedAnnotation?.canonicalBytes ?? [])
         }
         self.edits = edits
         self.bodies = bodies
-        self.addedRows = addedRows
+        addedRows = PackedBytes(addedRowsOf: edits.lazy.map(\.proposal))
     }
 }
 
@@ -171,6 +169,8 @@ struct PackedBytes: Sendable {
     private var bytes: [UInt8] = []
     /// Where each string ends; it starts where the one before it ends.
     private var ends: [Int] = []
+
+    init() {}
 
     init(count: Int, bytesEach: Int) {
         bytes.reserveCapacity(count * bytesEach)
@@ -186,6 +186,22 @@ struct PackedBytes: Sendable {
 
     subscript(index: Int) -> ArraySlice<UInt8> {
         bytes[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
+    }
+}
+
+extension PackedBytes {
+    /// The row of the annotation each proposal adds (`Annotation.canonicalBytes`), empty for the others: what the
+    /// writer stores for an `annotation.add`, encoded beforehand (`PreparedProposals`, `LinkedEdits`).
+    init(addedRowsOf proposals: some Collection<Proposal>) {
+        self.init(count: proposals.count, bytesEach: 192)
+        for proposal in proposals { append(proposal.addedAnnotation?.canonicalBytes ?? []) }
+    }
+
+    /// The added annotation's row at `index`; nil when the proposal adds none or its rows were not encoded.
+    func addedRow(_ index: Int) -> ArraySlice<UInt8>? {
+        guard index < count else { return nil }
+        let row = self[index]
+        return row.isEmpty ? nil : row
     }
 }
 

@@ -395,7 +395,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
                 #expect(by.body(index, version: version, revision: revision) == body)
             }
             #expect(by.addedRow(index) == nil)
-            #expect(before.addedRow(index) == proposals[index].addedAnnotation?.canonicalBytes)
+            #expect(before.addedRow(index).map(Array.init) == proposals[index].addedAnnotation?.canonicalBytes)
         }
         #expect(before.addedRow(1) != nil)
     }
