@@ -414,8 +414,15 @@ struct FieldReader {
 
     static func validText(_ s: String) -> Bool {
         // NUL and other C0 controls (but tab and newline) have no place in timeline text. In UTF-8 they are single
-        // bytes that never occur inside a multi-byte sequence, so the bytes tell.
-        !s.utf8.contains { $0 < 0x20 && $0 != 0x0A && $0 != 0x09 && $0 != 0x0D }
+        // bytes that never occur inside a multi-byte sequence, so the bytes tell. Read in place: walking the
+        // UTF8View byte by byte cost a tenth of decoding a pulled edit.
+        func valid(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+            for byte in bytes where byte < 0x20 && byte != 0x0A && byte != 0x09 && byte != 0x0D { return false }
+            return true
+        }
+        if let answer = s.utf8.withContiguousStorageIfAvailable(valid) { return answer }
+        var copy = s
+        return copy.withUTF8(valid)
     }
 
     mutating func optionalString(_ key: String, max: Int, nonEmpty: Bool = false) throws(TimelineError) -> String? {

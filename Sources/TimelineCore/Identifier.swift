@@ -10,14 +10,20 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public init?(_ text: String) {
         guard text.utf8.count == 26 else { return nil }
         // Nearly every ULID read is already canonical (it came from a log or from `generate`): keep its string.
-        var canonical = true
-        var first = true
-        for byte in text.utf8 {
-            guard let value = ULID.decodeDigit(byte) else { return nil }
-            // The first character carries only 3 bits (128 bits in 26 characters): above 7 overflows.
-            if first && value > 7 { return nil }
-            first = false
-            if ULID.encodeDigit(value) != byte { canonical = false }
+        // Read in place: walking the UTF8View byte by byte cost about as much as the checks.
+        func check(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool? {
+            var canonical = true
+            for (index, byte) in bytes.enumerated() {
+                guard let value = ULID.decodeDigit(byte) else { return nil }
+                // The first character carries only 3 bits (128 bits in 26 characters): above 7 overflows.
+                if index == 0 && value > 7 { return nil }
+                if ULID.encodeDigit(value) != byte { canonical = false }
+            }
+            return canonical
+        }
+        var copy = text
+        guard let canonical = text.utf8.withContiguousStorageIfAvailable(check) ?? copy.withUTF8(check) else {
+            return nil
         }
         if canonical {
             string = text

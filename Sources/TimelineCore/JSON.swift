@@ -94,12 +94,12 @@ extension JSON {
             out.append(UInt8(ascii: "]"))
         case .object(let members):
             out.append(UInt8(ascii: "{"))
-            // Swift's String `<` compares by Unicode scalar values, which orders the same as UTF-8 bytes.
-            for (index, key) in members.keys.sorted(by: JSON.utf8Less).enumerated() {
+            // The members are sorted as pairs: sorting the keys and looking each up again hashed every key twice.
+            for (index, member) in members.sorted(by: { JSON.utf8Less($0.key, $1.key) }).enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
-                JSON.writeString(key, into: &out)
+                JSON.writeString(member.key, into: &out)
                 out.append(UInt8(ascii: ":"))
-                members[key]!.write(into: &out)
+                member.value.write(into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
