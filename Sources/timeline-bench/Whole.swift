@@ -239,7 +239,8 @@ enum WholeBench {
                 targetRatio: 0),
             Figure(
                 name: "B2 context: p99 vs pgbench over Unix socket", value: percentile(all, 0.99) * 1000,
-                unit: "ms", reference: "pgbench p99, Unix socket", referenceValue: percentile(pg.socket.latencies, 0.99),
+                unit: "ms", reference: "pgbench p99, Unix socket",
+                referenceValue: percentile(pg.socket.latencies, 0.99),
                 target: "-", targetRatio: 0, lowerIsBetter: true),
         ]
     }
