@@ -1,3 +1,4 @@
+import CTimelineSQLite
 import Dispatch
 import Foundation
 import GRDB
@@ -88,7 +89,6 @@ final class GroupCommitter: Sendable {
             }
             if group.isEmpty { return }
             let (results, newHead) = commit(group, head: head)
-            checkpointer.committed(Int(newHead.version - head.version))
             let observers = state.withLockedValue { s in
                 s.head = newHead
                 return s.observers
@@ -168,11 +168,15 @@ final class GroupCommitter: Sendable {
                     }
                 }
                 try writer.flushRevisions()
+                timeline_sqlite_reset_wal_frames()
                 try db.cachedStatement(sql: "COMMIT").execute()
+                // Read on this thread, right after the COMMIT whose WAL hook recorded it.
+                let walFrames = Int(timeline_sqlite_wal_frames())
                 writer.beginUnit()
                 writer.cache.trim()
                 cache = writer.cache
                 checkpointer.finishOnWriter(db)
+                if walFrames >= 0 { checkpointer.committed(walFrames: walFrames) }
                 return .committed(results, head)
             }
         } catch {
