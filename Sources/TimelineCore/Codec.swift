@@ -415,14 +415,12 @@ struct FieldReader {
     static func validText(_ s: String) -> Bool {
         // NUL and other C0 controls (but tab and newline) have no place in timeline text. In UTF-8 they are single
         // bytes that never occur inside a multi-byte sequence, so the bytes tell. Read in place: walking the
-        // UTF8View byte by byte cost a tenth of decoding a pulled edit.
-        func valid(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        // UTF8View byte by byte cost a tenth of decoding a pulled edit. (`withUTF8` copies only a bridged string.)
+        var copy = s
+        return copy.withUTF8 { bytes in
             for byte in bytes where byte < 0x20 && byte != 0x0A && byte != 0x09 && byte != 0x0D { return false }
             return true
         }
-        if let answer = s.utf8.withContiguousStorageIfAvailable(valid) { return answer }
-        var copy = s
-        return copy.withUTF8(valid)
     }
 
     mutating func optionalString(_ key: String, max: Int, nonEmpty: Bool = false) throws(TimelineError) -> String? {

@@ -11,7 +11,8 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
         guard text.utf8.count == 26 else { return nil }
         // Nearly every ULID read is already canonical (it came from a log or from `generate`): keep its string.
         // Read in place: walking the UTF8View byte by byte cost about as much as the checks.
-        func check(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool? {
+        var copy = text
+        let checked = copy.withUTF8 { bytes -> Bool? in
             var canonical = true
             for (index, byte) in bytes.enumerated() {
                 guard let value = ULID.decodeDigit(byte) else { return nil }
@@ -21,10 +22,7 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
             }
             return canonical
         }
-        var copy = text
-        guard let canonical = text.utf8.withContiguousStorageIfAvailable(check) ?? copy.withUTF8(check) else {
-            return nil
-        }
+        guard let canonical = checked else { return nil }
         if canonical {
             string = text
         } else {

@@ -17,23 +17,17 @@ public struct Digest: Hashable, Sendable, CustomStringConvertible {
     /// Parses 64 hex digits (either case).
     public init?(hex: String) {
         // Read in place (every pulled edit carries one): copying the text into an array first cost an allocation.
-        func decode(_ utf8: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
-            guard utf8.count == 64 else { return nil }
-            var valid = true
-            let out = [UInt8](unsafeUninitializedCapacity: 32) { out, count in
-                for i in 0..<32 {
-                    guard let hi = Digest.nibble(utf8[2 * i]), let lo = Digest.nibble(utf8[2 * i + 1]) else {
-                        valid = false
-                        break
-                    }
-                    out[i] = hi << 4 | lo
-                }
-                count = valid ? 32 : 0
-            }
-            return valid ? out : nil
-        }
         var text = hex
-        guard let out = text.utf8.withContiguousStorageIfAvailable(decode) ?? text.withUTF8(decode) else { return nil }
+        let decoded = text.withUTF8 { utf8 -> [UInt8]? in
+            guard utf8.count == 64 else { return nil }
+            var out = [UInt8](repeating: 0, count: 32)
+            for i in 0..<32 {
+                guard let hi = Digest.nibble(utf8[2 * i]), let lo = Digest.nibble(utf8[2 * i + 1]) else { return nil }
+                out[i] = hi << 4 | lo
+            }
+            return out
+        }
+        guard let out = decoded else { return nil }
         bytes = out
     }
 
