@@ -28,6 +28,9 @@ public final class SQLiteStore: TimelineStore, Sendable {
     /// before SQLite's first connection, so the first store opened does it (later calls change nothing).
     static let memoryStatisticsOff: Bool = timeline_sqlite_disable_memory_statistics() == 0
 
+    /// SQLite's own checkpoint in the writer's commit, a safety net behind `Checkpointer`: 64 MiB of log.
+    static let autocheckpointPages = 16_384
+
     let pool: DatabasePool
     public let dataset: String
     public let path: String
@@ -47,7 +50,7 @@ public final class SQLiteStore: TimelineStore, Sendable {
             // Checkpoints run beside the writer (Checkpointer), not inside its commits. SQLite's own remains as a
             // safety net at 16,384 pages (64 MiB): a bulk import's large commits, or a short-lived process that
             // exits before the checkpointer ran, still leave the data in the file and not in a growing log.
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 16384")
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(SQLiteStore.autocheckpointPages)")
             try db.execute(sql: "PRAGMA cache_size = -\(max(1, options.cacheMiB) * 1024)")
         }
         do {
@@ -57,7 +60,8 @@ public final class SQLiteStore: TimelineStore, Sendable {
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
                 // The same safety net as wal_autocheckpoint above, and a count of the log's pages for Checkpointer.
-                _ = timeline_sqlite_watch_wal(UnsafeMutableRawPointer(db.sqliteConnection), 16_384)
+                _ = timeline_sqlite_watch_wal(
+                    UnsafeMutableRawPointer(db.sqliteConnection), Int32(SQLiteStore.autocheckpointPages))
             }
             try Schema.migrator.migrate(pool)
             self.dataset = try pool.write { db in

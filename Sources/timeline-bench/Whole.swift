@@ -290,9 +290,9 @@ enum WholeBench {
         try "INSERT INTO notes (event, body) VALUES ('019ECZQW007TKPA8XK03963NRD', 'b2 ' || :client_id);\n".write(
             toFile: script, atomically: false, encoding: .utf8)
         try run(["chown", "postgres:postgres", script])
-        var tcp = PgbenchResult(tps: 0, latencies: [])
+        var tcpTPS: [Double] = []
+        var tcpLatencies: [Double] = []
         var socket = PgbenchResult(tps: 0, latencies: [])
-        var tps: [Double] = []
         for round in 0...rounds {
             // The last round is the context one, through the socket, after the TCP rounds alternated with ours.
             let host = round < rounds ? "127.0.0.1" : dir
@@ -318,14 +318,13 @@ enum WholeBench {
                 }
             }
             if round < rounds {
-                tps.append(roundTPS)
-                tcp.latencies += latencies
+                tcpTPS.append(roundTPS)
+                tcpLatencies += latencies
             } else {
                 socket = PgbenchResult(tps: roundTPS, latencies: latencies)
             }
         }
-        tcp.tps = tps.reduce(0, +) / Double(tps.count)
-        return (tcp, socket)
+        return (PgbenchResult(tps: tcpTPS.reduce(0, +) / Double(tcpTPS.count), latencies: tcpLatencies), socket)
     }
 
     // MARK: B4
