@@ -191,6 +191,25 @@ import Testing
         }
     }
 
+    /// The text check reads the string's bytes in place: C0 controls other than tab, newline and carriage return are
+    /// refused with the field named, wherever they sit in the text, and multi-byte characters pass.
+    @Test func controlCharactersInTextAreRefusedWithTheFieldNamed() throws {
+        func refusal(_ text: String) throws -> TimelineError? {
+            let line = JSON.object([
+                "op": "annotation.add", "event": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "text": .string(text),
+            ])
+            do {
+                _ = try EditCodec.decodeProposal(line, author: "a", time: t)
+                return nil
+            } catch { return error }
+        }
+        for bad in ["\u{0}", "a\u{01}", "é\u{1F}é", String(repeating: "x", count: 100) + "\u{7}"] {
+            let error = try refusal(bad)
+            #expect(error?.code == .badField && error?.message == "field \"text\" contains control characters")
+        }
+        for good in ["a\tb\nc\r", "é😀", "\u{7F}"] { #expect(try refusal(good) == nil) }
+    }
+
     @Test func unknownFieldsAreNamedAndKnownOnesAreNot() throws {
         func refusal(_ text: String) throws -> String? {
             do {

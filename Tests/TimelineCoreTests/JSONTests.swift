@@ -82,6 +82,18 @@ import Testing
         #expect(ULID("01ARZ3NDEKTSV4RRFFQ69G5FAV")?.string == "01ARZ3NDEKTSV4RRFFQ69G5FAV")
     }
 
+    /// Digests are read from their hex in place: exactly 64 hex digits of either case, nothing else.
+    @Test func digestsParseOnlySixtyFourHexDigits() {
+        let digest = SHA256.hash(Array("x".utf8))
+        #expect(Digest(hex: digest.hex) == digest)
+        #expect(Digest(hex: digest.hex.uppercased()) == digest)
+        #expect(Digest(hex: String(digest.hex.dropLast())) == nil)
+        #expect(Digest(hex: digest.hex + "0") == nil)
+        #expect(Digest(hex: String(digest.hex.dropLast()) + "g") == nil)
+        #expect(Digest(hex: "é" + String(digest.hex.dropFirst(2))) == nil, "a two-byte character in 64 bytes")
+        #expect(Digest(hex: "") == nil)
+    }
+
     /// IDs draw their randomness from a per-thread pool: none may repeat, within a thread or across threads.
     @Test func ulidsMintedTogetherNeverRepeat() async {
         let at = Timestamp(milliseconds: 1_700_000_000_000)
