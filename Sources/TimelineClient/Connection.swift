@@ -139,16 +139,18 @@ public final class TimelineConnection: Sendable {
         do {
             while true {
                 let page = try await next.value
-                var edits: [Edit] = []
-                edits.reserveCapacity(page.data.count)
-                for line in page.data {
-                    if let edit = try Self.edit(fromLine: line) { edits.append(edit) }
+                var reading = LinkedEdits.Reading(capacity: page.data.count)
+                for line in page.data where line.hasPrefix("* EDIT ") {
+                    do { try reading.append(line.dropFirst(7)) } catch {
+                        throw ClientError(
+                            ClientError.protocolError, "the server sent an edit that does not decode: \(error)")
+                    }
                 }
-                let more = page.json?["more"] == true && !edits.isEmpty
-                if more, let last = edits.last?.version {
+                let more = page.json?["more"] == true && reading.count > 0
+                if more, let last = reading.last?.version {
                     next = Task { try await self.expectOK("PULL \(last) \(pageSize)") }
                 }
-                let linked = try LinkedEdits(edits)
+                let linked = try LinkedEdits(reading)
                 try await storing?.value
                 storing = Task { try await store(linked, page) }
                 if !more { break }

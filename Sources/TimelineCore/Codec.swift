@@ -701,6 +701,22 @@ extension EditCodec {
         return nil
     }
 
+    /// Decodes an edit line's JSON as the wire carries it (`PULL`, `WATCH`), which must be canonical (§6.6), and
+    /// says where its `"hash"` member lies: the line without that range is the body the hash covers. A line that
+    /// parses as canonical is exactly the encoding of what it decodes to, so the body is hashed as received, not
+    /// encoded again (most of the cost of checking a pulled edit).
+    public static func decodeWireEdit(_ bytes: UnsafeBufferPointer<UInt8>) throws(TimelineError) -> (
+        edit: Edit, hashMember: Range<Int>
+    ) {
+        let parsed: (value: JSON, excised: Range<Int>?)
+        do { parsed = try JSON.parseCanonical(bytes, excising: "hash") } catch {
+            throw TimelineError(.badJSON, "an edit line is not canonical JSON: \(error)")
+        }
+        let edit = try decodeEdit(parsed.value)
+        guard let member = parsed.excised else { throw TimelineError(.badField, "missing field \"hash\"") }
+        return (edit, member)
+    }
+
     public static func decodeStored(body: [UInt8], hash: Digest) throws(TimelineError) -> Edit {
         let json: JSON
         do { json = try JSON(parsingBytes: body) } catch {

@@ -230,29 +230,58 @@ extension JSON {
         throws(JSONParseError)
     {
         var parser = JSONParser(bytes: buffer, maxDepth: limits.maxDepth)
-        parser.skipWhitespace()
-        let value = try parser.parseValue(depth: 0)
-        parser.skipWhitespace()
-        if parser.index != buffer.count {
-            throw JSONParseError(offset: parser.index, reason: "unexpected bytes after the JSON value")
-        }
-        self = value
+        self = try parser.parseDocument()
+    }
+
+    /// Parses a text that must already be in canonical form (`canonicalBytes`): no white space, object keys in
+    /// strictly increasing UTF-8 order, strings escaped minimally with lower-case hex, no `-0`. What it accepts
+    /// encodes back to exactly the bytes it was given, so a canonical line can be hashed as it came instead of
+    /// being encoded again. Also returns where the top-level member named `excising` lies, with the comma that
+    /// separates it from its neighbour: the bytes without that range are the canonical object without the member.
+    public static func parseCanonical(
+        _ buffer: UnsafeBufferPointer<UInt8>, excising key: String, limits: ParseLimits = ParseLimits()
+    ) throws(JSONParseError) -> (value: JSON, excised: Range<Int>?) {
+        var parser = JSONParser(bytes: buffer, maxDepth: limits.maxDepth, canonical: true)
+        parser.excisedKey = key
+        let value = try parser.parseDocument()
+        return (value, parser.excised)
     }
 }
 
 struct JSONParser {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
+    /// Only the canonical form is accepted (`JSON.parseCanonical`).
+    let canonical: Bool
     var index = 0
+    /// Whether the last string parsed had an escape: two keys without one compare as their raw bytes.
+    var lastStringEscaped = false
+    /// The top-level key whose member's range `excised` records.
+    var excisedKey: String?
+    var excised: Range<Int>?
 
-    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, canonical: Bool = false) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.canonical = canonical
     }
 
     func fail(_ reason: String) -> JSONParseError { JSONParseError(offset: index, reason: reason) }
 
+    mutating func parseDocument() throws(JSONParseError) -> JSON {
+        skipWhitespace()
+        let value = try parseValue(depth: 0)
+        skipWhitespace()
+        if index != bytes.count {
+            throw fail(
+                canonical ? "not canonical: bytes after the JSON value" : "unexpected bytes after the JSON value")
+        }
+        return value
+    }
+
+    /// Canonical text has no white space at all: there, a space is refused by whatever expected the next token.
     mutating func skipWhitespace() {
+        if canonical { return }
         while index < bytes.count {
             switch bytes[index] {
             case 0x20, 0x09, 0x0A, 0x0D: index += 1
@@ -318,7 +347,13 @@ struct JSONParser {
         {
             throw fail("only integers are accepted")
         }
-        if negative { return value }
+        if negative {
+            if canonical, value == 0 {
+                index = start
+                throw fail("not canonical: -0")
+            }
+            return value
+        }
         guard value != Int64.min else {
             index = start
             throw fail("integer out of 64-bit range")
@@ -361,12 +396,20 @@ struct JSONParser {
         }
         // Room for a typical edit's fields at once: growing from empty rehashes every key three times.
         var members = [String: JSON](minimumCapacity: 12)
+        var previousKey: (raw: Range<Int>, key: String, escaped: Bool)?
         while true {
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON") }
             guard bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
             let keyOffset = index
             let key = try parseString()
+            if canonical {
+                let raw = keyOffset + 1..<index - 1
+                if let previous = previousKey, !keyFollows(previous, raw: raw, key: key, escaped: lastStringEscaped) {
+                    throw JSONParseError(offset: keyOffset, reason: "not canonical: key \"\(key)\" out of order")
+                }
+                previousKey = (raw, key, lastStringEscaped)
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             index += 1
@@ -377,15 +420,52 @@ struct JSONParser {
             }
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON") }
+            let excise = depth == 1 && excisedKey != nil && key == excisedKey
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
+                if excise { excised = keyOffset..<index }
             } else if bytes[index] == UInt8(ascii: "}") {
+                // The last member goes with the comma before it; an only member leaves "{}".
+                if excise { excised = (members.count > 1 ? keyOffset - 1 : keyOffset)..<index }
                 index += 1
                 return .object(members)
             } else {
                 throw fail("expected ',' or '}'")
             }
         }
+    }
+
+    /// Whether `key` sorts strictly after the previous key by UTF-8 bytes. Keys without escapes compare in place.
+    func keyFollows(
+        _ previous: (raw: Range<Int>, key: String, escaped: Bool), raw: Range<Int>, key: String,
+        escaped: Bool
+    ) -> Bool {
+        if previous.escaped || escaped { return JSON.utf8Less(previous.key, key) }
+        let a = UnsafeBufferPointer(rebasing: bytes[previous.raw])
+        let b = UnsafeBufferPointer(rebasing: bytes[raw])
+        let n = Swift.min(a.count, b.count)
+        var i = 0
+        while i < n {
+            if a[i] != b[i] { return a[i] < b[i] }
+            i += 1
+        }
+        return a.count < b.count
+    }
+
+    /// After `\u` in canonical text: `00` and two lower-case hex digits, for a control character that has no
+    /// short escape.
+    mutating func canonicalControlEscape() throws(JSONParseError) -> UInt8 {
+        let hex = JSON.hexDigits
+        guard bytes.count - index >= 4, bytes[index] == UInt8(ascii: "0"), bytes[index + 1] == UInt8(ascii: "0"),
+            let high = hex.firstIndex(of: bytes[index + 2]), high < 2,
+            let low = hex.firstIndex(of: bytes[index + 3])
+        else { throw fail("not canonical: \\u escape of a character that needs none") }
+        let byte = UInt8(high << 4 | low)
+        if byte == 0x08 || byte == 0x09 || byte == 0x0A || byte == 0x0C || byte == 0x0D {
+            throw fail("not canonical: \\u escape of a character with a short escape")
+        }
+        index += 4
+        return byte
     }
 
     mutating func parseHex4() throws(JSONParseError) -> UInt32 {
@@ -409,6 +489,7 @@ struct JSONParser {
     mutating func parseString() throws(JSONParseError) -> String {
         index += 1  // opening quote
         let start = index
+        lastStringEscaped = false
         // Fast path: no escapes. Validate UTF-8 on the way, since String(decoding:) would repair it silently; ASCII
         // needs no validating, and String(validating:) is a generic call that costs more than the rest of the parse.
         var ascii = true
@@ -434,6 +515,7 @@ struct JSONParser {
             if c >= 0x80 { ascii = false }
             index += 1
         }
+        lastStringEscaped = true
         var out: [UInt8] = Array(bytes[start..<index])
         while index < bytes.count {
             let c = bytes[index]
@@ -452,13 +534,19 @@ struct JSONParser {
                 switch e {
                 case UInt8(ascii: "\""): out.append(0x22)
                 case UInt8(ascii: "\\"): out.append(0x5C)
-                case UInt8(ascii: "/"): out.append(0x2F)
+                case UInt8(ascii: "/"):
+                    if canonical { throw fail("not canonical: escaped '/'") }
+                    out.append(0x2F)
                 case UInt8(ascii: "b"): out.append(0x08)
                 case UInt8(ascii: "f"): out.append(0x0C)
                 case UInt8(ascii: "n"): out.append(0x0A)
                 case UInt8(ascii: "r"): out.append(0x0D)
                 case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"):
+                    if canonical {
+                        out.append(try canonicalControlEscape())
+                        continue
+                    }
                     var scalar = try parseHex4()
                     if (0xD800...0xDBFF).contains(scalar) {
                         guard bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"),

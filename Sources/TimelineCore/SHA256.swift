@@ -62,12 +62,15 @@ public enum SHA256 {
 
     /// SHA-256 of `prefix` followed by `data`, without concatenating them.
     public static func chain(prefix: [UInt8], _ data: [UInt8]) -> Digest {
+        data.withUnsafeBufferPointer { chain(prefix: prefix, $0) }
+    }
+
+    /// The same over bytes in place (a body inside a larger buffer).
+    public static func chain(prefix: [UInt8], _ data: UnsafeBufferPointer<UInt8>) -> Digest {
         var out = [UInt8](repeating: 0, count: 32)
         let ok = prefix.withUnsafeBufferPointer { p in
-            data.withUnsafeBufferPointer { d in
-                out.withUnsafeMutableBufferPointer { o in
-                    timeline_sha256_two(p.baseAddress, p.count, d.baseAddress, d.count, o.baseAddress)
-                }
+            out.withUnsafeMutableBufferPointer { o in
+                timeline_sha256_two(p.baseAddress, p.count, data.baseAddress, data.count, o.baseAddress)
             }
         }
         precondition(ok == 1, "libcrypto failed to compute SHA-256")

@@ -137,28 +137,68 @@ public struct LinkedEdits: Sendable {
     /// Refused with `BatchRejection` (code `CORRUPT`) at the first edit that does not follow the one before it.
     public init(_ edits: [Edit]) throws(BatchRejection) {
         var bodies = PackedBytes(count: edits.count, bytesEach: 320)
-        for (index, edit) in edits.enumerated() {
-            let body = EditCodec.canonicalBody(version: edit.version, revision: edit.revision, proposal: edit.proposal)
-            if index > 0 {
-                let previous = edits[index - 1]
-                guard edit.version == previous.version + 1 else {
-                    throw BatchRejection(
-                        index: index, count: edits.count,
-                        error: TimelineError(
-                            .corrupt, "edit \(edit.version) does not follow version \(previous.version)"))
-                }
-                guard SHA256.chain(prefix: previous.hash.bytes, body) == edit.hash else {
-                    throw BatchRejection(
-                        index: index, count: edits.count,
-                        error: TimelineError(
-                            .corrupt, "edit \(edit.version)'s hash does not follow the chain: the logs have diverged"))
-                }
+        for edit in edits {
+            bodies.append(
+                EditCodec.canonicalBody(version: edit.version, revision: edit.revision, proposal: edit.proposal))
+        }
+        try self.init(edits: edits, bodies: bodies)
+    }
+
+    /// A page read off the wire (`Reading`): the bodies are the lines as received, without their hashes.
+    public init(_ page: Reading) throws(BatchRejection) {
+        try self.init(edits: page.edits, bodies: page.bodies)
+    }
+
+    private init(edits: [Edit], bodies: PackedBytes) throws(BatchRejection) {
+        for index in edits.indices.dropFirst() {
+            let edit = edits[index]
+            let previous = edits[index - 1]
+            guard edit.version == previous.version + 1 else {
+                throw BatchRejection(
+                    index: index, count: edits.count,
+                    error: TimelineError(.corrupt, "edit \(edit.version) does not follow version \(previous.version)"))
             }
-            bodies.append(body)
+            let linked = bodies.withBytes(index) { SHA256.chain(prefix: previous.hash.bytes, $0) }
+            guard linked == edit.hash else {
+                throw BatchRejection(
+                    index: index, count: edits.count,
+                    error: TimelineError(
+                        .corrupt, "edit \(edit.version)'s hash does not follow the chain: the logs have diverged"))
+            }
         }
         self.edits = edits
         self.bodies = bodies
         addedRows = PackedBytes(addedRowsOf: edits.lazy.map(\.proposal))
+    }
+
+    /// The edits of a page as they are read off the wire, each decoded from its canonical line
+    /// (`EditCodec.decodeWireEdit`) and kept with the line's bytes but its `"hash"` member: what the hash covers.
+    public struct Reading: Sendable {
+        var edits: [Edit] = []
+        var bodies: PackedBytes
+
+        public init(capacity: Int) {
+            edits.reserveCapacity(capacity)
+            bodies = PackedBytes(count: capacity, bytesEach: 320)
+        }
+
+        public var count: Int { edits.count }
+        public var last: Edit? { edits.last }
+
+        /// Decodes one edit line's JSON (the text after `* EDIT `) and keeps it.
+        public mutating func append(_ json: Substring) throws(TimelineError) {
+            var text = json
+            let decoded = text.withUTF8 { bytes in
+                Result { () throws(TimelineError) in
+                    let (edit, member) = try EditCodec.decodeWireEdit(bytes)
+                    bodies.append(
+                        UnsafeBufferPointer(rebasing: bytes[..<member.lowerBound]),
+                        UnsafeBufferPointer(rebasing: bytes[member.upperBound...]))
+                    return edit
+                }
+            }
+            edits.append(try decoded.get())
+        }
     }
 }
 
@@ -180,6 +220,20 @@ struct PackedBytes: Sendable {
     mutating func append(_ string: [UInt8]) {
         bytes.append(contentsOf: string)
         ends.append(bytes.count)
+    }
+
+    /// Appends one string given in two parts.
+    mutating func append(_ head: UnsafeBufferPointer<UInt8>, _ tail: UnsafeBufferPointer<UInt8>) {
+        bytes.append(contentsOf: head)
+        bytes.append(contentsOf: tail)
+        ends.append(bytes.count)
+    }
+
+    /// The string at `index`, in place.
+    func withBytes<R>(_ index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        bytes.withUnsafeBufferPointer { all in
+            body(UnsafeBufferPointer(rebasing: all[(index == 0 ? 0 : ends[index - 1])..<ends[index]]))
+        }
     }
 
     var count: Int { ends.count }

@@ -49,10 +49,26 @@ enum FuzzTargets {
         return lines
     }
 
-    /// JSON: what parses re-encodes canonically and parses back to the same value; edits decode or refuse.
+    /// JSON: what parses re-encodes canonically and parses back to the same value; the canonical parse accepts
+    /// exactly the texts that are their own canonical encoding; edits decode or refuse.
     static func json(_ bytes: [UInt8]) {
-        guard let value = try? JSON(parsingBytes: bytes) else { return }
+        let strict = bytes.withUnsafeBufferPointer { try? JSON.parseCanonical($0, excising: "hash") }
+        guard let value = try? JSON(parsingBytes: bytes) else {
+            precondition(strict == nil, "the canonical parse accepted what the ordinary one refuses")
+            return
+        }
         let canonical = value.canonicalBytes
+        precondition((strict != nil) == (canonical == bytes), "the canonical parse disagrees with the encoding")
+        if let strict {
+            precondition(strict.value == value, "the canonical parse reads another value")
+            if let range = strict.excised {
+                var rest = bytes
+                rest.removeSubrange(range)
+                guard case .object(var members) = value else { preconditionFailure("excised from a non-object") }
+                members["hash"] = nil
+                precondition(rest == JSON.object(members).canonicalBytes, "excising a member leaves the rest canonical")
+            }
+        }
         guard let again = try? JSON(parsingBytes: canonical) else {
             preconditionFailure("canonical JSON does not parse back")
         }

@@ -57,6 +57,60 @@ import Testing
         }
     }
 
+    static func parseCanonical(_ text: String, excising key: String = "hash") throws -> (JSON, Range<Int>?) {
+        var copy = text
+        return try copy.withUTF8 { bytes in
+            let result = try JSON.parseCanonical(bytes, excising: key)
+            return (result.value, result.excised)
+        }
+    }
+
+    /// What the canonical parse accepts encodes back to the same bytes: every escape the encoder writes, keys
+    /// that sort only by their raw bytes, nesting, the extremes of Int64.
+    @Test func canonicalParseAcceptsWhatTheEncoderWrites() throws {
+        let values: [JSON] = [
+            ["b": 1, "a": ["x\"y\\z\n\r\t\u{08}\u{0C}\u{01}\u{1F}\u{7F}é😀", true, false, nil], "A": .int(.min)],
+            ["e\u{301}": 1, "f": 2, "ab": ["": [:], "x": []], "a\u{0}": .int(.max), "\"": -7, "\\": 0],
+            ["version": 31, "revision": 3, "hash": "ab", "op": "annotation.add", "tags": ["b1", "x y"]],
+            [], "", 0, nil,
+        ]
+        for value in values {
+            let text = value.canonicalString
+            let (parsed, _) = try Self.parseCanonical(text)
+            #expect(parsed == value, "\(text)")
+            #expect(parsed.canonicalString == text)
+        }
+    }
+
+    /// Each of these parses in the ordinary way, and is refused as not canonical: white space, keys out of order,
+    /// escapes the encoder does not write, -0.
+    @Test(arguments: [
+        #"{"a":1, "b":2}"#, #" {"a":1}"#, #"{"a":1}"# + " ", #"{"b":1,"a":2}"#, #"{"b":1,"B":2}"#,
+        #"["\/"]"#, #"["\u0041"]"#, #"["\u000a"]"#, #"["\u001F"]"#, #"["\u00e9"]"#, "[-0]", #"{"a":[1 ,2]}"#,
+        #"{"a":{"y":1,"x":2}}"#,
+    ])
+    func canonicalParseRefusesOtherSpellings(text: String) throws {
+        let parsed = try JSON(parsing: text)
+        #expect(parsed.canonicalString != text)
+        #expect(throws: JSONParseError.self) { try Self.parseCanonical(text) }
+    }
+
+    /// The member to excise is found at the top level only, with the comma that joins it to its neighbour.
+    @Test func canonicalParseFindsTheTopLevelMemberToExcise() throws {
+        func excised(_ text: String) throws -> String? {
+            let (_, range) = try Self.parseCanonical(text)
+            guard let range else { return nil }
+            var bytes = Array(text.utf8)
+            bytes.removeSubrange(range)
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        #expect(try excised(#"{"a":1,"hash":"00","op":"x"}"#) == #"{"a":1,"op":"x"}"#)
+        #expect(try excised(#"{"a":1,"hash":{"x":[1]}}"#) == #"{"a":1}"#)
+        #expect(try excised(#"{"hash":"00"}"#) == "{}")
+        #expect(try excised(#"{"a":{"hash":"00"},"b":2}"#) == nil)
+        #expect(try excised(#"["hash"]"#) == nil)
+    }
+
     @Test func refusesDeepNestingWithoutRecursingFurther() {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         #expect(throws: JSONParseError.self) { try JSON(parsing: deep) }

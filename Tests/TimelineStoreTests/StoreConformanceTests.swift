@@ -533,6 +533,36 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try check.read { try Row.fetchOne($0, sql: "PRAGMA foreign_key_check") } == nil)
     }
 
+    /// A page read off the wire keeps each line's bytes, without the hash member, as the body the hash covers:
+    /// the same bodies an encoding of the decoded edits gives, so the replica ends as the source. A line that is
+    /// not canonical is refused when it is read; one whose bytes changed does not link.
+    @Test(arguments: Backend.allCases)
+    func pagesReadFromWireLinesStoreTheLinesAsHashed(backend: Backend) async throws {
+        let source = try backend.make(TempDir())
+        _ = try await Importer.loadSample(into: source)
+        let first = try #require(try await source.events(matching: EventFilter()).first?.event.id)
+        _ = try await source.append((0..<20).map { annotate(first, "note \($0) \"quoted\"\n", base: 0) })
+        let lines = try await source.wireEdits(after: 0, limit: 100).map { String(decoding: $0.bytes, as: UTF8.self) }
+        func read(_ lines: [String]) throws -> LinkedEdits {
+            var reading = LinkedEdits.Reading(capacity: lines.count)
+            for line in lines { try reading.append(Substring(line)) }
+            return try LinkedEdits(reading)
+        }
+        let replica = try backend.make(TempDir(), dataset: source.dataset)
+        try await replica.appendVerified(try read(lines))
+        #expect(try await replica.head() == source.head())
+        #expect(try await replica.stateHash() == source.stateHash())
+        #expect(try await replica.verify().ok)
+        #expect(try await replica.wireEdits(after: 0, limit: 100) == source.wireEdits(after: 0, limit: 100))
+
+        var spaced = lines
+        spaced[35] = spaced[35].replacingOccurrences(of: #"","op":"#, with: #"", "op":"#)
+        #expect(throws: TimelineError.self) { try read(spaced) }
+        var changed = lines
+        changed[35] = changed[35].replacingOccurrences(of: "note", with: "NOTE")
+        #expect(performing: { try read(changed) }, throws: { ($0 as? BatchRejection)?.index == 35 })
+    }
+
     /// A pull links each page off the writer (`LinkedEdits`); the store then checks only the first link. Every
     /// link is still checked by one or the other.
     @Test(arguments: Backend.allCases)
