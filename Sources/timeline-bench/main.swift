@@ -316,6 +316,49 @@ if !args.contains("--replication") && !args.contains("--whole") {
                     targetRatio: 0.5))
             removeStore(bp)
         }
+        if only == nil || only == "S3" {
+            // S3: a replica's writer storing pulled pages (what bounds B3 and B6's catch-up), in-process: a source
+            // store's log read as the wire carries it, decoded and linked beforehand, then stored page by page into
+            // a fresh store. Next to the raw C API inserting the same log rows (as S2).
+            let n = quick ? 20_000 : 200_000
+            let (source, ids, sourcePath) = try await newStore("s3-source")
+            for start in stride(from: 0, to: n, by: 10_000) {
+                _ = try await source.append((start..<min(n, start + 10_000)).map { annotation(ids[0], $0) })
+            }
+            var pages: [LinkedEdits] = []
+            var rows: [(Int64, String, Int64, String, String, [UInt8])] = []
+            var since: Int64 = 0
+            while true {
+                let wire = try await source.wireEdits(after: since, limit: 5_000)
+                guard let last = wire.last else { break }
+                var reading = LinkedEdits.Reading(capacity: wire.count)
+                for edit in wire { try reading.append(Substring(String(decoding: edit.bytes, as: UTF8.self))) }
+                pages.append(try LinkedEdits(reading))
+                since = last.version
+            }
+            for edit in try await source.edits(after: 0, limit: n + 100) {
+                let body = EditCodec.canonicalBody(
+                    version: edit.version, revision: edit.revision, proposal: edit.proposal)
+                rows.append(
+                    (
+                        edit.version, edit.event?.description ?? "", edit.revision, edit.operation.rawValue,
+                        String(decoding: body, as: UTF8.self), edit.hash.bytes
+                    ))
+            }
+            removeStore(sourcePath)
+            // The replica as `timeline` opens it (TimelineClient).
+            let replicaPath = tempPath("s3-replica")
+            let replica = try SQLiteStore(path: replicaPath, dataset: source.dataset, options: .init(cacheMiB: 16))
+            let storing = try await seconds { for page in pages { try await replica.appendVerified(page) } }
+            let rawRate = try rawSQLiteInsert(rows: rows)
+            removeStore(replicaPath)
+            figures.append(
+                Figure(
+                    name: "S3 replica stores \(rows.count) pulled edits, 5,000 a page",
+                    value: Double(rows.count) / storing,
+                    unit: "edits/s", reference: "raw SQLite C API, same rows, one transaction", referenceValue: rawRate,
+                    target: "-", targetRatio: 0))
+        }
         if only == nil || only == "C1" {
             // C1: what a pulling client or an office replica spends per edit before its store sees it: the PULL
             // line decoded into an edit, next to Foundation's JSON parser reading the same lines into a tree.
@@ -331,9 +374,11 @@ if !args.contains("--replication") && !args.contains("--whole") {
                 lines.append("* EDIT " + EditCodec.json(edit).canonicalString)
             }
             var decoded = 0
+            // As a pulling client reads them: parsed as canonical, the hash member located (LinkedEdits.Reading).
             let ours = try secondsSync {
                 for line in lines {
-                    let edit = try EditCodec.decodeEdit(try JSON(parsing: String(line.dropFirst(7))))
+                    var text = line.dropFirst(7)
+                    let edit = try text.withUTF8 { try EditCodec.decodeWireEdit($0).edit }
                     decoded += Int(edit.version & 1)
                 }
             }
