@@ -240,7 +240,13 @@ public enum EditCodec {
 
     /// Decodes an edit as written by `json(_:)` (from a log or a peer), without checking its hash.
     public static func decodeEdit(_ json: JSON) throws(TimelineError) -> Edit {
-        var r = FieldReader(json)
+        guard case .object = json else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
+        return try decodeEdit(FieldReader(json))
+    }
+
+    /// One reader for the edit's own fields and its proposal's: each is looked up once, and the time parsed once.
+    static func decodeEdit(_ reader: FieldReader) throws(TimelineError) -> Edit {
+        var r = reader
         let version = try r.int("version", min: 1)
         let revision = try r.int("revision", min: 0)
         let author = try r.string("author", max: FieldLimits.author)
@@ -252,8 +258,8 @@ public enum EditCodec {
         guard let hash = Digest(hex: hashText) else {
             throw TimelineError(.badField, "field \"hash\" is not 64 hex digits")
         }
-        var proposal = try decodeProposal(json, author: author, time: time, allowAuthorFields: true)
-        proposal.author = author
+        // The author and time just read are the proposal's stamps (allowAuthorFields would read them again).
+        let proposal = try decodeProposal(r, author: author, time: time)
         return Edit(version: version, revision: revision, proposal: proposal, hash: hash)
     }
 
@@ -263,7 +269,16 @@ public enum EditCodec {
         _ json: JSON, author: String, time: Timestamp, allowAuthorFields: Bool = false, allowOnBehalf: Bool = false
     ) throws(TimelineError) -> Proposal {
         guard case .object = json else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
-        var r = FieldReader(json)
+        return try decodeProposal(
+            FieldReader(json), author: author, time: time, allowAuthorFields: allowAuthorFields,
+            allowOnBehalf: allowOnBehalf)
+    }
+
+    static func decodeProposal(
+        _ reader: FieldReader, author: String, time: Timestamp, allowAuthorFields: Bool = false,
+        allowOnBehalf: Bool = false
+    ) throws(TimelineError) -> Proposal {
+        var r = reader
         let opText = try r.string("op", max: 64)
         // An office replica forwards its analysts' edits and names them, qualified by the office: "ana@office-b".
         var author = author
@@ -369,7 +384,13 @@ public enum EditCodec {
 /// Reads typed fields out of a JSON object and remembers which were read, so that unknown fields
 /// (usually typos) are refused instead of being silently ignored.
 struct FieldReader {
-    let object: [String: JSON]
+    /// An object's members: a parsed JSON object, or a canonical one's top level in key order
+    /// (`JSON.parseCanonicalMembers`), where a dozen comparisons of short keys cost less than hashing each.
+    enum Members {
+        case dictionary([String: JSON])
+        case sorted([(key: String, value: JSON)])
+    }
+    let members: Members
     let context: String
     /// The keys asked for, and how many of them the object has: a handful of literals, where a Set's hashing
     /// cost more than the rest of reading an edit.
@@ -377,8 +398,20 @@ struct FieldReader {
     var seenPresent = 0
 
     init(_ json: JSON, context: String = "") {
-        object = json.objectValue ?? [:]
+        members = .dictionary(json.objectValue ?? [:])
         self.context = context
+    }
+
+    init(sorted pairs: [(key: String, value: JSON)]) {
+        members = .sorted(pairs)
+        context = ""
+    }
+
+    var count: Int {
+        switch members {
+        case .dictionary(let d): d.count
+        case .sorted(let pairs): pairs.count
+        }
     }
 
     func name(_ key: String) -> String { context.isEmpty ? "\"\(key)\"" : "\"\(context).\(key)\"" }
@@ -397,7 +430,11 @@ struct FieldReader {
     }
 
     private mutating func lookup(_ key: String) -> JSON? {
-        let v = object[key]
+        let v: JSON?
+        switch members {
+        case .dictionary(let d): v = d[key]
+        case .sorted(let pairs): v = pairs.first { $0.key == key }?.value
+        }
         if !seen.contains(key) {
             seen.append(key)
             if v != nil { seenPresent += 1 }
@@ -407,7 +444,13 @@ struct FieldReader {
 
     func rejectUnknown() throws(TimelineError) {
         // Only when the fields read do not account for the object are its keys compared with them.
-        if seenPresent < object.count, let unknown = object.keys.filter({ !seen.contains($0) }).min() {
+        guard seenPresent < count else { return }
+        let keys: [String]
+        switch members {
+        case .dictionary(let d): keys = Array(d.keys)
+        case .sorted(let pairs): keys = pairs.map(\.key)
+        }
+        if let unknown = keys.filter({ !seen.contains($0) }).min() {
             throw TimelineError(.badField, "unknown field \(name(unknown))")
         }
     }
@@ -708,11 +751,12 @@ extension EditCodec {
     public static func decodeWireEdit(_ bytes: UnsafeBufferPointer<UInt8>) throws(TimelineError) -> (
         edit: Edit, hashMember: Range<Int>
     ) {
-        let parsed: (value: JSON, excised: Range<Int>?)
-        do { parsed = try JSON.parseCanonical(bytes, excising: "hash") } catch {
+        let parsed: (members: [(key: String, value: JSON)], excised: Range<Int>?)?
+        do { parsed = try JSON.parseCanonicalMembers(bytes, excising: "hash") } catch {
             throw TimelineError(.badJSON, "an edit line is not canonical JSON: \(error)")
         }
-        let edit = try decodeEdit(parsed.value)
+        guard let parsed else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
+        let edit = try decodeEdit(FieldReader(sorted: parsed.members))
         guard let member = parsed.excised else { throw TimelineError(.badField, "missing field \"hash\"") }
         return (edit, member)
     }

@@ -246,6 +246,25 @@ extension JSON {
         let value = try parser.parseDocument()
         return (value, parser.excised)
     }
+
+    /// `parseCanonical` for a text that should be an object, whose top-level members come back in their (byte)
+    /// order rather than as a dictionary; nil when the text is canonical but not an object.
+    public static func parseCanonicalMembers(
+        _ buffer: UnsafeBufferPointer<UInt8>, excising key: String, limits: ParseLimits = ParseLimits()
+    ) throws(JSONParseError) -> (members: [(key: String, value: JSON)], excised: Range<Int>?)? {
+        var parser = JSONParser(bytes: buffer, maxDepth: limits.maxDepth, canonical: true)
+        guard buffer.first == UInt8(ascii: "{") else {
+            _ = try parser.parseDocument()
+            return nil
+        }
+        parser.excisedKey = key
+        var unused: [String: JSON] = [:]
+        var pairs: [(key: String, value: JSON)]? = []
+        pairs!.reserveCapacity(12)
+        try parser.parseMembers(depth: 1, into: &unused, pairs: &pairs)
+        if parser.index != buffer.count { throw parser.fail("not canonical: bytes after the JSON value") }
+        return (pairs!, parser.excised)
+    }
 }
 
 struct JSONParser {
@@ -387,15 +406,25 @@ struct JSONParser {
     }
 
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSON {
+        // Room for a typical edit's fields at once: growing from empty rehashes every key three times.
+        var members = [String: JSON](minimumCapacity: 12)
+        var pairs: [(key: String, value: JSON)]? = nil
+        try parseMembers(depth: depth, into: &members, pairs: &pairs)
+        return .object(members)
+    }
+
+    /// The members of the object at `index` (its `{` not yet read): into `pairs` in their order when it is given,
+    /// else into `dictionary`.
+    mutating func parseMembers(
+        depth: Int, into dictionary: inout [String: JSON], pairs: inout [(key: String, value: JSON)]?
+    ) throws(JSONParseError) {
         guard depth <= maxDepth else { throw fail("JSON nested deeper than \(maxDepth) levels") }
         index += 1
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object([:])
+            return
         }
-        // Room for a typical edit's fields at once: growing from empty rehashes every key three times.
-        var members = [String: JSON](minimumCapacity: 12)
         var previousKey: (raw: Range<Int>, key: String, escaped: Bool)?
         while true {
             skipWhitespace()
@@ -415,8 +444,20 @@ struct JSONParser {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            if members.updateValue(value, forKey: key) != nil {
-                throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+            let count: Int
+            if pairs != nil {
+                // Keys in strict byte order differ as bytes; Swift's String equality (as a dictionary's) also
+                // equates canonically equivalent non-ASCII keys, which a dictionary would refuse as duplicates.
+                if key.utf8.contains(where: { $0 >= 0x80 }), pairs!.contains(where: { $0.key == key }) {
+                    throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+                }
+                pairs!.append((key, value))
+                count = pairs!.count
+            } else {
+                if dictionary.updateValue(value, forKey: key) != nil {
+                    throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+                }
+                count = dictionary.count
             }
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON") }
@@ -426,9 +467,9 @@ struct JSONParser {
                 if excise { excised = keyOffset..<index }
             } else if bytes[index] == UInt8(ascii: "}") {
                 // The last member goes with the comma before it; an only member leaves "{}".
-                if excise { excised = (members.count > 1 ? keyOffset - 1 : keyOffset)..<index }
+                if excise { excised = (count > 1 ? keyOffset - 1 : keyOffset)..<index }
                 index += 1
-                return .object(members)
+                return
             } else {
                 throw fail("expected ',' or '}'")
             }

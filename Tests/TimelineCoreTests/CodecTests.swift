@@ -131,6 +131,61 @@ import Testing
         }
     }
 
+    /// A pulling client decodes each line as canonical, from its members in order (`decodeWireEdit`): for every
+    /// kind of edit that gives what the general decoder gives, and the line without its hash member is the body.
+    @Test func wireLinesDecodeAsTheGeneralDecoderDoesAndGiveTheirBody() throws {
+        let id = EventID(ULID.derived(at: t, seed: "e"))
+        let note = AnnotationID(ULID.derived(at: t, seed: "a"))
+        let changes: [Change] = [
+            .createEvent(
+                EventFields(
+                    date: EventDate(parsing: "June 9 to 10, 2011"), title: #"t "q", {x} "hash":1"#, summary: "ü\n",
+                    references: [Reference(number: 2, text: "r", urls: ["http://a"])], tags: ["a,b"])),
+            .updateEvent(EventPatch(title: "x", date: EventDate(parsing: "Q3 2014"), removeTags: ["k"])),
+            .deleteEvent,
+            .addAnnotation(note, text: #"\", "hash":"x"}"#, tags: ["z", "a"]),
+            .updateAnnotation(note, AnnotationPatch(text: "tab\there\r\n", addTags: ["q"])),
+            .retractAnnotation(note),
+            .setMeta(["k": ["nested": [1, 2, ["hash": "}"]]], "hash": 1]),
+        ]
+        var previous = Genesis.hash(dataset: "d")
+        for (n, change) in changes.enumerated() {
+            let p = Proposal(
+                event: change.operation == .timelineMeta ? nil : id, change: change, base: 2, author: "ana", time: t)
+            let (edit, body) = Edit.chained(after: previous, version: Int64(n + 1), revision: 3, proposal: p)
+            previous = edit.hash
+            var line = EditCodec.json(edit).canonicalBytes
+            let (decoded, member) = try line.withUnsafeBufferPointer { try EditCodec.decodeWireEdit($0) }
+            #expect(decoded == edit)
+            #expect(try decoded == EditCodec.decodeEdit(JSON(parsingBytes: line)))
+            line.removeSubrange(member)
+            #expect(line == body)
+        }
+        // What the general decoder refuses, the wire decoder refuses with the same code.
+        let base = String(
+            decoding: EditCodec.json(
+                Edit.chained(
+                    after: previous, version: 9, revision: 3,
+                    proposal: Proposal(event: id, change: .deleteEvent, base: 2, author: "ana", time: t)
+                ).0
+            ).canonicalBytes,
+            as: UTF8.self)
+        for (from, to) in [
+            (#""base":2"#, #""base":2,"bogus":1"#), (#""version":9"#, #""version":0"#),
+            (#""op":"event.delete""#, #""op":"event.purge""#),
+        ] {
+            let bad = base.replacingOccurrences(of: from, with: to)
+            var general: TimelineError.Code?
+            do { _ = try EditCodec.decodeEdit(JSON(parsing: bad)) } catch let e as TimelineError { general = e.code }
+            var text = bad
+            #expect(
+                performing: { try text.withUTF8 { try EditCodec.decodeWireEdit($0) } },
+                throws: {
+                    ($0 as? TimelineError)?.code == general && general != nil
+                })
+        }
+    }
+
     @Test func exportImportGivesTheIdenticalStateHash() throws {
         let state = try sampleState()
         var lines: [String] = []

@@ -111,6 +111,28 @@ import Testing
         #expect(try excised(#"["hash"]"#) == nil)
     }
 
+    /// The top level as members in order: the same members the dictionary holds, nil for another value, and
+    /// keys that only Unicode equates refused as duplicates, as the dictionary does.
+    @Test func canonicalMembersComeInTheirOrder() throws {
+        func members(_ text: String) throws -> [(key: String, value: JSON)]? {
+            var copy = text
+            return try copy.withUTF8 { try JSON.parseCanonicalMembers($0, excising: "hash")?.members }
+        }
+        let value: JSON = ["b": [1, ["y": 2, "x": nil]], "a": "é", "hash": "00", "c": [:]]
+        let pairs = try #require(try members(value.canonicalString))
+        #expect(pairs.map(\.key) == ["a", "b", "c", "hash"])
+        #expect(JSON.object(Dictionary(uniqueKeysWithValues: pairs.map { ($0.key, $0.value) })) == value)
+        #expect(try members("[1]") == nil)
+        #expect(try members(#""x""#) == nil)
+        #expect(
+            performing: { try members("{\"e\u{301}\":1,\"é\":2}") },
+            throws: {
+                ($0 as? JSONParseError)?.reason.contains("duplicate key") == true
+            })
+        #expect(throws: JSONParseError.self) { try members(#"{"b":1,"a":2}"#) }
+        #expect(throws: JSONParseError.self) { try members(#"{"a":1}x"#) }
+    }
+
     @Test func refusesDeepNestingWithoutRecursingFurther() {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         #expect(throws: JSONParseError.self) { try JSON(parsing: deep) }
