@@ -216,47 +216,75 @@ enum ReplicationBench {
         try sql.close()
         await plain.close()
 
-        // B3: a fresh client pulling the whole log into its replica (`timeline init` pulls it).
+        // B3: a fresh client pulling the whole log into its replica (`timeline init` pulls it), next to (a) and
+        // (b) below. Full mode alternates them three times and pools each side's rounds, as B1 and B2 do: the
+        // machine's speed moved single rounds by up to a fifth.
         let timeline = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("timeline").path
-        let (_, _, pullSeconds, pullRSS) = try WholeBench.run([
-            timeline, "init", "--home", work + "/b3-home", "--server", "127.0.0.1:\(primary.port)", "--token",
-            primary.adminToken, "--fingerprint", primary.fingerprint.hex,
-        ])
-        // (a) openssl moving the same bytes over TLS on loopback: s_server serves the file (-WWW) and closes,
-        // so neither side waits on the other's end of input; `timeout` bounds a reference that goes wrong.
-        let port = 30_000 + Int.random(in: 0..<20_000)
-        let streamURL = URL(fileURLWithPath: streamFile)
-        let sServer = Process()
-        sServer.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        sServer.currentDirectoryURL = streamURL.deletingLastPathComponent()
-        sServer.arguments = [
-            "s_server", "-quiet", "-WWW", "-naccept", "1", "-accept", "\(port)", "-cert",
-            primary.data + "/tls/server.crt", "-key", primary.data + "/tls/server.key",
-        ]
-        sServer.standardInput = FileHandle.nullDevice
-        sServer.standardOutput = FileHandle.nullDevice
-        sServer.standardError = FileHandle.nullDevice
-        try sServer.run()
-        defer { if sServer.isRunning { sServer.terminate() } }
-        try await Task.sleep(nanoseconds: 500_000_000)
-        let request = "GET /\(streamURL.lastPathComponent) HTTP/1.0\\r\\n\\r\\n"
-        let (_, moved, tlsSeconds, _) = try WholeBench.run([
-            "sh", "-c",
-            "printf '\(request)' | timeout 300 openssl s_client -quiet -connect 127.0.0.1:\(port) 2>/dev/null | wc -c",
-        ])
-        if sServer.isRunning { sServer.terminate() }
-        sServer.waitUntilExit()
-        // The file and a 45-byte HTTP/1.0 header.
-        guard let count = Int(moved.trimmingCharacters(in: .whitespacesAndNewlines)), count >= bytes else {
-            throw TimelineError(.storeFailed, "openssl moved \(moved) bytes of \(bytes)")
+        let rounds = quick ? 1 : 3
+        var pullSeconds = 0.0
+        var pullRSS = 0.0
+        var tlsSeconds = 0.0
+        var sqliteSeconds = 0.0
+        for round in 0..<rounds {
+            let home = work + "/b3-home-\(round)"
+            let pulled = try WholeBench.run([
+                timeline, "init", "--home", home, "--server", "127.0.0.1:\(primary.port)", "--token",
+                primary.adminToken, "--fingerprint", primary.fingerprint.hex,
+            ])
+            pullSeconds += pulled.2
+            pullRSS = max(pullRSS, pulled.3)
+            try? FileManager.default.removeItem(atPath: home)
+            // (a) openssl moving the same bytes over TLS on loopback: s_server serves the file (-WWW) and closes,
+            // so neither side waits on the other's end of input; `timeout` bounds a reference that goes wrong.
+            let port = 30_000 + Int.random(in: 0..<20_000)
+            let streamURL = URL(fileURLWithPath: streamFile)
+            let sServer = Process()
+            sServer.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            sServer.currentDirectoryURL = streamURL.deletingLastPathComponent()
+            sServer.arguments = [
+                "s_server", "-quiet", "-WWW", "-naccept", "1", "-accept", "\(port)", "-cert",
+                primary.data + "/tls/server.crt", "-key", primary.data + "/tls/server.key",
+            ]
+            sServer.standardInput = FileHandle.nullDevice
+            sServer.standardOutput = FileHandle.nullDevice
+            sServer.standardError = FileHandle.nullDevice
+            try sServer.run()
+            defer { if sServer.isRunning { sServer.terminate() } }
+            try await Task.sleep(nanoseconds: 500_000_000)
+            let request = "GET /\(streamURL.lastPathComponent) HTTP/1.0\\r\\n\\r\\n"
+            let (_, moved, tls, _) = try WholeBench.run([
+                "sh", "-c",
+                "printf '\(request)' | timeout 300 openssl s_client -quiet -connect 127.0.0.1:\(port) 2>/dev/null | wc -c",
+            ])
+            if sServer.isRunning { sServer.terminate() }
+            sServer.waitUntilExit()
+            // The file and a 45-byte HTTP/1.0 header.
+            guard let count = Int(moved.trimmingCharacters(in: .whitespacesAndNewlines)), count >= bytes else {
+                throw TimelineError(.storeFailed, "openssl moved \(moved) bytes of \(bytes)")
+            }
+            tlsSeconds += tls
+            // (b) sqlite3 inserting the same rows in one transaction.
+            let referencePath = work + "/b3-reference.sqlite"
+            let (_, _, inserted, _) = try WholeBench.run(["sqlite3", referencePath], stdin: sqlFile)
+            sqliteSeconds += inserted
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: referencePath + suffix) }
+            FileHandle.standardError.write(
+                Data(
+                    String(
+                        format: "B3 round %d: pull %.1f s, openssl %.1f s + sqlite3 %.1f s, ratio %.2f\n", round + 1,
+                        pulled.2, tls, inserted, pulled.2 / (tls + inserted)
+                    ).utf8))
         }
-        // (b) sqlite3 inserting the same rows in one transaction.
-        let (_, _, sqliteSeconds, _) = try WholeBench.run(["sqlite3", work + "/b3-reference.sqlite"], stdin: sqlFile)
         try? FileManager.default.removeItem(atPath: sqlFile)
         try? FileManager.default.removeItem(atPath: streamFile)
+        pullSeconds /= Double(rounds)
+        tlsSeconds /= Double(rounds)
+        sqliteSeconds /= Double(rounds)
         figures.append(
             Figure(
-                name: "B3 fresh client pull, \(head) edits", value: pullSeconds, unit: "s",
+                name: "B3 fresh client pull, \(head) edits\(rounds == 1 ? "" : ", mean of \(rounds)")",
+                value: pullSeconds,
+                unit: "s",
                 reference:
                     "openssl s_client \(bytes >> 20) MiB (\(String(format: "%.1f", tlsSeconds)) s) + sqlite3 rows (\(String(format: "%.1f", sqliteSeconds)) s)",
                 referenceValue: tlsSeconds + sqliteSeconds, target: "<= 1.5x", targetRatio: 1.5, lowerIsBetter: true))
