@@ -142,18 +142,20 @@ extension JSON {
     /// ones included): the generic sequence comparison costs more than writing the key.
     static func utf8Less(_ a: String, _ b: String) -> Bool {
         let inPlace = a.utf8.withContiguousStorageIfAvailable { pa in
-            b.utf8.withContiguousStorageIfAvailable { pb -> Bool in
-                let n = Swift.min(pa.count, pb.count)
-                var i = 0
-                while i < n {
-                    if pa[i] != pb[i] { return pa[i] < pb[i] }
-                    i += 1
-                }
-                return pa.count < pb.count
-            }
+            b.utf8.withContiguousStorageIfAvailable { pb in bytesLess(pa, pb) }
         }
         if let inPlace, let less = inPlace { return less }
         return a.utf8.lexicographicallyPrecedes(b.utf8)
+    }
+
+    static func bytesLess(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        let n = Swift.min(a.count, b.count)
+        var i = 0
+        while i < n {
+            if a[i] != b[i] { return a[i] < b[i] }
+            i += 1
+        }
+        return a.count < b.count
     }
 
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
@@ -482,15 +484,8 @@ struct JSONParser {
         escaped: Bool
     ) -> Bool {
         if previous.escaped || escaped { return JSON.utf8Less(previous.key, key) }
-        let a = UnsafeBufferPointer(rebasing: bytes[previous.raw])
-        let b = UnsafeBufferPointer(rebasing: bytes[raw])
-        let n = Swift.min(a.count, b.count)
-        var i = 0
-        while i < n {
-            if a[i] != b[i] { return a[i] < b[i] }
-            i += 1
-        }
-        return a.count < b.count
+        return JSON.bytesLess(
+            UnsafeBufferPointer(rebasing: bytes[previous.raw]), UnsafeBufferPointer(rebasing: bytes[raw]))
     }
 
     /// After `\u` in canonical text: `00` and two lower-case hex digits, for a control character that has no
