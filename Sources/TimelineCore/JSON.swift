@@ -260,13 +260,39 @@ extension JSON {
             return nil
         }
         parser.excisedKey = key
-        var unused: [String: JSON] = [:]
-        var pairs: [(key: String, value: JSON)]? = []
-        pairs!.reserveCapacity(12)
-        try parser.parseMembers(depth: 1, into: &unused, pairs: &pairs)
+        var members = OrderedMembers()
+        try parser.parseMembers(depth: 1, into: &members)
         if parser.index != buffer.count { throw parser.fail("not canonical: bytes after the JSON value") }
-        return (pairs!, parser.excised)
+        return (members.pairs, parser.excised)
     }
+}
+
+/// Where `JSONParser.parseMembers` puts an object's members: a dictionary (`JSON.object`), or pairs in their order.
+protocol MemberSink {
+    /// Adds a member; false when the key is already there.
+    mutating func add(_ key: String, _ value: JSON) -> Bool
+    var count: Int { get }
+}
+
+extension Dictionary: MemberSink where Key == String, Value == JSON {
+    mutating func add(_ key: String, _ value: JSON) -> Bool { updateValue(value, forKey: key) == nil }
+}
+
+/// A canonical object's members in their (strictly increasing) key order.
+struct OrderedMembers: MemberSink {
+    var pairs: [(key: String, value: JSON)] = []
+
+    init() { pairs.reserveCapacity(12) }
+
+    mutating func add(_ key: String, _ value: JSON) -> Bool {
+        // Keys in strict byte order differ as bytes; Swift's String equality (as a dictionary's) also equates
+        // canonically equivalent non-ASCII keys, which a dictionary refuses as duplicates: so is done here.
+        if key.utf8.contains(where: { $0 >= 0x80 }), pairs.contains(where: { $0.key == key }) { return false }
+        pairs.append((key, value))
+        return true
+    }
+
+    var count: Int { pairs.count }
 }
 
 struct JSONParser {
@@ -410,16 +436,12 @@ struct JSONParser {
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSON {
         // Room for a typical edit's fields at once: growing from empty rehashes every key three times.
         var members = [String: JSON](minimumCapacity: 12)
-        var pairs: [(key: String, value: JSON)]? = nil
-        try parseMembers(depth: depth, into: &members, pairs: &pairs)
+        try parseMembers(depth: depth, into: &members)
         return .object(members)
     }
 
-    /// The members of the object at `index` (its `{` not yet read): into `pairs` in their order when it is given,
-    /// else into `dictionary`.
-    mutating func parseMembers(
-        depth: Int, into dictionary: inout [String: JSON], pairs: inout [(key: String, value: JSON)]?
-    ) throws(JSONParseError) {
+    /// The members of the object at `index` (its `{` not yet read), into `members`.
+    mutating func parseMembers<Sink: MemberSink>(depth: Int, into members: inout Sink) throws(JSONParseError) {
         guard depth <= maxDepth else { throw fail("JSON nested deeper than \(maxDepth) levels") }
         index += 1
         skipWhitespace()
@@ -446,20 +468,8 @@ struct JSONParser {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            let count: Int
-            if pairs != nil {
-                // Keys in strict byte order differ as bytes; Swift's String equality (as a dictionary's) also
-                // equates canonically equivalent non-ASCII keys, which a dictionary would refuse as duplicates.
-                if key.utf8.contains(where: { $0 >= 0x80 }), pairs!.contains(where: { $0.key == key }) {
-                    throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
-                }
-                pairs!.append((key, value))
-                count = pairs!.count
-            } else {
-                if dictionary.updateValue(value, forKey: key) != nil {
-                    throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
-                }
-                count = dictionary.count
+            guard members.add(key, value) else {
+                throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
             }
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of JSON") }
@@ -469,7 +479,7 @@ struct JSONParser {
                 if excise { excised = keyOffset..<index }
             } else if bytes[index] == UInt8(ascii: "}") {
                 // The last member goes with the comma before it; an only member leaves "{}".
-                if excise { excised = (count > 1 ? keyOffset - 1 : keyOffset)..<index }
+                if excise { excised = (members.count > 1 ? keyOffset - 1 : keyOffset)..<index }
                 index += 1
                 return
             } else {
