@@ -158,7 +158,7 @@ public struct LinkedEdits: Sendable {
                     index: index, count: edits.count,
                     error: TimelineError(.corrupt, "edit \(edit.version) does not follow version \(previous.version)"))
             }
-            let linked = bodies.withBytes(index) { SHA256.chain(prefix: previous.hash.bytes, $0) }
+            let linked = bodies[index].withUnsafeBufferPointer { SHA256.chain(prefix: previous.hash.bytes, $0) }
             guard linked == edit.hash else {
                 throw BatchRejection(
                     index: index, count: edits.count,
@@ -227,13 +227,6 @@ struct PackedBytes: Sendable {
         bytes.append(contentsOf: head)
         bytes.append(contentsOf: tail)
         ends.append(bytes.count)
-    }
-
-    /// The string at `index`, in place.
-    func withBytes<R>(_ index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        bytes.withUnsafeBufferPointer { all in
-            body(UnsafeBufferPointer(rebasing: all[(index == 0 ? 0 : ends[index - 1])..<ends[index]]))
-        }
     }
 
     var count: Int { ends.count }
