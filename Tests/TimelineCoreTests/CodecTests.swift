@@ -90,31 +90,42 @@ import Testing
         }
     }
 
-    /// PULL splices the hash into the stored body instead of decoding and encoding it: the bytes must be exactly
-    /// those of `EditCodec.json`, for every kind of edit and for text full of JSON's own characters.
-    @Test func splicingTheHashIntoAStoredBodyGivesTheWireJSON() throws {
+    /// An edit of every kind, chained, with the body each hash covers: text full of JSON's own characters, keys
+    /// named "hash" below the top level, escapes short and long.
+    func chainedEditsOfEveryKind() -> [(edit: Edit, body: [UInt8])] {
         let id = EventID(ULID.derived(at: t, seed: "e"))
         let note = AnnotationID(ULID.derived(at: t, seed: "a"))
         let changes: [Change] = [
             .createEvent(
                 EventFields(
                     date: EventDate(parsing: "June 9 to 10, 2011"), title: #"t "q", {x} [y] \ "hash":1"#,
-                    summary: "ü\n", tags: ["a,b", "}"])),
+                    summary: "ü\n", references: [Reference(number: 2, text: "r", urls: ["http://a"])],
+                    tags: ["a,b", "}"])),
             .updateEvent(
                 EventPatch(
-                    title: "x", references: [Reference(number: 2, text: "r", urls: ["http://a"])], addTags: ["k"])),
+                    title: "x", date: EventDate(parsing: "Q3 2014"),
+                    references: [Reference(number: 2, text: "r", urls: ["http://a"])], addTags: ["k"],
+                    removeTags: ["}"])),
             .deleteEvent,
             .addAnnotation(note, text: #"\", "hash":"x"}"#, tags: ["z", "a"]),
-            .updateAnnotation(note, AnnotationPatch(text: "\u{01}", addTags: ["q"])),
+            .updateAnnotation(note, AnnotationPatch(text: "tab\there\r\n", addTags: ["q"])),
             .retractAnnotation(note),
-            .setMeta(["k": ["nested": [1, 2, ["h": "}"]]], "zz": nil]),
+            .setMeta(["k": ["nested": [1, 2, ["hash": "}"]]], "c": "\u{01}", "hash": 1, "zz": nil]),
         ]
         var previous = Genesis.hash(dataset: "d")
-        for (n, change) in changes.enumerated() {
+        return changes.enumerated().map { n, change in
             let p = Proposal(
                 event: change.operation == .timelineMeta ? nil : id, change: change, base: 2, author: "ana", time: t)
-            let (edit, body) = Edit.chained(after: previous, version: Int64(n + 1), revision: 3, proposal: p)
-            previous = edit.hash
+            let chained = Edit.chained(after: previous, version: Int64(n + 1), revision: 3, proposal: p)
+            previous = chained.0.hash
+            return chained
+        }
+    }
+
+    /// PULL splices the hash into the stored body instead of decoding and encoding it: the bytes must be exactly
+    /// those of `EditCodec.json`, for every kind of edit and for text full of JSON's own characters.
+    @Test func splicingTheHashIntoAStoredBodyGivesTheWireJSON() throws {
+        for (edit, body) in chainedEditsOfEveryKind() {
             #expect(EditCodec.wireBytes(body: body, hash: edit.hash) == EditCodec.json(edit).canonicalBytes)
         }
         let h = Digest.zero
@@ -134,26 +145,8 @@ import Testing
     /// A pulling client decodes each line as canonical, from its members in order (`decodeWireEdit`): for every
     /// kind of edit that gives what the general decoder gives, and the line without its hash member is the body.
     @Test func wireLinesDecodeAsTheGeneralDecoderDoesAndGiveTheirBody() throws {
-        let id = EventID(ULID.derived(at: t, seed: "e"))
-        let note = AnnotationID(ULID.derived(at: t, seed: "a"))
-        let changes: [Change] = [
-            .createEvent(
-                EventFields(
-                    date: EventDate(parsing: "June 9 to 10, 2011"), title: #"t "q", {x} "hash":1"#, summary: "ü\n",
-                    references: [Reference(number: 2, text: "r", urls: ["http://a"])], tags: ["a,b"])),
-            .updateEvent(EventPatch(title: "x", date: EventDate(parsing: "Q3 2014"), removeTags: ["k"])),
-            .deleteEvent,
-            .addAnnotation(note, text: #"\", "hash":"x"}"#, tags: ["z", "a"]),
-            .updateAnnotation(note, AnnotationPatch(text: "tab\there\r\n", addTags: ["q"])),
-            .retractAnnotation(note),
-            .setMeta(["k": ["nested": [1, 2, ["hash": "}"]]], "hash": 1]),
-        ]
-        var previous = Genesis.hash(dataset: "d")
-        for (n, change) in changes.enumerated() {
-            let p = Proposal(
-                event: change.operation == .timelineMeta ? nil : id, change: change, base: 2, author: "ana", time: t)
-            let (edit, body) = Edit.chained(after: previous, version: Int64(n + 1), revision: 3, proposal: p)
-            previous = edit.hash
+        let edits = chainedEditsOfEveryKind()
+        for (edit, body) in edits {
             var line = EditCodec.json(edit).canonicalBytes
             let (decoded, member) = try line.withUnsafeBufferPointer { try EditCodec.decodeWireEdit($0) }
             #expect(decoded == edit)
@@ -162,16 +155,10 @@ import Testing
             #expect(line == body)
         }
         // What the general decoder refuses, the wire decoder refuses with the same code.
-        let base = String(
-            decoding: EditCodec.json(
-                Edit.chained(
-                    after: previous, version: 9, revision: 3,
-                    proposal: Proposal(event: id, change: .deleteEvent, base: 2, author: "ana", time: t)
-                ).0
-            ).canonicalBytes,
-            as: UTF8.self)
+        // The deletion (version 3).
+        let base = String(decoding: EditCodec.json(edits[2].edit).canonicalBytes, as: UTF8.self)
         for (from, to) in [
-            (#""base":2"#, #""base":2,"bogus":1"#), (#""version":9"#, #""version":0"#),
+            (#""base":2"#, #""base":2,"bogus":1"#), (#""version":3"#, #""version":0"#),
             (#""op":"event.delete""#, #""op":"event.purge""#),
         ] {
             let bad = base.replacingOccurrences(of: from, with: to)
