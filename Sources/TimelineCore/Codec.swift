@@ -753,7 +753,7 @@ extension EditCodec {
     ) {
         let parsed: (members: [(key: String, value: JSON)], excised: Range<Int>?)?
         do { parsed = try JSON.parseCanonicalMembers(bytes, excising: "hash") } catch {
-            throw TimelineError(.badJSON, "an edit line is not canonical JSON: \(error)")
+            throw TimelineError(.badJSON, "an edit line is refused (PROTOCOL.md §6.6): \(error)")
         }
         guard let parsed else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
         let edit = try decodeEdit(FieldReader(sorted: parsed.members))

@@ -313,7 +313,13 @@ struct JSONParser {
         self.canonical = canonical
     }
 
-    func fail(_ reason: String) -> JSONParseError { JSONParseError(offset: index, reason: reason) }
+    func fail(_ reason: String) -> JSONParseError {
+        // Canonical text skips no white space, so whatever expected the next token stopped at it: say so.
+        if canonical, index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) {
+            return JSONParseError(offset: index, reason: "not canonical: white space")
+        }
+        return JSONParseError(offset: index, reason: reason)
+    }
 
     mutating func parseDocument() throws(JSONParseError) -> JSON {
         skipWhitespace()

@@ -558,6 +558,11 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         var spaced = lines
         spaced[35] = spaced[35].replacingOccurrences(of: #"","op":"#, with: #"", "op":"#)
         #expect(throws: TimelineError.self) { try read(spaced) }
+        do { _ = try read(spaced) } catch let error as TimelineError {
+            #expect(error.code == .badJSON && error.message.contains("not canonical: white space"), "\(error)")
+        }
+        // Nothing of a refused page reached the replica.
+        #expect(try await replica.head() == source.head())
         var changed = lines
         changed[35] = changed[35].replacingOccurrences(of: "note", with: "NOTE")
         #expect(performing: { try read(changed) }, throws: { ($0 as? BatchRejection)?.index == 35 })
