@@ -306,8 +306,9 @@ struct StateWriter {
         self.cache = cache
         selectEvent = try db.cachedStatement(sql: "SELECT revision, body FROM events WHERE id = ?")
         selectAnnotation = try db.cachedStatement(sql: "SELECT body FROM annotations WHERE id = ?")
+        // OR FAIL: with no constraint that aborts, SQLite writes the row without a statement journal (Schema, v4).
         insertEdit = try HotStatement(
-            db, sql: "INSERT INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)")
+            db, sql: "INSERT OR FAIL INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)")
         insertAnnotation = try HotStatement(
             db, sql: "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, ?, ?)")
         replaceAnnotation = try db.cachedStatement(

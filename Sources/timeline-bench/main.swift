@@ -175,7 +175,8 @@ func rawSchemaInsert(
     var note: OpaquePointer?
     var bump: OpaquePointer?
     sqlite3_prepare_v2(
-        db, "INSERT INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)", -1, &edit, nil)
+        db, "INSERT OR FAIL INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)", -1, &edit,
+        nil)
     sqlite3_prepare_v2(db, "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, 0, ?)", -1, &note, nil)
     sqlite3_prepare_v2(db, "UPDATE events SET revision = revision + 1 WHERE id = ?", -1, &bump, nil)
     defer { sqlite3_finalize(edit); sqlite3_finalize(note); sqlite3_finalize(bump) }

@@ -480,16 +480,19 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
 
     /// A store made before migration v3 has its log rebuilt with the op check as comparisons: every edit and the
     /// state are kept, the log's rules still hold, and appending a row builds no temporary B-tree.
-    @Test func olderLogsGetAnOpCheckWithoutATemporaryTable() async throws {
-        let dir = try TempDir()
+    /// A store of the sample and 50 annotations, and a file with the same rows under the schema as of the
+    /// migration named `upTo`, as a store of that time left it.
+    private func storeAndOlderCopy(upTo migration: String, in dir: TempDir) async throws -> (
+        current: SQLiteStore, first: EventID, oldPath: String
+    ) {
         let current = try SQLiteStore(path: dir.path("current.sqlite"))
         _ = try await Importer.loadSample(into: current)
         let first = try #require(try await current.events(matching: EventFilter()).first?.event.id)
         _ = try await current.append((0..<50).map { annotate(first, "note \($0)", base: 0) })
-        // The same rows in a file with the schema as of v2, as a store of that time left it.
         let oldPath = dir.path("old.sqlite")
         let old = try rawQueue(oldPath)
-        try Schema.migrator.migrate(old, upTo: "v2-event-tags-by-date")
+        defer { try? old.close() }
+        try Schema.migrator.migrate(old, upTo: migration)
         try await old.writeWithoutTransaction { db in
             try db.execute(sql: "ATTACH DATABASE ? AS current", arguments: [dir.path("current.sqlite")])
             try db.inTransaction {
@@ -500,30 +503,35 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             }
             try db.execute(sql: "DETACH DATABASE current")
         }
-        func opcodes(_ db: DatabaseQueue) throws -> [String] {
-            try db.read { db in
-                try Row.fetchAll(
-                    db, sql: "EXPLAIN INSERT INTO edits(version, event, revision, op, body, hash) VALUES (?,?,?,?,?,?)",
-                    arguments: [1, nil, 0, "timeline.meta", "{}", Data(count: 32)]
-                ).map { $0["opcode"] as String }
-            }
-        }
-        #expect(try opcodes(old).contains("OpenEphemeral"), "the v2 schema's IN list")
-        try old.close()
+        return (current, first, oldPath)
+    }
 
-        let migrated = try SQLiteStore(path: oldPath)
+    /// The program SQLite compiles for a log row's INSERT, as (opcode, p2) pairs.
+    private func logInsertProgram(_ db: DatabaseQueue, or conflict: String = "") throws -> [(String, Int)] {
+        try db.read { db in
+            try Row.fetchAll(
+                db,
+                sql:
+                    "EXPLAIN INSERT \(conflict) INTO edits(version, event, revision, op, body, hash) VALUES (?,?,?,?,?,?)",
+                arguments: [1, nil, 0, "timeline.meta", "{}", Data(count: 32)]
+            ).map { ($0["opcode"] as String, $0["p2"] as Int) }
+        }
+    }
+
+    /// After a migration, the migrated store is the store it was copied from, and the log's rules still hold:
+    /// ops are checked, versions stay contiguous, the log is append-only.
+    private func expectSameStoreAndRules(
+        _ migrated: SQLiteStore, as current: SQLiteStore, first: EventID, check: DatabaseQueue
+    ) async throws {
         #expect(try await migrated.head() == current.head())
         #expect(try await migrated.stateHash() == current.stateHash())
         #expect(try await migrated.verify().ok)
         _ = try await migrated.append([annotate(first, "after the migration", base: 0)])
-        let check = try rawQueue(oldPath)
-        defer { try? check.close() }
-        #expect(try !opcodes(check).contains("OpenEphemeral"))
-        // The rules moved with the table: ops are checked, versions stay contiguous, the log append-only.
         let head = try await migrated.head().version
         let refusals = [
             "INSERT INTO edits VALUES (\(head + 1), NULL, 0, 'event.explode', '{}', zeroblob(32))",
             "INSERT INTO edits VALUES (\(head + 2), NULL, 0, 'timeline.meta', '{}', zeroblob(32))",
+            "INSERT OR FAIL INTO edits VALUES (\(head + 2), NULL, 0, 'timeline.meta', '{}', zeroblob(32))",
             "UPDATE edits SET body = '{}' WHERE version = 1",
             "DELETE FROM edits WHERE version = \(head)",
         ]
@@ -531,6 +539,48 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             #expect(throws: DatabaseError.self, "\(sql)") { try check.write { try $0.execute(sql: sql) } }
         }
         #expect(try check.read { try Row.fetchOne($0, sql: "PRAGMA foreign_key_check") } == nil)
+        let stored = try await check.read { try Int64.fetchOne($0, sql: "SELECT max(version) FROM edits") }
+        #expect(stored == head, "the refused rows left nothing")
+    }
+
+    @Test func olderLogsGetAnOpCheckWithoutATemporaryTable() async throws {
+        let dir = try TempDir()
+        let (current, first, oldPath) = try await storeAndOlderCopy(upTo: "v2-event-tags-by-date", in: dir)
+        let old = try rawQueue(oldPath)
+        #expect(try logInsertProgram(old).contains { $0.0 == "OpenEphemeral" }, "the v2 schema's IN list")
+        try old.close()
+
+        let migrated = try SQLiteStore(path: oldPath)
+        let check = try rawQueue(oldPath)
+        defer { try? check.close() }
+        #expect(try !logInsertProgram(check).contains { $0.0 == "OpenEphemeral" })
+        try await expectSameStoreAndRules(migrated, as: current, first: first, check: check)
+    }
+
+    /// A store made before migration v4 has its log rebuilt so that the writer's INSERT OR FAIL of a log row
+    /// runs without a statement journal. SQLite opens one for a statement that fires a trigger and may abort
+    /// (sqlite3VdbeMakeReady: isMultiWrite && mayAbort); mayAbort comes from a constraint or RAISE with ABORT and
+    /// from any function call, so the compiled program must have neither, and the trigger must raise FAIL.
+    @Test func olderLogsAreWrittenWithoutAStatementJournal() async throws {
+        let dir = try TempDir()
+        let (current, first, oldPath) = try await storeAndOlderCopy(
+            upTo: "v3-edits-op-check-without-in-list", in: dir)
+        let abortOrFunction: ((String, Int)) -> Bool = { op in
+            op.0 == "Function" || op.0 == "PureFunc" || ((op.0 == "Halt" || op.0 == "HaltIfNull") && op.1 == 2)
+        }
+        let old = try rawQueue(oldPath)
+        #expect(try logInsertProgram(old, or: "OR FAIL").contains(where: abortOrFunction), "length() in v3")
+        try old.close()
+
+        let migrated = try SQLiteStore(path: oldPath)
+        let check = try rawQueue(oldPath)
+        defer { try? check.close() }
+        #expect(try !logInsertProgram(check, or: "OR FAIL").contains(where: abortOrFunction))
+        let trigger = try await check.read {
+            try String.fetchOne($0, sql: "SELECT sql FROM sqlite_master WHERE name = 'edits_contiguous'")
+        }
+        #expect(trigger?.contains("RAISE(FAIL") == true)
+        try await expectSameStoreAndRules(migrated, as: current, first: first, check: check)
     }
 
     /// A page read off the wire keeps each line's bytes, without the hash member, as the body the hash covers:
