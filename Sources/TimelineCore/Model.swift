@@ -81,7 +81,13 @@ public struct EventView: Sendable, Hashable {
 
 public enum Tags {
     /// Sorted and de-duplicated: tags are a set, and a set has one canonical order.
-    public static func normalized(_ tags: [String]) -> [String] { Array(Set(tags)).sorted(by: JSON.utf8Less) }
+    /// Values are mostly built from tags normalized already (decoded, then copied into an annotation, an event,
+    /// an edit): those come back as they are, without the set and the sort, which were a per-edit allocation in
+    /// the store's single writer.
+    public static func normalized(_ tags: [String]) -> [String] {
+        if zip(tags, tags.dropFirst()).allSatisfy({ JSON.utf8Less($0, $1) }) { return tags }
+        return Array(Set(tags)).sorted(by: JSON.utf8Less)
+    }
 
     /// `tags` with `add` added and `remove` removed (a tag in both ends up present: adding wins).
     public static func applying(add: [String], remove: [String], to tags: [String]) -> [String] {

@@ -356,4 +356,17 @@ import Testing
         #expect(untrusted.proposals[0].author == "ana")
         #expect(untrusted.proposals[0].time == t)
     }
+
+    /// Tags are a set in byte order; a list in that order already comes back as it is.
+    @Test func tagsAreNormalizedToSortedUniqueBytes() {
+        #expect(Tags.normalized([]) == [])
+        #expect(Tags.normalized(["b"]) == ["b"])
+        #expect(Tags.normalized(["b", "a", "b"]) == ["a", "b"])
+        #expect(Tags.normalized(["a", "a"]) == ["a"])
+        #expect(Tags.normalized(["a", "b", "b"]) == ["a", "b"])
+        // Byte order, not Swift's String order: "Z" (0x5A) before "a" (0x61), "z" before "é" (0xC3 0xA9).
+        #expect(Tags.normalized(["é", "a", "Z", "z"]) == ["Z", "a", "z", "é"])
+        #expect(Tags.normalized(["Z", "a", "z", "é"]) == ["Z", "a", "z", "é"])
+        #expect(Tags.normalized(["a", "Z"]) == ["Z", "a"])
+    }
 }
