@@ -308,7 +308,11 @@ struct StateWriter {
         selectAnnotation = try db.cachedStatement(sql: "SELECT body FROM annotations WHERE id = ?")
         // OR FAIL: with no constraint that aborts, SQLite writes the row without a statement journal (Schema, v4).
         insertEdit = try HotStatement(
-            db, sql: "INSERT OR FAIL INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)")
+            db,
+            sql: """
+                INSERT OR FAIL INTO edits(version, event, revision, op, body, hash, annotation)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """)
         insertAnnotation = try HotStatement(
             db, sql: "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, ?, ?)")
         replaceAnnotation = try db.cachedStatement(
@@ -454,7 +458,8 @@ struct StateWriter {
         return batch
     }
 
-    /// The log row: the hashed body as stored text, and the columns queries need.
+    /// The log row: the hashed body as stored text, and the columns queries need (an event's annotations are
+    /// found through its log rows' `annotation`).
     func insertLogRow(_ edit: Edit, body: ArraySlice<UInt8>) throws {
         insertEdit.bind(1, edit.version)
         insertEdit.bind(2, edit.event?.description)
@@ -462,6 +467,7 @@ struct StateWriter {
         insertEdit.bind(4, edit.operation.rawValue)
         insertEdit.bind(5, text: body)
         insertEdit.bind(6, blob: edit.hash.bytes)
+        insertEdit.bind(7, edit.change.annotationID?.description)
         try insertEdit.run(db)
     }
 

@@ -35,9 +35,15 @@ enum SQLiteReads {
         return (Array((row["body"] as String).utf8), hash)
     }
 
+    /// An event's annotations are the ones its log rows added: the store keeps one index by event, the log's
+    /// (a second one cost every commit a page per event it touched; Schema, v4).
+    static let annotationsOfEvents =
+        "FROM edits JOIN annotations ON annotations.id = edits.annotation "
+        + "WHERE edits.op = 'annotation.add' AND edits.event"
+
     static func annotations(_ db: Database, event: EventID) throws -> [Annotation] {
         let bodies = try String.fetchAll(
-            db.cachedStatement(sql: "SELECT body FROM annotations WHERE event = ? ORDER BY id"),
+            db.cachedStatement(sql: "SELECT annotations.body \(annotationsOfEvents) = ? ORDER BY annotations.id"),
             arguments: [event.description])
         return try bodies.map { try Annotation(json: try JSON(parsing: $0)) }
     }
@@ -56,7 +62,11 @@ enum SQLiteReads {
             let chunk = events[start..<min(start + 500, events.count)]
             let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
             let rows = try Row.fetchCursor(
-                db, sql: "SELECT event, body FROM annotations WHERE event IN (\(marks)) ORDER BY event, id",
+                db,
+                sql: """
+                    SELECT edits.event AS event, annotations.body AS body \(annotationsOfEvents) IN (\(marks))
+                    ORDER BY edits.event, annotations.id
+                    """,
                 arguments: StatementArguments(chunk.map { $0.id.description }))
             while let row = try rows.next() {
                 byEvent[row["event"], default: []].append(

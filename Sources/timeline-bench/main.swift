@@ -175,8 +175,9 @@ func rawSchemaInsert(
     var note: OpaquePointer?
     var bump: OpaquePointer?
     sqlite3_prepare_v2(
-        db, "INSERT OR FAIL INTO edits(version, event, revision, op, body, hash) VALUES (?, ?, ?, ?, ?, ?)", -1, &edit,
-        nil)
+        db,
+        "INSERT OR FAIL INTO edits(version, event, revision, op, body, hash, annotation) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        -1, &edit, nil)
     sqlite3_prepare_v2(db, "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, 0, ?)", -1, &note, nil)
     sqlite3_prepare_v2(db, "UPDATE events SET revision = revision + 1 WHERE id = ?", -1, &bump, nil)
     defer { sqlite3_finalize(edit); sqlite3_finalize(note); sqlite3_finalize(bump) }
@@ -191,6 +192,7 @@ func rawSchemaInsert(
             sqlite3_bind_text(edit, 4, row.3, -1, transient)
             sqlite3_bind_text(edit, 5, row.4, -1, transient)
             row.5.withUnsafeBytes { _ = sqlite3_bind_blob(edit, 6, $0.baseAddress, 32, transient) }
+            sqlite3_bind_text(edit, 7, a.0, -1, transient)
             guard sqlite3_step(edit) == SQLITE_DONE else {
                 throw TimelineError(.storeFailed, String(cString: sqlite3_errmsg(db)))
             }

@@ -496,7 +496,9 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         try await old.writeWithoutTransaction { db in
             try db.execute(sql: "ATTACH DATABASE ? AS current", arguments: [dir.path("current.sqlite")])
             try db.inTransaction {
-                for table in ["store_info", "edits", "events", "event_tags", "annotations", "timeline_meta"] {
+                let log = "version, event, revision, op, body, hash"
+                try db.execute(sql: "INSERT INTO main.edits(\(log)) SELECT \(log) FROM current.edits")
+                for table in ["store_info", "events", "event_tags", "annotations", "timeline_meta"] {
                     try db.execute(sql: "INSERT INTO main.\(table) SELECT * FROM current.\(table)")
                 }
                 return .commit
@@ -526,18 +528,37 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await migrated.head() == current.head())
         #expect(try await migrated.stateHash() == current.stateHash())
         #expect(try await migrated.verify().ok)
+        // An event's annotations are read through its log rows since v4: the same as before the migration.
+        #expect(try await migrated.event(first, asOf: nil) == current.event(first, asOf: nil))
+        #expect(try await migrated.event(first, asOf: nil)?.annotations.count == 50)
         _ = try await migrated.append([annotate(first, "after the migration", base: 0)])
         let head = try await migrated.head().version
+        let row = "INSERT INTO edits(version, event, revision, op, body, hash, annotation) VALUES"
+        let event = "'\(first)'"
+        // Each refused for its own rule: the message says which.
         let refusals = [
-            "INSERT INTO edits VALUES (\(head + 1), NULL, 0, 'event.explode', '{}', zeroblob(32))",
-            "INSERT INTO edits VALUES (\(head + 2), NULL, 0, 'timeline.meta', '{}', zeroblob(32))",
-            "INSERT OR FAIL INTO edits VALUES (\(head + 2), NULL, 0, 'timeline.meta', '{}', zeroblob(32))",
-            "UPDATE edits SET body = '{}' WHERE version = 1",
-            "DELETE FROM edits WHERE version = \(head)",
+            ("\(row) (\(head + 1), NULL, 0, 'event.explode', '{}', zeroblob(32), NULL)", "CHECK constraint failed"),
+            ("\(row) (\(head + 2), NULL, 0, 'timeline.meta', '{}', zeroblob(32), NULL)", "must be contiguous"),
+            (
+                "INSERT OR FAIL INTO edits(version, event, revision, op, body, hash) VALUES "
+                    + "(\(head + 2), NULL, 0, 'timeline.meta', '{}', zeroblob(32))", "must be contiguous"
+            ),
+            (
+                "\(row) (\(head + 1), \(event), 999, 'annotation.add', '{}', zeroblob(32), NULL)",
+                "CHECK constraint failed"
+            ),
+            (
+                "\(row) (\(head + 1), \(event), 999, 'event.update', '{}', zeroblob(32), \(event))",
+                "CHECK constraint failed"
+            ),
+            ("UPDATE edits SET body = '{}' WHERE version = 1", "append-only"),
+            ("DELETE FROM edits WHERE version = \(head)", "append-only"),
         ]
-        for sql in refusals {
-            #expect(throws: DatabaseError.self, "\(sql)") { try check.write { try $0.execute(sql: sql) } }
+        for (sql, reason) in refusals {
+            let error = #expect(throws: DatabaseError.self, "\(sql)") { try check.write { try $0.execute(sql: sql) } }
+            #expect(error?.message?.contains(reason) == true, "\(sql): \(error?.message ?? "")")
         }
+        #expect(try await migrated.event(first, asOf: nil)?.annotations.count == 51)
         #expect(try check.read { try Row.fetchOne($0, sql: "PRAGMA foreign_key_check") } == nil)
         let stored = try await check.read { try Int64.fetchOne($0, sql: "SELECT max(version) FROM edits") }
         #expect(stored == head, "the refused rows left nothing")
