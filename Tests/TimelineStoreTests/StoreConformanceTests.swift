@@ -488,7 +488,16 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let current = try SQLiteStore(path: dir.path("current.sqlite"))
         _ = try await Importer.loadSample(into: current)
         let first = try #require(try await current.events(matching: EventFilter()).first?.event.id)
-        _ = try await current.append((0..<50).map { annotate(first, "note \($0)", base: 0) })
+        let added = try await current.append((0..<50).map { annotate(first, "note \($0)", base: 0) })
+        // Every kind of annotation edit, whose log rows v4 gives the annotation's ID from their bodies.
+        let ids = added.compactMap(\.change.annotationID)
+        let base = try #require(try await current.event(first, asOf: nil)).event.revision
+        _ = try await current.append([
+            Proposal(
+                event: first, change: .updateAnnotation(ids[0], AnnotationPatch(text: "changed")), base: base,
+                author: "ana", time: t0),
+            Proposal(event: first, change: .retractAnnotation(ids[1]), base: base + 1, author: "ana", time: t0),
+        ])
         let oldPath = dir.path("old.sqlite")
         let old = try rawQueue(oldPath)
         defer { try? old.close() }
