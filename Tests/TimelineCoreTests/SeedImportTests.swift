@@ -121,4 +121,26 @@ import Testing
             return e?.code == .badUTF8 && e?.message.hasPrefix("line 3") == true
         }
     }
+
+    /// Lines split on LF (a CR before it dropped, a leading BOM skipped, a last line without LF kept); a line
+    /// that is not UTF-8 or holds a NUL is refused with its number.
+    @Test func textIsSplitIntoCheckedLines() throws {
+        let text = Array("\u{FEFF}one\r\ntwo\n\nfour é".utf8)
+        #expect(try TextLines.split(text) == ["one", "two", "", "four é"])
+        #expect(try TextLines.split(Array("a\nb\n".utf8)) == ["a", "b"])
+        #expect(try TextLines.split([]) == [])
+        #expect(throws: TimelineError.self) { try TextLines.split(Array("a\nb\u{0}c\n".utf8)) }
+        do {
+            _ = try TextLines.split(Array("a\nb\n".utf8) + [0x00, 0x0A])
+            Issue.record("a NUL line was accepted")
+        } catch {
+            #expect(error.code == .badImport && error.message.hasPrefix("line 3:"), "\(error)")
+        }
+        do {
+            _ = try TextLines.split(Array("ok\n".utf8) + [0xC3, 0x28])
+            Issue.record("bad UTF-8 was accepted")
+        } catch {
+            #expect(error.code == .badUTF8 && error.message.hasPrefix("line 2:"), "\(error)")
+        }
+    }
 }
