@@ -21,7 +21,7 @@ extension SQLiteStore {
             problems.append(problem)
         }
         let rows = try Row.fetchCursor(
-            db, sql: "SELECT version, event, revision, op, body, hash FROM edits ORDER BY version")
+            db, sql: "SELECT version, event, revision, op, body, hash, annotation FROM edits ORDER BY version")
         while let row = try rows.next() {
             let version: Int64 = row["version"]
             guard version == state.version + 1 else {
@@ -45,6 +45,8 @@ extension SQLiteStore {
             let columnsAgree =
                 edit.version == version && edit.event?.description == (row["event"] as String?)
                 && edit.revision == (row["revision"] as Int64) && edit.operation.rawValue == (row["op"] as String)
+                // Reads find an event's annotations by this column (Schema, v4).
+                && edit.change.annotationID?.description == (row["annotation"] as String?)
             guard columnsAgree else {
                 fail(version, "version \(version): columns disagree with the hashed body")
                 break

@@ -267,6 +267,22 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let report2 = try await SQLiteStore(path: path2).verify()
         #expect(!report2.ok)
         #expect(report2.problems.contains { $0.contains("differs from the log") })
+        // A log row naming another annotation than its body (reads find an event's annotations by it).
+        let dir3 = try TempDir()
+        let path3 = dir3.path("t.sqlite")
+        let store3 = try SQLiteStore(path: path3)
+        _ = try await Importer.loadSample(into: store3)
+        let first = try #require(try await store3.events(matching: EventFilter()).first?.event.id)
+        let added = try await store3.append([annotate(first, "one", base: 0), annotate(first, "two", base: 0)])
+        try await rawQueue(path3).write { db in
+            try db.execute(sql: "DROP TRIGGER edits_append_only_update")
+            try db.execute(
+                sql: "UPDATE edits SET annotation = ? WHERE version = ?",
+                arguments: [added[1].change.annotationID?.description, added[0].version])
+        }
+        let report3 = try await SQLiteStore(path: path3).verify()
+        #expect(report3.firstBadVersion == added[0].version)
+        #expect(report3.problems.contains { $0.contains("columns disagree") }, "\(report3.problems)")
     }
 
     @Test(arguments: Backend.allCases)
