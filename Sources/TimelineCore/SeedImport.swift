@@ -66,12 +66,10 @@ public enum TextLines {
             }
             lines.append(line)
         }
-        var i = start
-        while let newline = bytes[i...].firstIndex(of: 0x0A) {
+        while let newline = bytes[lineStart...].firstIndex(of: 0x0A) {
             try emit(newline)
             number += 1
             lineStart = newline + 1
-            i = newline + 1
         }
         if lineStart < bytes.count { try emit(bytes.count) }
         return lines
