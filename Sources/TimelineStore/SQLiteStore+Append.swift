@@ -306,13 +306,7 @@ struct StateWriter {
         self.cache = cache
         selectEvent = try db.cachedStatement(sql: "SELECT revision, body FROM events WHERE id = ?")
         selectAnnotation = try db.cachedStatement(sql: "SELECT body FROM annotations WHERE id = ?")
-        // OR FAIL: with no constraint that aborts, SQLite writes the row without a statement journal (Schema, v4).
-        insertEdit = try HotStatement(
-            db,
-            sql: """
-                INSERT OR FAIL INTO edits(version, event, revision, op, body, hash, annotation)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """)
+        insertEdit = try HotStatement(db, sql: Self.insertLogRowSQL)
         insertAnnotation = try HotStatement(
             db, sql: "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, ?, ?)")
         replaceAnnotation = try db.cachedStatement(
@@ -457,6 +451,12 @@ struct StateWriter {
         }
         return batch
     }
+
+    /// OR FAIL: with no constraint that aborts, SQLite writes the row without a statement journal (Schema, v4;
+    /// a test compiles this statement and checks).
+    static let insertLogRowSQL = """
+        INSERT OR FAIL INTO edits(version, event, revision, op, body, hash, annotation) VALUES (?, ?, ?, ?, ?, ?, ?)
+        """
 
     /// The log row: the hashed body as stored text, and the columns queries need (an event's annotations are
     /// found through its log rows' `annotation`).

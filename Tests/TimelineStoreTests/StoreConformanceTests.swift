@@ -533,15 +533,20 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         return (current, first, oldPath)
     }
 
-    /// The program SQLite compiles for a log row's INSERT, as (opcode, p2) pairs.
-    private func logInsertProgram(_ db: DatabaseQueue, or conflict: String = "") throws -> [(String, Int)] {
-        try db.read { db in
-            try Row.fetchAll(
-                db,
-                sql:
-                    "EXPLAIN INSERT \(conflict) INTO edits(version, event, revision, op, body, hash) VALUES (?,?,?,?,?,?)",
-                arguments: [1, nil, 0, "timeline.meta", "{}", Data(count: 32)]
-            ).map { ($0["opcode"] as String, $0["p2"] as Int) }
+    /// The program SQLite compiles for a log row's INSERT (by default the columns every version of the log has;
+    /// `sql` for another statement), as (opcode, p2) pairs.
+    private func logInsertProgram(
+        _ db: DatabaseQueue, or conflict: String = "",
+        sql: String? = nil
+    ) throws -> [(String, Int)] {
+        let insert =
+            sql ?? "INSERT \(conflict) INTO edits(version, event, revision, op, body, hash) VALUES (?,?,?,?,?,?)"
+        // EXPLAIN compiles without running: every parameter may be NULL.
+        let nulls = StatementArguments(Array(repeating: DatabaseValue.null, count: insert.filter { $0 == "?" }.count))
+        return try db.read { db in
+            try Row.fetchAll(db, sql: "EXPLAIN \(insert)", arguments: nulls).map {
+                ($0["opcode"] as String, $0["p2"] as Int)
+            }
         }
     }
 
@@ -621,7 +626,8 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let migrated = try SQLiteStore(path: oldPath)
         let check = try rawQueue(oldPath)
         defer { try? check.close() }
-        #expect(try !logInsertProgram(check, or: "OR FAIL").contains(where: abortOrFunction))
+        // The writer's own statement.
+        #expect(try !logInsertProgram(check, sql: StateWriter.insertLogRowSQL).contains(where: abortOrFunction))
         let trigger = try await check.read {
             try String.fetchOne($0, sql: "SELECT sql FROM sqlite_master WHERE name = 'edits_contiguous'")
         }
