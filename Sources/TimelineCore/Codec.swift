@@ -671,7 +671,18 @@ extension EditCodec {
     /// splicing `"hash":"…"` in among its top-level keys, in key order: no JSON tree is built. Nil when the body is
     /// not a canonical object of the expected shape; the caller then decodes it instead.
     public static func wireBytes(body: [UInt8], hash: Digest) -> [UInt8]? {
-        let key: [UInt8] = Array("hash".utf8)
+        body.withUnsafeBufferPointer { body in
+            hash.bytes.withUnsafeBytes { wireBytes(body: body, hashBytes: $0) }
+        }
+    }
+
+    /// `wireBytes(body:hash:)` over a row's columns where SQLite holds them (PULL reads thousands a page: copying
+    /// each body and hash into arrays, and the hash into hex text, cost more allocations than the splice).
+    /// `hashBytes` must be 32 bytes.
+    public static func wireBytes(body: UnsafeBufferPointer<UInt8>, hashBytes: UnsafeRawBufferPointer) -> [UInt8]? {
+        precondition(hashBytes.count == 32, "a hash is 32 bytes")
+        let key: StaticString = "hash"
+        let keyBytes = UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
         guard body.count >= 2, body.first == UInt8(ascii: "{"), body.last == UInt8(ascii: "}") else { return nil }
         var i = 1
         var insertAt = body.count - 1
@@ -686,9 +697,9 @@ extension EditCodec {
                 j += 1
             }
             guard j + 1 < body.count, body[j + 1] == UInt8(ascii: ":") else { return nil }
-            let name = body[keyStart..<j]
-            if name.elementsEqual(key) { return nil }
-            if !name.lexicographicallyPrecedes(key) {
+            let name = UnsafeBufferPointer(rebasing: body[keyStart..<j])
+            if name.elementsEqual(keyBytes) { return nil }
+            if !name.lexicographicallyPrecedes(keyBytes) {
                 insertAt = i
                 atEnd = false
                 break
@@ -702,20 +713,32 @@ extension EditCodec {
                 return nil
             }
         }
-        var out: [UInt8] = []
-        out.reserveCapacity(body.count + 80)
-        out.append(contentsOf: body[..<insertAt])
-        if atEnd, body.count > 2 { out.append(UInt8(ascii: ",")) }
-        out.append(contentsOf: #""hash":""#.utf8)
-        out.append(contentsOf: hash.hex.utf8)
-        out.append(UInt8(ascii: "\""))
-        if !atEnd { out.append(UInt8(ascii: ",")) }
-        out.append(contentsOf: body[insertAt...])
-        return out
+        let head = UnsafeBufferPointer(rebasing: body[..<insertAt])
+        let tail = UnsafeBufferPointer(rebasing: body[insertAt...])
+        let separator = atEnd && body.count > 2 ? 1 : 0
+        let member = #""hash":""#.utf8.count + 64 + 1 + (atEnd ? 0 : 1)
+        return [UInt8](unsafeUninitializedCapacity: body.count + separator + member) { out, count in
+            var n = 0
+            func put(_ byte: UInt8) {
+                out[n] = byte
+                n += 1
+            }
+            for byte in head { put(byte) }
+            if separator == 1 { put(UInt8(ascii: ",")) }
+            for byte in #""hash":""#.utf8 { put(byte) }
+            for byte in hashBytes {
+                put(JSON.hexDigit(byte >> 4))
+                put(JSON.hexDigit(byte & 0x0F))
+            }
+            put(UInt8(ascii: "\""))
+            if !atEnd { put(UInt8(ascii: ",")) }
+            for byte in tail { put(byte) }
+            count = n
+        }
     }
 
     /// The index just past the JSON value starting at `start` (at a `,` or the closing bracket); nil if it runs out.
-    private static func skipValue(_ b: [UInt8], from start: Int) -> Int? {
+    private static func skipValue(_ b: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
         var i = start
         var depth = 0
         var inString = false

@@ -436,7 +436,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         while let first = writes.first, case .answered(let replies) = first.state {
             writes.removeFirst()
             writesBase += 1
-            if !closing { for reply in replies { write(reply) } }
+            if !closing { write(replies) }
             sent = true
         }
         if sent, !closing { flush() }
@@ -699,10 +699,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     // MARK: Writing
 
-    private func write(_ reply: Reply) {
-        guard let context else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 256)
-        reply.write(into: &buffer)
+    private func write(_ reply: Reply) { write(CollectionOfOne(reply)) }
+
+    /// Writes the replies as one buffer: a PULL answers with a page of thousands of lines.
+    private func write(_ replies: some Collection<Reply>) {
+        guard let context, !replies.isEmpty else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 256 * replies.count)
+        for reply in replies { reply.write(into: &buffer) }
         context.write(wrapOutboundOut(buffer), promise: nil)
     }
 
@@ -712,7 +715,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private func send(_ replies: [Reply], close: Bool = false) {
         guard let context, !closing else { return }
-        for reply in replies { write(reply) }
+        write(replies)
         flush()
         if close {
             closing = true

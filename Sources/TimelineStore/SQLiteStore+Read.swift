@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import TimelineCore
 
 enum SQLiteReads {
@@ -17,14 +18,45 @@ enum SQLiteReads {
         return try EditCodec.decodeStored(body: body, hash: hash)
     }
 
-    /// A log row as PULL sends it: the hash spliced into the stored body, or (for a body of another shape) the
-    /// edit decoded and encoded again.
-    static func wireEdit(_ row: Row) throws -> WireEdit {
-        let (body, hash) = try stored(row)
-        if let bytes = EditCodec.wireBytes(body: body, hash: hash) {
-            return WireEdit(version: row["version"], bytes: bytes)
+    /// Log rows as PULL sends them: each hash spliced into its stored body (`EditCodec.wireBytes`), or, for a
+    /// body of another shape, the edit decoded and encoded again. The columns are read where SQLite holds them,
+    /// through its C API: through GRDB's `Row` each row's body and hash were copied three times (B3, server side).
+    static func wireEdits(_ db: Database, after version: Int64, limit: Int) throws -> [WireEdit] {
+        let statement = try db.cachedStatement(
+            sql: "SELECT version, body, hash FROM edits WHERE version > ? ORDER BY version LIMIT ?")
+        let handle = statement.sqliteStatement
+        sqlite3_reset(handle)
+        sqlite3_bind_int64(handle, 1, version)
+        sqlite3_bind_int64(handle, 2, Int64(limit))
+        defer {
+            sqlite3_reset(handle)
+            sqlite3_clear_bindings(handle)
         }
-        return WireEdit(try EditCodec.decodeStored(body: body, hash: hash))
+        var out: [WireEdit] = []
+        out.reserveCapacity(min(limit, 10_000))
+        while true {
+            let code = sqlite3_step(handle)
+            if code == SQLITE_DONE { return out }
+            guard code == SQLITE_ROW else {
+                throw DatabaseError(
+                    resultCode: ResultCode(rawValue: sqlite3_extended_errcode(db.sqliteConnection)),
+                    message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: statement.sql)
+            }
+            // Text before its length: sqlite3_column_bytes then counts the text's UTF-8 bytes (SQLite's docs).
+            let text = sqlite3_column_text(handle, 1)
+            let body = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(handle, 1)))
+            let hashStart = sqlite3_column_blob(handle, 2)
+            let hash = UnsafeRawBufferPointer(start: hashStart, count: Int(sqlite3_column_bytes(handle, 2)))
+            guard text != nil, hashStart != nil, hash.count == 32 else {
+                throw TimelineError(.corrupt, "a stored edit has no body or a hash that is not 32 bytes")
+            }
+            if let bytes = EditCodec.wireBytes(body: body, hashBytes: hash) {
+                out.append(WireEdit(version: sqlite3_column_int64(handle, 0), bytes: bytes))
+            } else {
+                let edit = try EditCodec.decodeStored(body: Array(body), hash: Digest(bytes: Array(hash))!)
+                out.append(WireEdit(edit))
+            }
+        }
     }
 
     /// A log row's `body` and `hash` columns.
@@ -100,16 +132,7 @@ extension SQLiteStore {
     public func wireEdits(after version: Int64, limit: Int) async throws -> [WireEdit] {
         guard version >= 0 else { throw TimelineError(.badVersion, "version \(version) is negative") }
         let limit = max(0, limit)
-        return try await read("read the log") { db in
-            var out: [WireEdit] = []
-            out.reserveCapacity(min(limit, 10_000))
-            let rows = try Row.fetchCursor(
-                db.cachedStatement(
-                    sql: "SELECT version, body, hash FROM edits WHERE version > ? ORDER BY version LIMIT ?"),
-                arguments: [version, limit])
-            while let row = try rows.next() { out.append(try SQLiteReads.wireEdit(row)) }
-            return out
-        }
+        return try await read("read the log") { db in try SQLiteReads.wireEdits(db, after: version, limit: limit) }
     }
 
     public func event(_ id: EventID, asOf version: Int64?) async throws -> EventView? {

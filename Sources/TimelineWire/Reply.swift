@@ -73,19 +73,36 @@ public enum Reply: Sendable, Equatable {
         .bad(tag: error.tag, code: error.code, message: error.message)
     }
 
-    /// Writes the line, LF-terminated.
+    /// Writes the line, LF-terminated. Data lines go straight into the buffer: a PULL page is thousands of them.
     public func write(into buffer: inout ByteBuffer) {
-        var bytes: [UInt8] = []
+        switch self {
+        case .data(let kind, let json):
+            buffer.writeStaticString("* ")
+            buffer.writeString(kind)
+            buffer.writeInteger(UInt8(ascii: " "))
+            var bytes: [UInt8] = []
+            json.write(into: &bytes)
+            buffer.writeBytes(bytes)
+        case .encoded(let kind, let json):
+            buffer.writeStaticString("* ")
+            buffer.writeString(kind)
+            buffer.writeInteger(UInt8(ascii: " "))
+            buffer.writeBytes(json)
+        default:
+            var bytes: [UInt8] = []
+            writeOther(into: &bytes)
+            buffer.writeBytes(bytes)
+        }
+        buffer.writeInteger(UInt8(ascii: "\n"))
+    }
+
+    private func writeOther(into bytes: inout [UInt8]) {
         switch self {
         case .hello(let json):
             bytes.append(contentsOf: "* HELLO timeline/1 ".utf8)
             json.write(into: &bytes)
-        case .data(let kind, let json):
-            bytes.append(contentsOf: "* \(kind) ".utf8)
-            json.write(into: &bytes)
-        case .encoded(let kind, let json):
-            bytes.append(contentsOf: "* \(kind) ".utf8)
-            bytes.append(contentsOf: json)
+        case .data, .encoded:
+            preconditionFailure("written by write(into:)")
         case .ok(let tag, let json):
             bytes.append(contentsOf: "\(tag) OK".utf8)
             if let json {
@@ -105,8 +122,6 @@ public enum Reply: Sendable, Equatable {
         case .bye(let code, let message):
             bytes.append(contentsOf: "* BYE \(code.rawValue) \(Reply.oneLine(message))".utf8)
         }
-        bytes.append(0x0A)
-        buffer.writeBytes(bytes)
     }
 
     public var line: String {
