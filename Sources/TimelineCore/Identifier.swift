@@ -13,6 +13,8 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
         // Read in place: walking the UTF8View byte by byte cost about as much as the checks.
         var copy = text
         let checked = copy.withUTF8 { bytes -> Bool? in
+            // Canonical text is checked with two bit masks; only other text is decoded digit by digit.
+            if bytes[0] <= UInt8(ascii: "7"), bytes.allSatisfy(ULID.isCanonicalDigit) { return true }
             var canonical = true
             for (index, byte) in bytes.enumerated() {
                 guard let value = ULID.decodeDigit(byte) else { return nil }
@@ -27,6 +29,15 @@ public struct ULID: Hashable, Comparable, Sendable, CustomStringConvertible {
             string = text
         } else {
             string = String(decoding: text.utf8.map { ULID.encodeDigit(ULID.decodeDigit($0)!) }, as: UTF8.self)
+        }
+    }
+
+    /// Whether `byte` is a digit of the canonical alphabet: 0-9 and the capitals but I, L, O and U.
+    @inline(__always) static func isCanonicalDigit(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0..<64: (0x03FF_0000_0000_0000 as UInt64) >> byte & 1 == 1
+        case 64..<128: (0x07DF_6DFE as UInt64) >> (byte - 64) & 1 == 1
+        default: false
         }
     }
 

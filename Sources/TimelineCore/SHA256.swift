@@ -20,24 +20,28 @@ public struct Digest: Hashable, Sendable, CustomStringConvertible {
         var text = hex
         let decoded = text.withUTF8 { utf8 -> [UInt8]? in
             guard utf8.count == 64 else { return nil }
-            var out = [UInt8](repeating: 0, count: 32)
-            for i in 0..<32 {
-                guard let hi = Digest.nibble(utf8[2 * i]), let lo = Digest.nibble(utf8[2 * i + 1]) else { return nil }
-                out[i] = hi << 4 | lo
+            var invalid: UInt8 = 0
+            let out = [UInt8](unsafeUninitializedCapacity: 32) { out, count in
+                for i in 0..<32 {
+                    let hi = Digest.nibble(utf8[2 * i])
+                    let lo = Digest.nibble(utf8[2 * i + 1])
+                    invalid |= (hi | lo) & 0xF0
+                    out[i] = hi << 4 | lo & 0x0F
+                }
+                count = 32
             }
-            return out
+            return invalid == 0 ? out : nil
         }
         guard let out = decoded else { return nil }
         bytes = out
     }
 
-    static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
+    /// A hex digit's value, or 0xFF for any other byte.
+    @inline(__always) static func nibble(_ c: UInt8) -> UInt8 {
+        let digit = c &- UInt8(ascii: "0")
+        if digit < 10 { return digit }
+        let letter = (c | 0x20) &- UInt8(ascii: "a")
+        return letter < 6 ? letter + 10 : 0xFF
     }
 
     /// Lower-case hex, as on the wire.

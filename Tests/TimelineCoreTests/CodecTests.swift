@@ -154,21 +154,25 @@ import Testing
             line.removeSubrange(member)
             #expect(line == body)
         }
-        // What the general decoder refuses, the wire decoder refuses with the same code.
+        // What the general decoder refuses, the wire decoder refuses with the same code and message: also unknown
+        // members before and after the known ones, and more members than the wire decoder tracks in place (64).
         // The deletion (version 3).
         let base = String(decoding: EditCodec.json(edits[2].edit).canonicalBytes, as: UTF8.self)
+        let many = (10..<80).map { #""x\#($0)":\#($0)"# }.joined(separator: ",")
         for (from, to) in [
             (#""base":2"#, #""base":2,"bogus":1"#), (#""version":3"#, #""version":0"#),
-            (#""op":"event.delete""#, #""op":"event.purge""#),
+            (#""op":"event.delete""#, #""op":"event.purge""#), ("{", #"{"aaa":1,"#),
+            (#""version":3"#, #""version":3,\#(many)"#), (#""version":3"#, #""version":3,"x":1"#),
         ] {
             let bad = base.replacingOccurrences(of: from, with: to)
-            var general: TimelineError.Code?
-            do { _ = try EditCodec.decodeEdit(JSON(parsing: bad)) } catch let e as TimelineError { general = e.code }
+            var general: TimelineError?
+            do { _ = try EditCodec.decodeEdit(JSON(parsing: bad)) } catch let e as TimelineError { general = e }
             var text = bad
             #expect(
                 performing: { try text.withUTF8 { try EditCodec.decodeWireEdit($0) } },
-                throws: {
-                    ($0 as? TimelineError)?.code == general && general != nil
+                throws: { error in
+                    let wire = error as? TimelineError
+                    return general != nil && wire?.code == general?.code && wire?.message == general?.message
                 })
         }
     }
