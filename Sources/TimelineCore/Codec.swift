@@ -51,16 +51,27 @@ extension Event {
 }
 
 extension Annotation {
-    /// The canonical encoding of `json`, written without building a dictionary (one per annotation stored).
+    /// The canonical encoding of `json`: its members written in key order, without building and sorting pairs
+    /// of JSON values (one is encoded per annotation stored, beside the writer).
     public var canonicalBytes: [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(256 + text.utf8.count)
-        JSON.writeObject(
-            [
-                ("id", .string(id.description)), ("event", .string(event.description)), ("author", .string(author)),
-                ("text", .string(text)), ("tags", .array(tags.map { .string($0) })),
-                ("created", .string(created.rfc3339)), ("retracted", .bool(retracted)),
-            ], into: &out)
+        out.reserveCapacity(160 + author.utf8.count + text.utf8.count + tags.count * 16)
+        JSON.writeLiteral(#"{"author":"#, into: &out)
+        JSON.writeString(author, into: &out)
+        JSON.writeLiteral(#","created":"#, into: &out)
+        JSON.writeString(created.rfc3339, into: &out)
+        JSON.writeLiteral(#","event":"#, into: &out)
+        JSON.writeString(event.description, into: &out)
+        JSON.writeLiteral(#","id":"#, into: &out)
+        JSON.writeString(id.description, into: &out)
+        JSON.writeLiteral(retracted ? #","retracted":true,"tags":["# : #","retracted":false,"tags":["#, into: &out)
+        for (index, tag) in tags.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSON.writeString(tag, into: &out)
+        }
+        JSON.writeLiteral(#"],"text":"#, into: &out)
+        JSON.writeString(text, into: &out)
+        out.append(UInt8(ascii: "}"))
         return out
     }
 

@@ -62,6 +62,16 @@ import Testing
     @Test func fastEncodersWriteExactlyTheCanonicalJSON() throws {
         let state = try sampleState()
         for a in state.annotations.values { #expect(a.canonicalBytes == a.json.canonicalBytes) }
+        let event = state.events.keys.sorted()[0]
+        for (text, tags, retracted, author) in [
+            ("plain", [], false, "ana"), ("t \"q\" \\ \n\u{01}é", ["a", "b\"", "ü"], true, "zoë@office-b"),
+            ("", ["only"], false, ""),
+        ] {
+            let a = Annotation(
+                id: AnnotationID(ULID.generate(at: t)), event: event, author: author, text: text, tags: tags,
+                created: t, retracted: retracted)
+            #expect(a.canonicalBytes == a.json.canonicalBytes, "\(a)")
+        }
         let id = state.events.keys.sorted()[0]
         let changes: [Change] = [
             .createEvent(
