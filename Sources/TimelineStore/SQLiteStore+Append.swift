@@ -252,6 +252,7 @@ struct WriterCache {
 
     private enum Undo {
         case event(EventID, Event??)
+        case revision(EventID, Int64)
         case annotation(AnnotationID, Annotation??)
     }
 
@@ -259,6 +260,18 @@ struct WriterCache {
         undo.append(.event(id, events[id]))
         events[id] = .some(event)
     }
+
+    /// Sets a cached event's revision in place, journaling the revision alone: an annotation edit moves nothing
+    /// else, and journaling and storing the whole event cost the writer two copies of it (a retain and a release
+    /// of each of its strings and arrays) per annotation.
+    mutating func setRevision(_ id: EventID, _ revision: Int64) {
+        guard let index = events.index(forKey: id), let old = events.values[index]?.revision else { return }
+        undo.append(.revision(id, old))
+        events.values[index]?.revision = revision
+    }
+
+    /// The cached annotation, without hashing the ID while none is cached (a pull or a batch of additions).
+    func annotation(_ id: AnnotationID) -> Annotation?? { annotations.isEmpty ? nil : annotations[id] }
 
     mutating func set(_ id: AnnotationID, _ annotation: Annotation?) {
         undo.append(.annotation(id, annotations[id]))
@@ -273,6 +286,7 @@ struct WriterCache {
         while let last = undo.popLast() {
             switch last {
             case .event(let id, let old): events[id] = old
+            case .revision(let id, let old): events[id]??.revision = old
             case .annotation(let id, let old): annotations[id] = old
             }
         }
@@ -328,8 +342,8 @@ struct StateWriter {
     }
 
     private mutating func moveRevision(_ id: EventID, to version: Int64?) {
-        movedBefore.append((id, movedRevisions[id]))
-        movedRevisions[id] = version
+        let old = version.map { movedRevisions.updateValue($0, forKey: id) } ?? movedRevisions.removeValue(forKey: id)
+        movedBefore.append((id, old))
     }
 
     mutating func flushRevisions() throws {
@@ -351,7 +365,7 @@ struct StateWriter {
     }
 
     mutating func annotation(_ id: AnnotationID) throws -> Annotation? {
-        if let cached = cache.annotations[id] { return cached }
+        if let cached = cache.annotation(id) { return cached }
         let body = try String.fetchOne(selectAnnotation, arguments: [id.description])
         let annotation = try body.map { try Annotation(json: try JSON(parsing: $0)) }
         cache.set(id, annotation)
@@ -373,7 +387,7 @@ struct StateWriter {
             // A new annotation's ID is checked by the table's primary key on insert, saving a lookup per add.
             let annotation: Annotation?
             if case .addAnnotation(let id, _, _) = proposal.change {
-                annotation = cache.annotations[id] ?? nil
+                annotation = cache.annotation(id) ?? nil
             } else {
                 annotation = try proposal.change.annotationID.map { try self.annotation($0) } ?? nil
             }
@@ -426,7 +440,7 @@ struct StateWriter {
             // As in admit: a new annotation's ID is checked by the primary key on insert, not by a lookup.
             let annotation: Annotation?
             if case .addAnnotation(let id, _, _) = p.change {
-                annotation = cache.annotations[id] ?? nil
+                annotation = cache.annotation(id) ?? nil
             } else {
                 annotation = try p.change.annotationID.map { try self.annotation($0) } ?? nil
             }
@@ -490,9 +504,9 @@ struct StateWriter {
             return
         }
         guard let e = applied.event else { return }
-        cache.set(e.id, e)
         switch p.change {
         case .createEvent, .updateEvent, .deleteEvent:
+            cache.set(e.id, e)
             moveRevision(e.id, to: nil)
             let args: StatementArguments = [
                 e.revision, version, e.deleted, e.date.start?.iso, e.date.end?.iso,
@@ -529,8 +543,9 @@ struct StateWriter {
                     .execute(arguments: [tag, e.id.description, start])
             }
         case .addAnnotation, .updateAnnotation, .retractAnnotation:
-            // Only the revision moves; it is written once per event at the end of the batch (flushRevisions),
-            // not once per annotation.
+            // Only the revision moves (the cached event is the one Rules applied the edit to); it is written
+            // once per event at the end of the batch (flushRevisions), not once per annotation.
+            cache.setRevision(e.id, e.revision)
             moveRevision(e.id, to: version)
             guard let a = applied.annotation else { return }
             if case .addAnnotation = p.change {
