@@ -265,9 +265,15 @@ struct WriterCache {
     /// else, and journaling and storing the whole event cost the writer two copies of it (a retain and a release
     /// of each of its strings and arrays) per annotation.
     mutating func setRevision(_ id: EventID, _ revision: Int64) {
-        guard let index = events.index(forKey: id), let old = events.values[index]?.revision else { return }
-        undo.append(.revision(id, old))
-        events.values[index]?.revision = revision
+        guard let index = events.index(forKey: id) else { return }
+        // Through the slot in place: reading `events.values[index]` copied the whole event to get its revision.
+        if let old = Self.exchangeRevision(&events.values[index], revision) { undo.append(.revision(id, old)) }
+    }
+
+    private static func exchangeRevision(_ slot: inout Event?, _ revision: Int64) -> Int64? {
+        guard let old = slot?.revision else { return nil }
+        slot?.revision = revision
+        return old
     }
 
     /// The cached annotation, without hashing the ID while none is cached (a pull or a batch of additions).
