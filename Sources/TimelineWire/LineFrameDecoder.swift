@@ -1,5 +1,13 @@
 import NIOCore
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// One framed input line, without its LF (or CRLF).
 public enum Frame: Sendable, Equatable {
     case line(ByteBuffer)
@@ -42,7 +50,10 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
         let limit = min(view.count, maxLength + 2)
         let start = view.startIndex + scanned
         let end = view.startIndex + limit
-        if start < end, let lf = view[start..<end].firstIndex(of: 0x0A) {
+        if start < end,
+            let lf = Self.firstLF(in: buffer, from: start - view.startIndex, to: end - view.startIndex)
+                .map({ view.startIndex + $0 })
+        {
             var length = lf - view.startIndex
             if length > 0, view[lf - 1] == 0x0D { length -= 1 }
             scanned = 0
@@ -73,6 +84,17 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
         }
         scanned = view.count
         return .needMoreData
+    }
+
+    /// The offset of the first LF among the readable bytes `from..<to`, found by `memchr`: the collection
+    /// algorithm compared byte by byte, 1.3 % of a pulling client's CPU.
+    static func firstLF(in buffer: ByteBuffer, from: Int, to: Int) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes in
+            guard from < to, let base = bytes.baseAddress,
+                let found = memchr(base + from, 0x0A, to - from)
+            else { return nil }
+            return base.distance(to: UnsafeRawPointer(found))
+        }
     }
 
     public mutating func decodeLast(
