@@ -490,7 +490,16 @@ struct FieldReader {
         // UTF8View byte by byte cost a tenth of decoding a pulled edit. (`withUTF8` copies only a bridged string.)
         var copy = s
         return copy.withUTF8 { bytes in
-            for byte in bytes where byte < 0x20 && byte != 0x0A && byte != 0x09 && byte != 0x0D { return false }
+            // Eight bytes at a time up to the first word holding any byte below 0x20 (then byte by byte).
+            var start = 0
+            while start + 8 <= bytes.count {
+                let word = UnsafeRawPointer(bytes.baseAddress! + start).loadUnaligned(as: UInt64.self)
+                if (word &- 0x2020_2020_2020_2020) & ~word & 0x8080_8080_8080_8080 != 0 { break }
+                start += 8
+            }
+            for byte in bytes[start...] where byte < 0x20 && byte != 0x0A && byte != 0x09 && byte != 0x0D {
+                return false
+            }
             return true
         }
     }

@@ -133,6 +133,33 @@ import Testing
         #expect(throws: JSONParseError.self) { try members(#"{"a":1}x"#) }
     }
 
+    /// Strings are scanned eight bytes at a time: a quote, an escape, a control character or a non-ASCII byte at
+    /// any place in or across a word must be read as a byte-by-byte reading would, canonical or not.
+    @Test func stringsReadTheSameWhereverTheirSpecialByteFalls() throws {
+        for length in 0..<20 {
+            for place in 0...length {
+                let before = String(repeating: "a", count: place)
+                let after = String(repeating: "b", count: length - place)
+                for (written, meaning) in [
+                    (#"\""#, "\""), (#"\\"#, "\\"), (#"\n"#, "\n"), ("é", "é"), ("😀", "😀"), ("~", "~"),
+                    (#"\u0001"#, "\u{01}"), ("\u{7F}", "\u{7F}"),
+                ] {
+                    let text = #"[""# + before + written + after + #"",1]"#
+                    let expected = JSON.array([.string(before + meaning + after), 1])
+                    #expect(try JSON(parsing: text) == expected, "\(text)")
+                    let bytes = Array(text.utf8)
+                    let canonical = try bytes.withUnsafeBufferPointer {
+                        try JSON.parseCanonical($0, excising: "hash").value
+                    }
+                    #expect(canonical == expected, "\(text)")
+                }
+                // A raw control character is refused wherever it falls.
+                #expect(throws: JSONParseError.self) { try JSON(parsing: "[\"" + before + "\u{01}" + after + "\"]") }
+                #expect(throws: JSONParseError.self) { try JSON(parsing: "[\"" + before + "\t" + after + "\"]") }
+            }
+        }
+    }
+
     @Test func refusesDeepNestingWithoutRecursingFurther() {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         #expect(throws: JSONParseError.self) { try JSON(parsing: deep) }
