@@ -509,7 +509,7 @@ struct FieldReader {
         guard let s = v.stringValue else { throw bad(key, "must be a string") }
         guard s.utf8.count <= max else { throw bad(key, "is longer than \(max) bytes") }
         guard FieldReader.validText(s) else { throw bad(key, "contains control characters") }
-        if nonEmpty && s.allSatisfy(\.isWhitespace) { throw bad(key, "must not be empty") }
+        if nonEmpty && TextLines.isBlank(s) { throw bad(key, "must not be empty") }
         return s
     }
 

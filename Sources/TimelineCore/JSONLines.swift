@@ -132,7 +132,7 @@ public enum JSONLines {
         for index in lines.indices {
             let line = lines[index]
             let number = index + 1
-            if line.allSatisfy(\.isWhitespace) { continue }
+            if TextLines.isBlank(line) { continue }
             let json: JSON
             do {
                 json = try JSON(parsing: line, limits: limits)

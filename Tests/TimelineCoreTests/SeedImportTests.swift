@@ -143,4 +143,15 @@ import Testing
             #expect(error.code == .badUTF8 && error.message.hasPrefix("line 2:"), "\(error)")
         }
     }
+
+    /// The blank test answers as Unicode's white space does, with or without an ASCII byte to settle it early.
+    @Test func blankMeansWhiteSpaceOnly() {
+        let texts = [
+            "", " ", "\t\n\r\u{0B}\u{0C}", "\u{A0}\u{2003}\u{3000}", "\u{85}", " x", "x ", "\u{A0}a", "\u{1C}",
+            "\u{600}1", "é", "\u{2003}\u{301}", " \u{301}", "\u{200B}", "\r\n",
+        ]
+        for text in texts {
+            #expect(TextLines.isBlank(text) == text.allSatisfy(\.isWhitespace), "\(text.unicodeScalars.map(\.value))")
+        }
+    }
 }
