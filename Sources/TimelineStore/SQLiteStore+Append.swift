@@ -481,14 +481,18 @@ struct StateWriter {
     /// The log row: the hashed body as stored text, and the columns queries need (an event's annotations are
     /// found through its log rows' `annotation`).
     func insertLogRow(_ edit: Edit, body: ArraySlice<UInt8>) throws {
-        insertEdit.bind(1, edit.version)
-        insertEdit.bind(2, edit.event?.description)
-        insertEdit.bind(3, edit.revision)
-        insertEdit.bind(4, edit.operation.rawValue)
-        insertEdit.bind(5, text: body)
-        insertEdit.bind(6, blob: edit.hash.bytes)
-        insertEdit.bind(7, edit.change.annotationID?.description)
-        try insertEdit.run(db)
+        let row = insertEdit
+        row.bind(1, edit.version)
+        row.bind(3, edit.revision)
+        try row.withText(2, edit.event?.description) {
+            try row.withText(4, edit.operation.rawValue) {
+                try row.withText(5, body) {
+                    try row.withBlob(6, edit.hash.bytes) {
+                        try row.withText(7, edit.change.annotationID?.description) { try row.run(db) }
+                    }
+                }
+            }
+        }
     }
 
     /// `addedRow` is the added annotation's row body when the caller encoded it already (`PreparedProposals`,
@@ -557,11 +561,11 @@ struct StateWriter {
             if case .addAnnotation = p.change {
                 let body = addedRow ?? a.canonicalBytes[...]
                 // Not cached: most annotations are never edited, and the primary key catches a duplicate add.
-                insertAnnotation.bind(1, a.id.description)
-                insertAnnotation.bind(2, a.event.description)
-                insertAnnotation.bind(3, a.retracted)
-                insertAnnotation.bind(4, text: body)
-                try insertAnnotation.run(db)
+                let row = insertAnnotation
+                row.bind(3, a.retracted)
+                try row.withText(1, a.id.description) {
+                    try row.withText(2, a.event.description) { try row.withText(4, body) { try row.run(db) } }
+                }
             } else {
                 cache.set(a.id, a)
                 try replaceAnnotation.execute(arguments: [
