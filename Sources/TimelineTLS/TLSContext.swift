@@ -18,7 +18,7 @@ public struct TLSError: Error, Sendable, Equatable, CustomStringConvertible {
     static func drainedQueue() -> String {
         var buffer = [CChar](repeating: 0, count: 1024)
         timeline_drain_errors(&buffer, buffer.count)
-        return String(cString: buffer)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func openSSL(_ code: String, _ what: String) -> TLSError {

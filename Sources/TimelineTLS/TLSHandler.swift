@@ -101,7 +101,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         let channel = context.channel
-        timeout = context.eventLoop.scheduleTask(in: handshakeTimeout) { [weak self] in
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [weak self] in
             guard let self, case .handshaking = self.state else { return }
             let error = TLSError("HANDSHAKE_TIMEOUT", "the TLS handshake did not finish in time")
             self.state = .closing
@@ -200,7 +200,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let n = scratch.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
             if n > 0 {
                 var out = context.channel.allocator.buffer(capacity: Int(n))
-                scratch.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[0..<Int(n)])) }
+                _ = scratch.withUnsafeBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[0..<Int(n)])) }
                 context.fireChannelRead(wrapInboundOut(out))
                 delivered = true
                 continue
