@@ -14,7 +14,7 @@ import TimelineTLS
         let root = ServerProcess.newDataFolder()
         init() { try? FileManager.default.createDirectory(at: root, withIntermediateDirectories: true) }
         func home(_ name: String) -> ClientHome { ClientHome(path: root.appendingPathComponent(name).path) }
-        deinit { try? FileManager.default.removeItem(at: root) }
+        deinit { ServerProcess.removeData(root) }
     }
 
     func client(_ server: ServerProcess, _ homes: Homes, _ name: String, role: String = "editor") async throws
@@ -43,7 +43,7 @@ import TimelineTLS
         let b = try await client(server, homes, "ben")
         let port = server.port
         let data = server.stopKeepingData()
-        defer { try? FileManager.default.removeItem(at: data) }
+        defer { ServerProcess.removeData(data) }
         // Both offline: the edits are stored, pushing says the server is unreachable, nothing is lost.
         try await update(a, ["title": "Ana's title"])
         try await update(b, ["summary": "Ben's summary"])

@@ -22,7 +22,7 @@ import TimelineWire
     @Test func aClosedConnectionsHandlerIsFreed() async throws {
         let root = ServerProcess.newDataFolder()
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: root) }
+        defer { ServerProcess.removeData(root) }
         let store = try SQLiteStore(path: root.appendingPathComponent("timeline.sqlite").path)
         let tokens = TokenStore(path: root.appendingPathComponent("tokens.json").path)
         let core = ServerCore(store: store, tokens: tokens, limits: Limits(), logger: Logger(label: "test"))

@@ -77,7 +77,7 @@ import TimelineCore
         a.kill9()
         _ = try await writer.collect(until: "k299", timeout: 60)
         let aData = a.stopKeepingData()
-        defer { try? FileManager.default.removeItem(at: aData) }
+        defer { ServerProcess.removeData(aData) }
         let a2 = try ServerProcess(data: aData, port: aPort, arguments: a.process.arguments!.suffix(8).map { $0 })
         try await waitFor(a2, version: 330)
         try await waitFor(b, version: 330)
@@ -89,7 +89,7 @@ import TimelineCore
         // once it is back.
         let primaryPort = primary.port
         let primaryData = primary.stopKeepingData()
-        defer { try? FileManager.default.removeItem(at: primaryData) }
+        defer { ServerProcess.removeData(primaryData) }
         let ana2 = try await a2.connect(token: try a2.addToken("ana2", role: "annotator"))
         #expect(try await ana2.request("r GET \(event)").last == "r OK")
         var queuedReply: [String] = []
@@ -120,7 +120,7 @@ import TimelineCore
         try await waitFor(office, version: 29)
         let officePort = office.port
         let data = office.stopKeepingData()
-        defer { try? FileManager.default.removeItem(at: data) }
+        defer { ServerProcess.removeData(data) }
         // Another server with its own dataset; the same office folder pointed at it.
         let stranger = try ServerProcess()
         let moved = try replica(of: stranger, office: "office-a", data: data, port: officePort)

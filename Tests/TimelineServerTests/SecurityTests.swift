@@ -301,7 +301,7 @@ import TimelineTLS
     @Test func theClientRefusesExpiredWrongHostAndUntrustedCertificates() async throws {
         let dir = ServerProcess.newDataFolder()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        defer { ServerProcess.removeData(dir) }
         let script = """
             set -e
             cd "$DIR"

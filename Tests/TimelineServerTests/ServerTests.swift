@@ -293,7 +293,7 @@ import TimelineCore
     @Test func clientCertificatesFromTheConfiguredCAAreAcceptedOthersRefused() async throws {
         let dir = ServerProcess.newDataFolder()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        defer { ServerProcess.removeData(dir) }
         // Two CAs; a client certificate from each.
         let script = """
             set -e
@@ -346,7 +346,7 @@ import TimelineCore
             }
             data = server.stopKeepingData()
         }
-        defer { try? FileManager.default.removeItem(at: data) }
+        defer { ServerProcess.removeData(data) }
         let (status, out, _) = try ServerProcess.run(["verify", "--data", data.path])
         #expect(status == 0, "\(out)")
         let restarted = try ServerProcess(data: data)
@@ -398,7 +398,7 @@ import TimelineCore
         #expect(exported.split(separator: "\n").count == 29)
         // An import into a new folder, then the same state hash.
         let copy = ServerProcess.newDataFolder()
-        defer { try? FileManager.default.removeItem(at: copy) }
+        defer { ServerProcess.removeData(copy) }
         let (importStatus, importOut, importErr) = try ServerProcess.run(
             ["import", "-", "--format", "jsonl", "--data", copy.path], stdin: Data(exported.utf8))
         #expect(importStatus == 0, "\(importErr)")

@@ -35,6 +35,12 @@ final class ServerProcess: @unchecked Sendable {
         FileManager.default.temporaryDirectory.appendingPathComponent("timelined-test-\(UUID().uuidString)")
     }
 
+    /// Removes a data folder a test kept (`stopKeepingData`, `newDataFolder`) and the server log beside it.
+    static func removeData(_ folder: URL) {
+        try? FileManager.default.removeItem(at: folder)
+        try? FileManager.default.removeItem(at: URL(fileURLWithPath: folder.path + ".log"))
+    }
+
     /// Starts a server; `data` reuses a folder (a restart), otherwise a new one is made and removed at the end.
     init(data: URL? = nil, port fixedPort: Int? = nil, arguments: [String] = []) throws {
         ownsData = data == nil
