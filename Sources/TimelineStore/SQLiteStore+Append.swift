@@ -261,13 +261,18 @@ struct WriterCache {
         events[id] = .some(event)
     }
 
-    /// Sets a cached event's revision in place, journaling the revision alone: an annotation edit moves nothing
-    /// else, and journaling and storing the whole event cost the writer two copies of it (a retain and a release
-    /// of each of its strings and arrays) per annotation.
-    mutating func setRevision(_ id: EventID, _ revision: Int64) {
-        guard let index = events.index(forKey: id) else { return }
-        // Through the slot in place: reading `events.values[index]` copied the whole event to get its revision.
-        if let old = Self.exchangeRevision(&events.values[index], revision) { undo.append(.revision(id, old)) }
+    /// Records `event` after an edit that moved only its revision (an annotation edit). When the event before it
+    /// is cached, only the revision is set, in place, and journaled: storing and journaling the whole event cost
+    /// the writer two copies of it (a retain and a release of each of its strings and arrays) per annotation.
+    mutating func set(revisionOf event: Event) {
+        if let index = events.index(forKey: event.id),
+            // Through the slot in place: reading `events.values[index]` copied the whole event.
+            let old = Self.exchangeRevision(&events.values[index], event.revision)
+        {
+            undo.append(.revision(event.id, old))
+        } else {
+            set(event.id, event)
+        }
     }
 
     private static func exchangeRevision(_ slot: inout Event?, _ revision: Int64) -> Int64? {
@@ -348,7 +353,10 @@ struct StateWriter {
     }
 
     private mutating func moveRevision(_ id: EventID, to version: Int64?) {
-        let old = version.map { movedRevisions.updateValue($0, forKey: id) } ?? movedRevisions.removeValue(forKey: id)
+        let old =
+            if let version { movedRevisions.updateValue(version, forKey: id) } else {
+                movedRevisions.removeValue(forKey: id)
+            }
         movedBefore.append((id, old))
     }
 
@@ -555,7 +563,7 @@ struct StateWriter {
         case .addAnnotation, .updateAnnotation, .retractAnnotation:
             // Only the revision moves (the cached event is the one Rules applied the edit to); it is written
             // once per event at the end of the batch (flushRevisions), not once per annotation.
-            cache.setRevision(e.id, e.revision)
+            cache.set(revisionOf: e)
             moveRevision(e.id, to: version)
             guard let a = applied.annotation else { return }
             if case .addAnnotation = p.change {

@@ -22,41 +22,29 @@ enum SQLiteReads {
     /// body of another shape, the edit decoded and encoded again. The columns are read where SQLite holds them,
     /// through its C API: through GRDB's `Row` each row's body and hash were copied three times (B3, server side).
     static func wireEdits(_ db: Database, after version: Int64, limit: Int) throws -> [WireEdit] {
-        let statement = try db.cachedStatement(
-            sql: "SELECT version, body, hash FROM edits WHERE version > ? ORDER BY version LIMIT ?")
-        let handle = statement.sqliteStatement
-        sqlite3_reset(handle)
-        sqlite3_bind_int64(handle, 1, version)
-        sqlite3_bind_int64(handle, 2, Int64(limit))
-        defer {
-            sqlite3_reset(handle)
-            sqlite3_clear_bindings(handle)
-        }
+        let select = try HotStatement(
+            db, sql: "SELECT version, body, hash FROM edits WHERE version > ? ORDER BY version LIMIT ?")
         var out: [WireEdit] = []
         out.reserveCapacity(min(limit, 10_000))
-        while true {
-            let code = sqlite3_step(handle)
-            if code == SQLITE_DONE { return out }
-            guard code == SQLITE_ROW else {
-                throw DatabaseError(
-                    resultCode: ResultCode(rawValue: sqlite3_extended_errcode(db.sqliteConnection)),
-                    message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: statement.sql)
-            }
+        select.bind(1, version)
+        select.bind(2, Int64(limit))
+        try select.rows(db) { row in
             // Text before its length: sqlite3_column_bytes then counts the text's UTF-8 bytes (SQLite's docs).
-            let text = sqlite3_column_text(handle, 1)
-            let body = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(handle, 1)))
-            let hashStart = sqlite3_column_blob(handle, 2)
-            let hash = UnsafeRawBufferPointer(start: hashStart, count: Int(sqlite3_column_bytes(handle, 2)))
+            let text = sqlite3_column_text(row, 1)
+            let body = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(row, 1)))
+            let hashStart = sqlite3_column_blob(row, 2)
+            let hash = UnsafeRawBufferPointer(start: hashStart, count: Int(sqlite3_column_bytes(row, 2)))
             guard text != nil, hashStart != nil, hash.count == 32 else {
                 throw TimelineError(.corrupt, "a stored edit has no body or a hash that is not 32 bytes")
             }
             if let bytes = EditCodec.wireBytes(body: body, hashBytes: hash) {
-                out.append(WireEdit(version: sqlite3_column_int64(handle, 0), bytes: bytes))
+                out.append(WireEdit(version: sqlite3_column_int64(row, 0), bytes: bytes))
             } else {
                 let edit = try EditCodec.decodeStored(body: Array(body), hash: Digest(bytes: Array(hash))!)
                 out.append(WireEdit(edit))
             }
         }
+        return out
     }
 
     /// A log row's `body` and `hash` columns.
