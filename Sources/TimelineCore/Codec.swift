@@ -303,7 +303,7 @@ public enum EditCodec {
             else { throw TimelineError(.badField, "field \"on_behalf_of\" must be USER@OFFICE") }
             author = behalf
         }
-        guard let op = Operation(named: opText) else {
+        guard let op = Operation(rawValue: opText) else {
             throw TimelineError(.unknownOperation, "unknown operation \"\(opText)\"")
         }
         var time = time
@@ -434,15 +434,11 @@ struct FieldReader {
         TimelineError(.badField, "field \(name(key)) \(what)")
     }
 
-    /// Whether two keys are equal, their lengths compared first: the keys are short literals, and String's `==`
-    /// goes out of line for every pair of unequal ones (a sixth of decoding a pulled edit went there).
-    @inline(__always) static func same(_ a: String, _ b: String) -> Bool { a.utf8.count == b.utf8.count && a == b }
-
     /// Accepts `key` without reading its value. For dictionary members it is not looked up: when the fields read
     /// account for the whole object, rejectUnknown needs no more.
     mutating func consume(_ key: String) {
         switch members {
-        case .dictionary: if !seen.contains(where: { Self.same($0, key) }) { seen.append(key) }
+        case .dictionary: if !seen.contains(where: { JSON.sameKey($0, key) }) { seen.append(key) }
         case .sorted: _ = lookup(key)
         }
     }
@@ -456,13 +452,13 @@ struct FieldReader {
         switch members {
         case .dictionary(let d):
             let v = d[key]
-            if !seen.contains(where: { Self.same($0, key) }) {
+            if !seen.contains(where: { JSON.sameKey($0, key) }) {
                 seen.append(key)
                 if v != nil { seenPresent += 1 }
             }
             return v
         case .sorted(let pairs):
-            for i in pairs.indices where Self.same(pairs[i].key, key) {
+            for i in pairs.indices where JSON.sameKey(pairs[i].key, key) {
                 read |= 1 << UInt64(i)
                 return pairs[i].value
             }
@@ -476,7 +472,7 @@ struct FieldReader {
         case .dictionary(let d):
             // Only when the fields read do not account for the object are its keys compared with them.
             guard seenPresent < d.count else { return }
-            unknown = d.keys.filter { key in !seen.contains { Self.same($0, key) } }.min()
+            unknown = d.keys.filter { key in !seen.contains { JSON.sameKey($0, key) } }.min()
         case .sorted(let pairs):
             guard read.nonzeroBitCount < pairs.count else { return }
             unknown = pairs.indices.filter { read & (1 << UInt64($0)) == 0 }.map { pairs[$0].key }.min()
@@ -494,7 +490,7 @@ struct FieldReader {
             var start = 0
             while start + 8 <= bytes.count {
                 let word = UnsafeRawPointer(bytes.baseAddress! + start).loadUnaligned(as: UInt64.self)
-                if (word &- 0x2020_2020_2020_2020) & ~word & 0x8080_8080_8080_8080 != 0 { break }
+                if JSON.controlBytes(word) != 0 { break }
                 start += 8
             }
             for byte in bytes[start...] where byte < 0x20 && byte != 0x0A && byte != 0x09 && byte != 0x0D {

@@ -173,16 +173,6 @@ public enum Operation: String, Sendable, CaseIterable {
     case annotationRetract = "annotation.retract"
     /// Timeline-level metadata (source organisation, last updated, the document's full reference list).
     case timelineMeta = "timeline.meta"
-
-    /// `init(rawValue:)` with the commonest operation, an annotation's addition, tried first: the synthesized
-    /// initializer compares the text with each raw value in turn, out of line.
-    init?(named text: String) {
-        if text.utf8.count == 14, text == "annotation.add" {
-            self = .annotationAdd
-        } else {
-            self.init(rawValue: text)
-        }
-    }
 }
 
 /// What an edit does.

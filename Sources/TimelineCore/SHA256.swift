@@ -49,8 +49,8 @@ public struct Digest: Hashable, Sendable, CustomStringConvertible {
         var out = [UInt8]()
         out.reserveCapacity(64)
         for b in bytes {
-            out.append(JSON.hexDigits[Int(b >> 4)])
-            out.append(JSON.hexDigits[Int(b & 0x0F)])
+            out.append(JSON.hexDigit(b >> 4))
+            out.append(JSON.hexDigit(b & 0x0F))
         }
         return String(decoding: out, as: UTF8.self)
     }
