@@ -218,6 +218,26 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await store.wireEdits(after: 29, limit: 1) == [expected[29]])
     }
 
+    /// PULL reads the hash column where SQLite holds it: a stored hash of another length (only someone editing the
+    /// file can make one) is refused as corrupt, naming what is wrong, rather than read past its end.
+    @Test func wireEditsRefuseAStoredHashOfAnotherLength() async throws {
+        let dir = try TempDir()
+        let path = dir.path("timeline.sqlite")
+        _ = try await Importer.loadSample(into: try SQLiteStore(path: path))
+        try await rawQueue(path).write { db in
+            try db.execute(sql: "DROP TRIGGER edits_append_only_update")
+            try db.execute(sql: "UPDATE edits SET hash = substr(hash, 1, 31) WHERE version = 7")
+        }
+        let store = try SQLiteStore(path: path)
+        #expect(try await store.wireEdits(after: 0, limit: 6).count == 6)
+        await #expect(
+            performing: { _ = try await store.wireEdits(after: 0, limit: 10) },
+            throws: { error in
+                let e = error as? TimelineError
+                return e?.code == .corrupt && e?.message.contains("not 32 bytes") == true
+            })
+    }
+
     @Test(arguments: Backend.allCases)
     func stateHashIsTheReplayedStatesWhateverTheGrouping(backend: Backend) async throws {
         let dir = try TempDir()
