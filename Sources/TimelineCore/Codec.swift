@@ -182,6 +182,9 @@ public enum EditCodec {
     static func writeBody(_ proposal: Proposal, version: Int64?, revision: Int64?, into out: inout [UInt8]) -> (
         revisionAt: Int, versionAt: Int
     ) {
+        if case .addAnnotation(let id, let text, let tags) = proposal.change {
+            return writeAddedAnnotationBody(proposal, id, text, tags, version: version, revision: revision, into: &out)
+        }
         var pairs = proposalPairs(proposal)
         pairs.append(("revision", .null))
         pairs.append(("version", .null))
@@ -203,6 +206,44 @@ public enum EditCodec {
             default: pair.1.write(into: &out)
             }
         }
+        out.append(UInt8(ascii: "}"))
+        return (revisionAt, versionAt)
+    }
+
+    /// `writeBody` for the edit bulk writes bring, its members written in key order without building and sorting
+    /// pairs of JSON values: that had cost 3 µs of each `annotation.add` a server took in (B1, perf).
+    static func writeAddedAnnotationBody(
+        _ proposal: Proposal, _ id: AnnotationID, _ text: String, _ tags: [String], version: Int64?,
+        revision: Int64?, into out: inout [UInt8]
+    ) -> (revisionAt: Int, versionAt: Int) {
+        out.reserveCapacity(out.count + 220 + proposal.author.utf8.count + text.utf8.count + tags.count * 16)
+        JSON.writeLiteral(#"{"annotation":"#, into: &out)
+        JSON.writeString(id.description, into: &out)
+        JSON.writeLiteral(#","author":"#, into: &out)
+        JSON.writeString(proposal.author, into: &out)
+        JSON.writeLiteral(#","base":"#, into: &out)
+        JSON.writeInt(proposal.base, into: &out)
+        JSON.writeLiteral(#","event":"#, into: &out)
+        if let event = proposal.event {
+            JSON.writeString(event.description, into: &out)
+        } else {
+            JSON.writeLiteral("null", into: &out)
+        }
+        JSON.writeLiteral(#","op":"annotation.add","revision":"#, into: &out)
+        let revisionAt = out.count
+        if let revision { JSON.writeInt(revision, into: &out) }
+        JSON.writeLiteral(#","tags":["#, into: &out)
+        for (index, tag) in tags.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSON.writeString(tag, into: &out)
+        }
+        JSON.writeLiteral(#"],"text":"#, into: &out)
+        JSON.writeString(text, into: &out)
+        JSON.writeLiteral(#","time":"#, into: &out)
+        JSON.writeString(proposal.time.rfc3339, into: &out)
+        JSON.writeLiteral(#","version":"#, into: &out)
+        let versionAt = out.count
+        if let version { JSON.writeInt(version, into: &out) }
         out.append(UInt8(ascii: "}"))
         return (revisionAt, versionAt)
     }

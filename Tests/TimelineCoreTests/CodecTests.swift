@@ -86,16 +86,22 @@ import Testing
             // those names elsewhere in the edit must not take their places.
             .setMeta(["revision": 5, "version": "\"version\":"]),
             .addAnnotation(AnnotationID(ULID.derived(at: t, seed: "b")), text: #"{"revision":1}"#, tags: []),
+            // annotation.add has its own writer (EditCodec.writeAddedAnnotationBody).
+            .addAnnotation(AnnotationID(ULID.derived(at: t, seed: "c")), text: "t \"q\" \\ \n é", tags: ["b\"", "ü"]),
+            .addAnnotation(AnnotationID(ULID.derived(at: t, seed: "d")), text: "", tags: ["only"]),
         ]
-        for change in changes {
-            let p = Proposal(
-                event: change.operation == .timelineMeta ? nil : id, change: change, base: 2, author: "ana", time: t)
-            guard case .object(var o) = EditCodec.proposalJSON(p) else { return }
-            for (version, revision) in [(7, 3), (1, 0), (1_000_000_007, 123_456), (Int64.max, Int64.max)] {
-                o["version"] = .int(Int64(version))
-                o["revision"] = .int(Int64(revision))
-                let body = EditCodec.canonicalBody(version: Int64(version), revision: Int64(revision), proposal: p)
-                #expect(body == JSON.object(o).canonicalBytes)
+        for (index, change) in changes.enumerated() {
+            let author = index % 2 == 0 ? "ana" : "zoë \"b\"@office"
+            for (event, base) in [(change.operation == .timelineMeta ? nil : id, Int64(2)), (nil, -1)] {
+                let p = Proposal(event: event, change: change, base: base, author: author, time: t)
+                guard case .object(var o) = EditCodec.proposalJSON(p) else { return }
+                for (version, revision) in [(7, 3), (1, 0), (1_000_000_007, 123_456), (Int64.max, Int64.max)] {
+                    o["version"] = .int(Int64(version))
+                    o["revision"] = .int(Int64(revision))
+                    let body = EditCodec.canonicalBody(version: Int64(version), revision: Int64(revision), proposal: p)
+                    #expect(body == JSON.object(o).canonicalBytes, "\(change)")
+                    #expect(EditCodec.BodyTemplate(p).body(version: Int64(version), revision: Int64(revision)) == body)
+                }
             }
         }
     }
