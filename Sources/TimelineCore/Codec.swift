@@ -326,6 +326,16 @@ public enum EditCodec {
             allowOnBehalf: allowOnBehalf)
     }
 
+    /// `decodeProposal` for an object parsed by `JSON.parseObject`, as `PROPOSE`, `BATCH` and JSONL lines are.
+    public static func decodeProposal(
+        _ members: JSONMembers, author: String, time: Timestamp, allowAuthorFields: Bool = false,
+        allowOnBehalf: Bool = false
+    ) throws(TimelineError) -> Proposal {
+        try decodeProposal(
+            FieldReader(pairs: members.pairs), author: author, time: time, allowAuthorFields: allowAuthorFields,
+            allowOnBehalf: allowOnBehalf)
+    }
+
     static func decodeProposal(
         _ reader: FieldReader, author: String, time: Timestamp, allowAuthorFields: Bool = false,
         allowOnBehalf: Bool = false
@@ -436,11 +446,11 @@ public enum EditCodec {
 /// Reads typed fields out of a JSON object and remembers which were read, so that unknown fields
 /// (usually typos) are refused instead of being silently ignored.
 struct FieldReader {
-    /// An object's members: a parsed JSON object, or a canonical one's top level in key order
-    /// (`JSON.parseCanonicalMembers`), where a dozen comparisons of short keys cost less than hashing each.
+    /// An object's members: a parsed JSON object, or a top level's pairs in their order (`JSON.parseObject`,
+    /// `JSON.parseCanonicalMembers`), where a dozen comparisons of short keys cost less than hashing each.
     enum Members {
         case dictionary([String: JSON])
-        case sorted([(key: String, value: JSON)])
+        case pairs([(key: String, value: JSON)])
     }
     let members: Members
     let context: String
@@ -448,7 +458,7 @@ struct FieldReader {
     /// a Set's hashing cost more than the rest of reading an edit).
     var seen: [String] = []
     var seenPresent = 0
-    /// Sorted members: bit i is set once member i was read or consumed (at most 64 members; more are read as a
+    /// Pairs: bit i is set once member i was read or consumed (at most 64 members; more are read as a
     /// dictionary).
     var read: UInt64 = 0
 
@@ -457,15 +467,16 @@ struct FieldReader {
         self.context = context
     }
 
-    init(sorted pairs: [(key: String, value: JSON)]) {
-        members = pairs.count <= 64 ? .sorted(pairs) : .dictionary(Dictionary(pairs, uniquingKeysWith: { a, _ in a }))
+    /// The pairs' keys must be distinct (as the parser leaves them).
+    init(pairs: [(key: String, value: JSON)]) {
+        members = pairs.count <= 64 ? .pairs(pairs) : .dictionary(Dictionary(pairs, uniquingKeysWith: { a, _ in a }))
         context = ""
     }
 
     var count: Int {
         switch members {
         case .dictionary(let d): d.count
-        case .sorted(let pairs): pairs.count
+        case .pairs(let pairs): pairs.count
         }
     }
 
@@ -480,7 +491,7 @@ struct FieldReader {
     mutating func consume(_ key: String) {
         switch members {
         case .dictionary: if !seen.contains(where: { JSON.sameKey($0, key) }) { seen.append(key) }
-        case .sorted: _ = lookup(key)
+        case .pairs: _ = lookup(key)
         }
     }
 
@@ -498,7 +509,7 @@ struct FieldReader {
                 if v != nil { seenPresent += 1 }
             }
             return v
-        case .sorted(let pairs):
+        case .pairs(let pairs):
             for i in pairs.indices where JSON.sameKey(pairs[i].key, key) {
                 read |= 1 << UInt64(i)
                 return pairs[i].value
@@ -514,7 +525,7 @@ struct FieldReader {
             // Only when the fields read do not account for the object are its keys compared with them.
             guard seenPresent < d.count else { return }
             unknown = d.keys.filter { key in !seen.contains { JSON.sameKey($0, key) } }.min()
-        case .sorted(let pairs):
+        case .pairs(let pairs):
             guard read.nonzeroBitCount < pairs.count else { return }
             unknown = pairs.indices.filter { read & (1 << UInt64($0)) == 0 }.map { pairs[$0].key }.min()
         }
@@ -854,7 +865,7 @@ extension EditCodec {
             throw TimelineError(.badJSON, "an edit line is refused (PROTOCOL.md §6.6): \(error)")
         }
         guard let parsed else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
-        let edit = try decodeEdit(FieldReader(sorted: parsed.members))
+        let edit = try decodeEdit(FieldReader(pairs: parsed.members))
         guard let member = parsed.excised else { throw TimelineError(.badField, "missing field \"hash\"") }
         return (edit, member)
     }

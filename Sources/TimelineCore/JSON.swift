@@ -280,6 +280,77 @@ extension JSON {
     }
 }
 
+/// A JSON object's top-level members in the order written (`JSON.parseObject`). Edits and proposals are read by
+/// a dozen known keys, and comparing short keys costs less than hashing each into a dictionary: hashing had been a
+/// tenth of decoding a `BATCH` line.
+public struct JSONMembers: Sendable {
+    public let pairs: [(key: String, value: JSON)]
+
+    /// The value of `key`, compared as `JSON.sameKey` does (keys that differ only by canonical equivalence are
+    /// different here; none of the keys the timeline reads has such a twin).
+    public subscript(key: String) -> JSON? {
+        for pair in pairs where JSON.sameKey(pair.key, key) { return pair.value }
+        return nil
+    }
+}
+
+extension JSON {
+    /// Parses a text that should hold one JSON object, and gives its top-level members in their order; nil when
+    /// the text is JSON but not an object. Refuses exactly what `init(parsing:)` refuses, with the same errors
+    /// (a duplicate key included).
+    public static func parseObject(_ text: String, limits: ParseLimits = ParseLimits()) throws(JSONParseError)
+        -> JSONMembers?
+    {
+        var utf8 = text
+        let result = utf8.withUTF8 { buffer in
+            Result { () throws(JSONParseError) -> JSONMembers? in
+                var parser = JSONParser(bytes: buffer, maxDepth: limits.maxDepth)
+                parser.skipWhitespace()
+                guard parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "{") else {
+                    _ = try parser.parseDocument()
+                    return nil
+                }
+                var members = WrittenMembers()
+                try parser.parseMembers(depth: 1, into: &members)
+                parser.skipWhitespace()
+                if parser.index != buffer.count { throw parser.fail("unexpected bytes after the JSON value") }
+                return JSONMembers(pairs: members.pairs)
+            }
+        }
+        return try result.get()
+    }
+}
+
+/// An object's members in the order written, refusing a duplicate key as a dictionary does: by String equality,
+/// which equates canonically equivalent keys ("K" and KELVIN SIGN). Keys are compared one by one (a handful for an
+/// edit); an object with many members gets a dictionary of its keys, so that a hostile line is not quadratic.
+struct WrittenMembers: MemberSink {
+    var pairs: [(key: String, value: JSON)] = []
+    /// Whether every key so far was plain ASCII: then an ASCII key is a duplicate only of equal bytes.
+    var allASCII = true
+    var index: [String: Int]?
+
+    init() { pairs.reserveCapacity(12) }
+
+    mutating func add(_ key: String, _ value: JSON, keyIsASCII: Bool) -> Bool {
+        if index != nil {
+            guard index!.updateValue(pairs.count, forKey: key) == nil else { return false }
+        } else if keyIsASCII && allASCII {
+            if pairs.contains(where: { JSON.sameKey($0.key, key) }) { return false }
+        } else {
+            allASCII = false
+            if pairs.contains(where: { $0.key == key }) { return false }
+        }
+        pairs.append((key, value))
+        if index == nil, pairs.count == 32 {
+            index = Dictionary(pairs.indices.map { (pairs[$0].key, $0) }, uniquingKeysWith: { a, _ in a })
+        }
+        return true
+    }
+
+    var count: Int { pairs.count }
+}
+
 /// Where `JSONParser.parseMembers` puts an object's members: a dictionary (`JSON.object`), or pairs in their order.
 protocol MemberSink {
     /// Adds a member; false when the key is already there. `keyIsASCII` may be false for an ASCII key.

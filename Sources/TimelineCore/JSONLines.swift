@@ -133,17 +133,23 @@ public enum JSONLines {
             let line = lines[index]
             let number = index + 1
             if TextLines.isBlank(line) { continue }
-            let json: JSON
+            let members: JSONMembers?
             do {
-                json = try JSON(parsing: line, limits: limits)
+                members = try JSON.parseObject(line, limits: limits)
             } catch {
                 run.failure = TimelineError(.badJSON, "line \(number): \(error)")
                 run.failureLine = number
                 return
             }
+            guard let members else {
+                run.failure = TimelineError(.badJSON, "line \(number): an edit must be a JSON object")
+                run.failureLine = number
+                return
+            }
             let proposal: Proposal
             do {
-                proposal = try EditCodec.decodeProposal(json, author: author, time: time, allowAuthorFields: trusted)
+                proposal = try EditCodec.decodeProposal(
+                    members, author: author, time: time, allowAuthorFields: trusted)
             } catch {
                 run.failure = error.at("line \(number)")
                 run.failureLine = number
@@ -152,7 +158,7 @@ public enum JSONLines {
             switch proposal.change {
             case .createEvent:
                 if let id = proposal.event { run.named.append((number, .event(id))) }
-            case .addAnnotation(let id, _, _) where json["annotation"] != nil:
+            case .addAnnotation(let id, _, _) where members["annotation"] != nil:
                 // Only IDs the lines name can repeat; one the decoder made up for a line without is unique.
                 run.named.append((number, .annotation(id)))
             default:

@@ -283,13 +283,14 @@ final class ServerCore: Sendable {
 
     /// Decodes one edit line as `identity`'s, stamped now, and checks the role may make it.
     func proposal(from text: String, identity: TokenStore.Identity) throws(TimelineError) -> Proposal {
-        let json: JSON
-        do { json = try JSON(parsing: text) } catch { throw TimelineError(.badJSON, "\(error)") }
-        if identity.role == .replicator, json["on_behalf_of"] == nil {
+        let members: JSONMembers?
+        do { members = try JSON.parseObject(text) } catch { throw TimelineError(.badJSON, "\(error)") }
+        if identity.role == .replicator, members?["on_behalf_of"] == nil {
             throw TimelineError(.badField, "a replicator names the author of each edit in \"on_behalf_of\"")
         }
+        guard let members else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
         var proposal = try EditCodec.decodeProposal(
-            json, author: identity.name, time: WallClock.now(), allowOnBehalf: identity.role == .replicator)
+            members, author: identity.name, time: WallClock.now(), allowOnBehalf: identity.role == .replicator)
         guard identity.role.mayPropose(proposal.change.operation) else {
             throw TimelineError(
                 .forbidden, "role \(identity.role.rawValue) may not \(proposal.change.operation.rawValue)")

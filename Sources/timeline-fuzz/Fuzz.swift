@@ -18,6 +18,7 @@ enum FuzzTargets {
             json(Array(request.arguments.utf8))
         }
         json(bytes)
+        members(String(decoding: bytes, as: UTF8.self))
         _ = EventDate(parsing: String(decoding: bytes.prefix(256), as: UTF8.self))
     }
 
@@ -75,6 +76,36 @@ enum FuzzTargets {
         precondition(again == value && again.canonicalBytes == canonical, "canonical JSON round trip")
         if let proposal = try? EditCodec.decodeProposal(value, author: "fuzz", time: Timestamp(milliseconds: 0)) {
             precondition(proposal.author == "fuzz", "a proposal cannot choose its author")
+        }
+    }
+
+    /// The member parse that PROPOSE, BATCH and JSONL lines go through refuses what the ordinary parse refuses,
+    /// with the same error, and reads the same members; a proposal decodes (or is refused) alike either way.
+    static func members(_ text: String) {
+        let ordinary = Result { () throws(JSONParseError) in try JSON(parsing: text) }
+        let members = Result { () throws(JSONParseError) in try JSON.parseObject(text) }
+        switch (ordinary, members) {
+        case (.failure(let a), .failure(let b)):
+            precondition(a == b, "the member parse refuses with another error")
+        case (.success(.object(let o)), .success(let m?)):
+            precondition(
+                m.pairs.count == o.count && m.pairs.allSatisfy { o[$0.key] == $0.value },
+                "the member parse reads other members")
+            let time = Timestamp(milliseconds: 0)
+            let a = Result { () throws(TimelineError) in
+                try EditCodec.decodeProposal(.object(o), author: "fuzz", time: time)
+            }
+            let b = Result { () throws(TimelineError) in try EditCodec.decodeProposal(m, author: "fuzz", time: time) }
+            switch (a, b) {
+            case (.success, .success): break
+            case (.failure(let x), .failure(let y)):
+                precondition(x.code == y.code && x.message == y.message, "a proposal is refused for another reason")
+            default: preconditionFailure("a proposal decodes from one parse only")
+            }
+        case (.success(let value), .success(nil)):
+            precondition(value.objectValue == nil, "the member parse missed an object")
+        default:
+            preconditionFailure("the member parse and the ordinary one disagree")
         }
     }
 }

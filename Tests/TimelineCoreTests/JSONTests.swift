@@ -133,6 +133,36 @@ import Testing
         #expect(throws: JSONParseError.self) { try members(#"{"a":1}x"#) }
     }
 
+    /// `parseObject` (PROPOSE, BATCH and JSONL lines) reads what `init(parsing:)` reads, in the order written, and
+    /// refuses what it refuses with the same error: duplicates by String equality included, in either order, and
+    /// among more members than it compares one by one.
+    @Test func objectMembersComeAsWrittenAndRefuseWhatTheParserRefuses() throws {
+        let many = (0..<40).map { #""k\#($0)":\#($0)"# }
+        let texts = [
+            #" {"op":"annotation.add", "text":"x","tags":["a"],"set":{"b":1,"a":2}} "#, "{}", " { } ",
+            #"{"b":1,"a":2}"#, #"{"a":1,"a":2}"#, #"{"a":1,"b":2,"a":3}"#, "{\"K\":1,\"\u{212A}\":2}",
+            "{\"\u{212A}\":1,\"K\":2}", "{\"e\u{301}\":1,\"é\":2}", #"{"\u0061":1,"a":2}"#, #"{"a":1,"\u0061":2}"#,
+            "{" + many.joined(separator: ",") + "}", "{" + (many + [#""k3":0"#]).joined(separator: ",") + "}",
+            "{" + (many + [#""k39x":0"#]).joined(separator: ",") + "}", #"{"a":1} x"#, #"{"a":1"#, "[1]", #""x""#,
+            "7", " ", "", #"{"a":1.5}"#, #"{"a":{"b":1,"b":2}}"#,
+        ]
+        for text in texts {
+            let ordinary = Result { () throws(JSONParseError) in try JSON(parsing: text) }
+            let members = Result { () throws(JSONParseError) in try JSON.parseObject(text) }
+            switch (ordinary, members) {
+            case (.failure(let a), .failure(let b)): #expect(a == b, "\(text)")
+            case (.success(.object(let o)), .success(let m?)):
+                #expect(m.pairs.count == o.count, "\(text)")
+                #expect(Dictionary(uniqueKeysWithValues: m.pairs.map { ($0.key, $0.value) }) == o, "\(text)")
+            case (.success(let value), .success(nil)): #expect(value.objectValue == nil, "\(text)")
+            default: Issue.record("the two parses disagree on \(text): \(ordinary) vs \(members)")
+            }
+        }
+        let written = try #require(try JSON.parseObject(#"{"z":1,"a":2,"m":3}"#))
+        #expect(written.pairs.map(\.key) == ["z", "a", "m"])
+        #expect(written["a"] == 2 && written["q"] == nil)
+    }
+
     /// Strings are scanned eight bytes at a time: a quote, an escape, a control character or a non-ASCII byte at
     /// any place in or across a word must be read as a byte-by-byte reading would, canonical or not.
     @Test func stringsReadTheSameWhereverTheirSpecialByteFalls() throws {
