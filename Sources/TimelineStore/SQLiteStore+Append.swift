@@ -39,6 +39,7 @@ final class GroupCommitter: Sendable {
     let pool: DatabasePool
     let maxEdits: Int
     let queue = DispatchQueue(label: "timeline.store.writer")
+    private let releaser = DispatchQueue(label: "timeline.store.release")
 
     let checkpointer: Checkpointer
 
@@ -93,11 +94,13 @@ final class GroupCommitter: Sendable {
                 s.head = newHead
                 return s.observers
             }
-            if !observers.isEmpty {
-                let committed = results.flatMap { (try? $0.get()) ?? [] }
-                if !committed.isEmpty { for observer in observers { observer(committed) } }
-            }
+            let committed = observers.isEmpty ? [] : results.flatMap { (try? $0.get()) ?? [] }
+            if !committed.isEmpty { for observer in observers { observer(committed) } }
             for (request, result) in zip(group, results) { request.completion(result) }
+            // The group's proposals, bodies and edits are released on another thread: for a bulk batch these are
+            // hundreds of thousands of strings and arrays, and releasing them had been 5 % of the writer's time
+            // (B1, perf), which every append waits for.
+            releaser.async { withExtendedLifetime((group, results, committed)) {} }
         }
     }
 
