@@ -5,7 +5,8 @@ import TimelineCore
 /// Hands committed edits to every watching connection. Called on the store's writer thread, so it only
 /// enqueues: each watcher hops to its own event loop and decides there what to send.
 final class Broadcaster: Sendable {
-    typealias Watcher = @Sendable ([Edit]) -> Void
+    /// Gets a commit's edits, one array per append it held (`TimelineStore.observeCommits`).
+    typealias Watcher = @Sendable ([[Edit]]) -> Void
 
     private let watchers = NIOLockedValueBox<[UInt64: Watcher]>([:])
     private let nextID = Atomic<UInt64>(1)
@@ -22,8 +23,8 @@ final class Broadcaster: Sendable {
 
     var count: Int { watchers.withLockedValue { $0.count } }
 
-    func publish(_ edits: [Edit]) {
+    func publish(_ units: [[Edit]]) {
         let current = watchers.withLockedValue { Array($0.values) }
-        for watcher in current { watcher(edits) }
+        for watcher in current { watcher(units) }
     }
 }

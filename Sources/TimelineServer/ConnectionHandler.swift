@@ -523,8 +523,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         busy = true
         var state = WatchState(tag: request.tag, lastSent: since)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        state.watcherID = core.broadcaster.add { edits in
-            bound.eventLoop.execute { bound.value.live(edits) }
+        state.watcherID = core.broadcaster.add { units in
+            bound.eventLoop.execute { bound.value.live(units) }
         }
         watch = state
         idleTimer?.cancel()  // a watcher is not idle
@@ -592,9 +592,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.watch = watch
     }
 
-    private func live(_ edits: [Edit]) {
+    private func live(_ units: [[Edit]]) {
         guard var watch, watch.live, let context, !closing else { return }
-        let fresh = edits.filter { $0.version > watch.lastSent }
+        let fresh = units.joined().filter { $0.version > watch.lastSent }
         guard let first = fresh.first else { return }
         if first.version != watch.lastSent + 1 {
             // Edits committed while we switched from catching up to live: read them from the store.

@@ -56,8 +56,8 @@ public final class Replicator: Sendable {
         self.statusPath = statusPath
         self.logger = logger
         let waiters = self.waiters
-        store.observeCommits { edits in
-            if let last = edits.last?.version { waiters.release(upTo: last) }
+        store.observeCommits { units in
+            if let last = units.last?.last?.version { waiters.release(upTo: last) }
         }
     }
 

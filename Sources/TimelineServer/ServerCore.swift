@@ -32,7 +32,7 @@ final class ServerCore: Sendable {
         self.limits = limits
         self.logger = logger
         let broadcaster = self.broadcaster
-        store.observeCommits { edits in broadcaster.publish(edits) }
+        store.observeCommits { units in broadcaster.publish(units) }
     }
 
     /// The greeting's and CAPS's description of this server.

@@ -32,7 +32,7 @@ final class GroupCommitter: Sendable {
         var pending: [Request] = []
         var running = false
         var head: ChainHead
-        var observers: [@Sendable ([Edit]) -> Void] = []
+        var observers: [@Sendable ([[Edit]]) -> Void] = []
     }
 
     let state: NIOLockedValueBox<State>
@@ -50,7 +50,7 @@ final class GroupCommitter: Sendable {
         state = NIOLockedValueBox(State(head: head))
     }
 
-    func addObserver(_ observer: @escaping @Sendable ([Edit]) -> Void) {
+    func addObserver(_ observer: @escaping @Sendable ([[Edit]]) -> Void) {
         state.withLockedValue { $0.observers.append(observer) }
     }
 
@@ -94,7 +94,7 @@ final class GroupCommitter: Sendable {
                 s.head = newHead
                 return s.observers
             }
-            let committed = observers.isEmpty ? [] : results.flatMap { (try? $0.get()) ?? [] }
+            let committed = results.compactMap { result in (try? result.get()).flatMap { $0.isEmpty ? nil : $0 } }
             if !committed.isEmpty { for observer in observers { observer(committed) } }
             for (request, result) in zip(group, results) { request.completion(result) }
             // The group's proposals, bodies and edits are released on another thread: for a bulk batch these are

@@ -118,7 +118,7 @@ public final class SQLiteStore: TimelineStore, Sendable {
         _ = try await committer.submit(.linked(page))
     }
 
-    public func observeCommits(_ observer: @escaping @Sendable ([Edit]) -> Void) {
+    public func observeCommits(_ observer: @escaping @Sendable ([[Edit]]) -> Void) {
         committer.addObserver(observer)
     }
 

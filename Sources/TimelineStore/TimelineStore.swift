@@ -54,9 +54,11 @@ public protocol TimelineStore: Sendable {
     /// Checks the whole hash chain and that the materialized state equals the log replayed.
     func verify() async throws -> VerifyReport
 
-    /// Calls `observer` with every committed batch of edits, in version order, after they are durable and
-    /// after `head()` reports them. The observer must return quickly (it runs on the writer's thread).
-    func observeCommits(_ observer: @escaping @Sendable ([Edit]) -> Void)
+    /// Calls `observer` with the edits of every commit, in version order, after they are durable and after
+    /// `head()` reports them: one array per append the commit held (none empty), so that a commit of several bulk
+    /// batches is not copied into one array on the writer. The observer must return quickly (it runs on the
+    /// writer's thread).
+    func observeCommits(_ observer: @escaping @Sendable ([[Edit]]) -> Void)
 }
 
 /// An edit as the wire carries it: its version, and the canonical JSON of `EditCodec.json(_:)`.

@@ -1,6 +1,7 @@
 import CTimelineSQLite
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 import TimelineCore
 
@@ -399,6 +400,33 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await titles(EventFilter(tag: "x")) == ["c", "a", "undated"])
         #expect(try await titles(EventFilter(tag: "y")) == ["a", "b"])
         #expect(try await store.verify().ok)
+    }
+
+    /// Observers (WATCH, an office's forwarded writes) see every committed edit once, in version order, as one
+    /// array per append a commit held; refused appends and empty arrays are not passed on.
+    @Test(arguments: Backend.allCases)
+    func commitsAreObservedOnceEachInVersionOrder(backend: Backend) async throws {
+        let store = try backend.make(TempDir())
+        let event = create("e")
+        let start = try await store.append([event])[0].version
+        let seen = Mutex<[[[Int64]]]>([])
+        store.observeCommits { units in seen.withLock { $0.append(units.map { $0.map(\.version) }) } }
+        let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<40 {
+                group.addTask {
+                    // Every seventh append names an event that does not exist and is refused whole.
+                    let target = i % 7 == 3 ? EventID(ULID.generate(at: t0)) : event.event!
+                    let proposals = (0...(i % 3)).map { annotate(target, "n\(i).\($0)", base: 0) }
+                    return (try? await store.append(proposals))?.count ?? 0
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let commits = seen.withLock { $0 }
+        let versions = commits.flatMap { $0.flatMap { $0 } }
+        #expect(versions == Array(start + 1...start + Int64(accepted)))
+        #expect(commits.allSatisfy { !$0.isEmpty && $0.allSatisfy { !$0.isEmpty } })
+        #expect(commits.map(\.count).reduce(0, +) == 40 - 6)
     }
 
     /// An OK means the edit is on disk: the writer's commits must sync the log (synchronous = FULL, 2), which
