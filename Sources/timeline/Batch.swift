@@ -21,8 +21,28 @@ struct Batch: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
-        let (sent, lines) = try Batch.checkedLines(try Batch.read(file))
-        let report = try await client.sendBatches(sent, lineNumbers: lines, progress: Output.progress)
+        // The TLS handshake and HELLO go on while the lines are checked; nothing is sent before every line passed,
+        // and a bad line is reported as before, even when the server cannot be reached.
+        let connecting = Task { try await client.connect() }
+        let checking = ContinuousClock.now
+        let sent: [String]
+        let lines: [Int]
+        do {
+            (sent, lines) = try Batch.checkedLines(try Batch.read(file))
+        } catch {
+            if let connection = try? await connecting.value { await connection.close() }
+            throw error
+        }
+        var connection: TimelineConnection? = try await connecting.value
+        // A check long enough for the connection to near the server's idle limit gets a fresh one.
+        if let open = connection, let idle = open.hello["limits"]?["idle_seconds"]?.intValue,
+            ContinuousClock.now - checking > .seconds(idle / 2)
+        {
+            await open.close()
+            connection = nil
+        }
+        let report = try await client.sendBatches(
+            sent, lineNumbers: lines, over: connection, progress: Output.progress)
         if !noPull { await Output.refreshReplica(client) }
         if global.json {
             Output.json([

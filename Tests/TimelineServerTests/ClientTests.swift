@@ -278,6 +278,9 @@ import TimelineTLS
         try (bulk + "\n{\"op\":\"annotation.add\",").write(to: batchFile, atomically: true, encoding: .utf8)
         let (refused, _, refusedErr) = try run(["batch", batchFile.path])
         #expect(refused == 1 && refusedErr.contains("line 6"))
+        // The connection opened during the check sent nothing: the server still holds the 35 edits.
+        #expect(try run(["pull"]).0 == 0)
+        #expect(try JSON(parsing: try run(["status", "--json"]).1)["version"] == 35)
         // Usage errors exit 2; help shows examples.
         #expect(try run(["log", "--since", "yesterday"]).0 == 2)
         #expect(try run(["edit", "019ECZQW007T"]).0 == 2)
