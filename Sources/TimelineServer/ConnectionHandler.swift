@@ -413,10 +413,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 writes[i].state = .submitted
                 let number = writesSubmitted
                 let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-                core.submit(proposals, tag: writes[i].tag, batch: writes[i].batch) { replies in
+                let (tag, batch, count) = (writes[i].tag, writes[i].batch, proposals.count)
+                core.submit(proposals) { result in
                     bound.eventLoop.execute {
-                        bound.value.answered(number, replies)
-                        bound.value.drain()
+                        let handler = bound.value
+                        handler.answered(number, handler.core.answer(result, tag: tag, batch: batch, count: count))
+                        handler.drain()
                     }
                 }
             }

@@ -371,15 +371,18 @@ final class ServerCore: Sendable {
         return .proposals(proposals)
     }
 
-    /// Submits a decoded PROPOSE (`batch: false`) or BATCH to the store of a primary; `reply` gets its answer on
-    /// the store's writer thread once it is durable or refused. Writes are committed in the order submitted.
-    func submit(
-        _ proposals: [Proposal], tag: String, batch: Bool, reply: @escaping @Sendable ([Reply]) -> Void
-    ) {
+    /// Submits a decoded PROPOSE or BATCH to the store of a primary; `done` gets the store's result on the
+    /// writer's thread once it is durable or refused, and `answer` turns it into the reply on the connection's
+    /// own thread: built on the writer, which every write waits for, the replies had cost 4 % of its time (B2,
+    /// perf). Writes are committed in the order submitted.
+    func submit(_ proposals: [Proposal], done: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
         precondition(replicator == nil, "an office replica forwards its writes upstream")
-        store.append(proposals) { result in
-            reply([batch ? self.batchAnswer(tag, count: proposals.count, result) : self.answer(tag, result)])
-        }
+        store.append(proposals, completion: done)
+    }
+
+    /// The reply to a PROPOSE (`batch: false`) or a BATCH of `count` proposals, from what `submit` gave.
+    func answer(_ result: Result<[Edit], Error>, tag: String, batch: Bool, count: Int) -> [Reply] {
+        [batch ? batchAnswer(tag, count: count, result) : answer(tag, result)]
     }
 
     private func answer(_ tag: String, _ result: Result<[Edit], Error>) -> Reply {
