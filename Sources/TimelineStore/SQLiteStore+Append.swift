@@ -170,7 +170,6 @@ final class GroupCommitter: Sendable {
                         results.append(.failure(Self.describe(error)))
                     }
                 }
-                try writer.flushRevisions()
                 timeline_sqlite_reset_wal_frames()
                 try db.cachedStatement(sql: "COMMIT").execute()
                 // Read on this thread, right after the COMMIT whose WAL hook recorded it.
@@ -322,54 +321,26 @@ struct StateWriter {
     let insertEdit: HotStatement
     let insertAnnotation: HotStatement
     let replaceAnnotation: Statement
-    let updateRevision: Statement
     var cache: WriterCache
-    /// Events whose revision moved by annotation edits, with their last version, written once before COMMIT.
-    var movedRevisions: [EventID: Int64] = [:]
-    /// movedRevisions' entries before the current unit changed them, to take back with a refused unit.
-    private var movedBefore: [(EventID, Int64?)] = []
 
     init(db: Database, cache: WriterCache) throws {
         self.db = db
         self.cache = cache
-        selectEvent = try db.cachedStatement(sql: "SELECT revision, body FROM events WHERE id = ?")
+        selectEvent = try db.cachedStatement(sql: "SELECT \(SQLiteReads.revision), body FROM events WHERE id = ?")
         selectAnnotation = try db.cachedStatement(sql: "SELECT body FROM annotations WHERE id = ?")
         insertEdit = try HotStatement(db, sql: Self.insertLogRowSQL)
         insertAnnotation = try HotStatement(
             db, sql: "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, ?, ?)")
         replaceAnnotation = try db.cachedStatement(
             sql: "UPDATE annotations SET event = ?, retracted = ?, body = ? WHERE id = ?")
-        updateRevision = try db.cachedStatement(sql: "UPDATE events SET revision = ?, version = ? WHERE id = ?")
     }
 
     /// Starts a unit (one append inside its savepoint, or a whole group run without savepoints): later changes
-    /// to the cache and the pending revisions can be taken back.
-    mutating func beginUnit() {
-        cache.keep()
-        movedBefore.removeAll(keepingCapacity: true)
-    }
+    /// to the cache can be taken back.
+    mutating func beginUnit() { cache.keep() }
 
-    /// The unit was rolled back: its changes to the cache and the pending revisions go too.
-    mutating func rollbackUnit() {
-        cache.takeBack()
-        while let (id, old) = movedBefore.popLast() { movedRevisions[id] = old }
-    }
-
-    private mutating func moveRevision(_ id: EventID, to version: Int64?) {
-        let old =
-            if let version { movedRevisions.updateValue(version, forKey: id) } else {
-                movedRevisions.removeValue(forKey: id)
-            }
-        movedBefore.append((id, old))
-    }
-
-    mutating func flushRevisions() throws {
-        for (id, version) in movedRevisions {
-            guard let event = cache.events[id] ?? nil else { continue }
-            try updateRevision.execute(arguments: [event.revision, version, id.description])
-        }
-        movedRevisions.removeAll(keepingCapacity: true)
-    }
+    /// The unit was rolled back: its changes to the cache go too.
+    mutating func rollbackUnit() { cache.takeBack() }
 
     mutating func event(_ id: EventID) throws -> Event? {
         if let cached = cache.events[id] { return cached }
@@ -421,9 +392,7 @@ struct StateWriter {
                 after: head.hash, version: head.version + 1, revision: applied.revision, proposal: proposal, body: body)
             try insertLogRow(edit, body: body[...])
             do {
-                try write(
-                    proposal, applied, previous: current, version: edit.version,
-                    addedRow: prepared.addedRow(index))
+                try write(proposal, applied, previous: current, addedRow: prepared.addedRow(index))
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw BatchRejection(
                     index: index, count: batch.count,
@@ -473,8 +442,7 @@ struct StateWriter {
             }
             try insertLogRow(edit, body: body)
             do {
-                try write(
-                    p, applied, previous: current, version: edit.version, addedRow: page.addedRows.addedRow(index))
+                try write(p, applied, previous: current, addedRow: page.addedRows.addedRow(index))
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
                 throw refuse("edit \(edit.version) adds annotation \(p.change.annotationID?.description ?? "?") twice")
             }
@@ -509,7 +477,7 @@ struct StateWriter {
     /// `addedRow` is the added annotation's row body when the caller encoded it already (`PreparedProposals`,
     /// `LinkedEdits`).
     mutating func write(
-        _ p: Proposal, _ applied: Applied, previous: Event?, version: Int64, addedRow: ArraySlice<UInt8>? = nil
+        _ p: Proposal, _ applied: Applied, previous: Event?, addedRow: ArraySlice<UInt8>? = nil
     )
         throws
     {
@@ -528,24 +496,16 @@ struct StateWriter {
         switch p.change {
         case .createEvent, .updateEvent, .deleteEvent:
             cache.set(e.id, e)
-            moveRevision(e.id, to: nil)
             let args: StatementArguments = [
-                e.revision, version, e.deleted, e.date.start?.iso, e.date.end?.iso,
-                e.contentJSON.canonicalString, e.id.description,
+                e.deleted, e.date.start?.iso, e.date.end?.iso, e.contentJSON.canonicalString, e.id.description,
             ]
             if previous == nil {
                 try db.cachedStatement(
-                    sql: """
-                        INSERT INTO events(revision, version, deleted, date_start, date_end, body, id)
-                        VALUES (?, ?, ?, ?, ?, ?, ?)
-                        """
+                    sql: "INSERT INTO events(deleted, date_start, date_end, body, id) VALUES (?, ?, ?, ?, ?)"
                 ).execute(arguments: args)
             } else {
                 try db.cachedStatement(
-                    sql: """
-                        UPDATE events SET revision = ?, version = ?, deleted = ?, date_start = ?, date_end = ?, body = ?
-                        WHERE id = ?
-                        """
+                    sql: "UPDATE events SET deleted = ?, date_start = ?, date_end = ?, body = ? WHERE id = ?"
                 ).execute(arguments: args)
             }
             let before = Set(previous?.tags ?? [])
@@ -564,10 +524,9 @@ struct StateWriter {
                     .execute(arguments: [tag, e.id.description, start])
             }
         case .addAnnotation, .updateAnnotation, .retractAnnotation:
-            // Only the revision moves (the cached event is the one Rules applied the edit to); it is written
-            // once per event at the end of the batch (flushRevisions), not once per annotation.
+            // Only the revision moves (the cached event is the one Rules applied the edit to), and the event's row
+            // holds none: it is read from the log (Schema, v5).
             cache.set(revisionOf: e)
-            moveRevision(e.id, to: version)
             guard let a = applied.annotation else { return }
             if case .addAnnotation = p.change {
                 let body = addedRow ?? a.canonicalBytes[...]

@@ -4,6 +4,10 @@ import GRDBSQLite
 import TimelineCore
 
 enum SQLiteReads {
+    /// An event's revision, in a query over `events`: that of its newest log row (Schema, v5), one seek in the
+    /// covering index edits_by_event.
+    static let revision = "(SELECT max(revision) FROM edits WHERE edits.event = events.id) AS revision"
+
     static func edits(_ db: Database, sql: String, arguments: StatementArguments) throws -> [Edit] {
         var out: [Edit] = []
         let rows = try Row.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
@@ -128,7 +132,7 @@ extension SQLiteStore {
             guard let version else {
                 guard
                     let row = try Row.fetchOne(
-                        db.cachedStatement(sql: "SELECT revision, body FROM events WHERE id = ?"),
+                        db.cachedStatement(sql: "SELECT \(SQLiteReads.revision), body FROM events WHERE id = ?"),
                         arguments: [id.description])
                 else { return nil }
                 return try SQLiteReads.view(db, row: row)
@@ -181,7 +185,7 @@ extension SQLiteStore {
         let hasher = StateHasher(meta: try meta(db))
         // A merge of two ordered scans (events by ID, annotations by event and ID): one pass over each table
         // instead of one annotations query per event.
-        let events = try Row.fetchCursor(db, sql: "SELECT id, revision, body FROM events ORDER BY id")
+        let events = try Row.fetchCursor(db, sql: "SELECT id, \(SQLiteReads.revision), body FROM events ORDER BY id")
         let annotations = try Row.fetchCursor(db, sql: "SELECT event, body FROM annotations ORDER BY event, id")
         var pending = try annotations.next()
         while let row = try events.next() {
@@ -236,7 +240,9 @@ extension SQLiteStore {
                 : "t.date_start IS NULL, t.date_start, t.event"
             let rows = try Row.fetchAll(
                 db,
-                sql: "SELECT events.revision, events.body FROM \(fromTags) \(whereSQL) ORDER BY \(order) LIMIT ?",
+                sql: """
+                    SELECT \(SQLiteReads.revision), events.body FROM \(fromTags) \(whereSQL) ORDER BY \(order) LIMIT ?
+                    """,
                 arguments: arguments)
             return try SQLiteReads.views(db, rows: rows)
         }

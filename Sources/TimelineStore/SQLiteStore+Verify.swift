@@ -73,7 +73,8 @@ extension SQLiteStore {
     static func compareMaterialized(_ db: Database, with state: TimelineState) throws -> [String] {
         var problems: [String] = []
         var seen = 0
-        let rows = try Row.fetchCursor(db, sql: "SELECT id, revision, deleted, date_start, date_end, body FROM events")
+        let rows = try Row.fetchCursor(
+            db, sql: "SELECT id, \(SQLiteReads.revision), deleted, date_start, date_end, body FROM events")
         while let row = try rows.next(), problems.count < 10 {
             seen += 1
             let id: String = row["id"]

@@ -569,9 +569,20 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         try await old.writeWithoutTransaction { db in
             try db.execute(sql: "ATTACH DATABASE ? AS current", arguments: [dir.path("current.sqlite")])
             try db.inTransaction {
-                let log = "version, event, revision, op, body, hash"
+                // The log names the annotation an edit is about since v4.
+                let named = try Bool.fetchOne(
+                    db, sql: "SELECT count(*) FROM main.pragma_table_info('edits') WHERE name = 'annotation'")
+                let log = "version, event, revision, op, body, hash" + (named == true ? ", annotation" : "")
                 try db.execute(sql: "INSERT INTO main.edits(\(log)) SELECT \(log) FROM current.edits")
-                for table in ["store_info", "events", "event_tags", "annotations", "timeline_meta"] {
+                // Before v5 an event's row held its revision and the version of its newest log row.
+                try db.execute(
+                    sql: """
+                        INSERT INTO main.events(id, revision, version, deleted, date_start, date_end, body)
+                        SELECT e.id, l.revision, l.version, e.deleted, e.date_start, e.date_end, e.body
+                        FROM current.events e JOIN current.edits l ON l.event = e.id
+                        WHERE l.revision = (SELECT max(revision) FROM current.edits WHERE event = e.id)
+                        """)
+                for table in ["store_info", "event_tags", "annotations", "timeline_meta"] {
                     try db.execute(sql: "INSERT INTO main.\(table) SELECT * FROM current.\(table)")
                 }
                 return .commit
@@ -681,6 +692,27 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         }
         #expect(trigger?.contains("RAISE(FAIL") == true)
         try await expectSameStoreAndRules(migrated, as: current, first: first, check: check)
+    }
+
+    /// A store made before migration v5 keeps its events without their revision and last version, which are read
+    /// from the log: the same state, and the revision moves with annotation edits as before.
+    @Test func olderEventRowsLeaveTheirRevisionToTheLog() async throws {
+        let dir = try TempDir()
+        let (current, first, oldPath) = try await storeAndOlderCopy(
+            upTo: "v4-edits-name-annotations-without-statement-journal", in: dir)
+        let migrated = try SQLiteStore(path: oldPath)
+        let check = try rawQueue(oldPath)
+        defer { try? check.close() }
+        let columns = try await check.read {
+            try String.fetchAll($0, sql: "SELECT name FROM pragma_table_info('events')")
+        }
+        #expect(columns == ["id", "deleted", "date_start", "date_end", "body"])
+        let before = try #require(try await migrated.event(first, asOf: nil)).event.revision
+        #expect(try await current.event(first, asOf: nil)?.event.revision == before)
+        try await expectSameStoreAndRules(migrated, as: current, first: first, check: check)
+        #expect(try await migrated.event(first, asOf: nil)?.event.revision == before + 1)
+        let count = try await check.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM events") }
+        #expect(count == 28)
     }
 
     /// A page read off the wire keeps each line's bytes, without the hash member, as the body the hash covers:
