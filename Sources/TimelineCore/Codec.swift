@@ -56,21 +56,13 @@ extension Annotation {
     public var canonicalBytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(160 + author.utf8.count + text.utf8.count + tags.count * 16)
-        JSON.writeLiteral(#"{"author":"#, into: &out)
-        JSON.writeString(author, into: &out)
-        JSON.writeLiteral(#","created":"#, into: &out)
-        JSON.writeString(created.rfc3339, into: &out)
-        JSON.writeLiteral(#","event":"#, into: &out)
-        JSON.writeString(event.description, into: &out)
-        JSON.writeLiteral(#","id":"#, into: &out)
-        JSON.writeString(id.description, into: &out)
+        JSON.writeMember(#"{"author":"#, author, into: &out)
+        JSON.writeMember(#","created":"#, created.rfc3339, into: &out)
+        JSON.writeMember(#","event":"#, event.description, into: &out)
+        JSON.writeMember(#","id":"#, id.description, into: &out)
         JSON.writeLiteral(retracted ? #","retracted":true,"tags":["# : #","retracted":false,"tags":["#, into: &out)
-        for (index, tag) in tags.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            JSON.writeString(tag, into: &out)
-        }
-        JSON.writeLiteral(#"],"text":"#, into: &out)
-        JSON.writeString(text, into: &out)
+        JSON.writeStringList(tags, into: &out)
+        JSON.writeMember(#"],"text":"#, text, into: &out)
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -217,10 +209,8 @@ public enum EditCodec {
         revision: Int64?, into out: inout [UInt8]
     ) -> (revisionAt: Int, versionAt: Int) {
         out.reserveCapacity(out.count + 220 + proposal.author.utf8.count + text.utf8.count + tags.count * 16)
-        JSON.writeLiteral(#"{"annotation":"#, into: &out)
-        JSON.writeString(id.description, into: &out)
-        JSON.writeLiteral(#","author":"#, into: &out)
-        JSON.writeString(proposal.author, into: &out)
+        JSON.writeMember(#"{"annotation":"#, id.description, into: &out)
+        JSON.writeMember(#","author":"#, proposal.author, into: &out)
         JSON.writeLiteral(#","base":"#, into: &out)
         JSON.writeInt(proposal.base, into: &out)
         JSON.writeLiteral(#","event":"#, into: &out)
@@ -233,14 +223,9 @@ public enum EditCodec {
         let revisionAt = out.count
         if let revision { JSON.writeInt(revision, into: &out) }
         JSON.writeLiteral(#","tags":["#, into: &out)
-        for (index, tag) in tags.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            JSON.writeString(tag, into: &out)
-        }
-        JSON.writeLiteral(#"],"text":"#, into: &out)
-        JSON.writeString(text, into: &out)
-        JSON.writeLiteral(#","time":"#, into: &out)
-        JSON.writeString(proposal.time.rfc3339, into: &out)
+        JSON.writeStringList(tags, into: &out)
+        JSON.writeMember(#"],"text":"#, text, into: &out)
+        JSON.writeMember(#","time":"#, proposal.time.rfc3339, into: &out)
         JSON.writeLiteral(#","version":"#, into: &out)
         let versionAt = out.count
         if let version { JSON.writeInt(version, into: &out) }

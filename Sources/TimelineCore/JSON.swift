@@ -123,6 +123,20 @@ extension JSON {
         literal.withUTF8Buffer { out.append(contentsOf: $0) }
     }
 
+    /// A literal (a key with its punctuation) then a string value: the encoders that write members in key order.
+    static func writeMember(_ literal: StaticString, _ value: String, into out: inout [UInt8]) {
+        writeLiteral(literal, into: &out)
+        writeString(value, into: &out)
+    }
+
+    /// Strings separated by commas, without the brackets.
+    static func writeStringList(_ items: [String], into out: inout [UInt8]) {
+        for (index, item) in items.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            writeString(item, into: &out)
+        }
+    }
+
     static func writeInt(_ value: Int64, into out: inout [UInt8]) {
         if value < 0 { out.append(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
