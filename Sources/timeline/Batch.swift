@@ -30,7 +30,9 @@ struct Batch: AsyncParsableCommand {
         do {
             (sent, lines) = try Batch.checkedLines(try Batch.read(file))
         } catch {
-            if let connection = try? await connecting.value { await connection.close() }
+            // Reported at once, not after a connection still being attempted (up to its 10 s timeout); one that
+            // opens meanwhile is closed, or goes with the process.
+            Task { try? await connecting.value.close() }
             throw error
         }
         var connection: TimelineConnection? = try await connecting.value
