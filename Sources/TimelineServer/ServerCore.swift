@@ -382,10 +382,10 @@ final class ServerCore: Sendable {
 
     /// The reply to a PROPOSE (`batch: false`) or a BATCH of `count` proposals, from what `submit` gave.
     func answer(_ result: Result<[Edit], Error>, tag: String, batch: Bool, count: Int) -> [Reply] {
-        [batch ? batchAnswer(tag, count: count, result) : answer(tag, result)]
+        [batch ? batchAnswer(tag, count: count, result) : proposeAnswer(tag, result)]
     }
 
-    private func answer(_ tag: String, _ result: Result<[Edit], Error>) -> Reply {
+    private func proposeAnswer(_ tag: String, _ result: Result<[Edit], Error>) -> Reply {
         switch result {
         case .success(let edits): .ok(tag: tag, Self.acknowledgement(edits[0]))
         case .failure(let error): failure(tag, error)
