@@ -192,14 +192,11 @@ public final class TimelineClient: Sendable {
     /// Sends proposals (one JSON object each) in BATCHes of at most the server's limit, a few in flight at a
     /// time. Each batch is all or nothing; the first refused batch stops the sending and is reported with its
     /// line (`lineNumbers[i]` names where proposal `i` came from), together with exactly which input lines were
-    /// applied, including those of batches already sent after it. `connection`, when given, is one opened
-    /// beforehand (`connect()`), which this closes.
+    /// applied, including those of batches already sent after it.
     public func sendBatches(
-        _ proposals: [String], lineNumbers: [Int], over connection: TimelineConnection? = nil,
-        progress: (@Sendable (Int64, Int64) -> Void)? = nil
+        _ proposals: [String], lineNumbers: [Int], progress: (@Sendable (Int64, Int64) -> Void)? = nil
     ) async throws -> BatchReport {
-        let conn: TimelineConnection
-        if let connection { conn = connection } else { conn = try await connect() }
+        let conn = try await connect()
         defer { Task { await conn.close() } }
         let limit = max(1, Int(conn.hello["limits"]?["batch_edits"]?.intValue ?? 1_000))
         var sizes = Self.batchSizes(proposals.count, limit: limit).makeIterator()

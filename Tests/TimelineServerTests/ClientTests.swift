@@ -292,9 +292,9 @@ import TimelineTLS
         #expect(csv.split(separator: "\n").count == 29)
     }
 
-    /// The connection `timeline batch` opens beside its check does not hold up a bad line's report: against a
-    /// server that accepts the TCP connection and never answers (the handshake would time out after 10 s), the
-    /// line is reported at once. (Before it was mended, the report waited the 10 s.)
+    /// A bad line is reported before `timeline batch` connects: against a server that accepts the TCP connection
+    /// and never answers (the handshake would time out after 10 s), the line is reported at once. (A connection
+    /// opened beside the check once made the report wait the 10 s, and under TSan crashed the exit.)
     @Test func aBadLineIsReportedWithoutWaitingForTheServer() throws {
         let homes = Homes()
         let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
