@@ -207,7 +207,9 @@ import TimelineCore
     }
 
     @Test func connectionAndAuthenticationLimits() async throws {
-        let server = try ServerProcess(arguments: ["--max-connections", "2", "--auth-timeout", "1"])
+        // Three seconds to authenticate: under the thread sanitizer one or two could miss a single second and
+        // be closed mid-AUTH ("I/O on closed channel", once in the CI of 2026-11-30).
+        let server = try ServerProcess(arguments: ["--max-connections", "2", "--auth-timeout", "3"])
         let one = try await server.connect(token: server.adminToken)
         let two = try await server.connect(token: server.adminToken)
         let three = try await TestClient.connect(
