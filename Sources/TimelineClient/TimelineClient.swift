@@ -23,8 +23,9 @@ public final class TimelineClient: Sendable {
         }
         do {
             // 16 MiB of page cache: a pull stores 5,000 edits (a few MiB of pages) per transaction, and a client's
-            // memory must stay flat however large the log (B3: under 100 MB).
-            replica = try SQLiteStore(path: home.replicaPath, dataset: dataset, options: .init(cacheMiB: 16))
+            // memory must stay flat however large the log (B3: under 100 MB). 16 KiB pages for a store that only
+            // ever appends pages of pulled edits.
+            replica = try SQLiteStore(path: home.replicaPath, dataset: dataset, options: .replica)
         } catch let e as TimelineError where e.code == .wrongDataset {
             throw ClientError(ClientError.wrongDataset, e.message)
         }

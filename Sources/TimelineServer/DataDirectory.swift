@@ -29,14 +29,17 @@ public struct DataDirectory: Sendable {
     }
 
     /// Opens the store, creating the folder, store, certificate and admin token on first start (loading the
-    /// bundled sample timeline unless `empty`). An existing folder is opened as it is.
-    public func prepare(empty: Bool, dataset: String? = nil) async throws -> (
+    /// bundled sample timeline unless `empty`). An existing folder is opened as it is. `options` are the store's
+    /// (an office's store is made as a replica's: `SQLiteStore.Options.replica`).
+    public func prepare(
+        empty: Bool, dataset: String? = nil, options: SQLiteStore.Options = SQLiteStore.Options()
+    ) async throws -> (
         store: SQLiteStore, tokens: TokenStore, first: FirstStart?
     ) {
         let fm = FileManager.default
         let isNew = !exists
         try fm.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let store = try SQLiteStore(path: storePath, dataset: dataset)
+        let store = try SQLiteStore(path: storePath, dataset: dataset, options: options)
         let tokens = TokenStore(path: tokensPath)
         guard isNew else { return (store, tokens, nil) }
         var loaded = false

@@ -351,7 +351,7 @@ if !args.contains("--replication") && !args.contains("--whole") {
             removeStore(sourcePath)
             // The replica as `timeline` opens it (TimelineClient).
             let replicaPath = tempPath("s3-replica")
-            let replica = try SQLiteStore(path: replicaPath, dataset: source.dataset, options: .init(cacheMiB: 16))
+            let replica = try SQLiteStore(path: replicaPath, dataset: source.dataset, options: .replica)
             let storing = try await seconds { for page in pages { try await replica.appendVerified(page) } }
             let rawRate = try rawSQLiteInsert(rows: rows)
             removeStore(replicaPath)

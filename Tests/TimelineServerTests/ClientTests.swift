@@ -136,6 +136,9 @@ import TimelineTLS
             ],
             executable: timeline)
         #expect(initStatus == 0, "\(initErr)")
+        // A replica is made with 16 KiB pages (it only appends pulled pages), the primary keeps 4 KiB.
+        #expect(sqlitePageSize(of: cliHome + "/replica.sqlite") == 16_384)
+        #expect(sqlitePageSize(of: server.data.appendingPathComponent("timeline.sqlite").path) == 4_096)
         // init pulled everything; start over from a replica that is behind by making a second server-side burst.
         // Three pages of the client's PULL (5,000 edits each), so that a kill can land between two of them.
         let more = (0..<15_000).map { #"{"op":"annotation.add","event":"\#(eventID)","text":"more \#($0)"}"# }

@@ -64,6 +64,9 @@ import TimelineCore
         #expect(states.allSatisfy { $0["ok"] == true })
         #expect(Set(states.map { $0["state"]! }).count == 1)
         #expect(Set(states.map { $0["version"]! }) == [30])
+        // An office's store, written only by what it pulls, is made with a replica's 16 KiB pages.
+        #expect(sqlitePageSize(of: a.data.appendingPathComponent("timeline.sqlite").path) == 16_384)
+        #expect(sqlitePageSize(of: primary.data.appendingPathComponent("timeline.sqlite").path) == 4_096)
 
         // Replica A killed during a stream of writes restarts from its checkpoint and catches up, without gaps.
         let writer = try await primary.connect(token: primary.adminToken)

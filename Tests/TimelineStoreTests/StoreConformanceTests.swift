@@ -501,11 +501,13 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
 
     /// The writer does not checkpoint inside its commits; the checkpointer beside it keeps the WAL from growing
     /// with the log (without it, 12,000 edits leave a WAL of about 30 MiB here, and up to SQLite's own limit of 64
-    /// MiB). It starts once the log has grown by the given number of pages: 1,024 here, 4 MiB.
-    @Test func theWALIsCheckpointedBesideTheWriter() async throws {
+    /// MiB). It starts once the log has grown by the given number of bytes, 4 MiB here, counted in pages of the
+    /// store's own size (a replica's are 16 KiB).
+    @Test(arguments: [4_096, 16_384])
+    func theWALIsCheckpointedBesideTheWriter(pageSize: Int) async throws {
         let dir = try TempDir()
         let path = dir.path("timeline.sqlite")
-        let store = try SQLiteStore(path: path, options: .init(checkpointEveryFrames: 1_024))
+        let store = try SQLiteStore(path: path, options: .init(checkpointEveryBytes: 4 << 20, pageSize: pageSize))
         let event = EventID(ULID.generate(at: t0))
         _ = try await store.append([create("e", id: event)])
         for round in 0..<12 {
@@ -514,6 +516,28 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let wal = try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int ?? 0
         #expect(wal < 16 << 20, "WAL of \(wal) bytes after 12,000 edits")
         #expect(try await store.verify().ok)
+    }
+
+    /// A store is made with the page size its options ask for, and keeps the one it was made with when opened
+    /// with others. Writes do not zero what they free (Debian builds SQLite to, by default).
+    @Test func aStoreKeepsThePageSizeItWasMadeWith() async throws {
+        let dir = try TempDir()
+        func pragma(_ store: SQLiteStore, _ name: String) async throws -> Int? {
+            try await store.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA \(name)") }
+        }
+        let event = EventID(ULID.generate(at: t0))
+        for (name, options, size) in [("primary", SQLiteStore.Options(), 4_096), ("replica", .replica, 16_384)] {
+            let store = try SQLiteStore(path: dir.path("\(name).sqlite"), options: options)
+            _ = try await store.append([create("e", id: event), annotate(event, "note", base: 0)])
+            #expect(try await pragma(store, "page_size") == size)
+            #expect(try await pragma(store, "secure_delete") == 0)
+            let other = try SQLiteStore(
+                path: dir.path("\(name).sqlite"), options: .init(pageSize: size == 4_096 ? 16_384 : 4_096))
+            #expect(try await pragma(other, "page_size") == size)
+            _ = try await other.append([annotate(event, "another", base: 0)])
+            #expect(try await other.verify().ok)
+            #expect(try await other.currentVersion() == 3)
+        }
     }
 
     /// A store made before the tag rows carried dates (migration v1 only) gets them filled in when opened.

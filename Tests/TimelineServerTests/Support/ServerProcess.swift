@@ -170,6 +170,18 @@ final class ServerProcess: @unchecked Sendable {
     }
 }
 
+/// The page size an SQLite file was made with, read from its header (offset 16, big-endian; 1 stands for 65,536),
+/// so that a test can look at a running server's store without opening a connection to it.
+func sqlitePageSize(of path: String) -> Int? {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+    defer { try? handle.close() }
+    guard let header = try? handle.read(upToCount: 18), header.count == 18,
+        header.prefix(16) == Data("SQLite format 3\0".utf8)
+    else { return nil }
+    let size = Int(header[16]) << 8 | Int(header[17])
+    return size == 1 ? 65_536 : size
+}
+
 struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
