@@ -232,6 +232,7 @@ enum ReplicationBench {
         var sqliteSeconds = 0.0
         for round in 0..<rounds {
             let home = work + "/b3-home-\(round)"
+            WholeBench.settle()
             let pulled = try WholeBench.run([
                 timeline, "init", "--home", home, "--server", "127.0.0.1:\(primary.port)", "--token",
                 primary.adminToken, "--fingerprint", primary.fingerprint.hex,
@@ -256,6 +257,7 @@ enum ReplicationBench {
             try sServer.run()
             defer { if sServer.isRunning { sServer.terminate() } }
             try await Task.sleep(nanoseconds: 500_000_000)
+            WholeBench.settle()
             let request = "GET /\(streamURL.lastPathComponent) HTTP/1.0\\r\\n\\r\\n"
             let (_, moved, tls, _) = try WholeBench.run([
                 "sh", "-c",
@@ -270,6 +272,7 @@ enum ReplicationBench {
             tlsSeconds += tls
             // (b) sqlite3 inserting the same rows in one transaction.
             let referencePath = work + "/b3-reference.sqlite"
+            WholeBench.settle()
             let (_, _, inserted, _) = try WholeBench.run(["sqlite3", referencePath], stdin: sqlFile)
             sqliteSeconds += inserted
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: referencePath + suffix) }
@@ -299,6 +302,7 @@ enum ReplicationBench {
                 referenceValue: 100, target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true))
 
         // B6: an empty office replica catching up the same log, next to B3's client pull.
+        WholeBench.settle()
         let catchStart = now()
         let fresh = try Server(binary: binary, data: work + "/fresh-office", extra: replicaArgs("fresh"))
         defer { fresh.stop() }
