@@ -138,14 +138,16 @@ enum WholeBench {
     // MARK: B1
 
     /// `timeline batch` of N annotations (durable on the server) next to the sqlite3 CLI inserting the same
-    /// rows in one transaction. Full mode alternates the two three times, each of ours on a fresh server so that
+    /// rows in one transaction. Full mode alternates the two five times, each of ours on a fresh server so that
     /// the rounds are alike, and pools each side's rounds: single rounds of this 2-second figure gave ratios from
-    /// 0.26 to 0.42 within an hour on this machine (2026-11-29/30), the reference itself moving by a third.
+    /// 0.26 to 0.42 within an hour on this machine (2026-11-29/30), the reference itself moving by a third, and
+    /// from 0.37 to 0.59 within one run of three (2026-11-30, the reference from 89,706 to 146,313 rows/s). Five
+    /// rounds add about 15 s to the run.
     static func batchOverTLS(bin: String, work: String, server: Server, events: [String], quick: Bool) async throws
         -> [Figure]
     {
         let n = quick ? 10_000 : 100_000
-        let rounds = quick ? 1 : 3
+        let rounds = quick ? 1 : 5
         // The reference: the same rows as plain INSERTs in one transaction, WAL and synchronous=FULL as ours.
         var sql = """
             PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
