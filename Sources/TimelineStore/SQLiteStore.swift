@@ -37,6 +37,10 @@ public final class SQLiteStore: TimelineStore, Sendable {
         /// and checksum) and its b-trees split a quarter as often. A fresh pull of 1,020,029 edits, four
         /// alternating pairs: 9.5-12.2 s with 4 KiB pages, 8.3-10.3 s with 16 KiB.
         public static let replica = Options(cacheMiB: 16, pageSize: 16_384)
+
+        /// An office's store: written only by what it pulls from upstream, in pages, as a client's replica is, so
+        /// with the replica's pages; its readers serve clients and keep a primary's cache.
+        public static let office = Options(pageSize: replica.pageSize)
     }
 
     /// SQLite's memory statistics cost every allocation a process-wide mutex; they can be switched off only
@@ -68,11 +72,6 @@ public final class SQLiteStore: TimelineStore, Sendable {
             // FULL: a commit in WAL mode is on disk before it returns, so an OK survives power loss, not just kill -9.
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
-            // Checkpoints run beside the writer (Checkpointer), not inside its commits. SQLite's own remains as a
-            // safety net at 64 MiB: a bulk import's large commits, or a short-lived process that
-            // exits before the checkpointer ran, still leave the data in the file and not in a growing log.
-            try db.execute(
-                sql: "PRAGMA wal_autocheckpoint = \(SQLiteStore.autocheckpointBytes / max(512, options.pageSize))")
             try db.execute(sql: "PRAGMA cache_size = -\(max(1, options.cacheMiB) * 1024)")
         }
         var pageSize = 4_096
@@ -84,7 +83,11 @@ public final class SQLiteStore: TimelineStore, Sendable {
                 try db.execute(sql: "PRAGMA synchronous = FULL")
                 // The WAL counts pages, whose size is the file's own (an older replica's may be 4 KiB).
                 pageSize = try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4_096
-                // The same safety net as wal_autocheckpoint above, and a count of the log's pages for Checkpointer.
+                // Checkpoints run beside the writer (Checkpointer), not inside its commits. The writer's WAL hook
+                // keeps SQLite's own as a safety net at 64 MiB (a bulk import's large commits, or a short-lived
+                // process that exits before the checkpointer ran, still leave the data in the file, not in a
+                // growing log) and counts the log's pages for Checkpointer. It replaces wal_autocheckpoint, which
+                // is set through the same hook; only this connection writes.
                 _ = timeline_sqlite_watch_wal(
                     UnsafeMutableRawPointer(db.sqliteConnection), Int32(SQLiteStore.autocheckpointBytes / pageSize))
             }
