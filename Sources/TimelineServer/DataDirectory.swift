@@ -30,7 +30,7 @@ public struct DataDirectory: Sendable {
 
     /// Opens the store, creating the folder, store, certificate and admin token on first start (loading the
     /// bundled sample timeline unless `empty`). An existing folder is opened as it is. `options` are the store's
-    /// (an office's store is made as a replica's: `SQLiteStore.Options.replica`).
+    /// (an office's: `SQLiteStore.Options.office`).
     public func prepare(
         empty: Bool, dataset: String? = nil, options: SQLiteStore.Options = SQLiteStore.Options()
     ) async throws -> (

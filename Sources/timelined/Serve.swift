@@ -134,11 +134,8 @@ struct Serve: AsyncParsableCommand {
                 // A new replica takes its dataset from upstream; an existing one checks it while following.
                 if !dir.exists { dataset = try await Replicator.upstreamDataset(upstream!) }
             }
-            // An office's store is written only by what it pulls from upstream, in pages, as a client's replica is;
-            // its readers keep a primary's cache.
             let (store, tokens, first) = try await dir.prepare(
-                empty: empty || upstream != nil, dataset: dataset,
-                options: upstream == nil ? .init() : .init(pageSize: SQLiteStore.Options.replica.pageSize))
+                empty: empty || upstream != nil, dataset: dataset, options: upstream == nil ? .init() : .office)
             var replicator: Replicator?
             if let upstream {
                 replicator = Replicator(
