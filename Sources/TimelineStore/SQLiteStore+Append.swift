@@ -205,9 +205,9 @@ final class GroupCommitter: Sendable {
 }
 
 /// Proposals with all of their encoding that does not depend on the store's state: each edit's body but its
-/// version and revision, and the row of each annotation an edit adds. Built on the caller's thread (an event
-/// loop, or the task decoding a BATCH), so that the single writer, which every write waits for, only splices
-/// two integers in, hashes and writes. In B1 this encoding was a sixth of the writer's time.
+/// version and revision. Built on the caller's thread (an event loop, or the task decoding a BATCH), so that the
+/// single writer, which every write waits for, only splices two integers in, hashes and writes. In B1 this
+/// encoding was a sixth of the writer's time.
 ///
 /// Units larger than `limit` (an offline import is one unit) are encoded by the writer as it goes: holding all of
 /// their encodings at once cost about 570 bytes per edit more at the peak (`timelined import` of 1,000,000 edits:
@@ -217,17 +217,10 @@ struct PreparedProposals: Sendable {
     let proposals: [Proposal]
     /// Empty when the unit is larger than `limit`.
     private let templates: [EditCodec.BodyTemplate]
-    private let addedRows: PackedBytes
 
     init(_ proposals: [Proposal], limit: Int = Self.limit) {
         self.proposals = proposals
-        guard proposals.count <= limit else {
-            templates = []
-            addedRows = PackedBytes()
-            return
-        }
-        templates = proposals.map { EditCodec.BodyTemplate($0) }
-        addedRows = PackedBytes(addedRowsOf: proposals)
+        templates = proposals.count <= limit ? proposals.map { EditCodec.BodyTemplate($0) } : []
     }
 
     /// The canonical body of the proposal at `index` as the edit with this version and revision.
@@ -237,9 +230,6 @@ struct PreparedProposals: Sendable {
         }
         return templates[index].body(version: version, revision: revision)
     }
-
-    /// The row of the annotation the proposal at `index` adds, when it was encoded already.
-    func addedRow(_ index: Int) -> ArraySlice<UInt8>? { addedRows.addedRow(index) }
 }
 
 /// Events and annotations as the writer last saw them; `nil` values record rows known not to exist.
@@ -319,20 +309,20 @@ struct StateWriter {
     let selectEvent: Statement
     let selectAnnotation: Statement
     let insertEdit: HotStatement
-    let insertAnnotation: HotStatement
-    let replaceAnnotation: Statement
+    let upsertAnnotation: Statement
     var cache: WriterCache
 
     init(db: Database, cache: WriterCache) throws {
         self.db = db
         self.cache = cache
         selectEvent = try db.cachedStatement(sql: "SELECT \(SQLiteReads.revision), body FROM events WHERE id = ?")
-        selectAnnotation = try db.cachedStatement(sql: "SELECT body FROM annotations WHERE id = ?")
+        selectAnnotation = try db.cachedStatement(sql: SQLiteReads.annotationByID)
         insertEdit = try HotStatement(db, sql: Self.insertLogRowSQL)
-        insertAnnotation = try HotStatement(
-            db, sql: "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, ?, ?)")
-        replaceAnnotation = try db.cachedStatement(
-            sql: "UPDATE annotations SET event = ?, retracted = ?, body = ? WHERE id = ?")
+        upsertAnnotation = try db.cachedStatement(
+            sql: """
+                INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE
+                SET event = excluded.event, retracted = excluded.retracted, body = excluded.body
+                """)
     }
 
     /// Starts a unit (one append inside its savepoint, or a whole group run without savepoints): later changes
@@ -354,8 +344,7 @@ struct StateWriter {
 
     mutating func annotation(_ id: AnnotationID) throws -> Annotation? {
         if let cached = cache.annotation(id) { return cached }
-        let body = try String.fetchOne(selectAnnotation, arguments: [id.description])
-        let annotation = try body.map { try Annotation(json: try JSON(parsing: $0)) }
+        let annotation = try Row.fetchOne(selectAnnotation, arguments: [id.description]).map(SQLiteReads.annotation)
         cache.set(id, annotation)
         return annotation
     }
@@ -372,7 +361,7 @@ struct StateWriter {
         out.reserveCapacity(batch.count)
         for (index, proposal) in batch.enumerated() {
             let current = try proposal.event.map { try event($0) } ?? nil
-            // A new annotation's ID is checked by the table's primary key on insert, saving a lookup per add.
+            // A new annotation's ID is checked by the log's index of adds on insert, saving a lookup per add.
             let annotation: Annotation?
             if case .addAnnotation(let id, _, _) = proposal.change {
                 annotation = cache.annotation(id) ?? nil
@@ -390,15 +379,15 @@ struct StateWriter {
             let body = prepared.body(index, version: head.version + 1, revision: applied.revision)
             let edit = Edit.chained(
                 after: head.hash, version: head.version + 1, revision: applied.revision, proposal: proposal, body: body)
-            try insertLogRow(edit, body: body[...])
             do {
-                try write(proposal, applied, previous: current, addedRow: prepared.addedRow(index))
-            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                try insertLogRow(edit, body: body[...])
+            } catch let error as DatabaseError where Self.isDuplicateAdd(error) {
                 throw BatchRejection(
                     index: index, count: batch.count,
                     error: TimelineError(
                         .duplicateID, "annotation \(proposal.change.annotationID?.description ?? "?") already exists"))
             }
+            try write(proposal, applied, previous: current)
             head = ChainHead(version: edit.version, hash: edit.hash)
             out.append(edit)
         }
@@ -423,7 +412,7 @@ struct StateWriter {
             }
             let p = edit.proposal
             let current = try p.event.map { try event($0) } ?? nil
-            // As in admit: a new annotation's ID is checked by the primary key on insert, not by a lookup.
+            // As in admit: a new annotation's ID is checked by the log's index on insert, not by a lookup.
             let annotation: Annotation?
             if case .addAnnotation(let id, _, _) = p.change {
                 annotation = cache.annotation(id) ?? nil
@@ -440,15 +429,21 @@ struct StateWriter {
                 throw refuse(
                     "edit \(edit.version) says revision \(edit.revision), applying it gives \(applied.revision)")
             }
-            try insertLogRow(edit, body: body)
             do {
-                try write(p, applied, previous: current, addedRow: page.addedRows.addedRow(index))
-            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                try insertLogRow(edit, body: body)
+            } catch let error as DatabaseError where Self.isDuplicateAdd(error) {
                 throw refuse("edit \(edit.version) adds annotation \(p.change.annotationID?.description ?? "?") twice")
             }
+            try write(p, applied, previous: current)
             head = ChainHead(version: edit.version, hash: edit.hash)
         }
         return batch
+    }
+
+    /// An `annotation.add` whose ID was added before, refused by the log's index `edits_adding` (Schema, v6). The
+    /// other unique index, by event and revision, failing would be the writer's own error, and is not this.
+    static func isDuplicateAdd(_ error: DatabaseError) -> Bool {
+        error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE && error.message?.contains("edits.annotation") == true
     }
 
     /// OR FAIL: with no constraint that aborts, SQLite writes the row without a statement journal (Schema, v4;
@@ -474,13 +469,7 @@ struct StateWriter {
         }
     }
 
-    /// `addedRow` is the added annotation's row body when the caller encoded it already (`PreparedProposals`,
-    /// `LinkedEdits`).
-    mutating func write(
-        _ p: Proposal, _ applied: Applied, previous: Event?, addedRow: ArraySlice<UInt8>? = nil
-    )
-        throws
-    {
+    mutating func write(_ p: Proposal, _ applied: Applied, previous: Event?) throws {
         if case .setMeta(let set) = p.change {
             for (key, value) in set {
                 if value.isNull {
@@ -527,22 +516,13 @@ struct StateWriter {
             // Only the revision moves (the cached event is the one Rules applied the edit to), and the event's row
             // holds none: it is read from the log (Schema, v5).
             cache.set(revisionOf: e)
-            guard let a = applied.annotation else { return }
-            if case .addAnnotation = p.change {
-                let body = addedRow ?? a.canonicalBytes[...]
-                // Not cached: most annotations are never edited, and the primary key catches a duplicate add.
-                let row = insertAnnotation
-                row.bind(3, a.retracted)
-                try row.withText(1, a.id.description) {
-                    try row.withText(2, a.event.description) { try row.withText(4, body) { try row.run(db) } }
-                }
-            } else {
-                cache.set(a.id, a)
-                try replaceAnnotation.execute(arguments: [
-                    a.event.description, a.retracted, String(decoding: a.canonicalBytes, as: UTF8.self),
-                    a.id.description,
-                ])
-            }
+            // An added annotation is its log row until it changes (Schema, v6); it is not cached either, since
+            // most annotations are never edited.
+            guard let a = applied.annotation, p.change.operation != .annotationAdd else { return }
+            cache.set(a.id, a)
+            try upsertAnnotation.execute(arguments: [
+                a.id.description, a.event.description, a.retracted, String(decoding: a.canonicalBytes, as: UTF8.self),
+            ])
         case .setMeta:
             break
         }

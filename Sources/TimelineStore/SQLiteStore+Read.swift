@@ -51,25 +51,43 @@ enum SQLiteReads {
         return out
     }
 
-    /// A log row's `body` and `hash` columns.
-    private static func stored(_ row: Row) throws -> (body: [UInt8], hash: Digest) {
+    /// A log row's body (the column named `body`) and `hash`.
+    private static func stored(_ row: Row, body: String = "body") throws -> (body: [UInt8], hash: Digest) {
         guard let hash = Digest(bytes: Array(row["hash"] as Data)) else {
             throw TimelineError(.corrupt, "a stored hash is not 32 bytes")
         }
-        return (Array((row["body"] as String).utf8), hash)
+        return (Array((row[body] as String).utf8), hash)
     }
+
+    /// An annotation is its add's log row until it is updated or retracted, and then its row in `annotations`
+    /// (Schema, v6). Selected as `state` (the row's body or NULL), `added` and `hash` (the add's), for `annotation`.
+    static let annotationColumns = "annotations.body AS state, edits.body AS added, edits.hash AS hash"
+    static let annotationSource =
+        "FROM edits LEFT JOIN annotations ON annotations.id = edits.annotation WHERE edits.op = 'annotation.add'"
+
+    /// One annotation by ID, found through the log's index of adds.
+    static let annotationByID = "SELECT \(annotationColumns) \(annotationSource) AND edits.annotation = ?"
 
     /// An event's annotations are the ones its log rows added: the store keeps one index by event, the log's
     /// (a second one cost every commit a page per event it touched; Schema, v4).
-    static let annotationsOfEvents =
-        "FROM edits JOIN annotations ON annotations.id = edits.annotation "
-        + "WHERE edits.op = 'annotation.add' AND edits.event"
+    static let annotationsOfEvents = "\(annotationSource) AND edits.event"
+
+    static func annotation(_ row: Row) throws -> Annotation {
+        if let state = row["state"] as String? { return try Annotation(json: try JSON(parsing: state)) }
+        let (body, hash) = try stored(row, body: "added")
+        let add = try EditCodec.decodeStored(body: body, hash: hash)
+        guard let annotation = add.proposal.addedAnnotation else {
+            throw TimelineError(.corrupt, "log row \(add.version) is indexed as an annotation's add but adds none")
+        }
+        return annotation
+    }
 
     static func annotations(_ db: Database, event: EventID) throws -> [Annotation] {
-        let bodies = try String.fetchAll(
-            db.cachedStatement(sql: "SELECT annotations.body \(annotationsOfEvents) = ? ORDER BY annotations.id"),
-            arguments: [event.description])
-        return try bodies.map { try Annotation(json: try JSON(parsing: $0)) }
+        try Row.fetchAll(
+            db.cachedStatement(
+                sql: "SELECT \(annotationColumns) \(annotationsOfEvents) = ? ORDER BY edits.annotation"),
+            arguments: [event.description]
+        ).map(annotation)
     }
 
     static func view(_ db: Database, row: Row) throws -> EventView {
@@ -88,13 +106,12 @@ enum SQLiteReads {
             let rows = try Row.fetchCursor(
                 db,
                 sql: """
-                    SELECT edits.event AS event, annotations.body AS body \(annotationsOfEvents) IN (\(marks))
-                    ORDER BY edits.event, annotations.id
+                    SELECT edits.event AS event, \(annotationColumns) \(annotationsOfEvents) IN (\(marks))
+                    ORDER BY edits.event, edits.annotation
                     """,
                 arguments: StatementArguments(chunk.map { $0.id.description }))
             while let row = try rows.next() {
-                byEvent[row["event"], default: []].append(
-                    try Annotation(json: try JSON(parsing: row["body"] as String)))
+                byEvent[row["event"], default: []].append(try annotation(row))
             }
             start += chunk.count
         }
@@ -186,7 +203,12 @@ extension SQLiteStore {
         // A merge of two ordered scans (events by ID, annotations by event and ID): one pass over each table
         // instead of one annotations query per event.
         let events = try Row.fetchCursor(db, sql: "SELECT id, \(SQLiteReads.revision), body FROM events ORDER BY id")
-        let annotations = try Row.fetchCursor(db, sql: "SELECT event, body FROM annotations ORDER BY event, id")
+        let annotations = try Row.fetchCursor(
+            db,
+            sql: """
+                SELECT edits.event AS event, \(SQLiteReads.annotationColumns) \(SQLiteReads.annotationSource)
+                ORDER BY edits.event, edits.annotation
+                """)
         var pending = try annotations.next()
         while let row = try events.next() {
             let id: String = row["id"]
@@ -196,7 +218,7 @@ extension SQLiteStore {
                 let owner: String = a["event"]
                 if owner > id { break }
                 // An annotation whose event sorts before this one has no event row; the schema forbids it.
-                if owner == id { own.append(try Annotation(json: try JSON(parsing: a["body"] as String))) }
+                if owner == id { own.append(try SQLiteReads.annotation(a)) }
                 pending = try annotations.next()
             }
             hasher.add(event: event, annotations: own)
@@ -251,8 +273,8 @@ extension SQLiteStore {
     /// One annotation by its ID.
     public func annotation(_ id: AnnotationID) async throws -> Annotation? {
         try await read("read an annotation") { db in
-            try String.fetchOne(db, sql: "SELECT body FROM annotations WHERE id = ?", arguments: [id.description])
-                .map { try Annotation(json: try JSON(parsing: $0)) }
+            try Row.fetchOne(db.cachedStatement(sql: SQLiteReads.annotationByID), arguments: [id.description])
+                .map(SQLiteReads.annotation)
         }
     }
 

@@ -132,9 +132,6 @@ public struct LinkedEdits: Sendable {
     public let edits: [Edit]
     /// `EditCodec.canonicalBody` of each edit: what its hash covers, and what the log stores.
     let bodies: PackedBytes
-    /// The row of each annotation an edit adds (empty for other edits), encoded here for the same reason as
-    /// `PreparedProposals`: this runs where the page is decoded, while the single writer stores the page before.
-    let addedRows: PackedBytes
 
     /// Refused with `BatchRejection` (code `CORRUPT`) at the first edit that does not follow the one before it.
     public init(_ edits: [Edit]) throws(BatchRejection) {
@@ -170,7 +167,6 @@ public struct LinkedEdits: Sendable {
         }
         self.edits = edits
         self.bodies = bodies
-        addedRows = PackedBytes(addedRowsOf: edits.lazy.map(\.proposal))
     }
 
     /// The edits of a page as they are read off the wire, each decoded from its canonical line
@@ -212,8 +208,6 @@ struct PackedBytes: Sendable {
     /// Where each string ends; it starts where the one before it ends.
     private var ends: [Int] = []
 
-    init() {}
-
     init(count: Int, bytesEach: Int) {
         bytes.reserveCapacity(count * bytesEach)
         ends.reserveCapacity(count)
@@ -235,22 +229,6 @@ struct PackedBytes: Sendable {
 
     subscript(index: Int) -> ArraySlice<UInt8> {
         bytes[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
-    }
-}
-
-extension PackedBytes {
-    /// The row of the annotation each proposal adds (`Annotation.canonicalBytes`), empty for the others: what the
-    /// writer stores for an `annotation.add`, encoded beforehand (`PreparedProposals`, `LinkedEdits`).
-    init(addedRowsOf proposals: some Collection<Proposal>) {
-        self.init(count: proposals.count, bytesEach: 192)
-        for proposal in proposals { append(proposal.addedAnnotation?.canonicalBytes ?? []) }
-    }
-
-    /// The added annotation's row at `index`; nil when the proposal adds none or its rows were not encoded.
-    func addedRow(_ index: Int) -> ArraySlice<UInt8>? {
-        guard index < count else { return nil }
-        let row = self[index]
-        return row.isEmpty ? nil : row
     }
 }
 

@@ -135,6 +135,52 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await store.event(a.event!, asOf: nil)?.event.revision == 3)
         #expect(try await store.verify().ok)
     }
+    /// An annotation ID is added once. A second add is refused with DUPLICATE_ID, its batch whole and the appends
+    /// committed with it kept, whether the annotation was changed since (it has a row) or is still only its add
+    /// (Schema, v6); and whether the writer had it cached or not (a reopened store).
+    @Test(arguments: Backend.allCases)
+    func anAnnotationIsAddedOnce(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        let event = create("e")
+        let id = try #require(event.event)
+        let kept = annotate(id, "never changed", base: 0)
+        let changed = annotate(id, "changed", base: 0)
+        _ = try await store.append([event, kept, changed])
+        let changedID = try #require(changed.change.annotationID)
+        _ = try await store.append([
+            Proposal(
+                event: id, change: .updateAnnotation(changedID, AnnotationPatch(text: "changed twice")), base: 0,
+                author: "ana", time: t0)
+        ])
+        for reopened in [false, true] {
+            let store = reopened ? try backend.make(dir) : store
+            for again in [kept, changed] {
+                let before = try await store.head()
+                // Submitted together, so that both land in one group commit.
+                let refused = Task { try await store.append([annotate(id, "fresh", base: 0), again]) }
+                let accepted = Task { try await store.append([annotate(id, "beside it", base: 0)]) }
+                await #expect {
+                    _ = try await refused.value
+                } throws: { error in
+                    guard let r = error as? BatchRejection else { return false }
+                    return r.index == 1 && r.count == 2 && r.error.code == .duplicateID
+                        && r.error.message.contains(again.change.annotationID!.description)
+                }
+                #expect(try await accepted.value.map(\.version) == [before.version + 1])
+            }
+            let annotations = try #require(try await store.event(id, asOf: nil)).annotations
+            #expect(annotations.filter { $0.text == "never changed" }.count == 1)
+            #expect(annotations.filter { $0.text == "changed twice" }.count == 1)
+            #expect(annotations.count == (reopened ? 6 : 4))
+            let sqlite = try #require(store as? SQLiteStore)
+            #expect(try await sqlite.annotation(changedID)?.text == "changed twice")
+            #expect(try await sqlite.annotation(kept.change.annotationID!)?.text == "never changed")
+            #expect(try await sqlite.annotation(AnnotationID(ULID.generate(at: t0))) == nil)
+            #expect(try await store.verify().ok)
+        }
+    }
+
     @Test(arguments: Backend.allCases)
     func asOfQueriesAndHistory(backend: Backend) async throws {
         let dir = try TempDir()
@@ -288,7 +334,8 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let report2 = try await SQLiteStore(path: path2).verify()
         #expect(!report2.ok)
         #expect(report2.problems.contains { $0.contains("differs from the log") })
-        // A log row naming another annotation than its body (reads find an event's annotations by it).
+        // A log row naming another annotation than its body (reads find an event's annotations by it; the log's
+        // index of adds refuses a second add of the same one).
         let dir3 = try TempDir()
         let path3 = dir3.path("t.sqlite")
         let store3 = try SQLiteStore(path: path3)
@@ -297,13 +344,36 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let added = try await store3.append([annotate(first, "one", base: 0), annotate(first, "two", base: 0)])
         try await rawQueue(path3).write { db in
             try db.execute(sql: "DROP TRIGGER edits_append_only_update")
+            #expect(throws: DatabaseError.self) {
+                try db.execute(
+                    sql: "UPDATE edits SET annotation = ? WHERE version = ?",
+                    arguments: [added[1].change.annotationID?.description, added[0].version])
+            }
             try db.execute(
                 sql: "UPDATE edits SET annotation = ? WHERE version = ?",
-                arguments: [added[1].change.annotationID?.description, added[0].version])
+                arguments: [AnnotationID(ULID.generate(at: t0)).description, added[0].version])
         }
         let report3 = try await SQLiteStore(path: path3).verify()
         #expect(report3.firstBadVersion == added[0].version)
         #expect(report3.problems.contains { $0.contains("columns disagree") }, "\(report3.problems)")
+        // A row for an annotation no edit changed: reads would take it over its add.
+        let dir4 = try TempDir()
+        let path4 = dir4.path("t.sqlite")
+        let store4 = try SQLiteStore(path: path4)
+        _ = try await Importer.loadSample(into: store4)
+        let note = annotate(first, "as added", base: 0)
+        _ = try await store4.append([note])
+        try await rawQueue(path4).write { db in
+            try db.execute(
+                sql: "INSERT INTO annotations(id, event, retracted, body) VALUES (?, ?, 0, ?)",
+                arguments: [
+                    note.change.annotationID?.description, first.description,
+                    String(decoding: note.addedAnnotation!.canonicalBytes, as: UTF8.self),
+                ])
+        }
+        let report4 = try await SQLiteStore(path: path4).verify()
+        #expect(!report4.ok)
+        #expect(report4.problems.contains { $0.contains("have a row") }, "\(report4.problems)")
     }
 
     @Test(arguments: Backend.allCases)
@@ -458,14 +528,10 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
                 #expect(before.body(index, version: version, revision: revision) == body)
                 #expect(by.body(index, version: version, revision: revision) == body)
             }
-            #expect(by.addedRow(index) == nil)
-            #expect(before.addedRow(index).map(Array.init) == proposals[index].addedAnnotation?.canonicalBytes)
         }
-        #expect(before.addedRow(1) != nil)
     }
 
-    /// A pulled page keeps its bodies and added rows end to end in one buffer each; every one reads back as the
-    /// canonical bytes, the rows of edits that add no annotation as empty.
+    /// A pulled page keeps its bodies end to end in one buffer; every one reads back as the canonical bytes.
     @Test func aLinkedPageKeepsEachEditsCanonicalBytes() throws {
         let event = EventID(ULID.generate(at: t0))
         let proposals =
@@ -480,13 +546,11 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             head = edit.hash
         }
         let page = try LinkedEdits(edits)
-        #expect(page.bodies.count == edits.count && page.addedRows.count == edits.count)
+        #expect(page.bodies.count == edits.count)
         for (index, edit) in edits.enumerated() {
             let body = EditCodec.canonicalBody(version: edit.version, revision: edit.revision, proposal: edit.proposal)
             #expect(Array(page.bodies[index]) == body)
-            #expect(Array(page.addedRows[index]) == (edit.proposal.addedAnnotation?.canonicalBytes ?? []))
         }
-        #expect(page.addedRows[0].isEmpty && !page.addedRows[1].isEmpty && page.addedRows[3].isEmpty)
     }
 
     /// SQLite's memory statistics take a process-wide mutex on every allocation; the store switches them off
@@ -586,6 +650,8 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
                 author: "ana", time: t0),
             Proposal(event: first, change: .retractAnnotation(ids[1]), base: base + 1, author: "ana", time: t0),
         ])
+        // Before v6 every annotation had its row.
+        let annotations = try #require(try await current.event(first, asOf: nil)).annotations
         let oldPath = dir.path("old.sqlite")
         let old = try rawQueue(oldPath)
         defer { try? old.close() }
@@ -599,15 +665,29 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
                 let log = "version, event, revision, op, body, hash" + (named == true ? ", annotation" : "")
                 try db.execute(sql: "INSERT INTO main.edits(\(log)) SELECT \(log) FROM current.edits")
                 // Before v5 an event's row held its revision and the version of its newest log row.
-                try db.execute(
-                    sql: """
-                        INSERT INTO main.events(id, revision, version, deleted, date_start, date_end, body)
-                        SELECT e.id, l.revision, l.version, e.deleted, e.date_start, e.date_end, e.body
-                        FROM current.events e JOIN current.edits l ON l.event = e.id
-                        WHERE l.revision = (SELECT max(revision) FROM current.edits WHERE event = e.id)
-                        """)
-                for table in ["store_info", "event_tags", "annotations", "timeline_meta"] {
+                let revisions = try Bool.fetchOne(
+                    db, sql: "SELECT count(*) FROM main.pragma_table_info('events') WHERE name = 'revision'")
+                if revisions == true {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO main.events(id, revision, version, deleted, date_start, date_end, body)
+                            SELECT e.id, l.revision, l.version, e.deleted, e.date_start, e.date_end, e.body
+                            FROM current.events e JOIN current.edits l ON l.event = e.id
+                            WHERE l.revision = (SELECT max(revision) FROM current.edits WHERE event = e.id)
+                            """)
+                } else {
+                    try db.execute(sql: "INSERT INTO main.events SELECT * FROM current.events")
+                }
+                for table in ["store_info", "event_tags", "timeline_meta"] {
                     try db.execute(sql: "INSERT INTO main.\(table) SELECT * FROM current.\(table)")
+                }
+                for a in annotations {
+                    try db.execute(
+                        sql: "INSERT INTO main.annotations(id, event, retracted, body) VALUES (?, ?, ?, ?)",
+                        arguments: [
+                            a.id.description, a.event.description, a.retracted,
+                            String(decoding: a.canonicalBytes, as: UTF8.self),
+                        ])
                 }
                 return .commit
             }
@@ -648,6 +728,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let head = try await migrated.head().version
         let row = "INSERT INTO edits(version, event, revision, op, body, hash, annotation) VALUES"
         let event = "'\(first)'"
+        let annotated = try #require(try await migrated.event(first, asOf: nil)?.annotations.first?.id)
         // Each refused for its own rule: the message says which.
         let refusals = [
             ("\(row) (\(head + 1), NULL, 0, 'event.explode', '{}', zeroblob(32), NULL)", "CHECK constraint failed"),
@@ -663,6 +744,10 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             (
                 "\(row) (\(head + 1), \(event), 999, 'event.update', '{}', zeroblob(32), \(event))",
                 "CHECK constraint failed"
+            ),
+            (
+                "\(row) (\(head + 1), \(event), 999, 'annotation.add', '{}', zeroblob(32), '\(annotated)')",
+                "UNIQUE constraint failed: edits.annotation"
             ),
             ("UPDATE edits SET body = '{}' WHERE version = 1", "append-only"),
             ("DELETE FROM edits WHERE version = \(head)", "append-only"),
@@ -737,6 +822,35 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await migrated.event(first, asOf: nil)?.event.revision == before + 1)
         let count = try await check.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM events") }
         #expect(count == 28)
+    }
+
+    /// A store made before migration v6 kept a row for every annotation; it keeps those of the annotations that
+    /// were updated or retracted, and reads every other annotation from its add, as before.
+    @Test func olderAnnotationRowsAreKeptOnlyOnceChanged() async throws {
+        let dir = try TempDir()
+        let (current, first, oldPath) = try await storeAndOlderCopy(
+            upTo: "v5-event-revision-read-from-the-log", in: dir)
+        func rows(_ path: String) throws -> [String] {
+            let db = try rawQueue(path)
+            defer { try? db.close() }
+            return try db.read { try String.fetchAll($0, sql: "SELECT id FROM annotations ORDER BY id") }
+        }
+        #expect(try rows(oldPath).count == 50)
+        let migrated = try SQLiteStore(path: oldPath)
+        let check = try rawQueue(oldPath)
+        defer { try? check.close() }
+        let changed = try await check.read {
+            try String.fetchAll(
+                $0,
+                sql: """
+                    SELECT annotation FROM edits WHERE op = 'annotation.update' OR op = 'annotation.retract'
+                    ORDER BY annotation
+                    """)
+        }
+        #expect(changed.count == 2)
+        #expect(try rows(oldPath) == changed)
+        #expect(try rows(dir.path("current.sqlite")) == changed)
+        try await expectSameStoreAndRules(migrated, as: current, first: first, check: check)
     }
 
     /// A page read off the wire keeps each line's bytes, without the hash member, as the body the hash covers:
