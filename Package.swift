@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // The system's OpenSSL (Debian libssl-dev): security updates reach us without a rebuild.
@@ -100,6 +101,13 @@ let package = Package(
                 "TimelineCore", "TimelineWire", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
+        ),
+        // In-process micro-benchmarks (package-benchmark): `swift package benchmark`, or through Scripts/bench.sh.
+        .executableTarget(
+            name: "TimelineBenchmarks",
+            dependencies: ["TimelineCore", "TimelineStore", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/TimelineBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .testTarget(name: "TimelineCoreTests", dependencies: ["TimelineCore"]),
         .testTarget(
