@@ -19,8 +19,17 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         guard (0...9999).contains(day.year) else {
             return "\(day.iso)T\(pad(h, 2)):\(pad(m, 2)):\(pad(s, 2)).\(pad(f, 3))Z"
         }
-        // Written digit by digit: every edit is stamped, stored and hashed with one of these.
-        var out = [UInt8](repeating: 0, count: 24)
+        // Written digit by digit, straight into the string's storage (a byte array first cost a second allocation):
+        // every edit is stamped, stored and hashed with one of these.
+        return String(unsafeUninitializedCapacity: 24) { out in
+            Self.write(day: day, h, m, s, f, into: out)
+            return 24
+        }
+    }
+
+    private static func write(
+        day: CivilDay, _ h: Int64, _ m: Int64, _ s: Int64, _ f: Int64, into out: UnsafeMutableBufferPointer<UInt8>
+    ) {
         func put(_ value: Int64, _ at: Int, _ width: Int) {
             var v = value
             for i in stride(from: at + width - 1, through: at, by: -1) {
@@ -42,7 +51,6 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         out[16] = UInt8(ascii: ":")
         out[19] = UInt8(ascii: ".")
         out[23] = UInt8(ascii: "Z")
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` (UTC only: the log never stores local times).
