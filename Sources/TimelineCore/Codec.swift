@@ -284,6 +284,20 @@ public enum EditCodec {
     /// One reader for the edit's own fields and its proposal's: each is looked up once, and the time parsed once.
     static func decodeEdit(_ reader: FieldReader) throws(TimelineError) -> Edit {
         var r = reader
+        let stamps = try readStamps(&r)
+        let hashText = try r.string("hash", max: 64)
+        guard let hash = Digest(hex: hashText) else {
+            throw TimelineError(.badField, "field \"hash\" is not 64 hex digits")
+        }
+        // The author and time just read are the proposal's stamps (allowAuthorFields would read them again).
+        let proposal = try decodeProposal(r, author: stamps.author, time: stamps.time)
+        return Edit(version: stamps.version, revision: stamps.revision, proposal: proposal, hash: hash)
+    }
+
+    /// The fields an edit adds to its proposal, but its hash.
+    private static func readStamps(_ r: inout FieldReader) throws(TimelineError) -> (
+        version: Int64, revision: Int64, author: String, time: Timestamp
+    ) {
         let version = try r.int("version", min: 1)
         let revision = try r.int("revision", min: 0)
         let author = try r.string("author", max: FieldLimits.author)
@@ -291,13 +305,7 @@ public enum EditCodec {
         guard let time = Timestamp(rfc3339: timeText) else {
             throw TimelineError(.badField, "field \"time\" is not an RFC 3339 UTC time")
         }
-        let hashText = try r.string("hash", max: 64)
-        guard let hash = Digest(hex: hashText) else {
-            throw TimelineError(.badField, "field \"hash\" is not 64 hex digits")
-        }
-        // The author and time just read are the proposal's stamps (allowAuthorFields would read them again).
-        let proposal = try decodeProposal(r, author: author, time: time)
-        return Edit(version: version, revision: revision, proposal: proposal, hash: hash)
+        return (version, revision, author, time)
     }
 
     /// Decodes a proposal (a `PROPOSE` argument or a JSONL line). `author` and `time` are the ones the
@@ -853,6 +861,19 @@ extension EditCodec {
         let edit = try decodeEdit(FieldReader(pairs: parsed.members))
         guard let member = parsed.excised else { throw TimelineError(.badField, "missing field \"hash\"") }
         return (edit, member)
+    }
+
+    /// The proposal of a stored body (an edit's canonical JSON without its hash), for a reader that needs what
+    /// the edit did and not the edit: an annotation read from the log row that added it.
+    public static func decodeStoredProposal(body: [UInt8]) throws(TimelineError) -> Proposal {
+        let json: JSON
+        do { json = try JSON(parsingBytes: body) } catch {
+            throw TimelineError(.corrupt, "a stored edit is not valid JSON: \(error)")
+        }
+        guard case .object = json else { throw TimelineError(.corrupt, "a stored edit is not an object") }
+        var r = FieldReader(json)
+        let stamps = try readStamps(&r)
+        return try decodeProposal(r, author: stamps.author, time: stamps.time)
     }
 
     public static func decodeStored(body: [UInt8], hash: Digest) throws(TimelineError) -> Edit {

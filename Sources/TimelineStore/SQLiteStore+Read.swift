@@ -51,17 +51,17 @@ enum SQLiteReads {
         return out
     }
 
-    /// A log row's body (the column named `body`) and `hash`.
-    private static func stored(_ row: Row, body: String = "body") throws -> (body: [UInt8], hash: Digest) {
+    /// A log row's `body` and `hash` columns.
+    private static func stored(_ row: Row) throws -> (body: [UInt8], hash: Digest) {
         guard let hash = Digest(bytes: Array(row["hash"] as Data)) else {
             throw TimelineError(.corrupt, "a stored hash is not 32 bytes")
         }
-        return (Array((row[body] as String).utf8), hash)
+        return (Array((row["body"] as String).utf8), hash)
     }
 
     /// An annotation is its add's log row until it is updated or retracted, and then its row in `annotations`
-    /// (Schema, v6). Selected as `state` (the row's body or NULL), `added` and `hash` (the add's), for `annotation`.
-    static let annotationColumns = "annotations.body AS state, edits.body AS added, edits.hash AS hash"
+    /// (Schema, v6). Selected as `state` (the row's body or NULL) and `added` (the add's body), for `annotation`.
+    static let annotationColumns = "annotations.body AS state, edits.body AS added"
     static let annotationSource =
         "FROM edits LEFT JOIN annotations ON annotations.id = edits.annotation WHERE edits.op = 'annotation.add'"
 
@@ -74,10 +74,9 @@ enum SQLiteReads {
 
     static func annotation(_ row: Row) throws -> Annotation {
         if let state = row["state"] as String? { return try Annotation(json: try JSON(parsing: state)) }
-        let (body, hash) = try stored(row, body: "added")
-        let add = try EditCodec.decodeStored(body: body, hash: hash)
-        guard let annotation = add.proposal.addedAnnotation else {
-            throw TimelineError(.corrupt, "log row \(add.version) is indexed as an annotation's add but adds none")
+        let add = try EditCodec.decodeStoredProposal(body: Array((row["added"] as String).utf8))
+        guard let annotation = add.addedAnnotation else {
+            throw TimelineError(.corrupt, "a log row indexed as an annotation's add adds none")
         }
         return annotation
     }

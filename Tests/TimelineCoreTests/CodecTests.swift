@@ -57,6 +57,14 @@ import Testing
         let decoded = try EditCodec.decodeEdit(EditCodec.json(edit))
         #expect(decoded == edit)
         #expect(try EditCodec.decodeStored(body: body, hash: edit.hash) == edit)
+        // A stored body read for its proposal alone (an annotation from the row that added it): the same proposal.
+        #expect(try EditCodec.decodeStoredProposal(body: body) == p)
+        let add = Proposal(
+            event: p.event, change: .addAnnotation(AnnotationID(ULID.derived(at: t, seed: "a")), text: "n", tags: []),
+            base: 1, author: "ben", time: t)
+        let addBody = EditCodec.canonicalBody(version: 10, revision: 5, proposal: add)
+        #expect(try EditCodec.decodeStoredProposal(body: addBody).addedAnnotation == add.addedAnnotation)
+        #expect(throws: TimelineError.self) { try EditCodec.decodeStoredProposal(body: Array("[1]".utf8)) }
     }
 
     @Test func fastEncodersWriteExactlyTheCanonicalJSON() throws {
