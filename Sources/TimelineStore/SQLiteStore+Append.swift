@@ -349,6 +349,14 @@ struct StateWriter {
         return annotation
     }
 
+    /// The annotation `change` is about, as it stands before it. A new annotation's ID is checked by the log's
+    /// index of adds when its row is inserted (`isDuplicateAdd`), which saves a lookup per add; only the cache
+    /// is asked.
+    mutating func annotation(before change: Change) throws -> Annotation? {
+        if case .addAnnotation(let id, _, _) = change { return cache.annotation(id) ?? nil }
+        return try change.annotationID.map { try annotation($0) } ?? nil
+    }
+
     func history(_ id: EventID, afterRevision revision: Int64) throws -> [Edit] {
         try SQLiteReads.edits(
             db, sql: "SELECT body, hash FROM edits WHERE event = ? AND revision > ? ORDER BY revision",
@@ -361,13 +369,7 @@ struct StateWriter {
         out.reserveCapacity(batch.count)
         for (index, proposal) in batch.enumerated() {
             let current = try proposal.event.map { try event($0) } ?? nil
-            // A new annotation's ID is checked by the log's index of adds on insert, saving a lookup per add.
-            let annotation: Annotation?
-            if case .addAnnotation(let id, _, _) = proposal.change {
-                annotation = cache.annotation(id) ?? nil
-            } else {
-                annotation = try proposal.change.annotationID.map { try self.annotation($0) } ?? nil
-            }
+            let annotation = try annotation(before: proposal.change)
             let applied: Applied
             do {
                 applied = try Rules.admit(
@@ -412,13 +414,7 @@ struct StateWriter {
             }
             let p = edit.proposal
             let current = try p.event.map { try event($0) } ?? nil
-            // As in admit: a new annotation's ID is checked by the log's index on insert, not by a lookup.
-            let annotation: Annotation?
-            if case .addAnnotation(let id, _, _) = p.change {
-                annotation = cache.annotation(id) ?? nil
-            } else {
-                annotation = try p.change.annotationID.map { try self.annotation($0) } ?? nil
-            }
+            let annotation = try annotation(before: p.change)
             let applied: Applied
             do {
                 applied = try Rules.apply(p, event: current, annotation: annotation)
