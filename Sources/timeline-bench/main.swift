@@ -342,42 +342,6 @@ if !args.contains("--replication") && !args.contains("--whole") {
                     unit: "edits/s", reference: "raw SQLite C API, same rows, one transaction", referenceValue: rawRate,
                     target: "-", targetRatio: 0))
         }
-        if only == nil || only == "C1" {
-            // C1: what a pulling client or an office replica spends per edit before its store sees it: the PULL
-            // line decoded into an edit, next to Foundation's JSON parser reading the same lines into a tree.
-            let n = quick ? 20_000 : 200_000
-            let event = EventID(ULID.generate(at: WallClock.now()))
-            var head = Genesis.hash(dataset: "bench")
-            var lines: [String] = []
-            lines.reserveCapacity(n)
-            for i in 0..<n {
-                let (edit, _) = Edit.chained(
-                    after: head, version: Int64(i + 1), revision: Int64(i + 1), proposal: annotation(event, i))
-                head = edit.hash
-                lines.append("* EDIT " + EditCodec.json(edit).canonicalString)
-            }
-            var decoded = 0
-            // As a pulling client reads them: parsed as canonical, the hash member located (LinkedEdits.Reading).
-            let ours = try secondsSync {
-                for line in lines {
-                    var text = line.dropFirst(7)
-                    let edit = try text.withUTF8 { try EditCodec.decodeWireEdit($0).edit }
-                    decoded += Int(edit.version & 1)
-                }
-            }
-            let foundation = try secondsSync {
-                for line in lines {
-                    let tree = try JSONSerialization.jsonObject(with: Data(line.utf8.dropFirst(7)))
-                    decoded += (tree as? [String: Any])?.count ?? 0
-                }
-            }
-            figures.append(
-                Figure(
-                    name: "C1 PULL lines decoded into edits", value: Double(n) / ours, unit: "edits/s",
-                    reference: "Foundation JSONSerialization, same lines", referenceValue: Double(n) / foundation,
-                    target: "-", targetRatio: 0))
-            if decoded == 0 { print("(nothing decoded)") }
-        }
     } catch {
         FileHandle.standardError.write(Data("benchmark failed: \(error)\n".utf8))
         exit(1)
