@@ -1,6 +1,12 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+import class Foundation.ProcessInfo
+
+// The micro-benchmarks' package (and the build-tool plugin it brings) are left out of the sanitizer and fuzzing
+// builds, which set this: they would only compile and link the benchmark tool again under their flags.
+let withBenchmarks = ProcessInfo.processInfo.environment["TIMELINE_WITHOUT_BENCHMARKS"] == nil
+
 let package = Package(
     name: "Timeline",
     platforms: [.macOS(.v14)],
@@ -19,8 +25,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
-    ],
+    ]
+        + (withBenchmarks
+            ? [.package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"])]
+            : []),
     targets: [
         // The system's OpenSSL (Debian libssl-dev): security updates reach us without a rebuild.
         .systemLibrary(
@@ -102,13 +110,6 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        // In-process micro-benchmarks (package-benchmark): `swift package benchmark`, or through Scripts/bench.sh.
-        .executableTarget(
-            name: "TimelineBenchmarks",
-            dependencies: ["TimelineCore", "TimelineStore", .product(name: "Benchmark", package: "benchmark")],
-            path: "Benchmarks/TimelineBenchmarks",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ),
         .testTarget(name: "TimelineCoreTests", dependencies: ["TimelineCore"]),
         .testTarget(
             name: "TimelineStoreTests",
@@ -132,6 +133,17 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-    ],
+    ]
+        + (withBenchmarks
+            ? [
+                // In-process micro-benchmarks (package-benchmark): `swift package benchmark`, or Scripts/bench.sh.
+                .executableTarget(
+                    name: "TimelineBenchmarks",
+                    dependencies: ["TimelineCore", "TimelineStore", .product(name: "Benchmark", package: "benchmark")],
+                    path: "Benchmarks/TimelineBenchmarks",
+                    plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+                )
+            ]
+            : []),
     swiftLanguageModes: [.v6]
 )
