@@ -339,7 +339,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             case .pull:
                 run { core in await core.pull(request) }
             case .get:
-                run { core in await core.get(request) }
+                answer { core, done in core.get(request, done: done) }
             case .log:
                 run { core in await core.log(request) }
             case .history:
@@ -467,12 +467,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Runs an async verb; its replies are sent in turn and the queue moves on.
     private func run(_ body: @escaping @Sendable (ServerCore) async -> [Reply]) {
+        answer { core, done in Task { done(await body(core)) } }
+    }
+
+    /// `run` for a verb that answers through a callback, from whatever thread: a read that needs no task.
+    private func answer(_ body: (ServerCore, @escaping @Sendable ([Reply]) -> Void) -> Void) {
         guard let context else { return }
         busy = true
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let core = self.core
-        Task {
-            let replies = await body(core)
+        body(core) { replies in
             bound.eventLoop.execute {
                 let handler = bound.value
                 handler.busy = false

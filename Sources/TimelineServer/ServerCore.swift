@@ -155,6 +155,25 @@ final class ServerCore: Sendable {
         }
     }
 
+    /// GET for a connection's event loop: a full event ID with no AT is read with one hand-off to a reader
+    /// and back, which is most GETs; the rest take `get(_:)`'s path. `done` runs on some other thread.
+    func get(_ request: Request, done: @escaping @Sendable ([Reply]) -> Void) {
+        let words = request.words
+        guard words.count == 1, let id = EventID(String(words[0])) else {
+            Task { done(await get(request)) }
+            return
+        }
+        let tag = request.tag
+        store.event(id, asOf: nil) { result in
+            switch result {
+            case .success(let view?): done([.data(kind: "EVENT", view.json), .ok(tag: tag, nil)])
+            case .success(nil):
+                done([.no(tag: tag, code: WireCode(.notFound), message: "event \(id) does not exist", detail: nil)])
+            case .failure(let error): done([self.failure(tag, error)])
+            }
+        }
+    }
+
     func get(_ request: Request) async -> [Reply] {
         let words = request.words
         guard words.count == 1 || (words.count == 3 && words[1].uppercased() == "AT") else {

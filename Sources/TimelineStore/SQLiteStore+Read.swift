@@ -144,21 +144,23 @@ extension SQLiteStore {
     }
 
     public func event(_ id: EventID, asOf version: Int64?) async throws -> EventView? {
-        try await read("read an event") { db in
-            guard let version else {
-                guard
-                    let row = try Row.fetchOne(
-                        db.cachedStatement(sql: "SELECT \(SQLiteReads.revision), body FROM events WHERE id = ?"),
-                        arguments: [id.description])
-                else { return nil }
-                return try SQLiteReads.view(db, row: row)
-            }
-            // As of a version: replay the event's own edits up to it. An event's history is short next to the log.
-            let edits = try SQLiteReads.edits(
-                db, sql: "SELECT body, hash FROM edits WHERE event = ? AND version <= ? ORDER BY revision",
-                arguments: [id.description, version])
-            return try Self.replay(edits)
+        try await read("read an event") { db in try Self.event(db, id, asOf: version) }
+    }
+
+    static func event(_ db: Database, _ id: EventID, asOf version: Int64?) throws -> EventView? {
+        guard let version else {
+            guard
+                let row = try Row.fetchOne(
+                    db.cachedStatement(sql: "SELECT \(SQLiteReads.revision), body FROM events WHERE id = ?"),
+                    arguments: [id.description])
+            else { return nil }
+            return try SQLiteReads.view(db, row: row)
         }
+        // As of a version: replay the event's own edits up to it. An event's history is short next to the log.
+        let edits = try SQLiteReads.edits(
+            db, sql: "SELECT body, hash FROM edits WHERE event = ? AND version <= ? ORDER BY revision",
+            arguments: [id.description, version])
+        return try replay(edits)
     }
 
     /// An event and its annotations rebuilt from its edits.

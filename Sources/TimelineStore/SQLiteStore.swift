@@ -54,6 +54,8 @@ public final class SQLiteStore: TimelineStore, Sendable {
     public let dataset: String
     public let path: String
     let committer: GroupCommitter
+    /// Where completion-handler reads run, one lane per reader of the pool.
+    let lanes: ReadLanes
 
     /// Opens the store at `path`, creating it (with a new dataset ID, or `dataset` when given) if the file
     /// does not exist yet. Opening an existing store for a different `dataset` fails with `WRONG_DATASET`.
@@ -118,6 +120,7 @@ public final class SQLiteStore: TimelineStore, Sendable {
         }
         committer = GroupCommitter(
             pool: pool, head: head, maxEdits: max(1, options.maxEditsPerCommit), checkpointer: checkpointer)
+        lanes = ReadLanes(width: config.maximumReaderCount)
     }
 
     static func readHead(_ db: Database, dataset: String) throws -> ChainHead {

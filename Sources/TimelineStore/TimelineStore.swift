@@ -33,6 +33,11 @@ public protocol TimelineStore: Sendable {
     /// The event with its annotations, now or as it was just after version `asOf`; nil if it did not exist.
     func event(_ id: EventID, asOf version: Int64?) async throws -> EventView?
 
+    /// `event(_:asOf:)` for callers on an event loop: `completion` gets the same result on a reader's thread and
+    /// must return quickly.
+    func event(
+        _ id: EventID, asOf version: Int64?, completion: @escaping @Sendable (Result<EventView?, Error>) -> Void)
+
     /// Every edit of one event, oldest first.
     func history(of id: EventID) async throws -> [Edit]
 
@@ -93,6 +98,15 @@ extension TimelineStore {
     public func append(_ batch: [Proposal], completion: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
         Task {
             do { completion(.success(try await append(batch))) } catch { completion(.failure(error)) }
+        }
+    }
+
+    /// A store without reader threads of its own reads from a task.
+    public func event(
+        _ id: EventID, asOf version: Int64?, completion: @escaping @Sendable (Result<EventView?, Error>) -> Void
+    ) {
+        Task {
+            do { completion(.success(try await event(id, asOf: version))) } catch { completion(.failure(error)) }
         }
     }
 

@@ -209,6 +209,77 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(history.map(\.author) == ["ana", "ben", "ana"])
     }
 
+    /// GET's path from an event loop (`event(_:asOf:completion:)`) gives what awaiting `event(_:asOf:)` gives,
+    /// for events with and without annotations, a missing one and past versions, with many reads at once.
+    @Test(arguments: Backend.allCases)
+    func readsWithACompletionAgreeWithAwaitedOnes(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try backend.make(dir)
+        let events = (0..<20).map { create("e\($0)") }
+        _ = try await store.append(events)
+        _ = try await store.append(events.prefix(10).flatMap { e in (0..<3).map { annotate(e.event!, "n\($0)") } })
+        func read(_ id: EventID, asOf: Int64?) async throws -> EventView? {
+            try await withCheckedThrowingContinuation { c in store.event(id, asOf: asOf) { c.resume(with: $0) } }
+        }
+        let ids = events.map { $0.event! } + [EventID(ULID.generate(at: t0))]
+        try await withThrowingTaskGroup(of: (EventID, Int64?, EventView?).self) { group in
+            for _ in 0..<5 {
+                for id in ids {
+                    for asOf: Int64? in [nil, 1, 25] { group.addTask { (id, asOf, try await read(id, asOf: asOf)) } }
+                }
+            }
+            var count = 0
+            for try await (id, asOf, view) in group {
+                #expect(try await store.event(id, asOf: asOf) == view)
+                count += 1
+            }
+            #expect(count == 5 * ids.count * 3)
+        }
+        #expect(try await read(ids[0], asOf: nil)?.annotations.count == 3)
+        #expect(try await read(ids[15], asOf: nil)?.annotations.isEmpty == true)
+        #expect(try await read(ids[20], asOf: nil) == nil)
+    }
+
+    /// At most `width` reads run at once, and they start in the order submitted.
+    @Test func readLanesKeepTheirWidthAndOrder() async throws {
+        struct Seen {
+            var running = 0
+            var most = 0
+            var started: [Int] = []
+        }
+        // (width, reads, microseconds each): the wider lanes' reads last long enough to overlap on a slow machine.
+        for (width, count, pause) in [(1, 200, UInt32(100)), (3, 30, UInt32(2_000))] {
+            let lanes = ReadLanes(width: width)
+            let seen = Mutex(Seen())
+            let remaining = Mutex(count)
+            await withCheckedContinuation { (all: CheckedContinuation<Void, Never>) in
+                // Submitted one after another, as one event loop hands them over.
+                for i in 0..<count {
+                    lanes.submit {
+                        seen.withLock {
+                            $0.running += 1
+                            $0.most = max($0.most, $0.running)
+                            $0.started.append(i)
+                        }
+                        usleep(pause)
+                        seen.withLock { $0.running -= 1 }
+                        if remaining.withLock({ n in
+                            n -= 1
+                            return n == 0
+                        }) {
+                            all.resume()
+                        }
+                    }
+                }
+            }
+            let result = seen.withLock { $0 }
+            #expect(result.most <= width)
+            #expect(result.started.count == count)
+            if width == 1 { #expect(result.started == Array(0..<count)) }
+            #expect(width == 1 || result.most > 1)
+        }
+    }
+
     @Test(arguments: Backend.allCases)
     func staleUpdatesMergeOrConflictInsideTheStore(backend: Backend) async throws {
         let dir = try TempDir()
