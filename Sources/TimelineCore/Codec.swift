@@ -866,8 +866,16 @@ extension EditCodec {
     /// The proposal of a stored body (an edit's canonical JSON without its hash), for a reader that needs what
     /// the edit did and not the edit: an annotation read from the log row that added it.
     public static func decodeStoredProposal(body: [UInt8]) throws(TimelineError) -> Proposal {
+        let result = body.withUnsafeBufferPointer { buffer in
+            Result { () throws(TimelineError) in try decodeStoredProposal(body: buffer) }
+        }
+        return try result.get()
+    }
+
+    /// `decodeStoredProposal(body:)` of bytes where they lie (a column SQLite holds).
+    public static func decodeStoredProposal(body: UnsafeBufferPointer<UInt8>) throws(TimelineError) -> Proposal {
         let json: JSON
-        do { json = try JSON(parsingBytes: body) } catch {
+        do { json = try JSON(parsing: body) } catch {
             throw TimelineError(.corrupt, "a stored edit is not valid JSON: \(error)")
         }
         guard case .object = json else { throw TimelineError(.corrupt, "a stored edit is not an object") }

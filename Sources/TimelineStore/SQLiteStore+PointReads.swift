@@ -66,7 +66,7 @@ extension SQLiteStore {
             completion(
                 Result {
                     do {
-                        return try self.pool.read { db in try Self.event(db, id, asOf: version) }
+                        return try self.pool.unsafeRead { db in try Self.event(db, id, asOf: version) }
                     } catch let error as DatabaseError {
                         throw StoreErrors.map(error, doing: "read an event")
                     }

@@ -74,24 +74,53 @@ enum SQLiteReads {
 
     static func annotation(_ row: Row) throws -> Annotation {
         if let state = row["state"] as String? { return try Annotation(json: try JSON(parsing: state)) }
-        let add = try EditCodec.decodeStoredProposal(body: Array((row["added"] as String).utf8))
+        return try added(EditCodec.decodeStoredProposal(body: Array((row["added"] as String).utf8)))
+    }
+
+    /// The annotation an add's stored proposal adds.
+    static func added(_ add: Proposal) throws -> Annotation {
         guard let annotation = add.addedAnnotation else {
             throw TimelineError(.corrupt, "a log row indexed as an annotation's add adds none")
         }
         return annotation
     }
 
-    static func annotations(_ db: Database, event: EventID) throws -> [Annotation] {
-        try Row.fetchAll(
-            db.cachedStatement(
-                sql: "SELECT \(annotationColumns) \(annotationsOfEvents) = ? ORDER BY edits.annotation"),
-            arguments: [event.description]
-        ).map(annotation)
+    /// An event as it is now, with its annotations, in one statement: SQLite reads a statement in one snapshot,
+    /// so no transaction is needed around it. The event's row comes first (its `annotation` is NULL), then its
+    /// annotations by ID. Columns are read where SQLite holds them, as PULL's are (`wireEdits`).
+    static let currentEvent = """
+        SELECT NULL AS annotation, \(revision), body AS state, NULL AS added FROM events WHERE id = ?1
+        UNION ALL
+        SELECT edits.annotation, NULL, \(annotationColumns) \(annotationsOfEvents) = ?1
+        ORDER BY 1
+        """
+
+    static func currentEvent(_ db: Database, _ id: EventID) throws -> EventView? {
+        let select = try HotStatement(db, sql: currentEvent)
+        var event: Event?
+        var annotations: [Annotation] = []
+        try select.withText(1, id.description) {
+            try select.rows(db) { row in
+                if event == nil {
+                    guard sqlite3_column_type(row, 0) == SQLITE_NULL else {
+                        throw TimelineError(.corrupt, "event \(id) has annotations but no row")
+                    }
+                    event = try Event(json: try JSON(parsing: text(row, 2)), revision: sqlite3_column_int64(row, 1))
+                } else if sqlite3_column_type(row, 2) != SQLITE_NULL {
+                    annotations.append(try Annotation(json: try JSON(parsing: text(row, 2))))
+                } else {
+                    annotations.append(try added(EditCodec.decodeStoredProposal(body: text(row, 3))))
+                }
+            }
+        }
+        return event.map { EventView(event: $0, annotations: annotations) }
     }
 
-    static func view(_ db: Database, row: Row) throws -> EventView {
-        let event = try Event(json: try JSON(parsing: row["body"] as String), revision: row["revision"])
-        return EventView(event: event, annotations: try annotations(db, event: event.id))
+    /// A text column where SQLite holds it, valid until the next step.
+    private static func text(_ row: OpaquePointer, _ column: Int32) -> UnsafeBufferPointer<UInt8> {
+        // Text before its length: sqlite3_column_bytes then counts the text's UTF-8 bytes (SQLite's docs).
+        let start = sqlite3_column_text(row, column)
+        return UnsafeBufferPointer(start: start, count: Int(sqlite3_column_bytes(row, column)))
     }
 
     /// Event rows with their annotations, read with one annotations query per 500 events instead of one each.
@@ -144,18 +173,16 @@ extension SQLiteStore {
     }
 
     public func event(_ id: EventID, asOf version: Int64?) async throws -> EventView? {
-        try await read("read an event") { db in try Self.event(db, id, asOf: version) }
+        do {
+            return try await pool.unsafeRead { db in try Self.event(db, id, asOf: version) }
+        } catch let error as DatabaseError {
+            throw StoreErrors.map(error, doing: "read an event")
+        }
     }
 
+    /// Either way one statement, which needs no transaction around it (`SQLiteReads.currentEvent`).
     static func event(_ db: Database, _ id: EventID, asOf version: Int64?) throws -> EventView? {
-        guard let version else {
-            guard
-                let row = try Row.fetchOne(
-                    db.cachedStatement(sql: "SELECT \(SQLiteReads.revision), body FROM events WHERE id = ?"),
-                    arguments: [id.description])
-            else { return nil }
-            return try SQLiteReads.view(db, row: row)
-        }
+        guard let version else { return try SQLiteReads.currentEvent(db, id) }
         // As of a version: replay the event's own edits up to it. An event's history is short next to the log.
         let edits = try SQLiteReads.edits(
             db, sql: "SELECT body, hash FROM edits WHERE event = ? AND version <= ? ORDER BY revision",

@@ -209,35 +209,54 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(history.map(\.author) == ["ana", "ben", "ana"])
     }
 
-    /// GET's path from an event loop (`event(_:asOf:completion:)`) gives what awaiting `event(_:asOf:)` gives,
-    /// for events with and without annotations, a missing one and past versions, with many reads at once.
+    /// GET's path from an event loop (`event(_:asOf:completion:)`) gives what awaiting `event(_:asOf:)` gives, and
+    /// both give the event replayed from its own history: with annotations added, changed and retracted, none,
+    /// for an event that does not exist and at past versions, with many reads at once.
     @Test(arguments: Backend.allCases)
-    func readsWithACompletionAgreeWithAwaitedOnes(backend: Backend) async throws {
+    func readsWithACompletionAgreeWithTheLogReplayed(backend: Backend) async throws {
         let dir = try TempDir()
         let store = try backend.make(dir)
         let events = (0..<20).map { create("e\($0)") }
         _ = try await store.append(events)
-        _ = try await store.append(events.prefix(10).flatMap { e in (0..<3).map { annotate(e.event!, "n\($0)") } })
+        let added = try await store.append(
+            events.prefix(10).flatMap { e in (0..<3).map { annotate(e.event!, "n\($0)", base: 0) } })
+        let (first, ids) = (events[0].event!, added.prefix(3).compactMap(\.change.annotationID))
+        _ = try await store.append([
+            Proposal(
+                event: first, change: .updateAnnotation(ids[2], AnnotationPatch(text: "changed")), base: 0,
+                author: "ana", time: t0),
+            Proposal(event: first, change: .retractAnnotation(ids[0]), base: 0, author: "ana", time: t0),
+        ])
         func read(_ id: EventID, asOf: Int64?) async throws -> EventView? {
             try await withCheckedThrowingContinuation { c in store.event(id, asOf: asOf) { c.resume(with: $0) } }
         }
-        let ids = events.map { $0.event! } + [EventID(ULID.generate(at: t0))]
+        func sorted(_ view: EventView?) -> EventView? {
+            view.map { EventView(event: $0.event, annotations: $0.annotations.sorted { $0.id < $1.id }) }
+        }
+        let missing = EventID(ULID.generate(at: t0))
+        var replayed: [EventID: EventView] = [:]
+        for e in events { replayed[e.event!] = try SQLiteStore.replay(try await store.history(of: e.event!)) }
         try await withThrowingTaskGroup(of: (EventID, Int64?, EventView?).self) { group in
             for _ in 0..<5 {
-                for id in ids {
+                for id in events.map({ $0.event! }) + [missing] {
                     for asOf: Int64? in [nil, 1, 25] { group.addTask { (id, asOf, try await read(id, asOf: asOf)) } }
                 }
             }
             var count = 0
             for try await (id, asOf, view) in group {
                 #expect(try await store.event(id, asOf: asOf) == view)
+                if asOf == nil { #expect(sorted(view) == sorted(replayed[id])) }
                 count += 1
             }
-            #expect(count == 5 * ids.count * 3)
+            #expect(count == 5 * 21 * 3)
         }
-        #expect(try await read(ids[0], asOf: nil)?.annotations.count == 3)
-        #expect(try await read(ids[15], asOf: nil)?.annotations.isEmpty == true)
-        #expect(try await read(ids[20], asOf: nil) == nil)
+        let now = try #require(try await read(first, asOf: nil))
+        let expected = zip(ids, [("n0", true), ("n1", false), ("changed", false)]).sorted { $0.0 < $1.0 }
+        #expect(now.annotations.map(\.id) == expected.map(\.0))
+        #expect(now.annotations.map(\.text) == expected.map(\.1.0))
+        #expect(now.annotations.map(\.retracted) == expected.map(\.1.1))
+        #expect(try await read(events[15].event!, asOf: nil)?.annotations.isEmpty == true)
+        #expect(try await read(missing, asOf: nil) == nil)
     }
 
     /// At most `width` reads run at once, and they start in the order submitted.
