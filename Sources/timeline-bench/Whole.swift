@@ -384,7 +384,7 @@ enum WholeBench {
         let timelined = bin + "/timelined"
         let sizes = quick ? [1_000, 20_000] : [10_000, 1_000_000]
         let samples = quick ? 200 : 1_000
-        var measured: [(startup: Double, rss: Double, db: Double, get: Double, log: Double)] = []
+        var measured: [(startup: Double, rss: Double, db: Double, get: Double, getMedian: Double, log: Double)] = []
         for n in sizes {
             let dir = work + "/b4-\(n)"
             let file = work + "/b4-\(n).jsonl"
@@ -440,7 +440,7 @@ enum WholeBench {
                 ((try? FileManager.default.attributesOfItem(atPath: dir + name))?[.size] as? Int) ?? 0
             }
             let db = Double(bytes.reduce(0, +)) / 1_048_576
-            measured.append((startup, rss, db, percentile(gets, 0.99), percentile(logs, 0.99)))
+            measured.append((startup, rss, db, percentile(gets, 0.99), percentile(gets, 0.5), percentile(logs, 0.99)))
         }
         let (small, large) = (measured[0], measured[1])
         let (n0, n1) = (sizes[0], sizes[1])
@@ -455,7 +455,12 @@ enum WholeBench {
                 referenceValue: 2 * large.db, target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true),
             Figure(
                 name: "B4 GET p99 at \(n1) events", value: large.get, unit: "ms",
-                reference: "the target, 2 ms (\(n0) events: \(String(format: "%.2f", small.get)) ms)",
+                reference: "the target, 2 ms (p50 \(String(format: "%.2f", large.getMedian)) ms)",
+                referenceValue: 2, target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true),
+            // The issue's target holds at both sizes, so the small one is a figure of its own, not only context.
+            Figure(
+                name: "B4 GET p99 at \(n0) events", value: small.get, unit: "ms",
+                reference: "the target, 2 ms (p50 \(String(format: "%.2f", small.getMedian)) ms)",
                 referenceValue: 2, target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true),
             Figure(
                 name: "B4 LOG --tag p99 at \(n1) events", value: large.log, unit: "ms",
