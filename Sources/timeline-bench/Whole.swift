@@ -116,17 +116,16 @@ enum WholeBench {
         let sampler = try await server.connect(server.adminToken)
         let events = try await sampleEvents(sampler)
         await sampler.close()
-        let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
-        if only == nil || only == "B1" {
+        if benchSelected("B1") {
             figures += try await batchOverTLS(bin: bin, work: work, server: server, events: events, quick: quick)
         }
-        if only == nil || only == "B2" {
+        if benchSelected("B2") {
             figures += try await concurrentProposals(work: work, server: server, events: events, quick: quick)
         }
-        if only == nil || only == "B4" {
+        if benchSelected("B4") {
             figures += try await sizeScaling(bin: bin, work: work, quick: quick)
         }
-        if only == nil || only == "B5" {
+        if benchSelected("B5") {
             // Its own connection: one opened at the start would have idled out during B4's long import.
             let admin = try await server.connect(server.adminToken)
             figures += try await watchFanOut(server: server, admin: admin, events: events, quick: quick)
@@ -389,13 +388,16 @@ enum WholeBench {
             /// The GET figure's context: its median, and the PING p99 of the same moments.
             var getContext: String { String(format: "p50 %.2f ms, PING p99 %.2f ms", getMedian, ping) }
         }
-        var measured: [Measured] = []
+        func id(_ i: Int) -> String { "01B4" + String(repeating: "0", count: 22 - String(i).count) + String(i) }
+        // Both stores first. Measured right after B2, the small store's GETs had met a slow phase of the machine in
+        // two full runs (2026-11-30: PING's p99 4.2 ms, against 0.3-0.4 ms otherwise), which the large store's,
+        // after its minute-long import, had not.
+        var stores: [(n: Int, dir: String, token: String)] = []
         for n in sizes {
             let dir = work + "/b4-\(n)"
             let file = work + "/b4-\(n).jsonl"
             _ = FileManager.default.createFile(atPath: file, contents: nil)  // opening it next reports a failure
             let out = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
-            func id(_ i: Int) -> String { "01B4" + String(repeating: "0", count: 22 - String(i).count) + String(i) }
             var chunk = ""
             for i in 0..<(2 * n) {
                 if i < n {
@@ -415,47 +417,58 @@ enum WholeBench {
             try? FileManager.default.removeItem(atPath: file)
             let token = try run([timelined, "token", "add", "bench", "--role", "admin", "--data", dir]).1
                 .trimmingCharacters(in: .whitespacesAndNewlines)
-            // The import's 1.5 GB (at 1,000,000 events) written back first, as for every timed step.
-            settle()
+            stores.append((n, dir, token))
+        }
+        // The imports' 1.5 GB (at 1,000,000 events) written back first, as for every timed step.
+        settle()
+        var servers: [(server: Server, startup: Double, conn: TimelineConnection)] = []
+        defer { for s in servers { s.server.stop() } }
+        for store in stores {
             let start = now()
-            let server = try Server(binary: timelined, data: dir)
-            let startup = now() - start
-            defer { server.stop() }
-            let conn = try await server.connect(token)
-            // Each GET is followed by a PING, which the server answers on the connection's own thread without
-            // reading anything: the protocol's floor, measured in the same moments. The machine's speed drifts by
-            // 2x, and its slow phases show in PING's tail as well as GET's.
-            var gets: [Double] = []
-            var pings: [Double] = []
-            for _ in 0..<samples {
-                let t0 = now()
-                let c = try await conn.send("GET \(id(Int.random(in: 0..<n)))")
-                guard c.status == .ok else { throw Failure("GET: \(c.message)") }
-                let t1 = now()
-                guard try await conn.send("PING").status == .ok else { throw Failure("PING was refused") }
-                gets.append((t1 - t0) * 1000)
-                pings.append((now() - t1) * 1000)
+            let server = try Server(binary: timelined, data: store.dir)
+            servers.append((server, now() - start, try await server.connect(store.token)))
+        }
+        // GETs in rounds that alternate between the sizes, pooled per size, as B1-B3 alternate with their
+        // references: a slow phase of the machine then falls on both sizes, not on one. Each GET is followed by a
+        // PING, which the server answers on the connection's own thread without reading anything: the protocol's
+        // floor, measured in the same moments, whose tail shows the machine's slow phases.
+        var gets = Array(repeating: [Double](), count: sizes.count)
+        var pings = gets
+        for _ in 0..<(quick ? 2 : 3) {
+            for (k, s) in servers.enumerated() {
+                for _ in 0..<samples {
+                    let t0 = now()
+                    let c = try await s.conn.send("GET \(id(Int.random(in: 0..<sizes[k])))")
+                    guard c.status == .ok else { throw Failure("GET: \(c.message)") }
+                    let t1 = now()
+                    guard try await s.conn.send("PING").status == .ok else { throw Failure("PING was refused") }
+                    gets[k].append((t1 - t0) * 1000)
+                    pings[k].append((now() - t1) * 1000)
+                }
             }
-            // As many as GET's: with 100, the p99 was the slowest but one, and one slow query moved it from 5 to
-            // 40-100 ms between runs on the same data (2026-11-30).
+        }
+        var measured: [Measured] = []
+        for (k, s) in servers.enumerated() {
+            // As many as a round of GETs: with 100, the p99 was the slowest but one, and one slow query moved it
+            // from 5 to 40-100 ms between runs on the same data (2026-11-30).
             var logs: [Double] = []
             for _ in 0..<samples {
                 let t0 = now()
-                let c = try await conn.send(#"LOG {"tag":"t\#(Int.random(in: 0..<100))","limit":100}"#)
+                let c = try await s.conn.send(#"LOG {"tag":"t\#(Int.random(in: 0..<100))","limit":100}"#)
                 guard c.status == .ok else { throw Failure("LOG: \(c.message)") }
                 logs.append((now() - t0) * 1000)
             }
-            await conn.close()
-            let rss = residentMiB(of: server.process.processIdentifier)
+            await s.conn.close()
+            let rss = residentMiB(of: s.server.process.processIdentifier)
             // The database is the file and its write-ahead log.
             let bytes = ["/timeline.sqlite", "/timeline.sqlite-wal"].map { name in
-                ((try? FileManager.default.attributesOfItem(atPath: dir + name))?[.size] as? Int) ?? 0
+                ((try? FileManager.default.attributesOfItem(atPath: stores[k].dir + name))?[.size] as? Int) ?? 0
             }
             let db = Double(bytes.reduce(0, +)) / 1_048_576
             measured.append(
                 Measured(
-                    startup: startup, rss: rss, db: db, get: percentile(gets, 0.99), getMedian: percentile(gets, 0.5),
-                    ping: percentile(pings, 0.99), log: percentile(logs, 0.99)))
+                    startup: s.startup, rss: rss, db: db, get: percentile(gets[k], 0.99),
+                    getMedian: percentile(gets[k], 0.5), ping: percentile(pings[k], 0.99), log: percentile(logs, 0.99)))
         }
         let (small, large) = (measured[0], measured[1])
         let (n0, n1) = (sizes[0], sizes[1])

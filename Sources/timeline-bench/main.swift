@@ -214,7 +214,9 @@ let singleTotal = quick ? 640 : 3_200
 let batchSize = quick ? 20_000 : 100_000
 
 var figures: [Figure] = []
-let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
+/// BENCH_ONLY=B2,B4 runs only those figures, in the harness's order (S1–S3 here, B1, B2, B4 and B5 in `--whole`).
+let only = ProcessInfo.processInfo.environment["BENCH_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
+func benchSelected(_ figure: String) -> Bool { only?.contains(figure) ?? true }
 // Whole-process replication figures: Scripts/bench.sh passes the timelined binary and a work folder.
 if let i = args.firstIndex(of: "--replication"), i + 2 < args.count {
     do {
@@ -238,7 +240,7 @@ if let i = args.firstIndex(of: "--whole"), i + 2 < args.count {
 
 if !args.contains("--replication") && !args.contains("--whole") {
     do {
-        if only == nil || only == "S1" {
+        if benchSelected("S1") {
             // S1: group commit against one fsync per edit, both with 64 writers.
             let (group, ids, gp) = try await newStore("group")
             let groupRate = try await concurrentAppends(store: group, ids: ids, writers: writers, total: groupTotal)
@@ -262,7 +264,7 @@ if !args.contains("--replication") && !args.contains("--whole") {
             removeStore(sp)
         }
 
-        if only == nil || only == "S2" {
+        if benchSelected("S2") {
             // S2: one batch of annotations, next to raw SQLite inserting the same edit rows in one transaction.
             let (batchStore, ids3, bp) = try await newStore("batch")
             let proposals = (0..<batchSize).map { annotation(ids3[$0 % ids3.count], $0) }
@@ -299,7 +301,7 @@ if !args.contains("--replication") && !args.contains("--whole") {
                     targetRatio: 0.5))
             removeStore(bp)
         }
-        if only == nil || only == "S3" {
+        if benchSelected("S3") {
             // S3: a replica's writer storing pulled pages (what bounds B3 and B6's catch-up), in-process: a source
             // store's log read as the wire carries it, decoded and linked beforehand, then stored page by page into
             // a fresh store. Next to the raw C API inserting the same log rows (as S2).
