@@ -33,12 +33,10 @@ enum SQLiteReads {
         select.bind(1, version)
         select.bind(2, Int64(limit))
         try select.rows(db) { row in
-            // Text before its length: sqlite3_column_bytes then counts the text's UTF-8 bytes (SQLite's docs).
-            let text = sqlite3_column_text(row, 1)
-            let body = UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(row, 1)))
+            let body = text(row, 1)
             let hashStart = sqlite3_column_blob(row, 2)
             let hash = UnsafeRawBufferPointer(start: hashStart, count: Int(sqlite3_column_bytes(row, 2)))
-            guard text != nil, hashStart != nil, hash.count == 32 else {
+            guard body.baseAddress != nil, hashStart != nil, hash.count == 32 else {
                 throw TimelineError(.corrupt, "a stored edit has no body or a hash that is not 32 bytes")
             }
             if let bytes = EditCodec.wireBytes(body: body, hashBytes: hash) {
@@ -116,7 +114,7 @@ enum SQLiteReads {
         return event.map { EventView(event: $0, annotations: annotations) }
     }
 
-    /// A text column where SQLite holds it, valid until the next step.
+    /// A text column where SQLite holds it, valid until the next step; no base address for NULL.
     private static func text(_ row: OpaquePointer, _ column: Int32) -> UnsafeBufferPointer<UInt8> {
         // Text before its length: sqlite3_column_bytes then counts the text's UTF-8 bytes (SQLite's docs).
         let start = sqlite3_column_text(row, column)
@@ -172,11 +170,10 @@ extension SQLiteStore {
         return try await read("read the log") { db in try SQLiteReads.wireEdits(db, after: version, limit: limit) }
     }
 
+    /// The same read as GET's (`event(_:asOf:completion:)`, on the read lanes), awaited.
     public func event(_ id: EventID, asOf version: Int64?) async throws -> EventView? {
-        do {
-            return try await pool.unsafeRead { db in try Self.event(db, id, asOf: version) }
-        } catch let error as DatabaseError {
-            throw StoreErrors.map(error, doing: "read an event")
+        try await withCheckedThrowingContinuation { continuation in
+            event(id, asOf: version) { continuation.resume(with: $0) }
         }
     }
 
