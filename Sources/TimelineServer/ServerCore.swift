@@ -166,12 +166,19 @@ final class ServerCore: Sendable {
         let tag = request.tag
         store.event(id, asOf: nil) { result in
             switch result {
-            case .success(let view?): done([.data(kind: "EVENT", view.json), .ok(tag: tag, nil)])
-            case .success(nil):
-                done([.no(tag: tag, code: WireCode(.notFound), message: "event \(id) does not exist", detail: nil)])
+            case .success(let view): done(self.answer(tag, id, asOf: nil, view))
             case .failure(let error): done([self.failure(tag, error)])
             }
         }
+    }
+
+    /// GET's answer: the event, or NOT_FOUND naming the version asked for.
+    private func answer(_ tag: String, _ id: EventID, asOf: Int64?, _ view: EventView?) -> [Reply] {
+        guard let view else {
+            let when = asOf.map { " at version \($0)" } ?? ""
+            return [.no(tag: tag, code: WireCode(.notFound), message: "event \(id) does not exist\(when)", detail: nil)]
+        }
+        return [.data(kind: "EVENT", view.json), .ok(tag: tag, nil)]
     }
 
     func get(_ request: Request) async -> [Reply] {
@@ -197,15 +204,7 @@ final class ServerCore: Sendable {
                     .bad(tag: request.tag, code: WireCode(.badVersion), message: "version \(asOf) is beyond the log")
                 ]
             }
-            guard let view = try await store.event(id, asOf: asOf) else {
-                let when = asOf.map { " at version \($0)" } ?? ""
-                return [
-                    .no(
-                        tag: request.tag, code: WireCode(.notFound), message: "event \(id) does not exist\(when)",
-                        detail: nil)
-                ]
-            }
-            return [.data(kind: "EVENT", view.json), .ok(tag: request.tag, nil)]
+            return answer(request.tag, id, asOf: asOf, try await store.event(id, asOf: asOf))
         } catch {
             return [failure(request.tag, error)]
         }
