@@ -1,4 +1,5 @@
 import CTimelineSQLite
+import Dispatch
 import Foundation
 import GRDB
 import Synchronization
@@ -26,6 +27,35 @@ enum Backend: String, CaseIterable, Sendable {
 func rawQueue(_ path: String) throws -> DatabaseQueue {
     _ = SQLiteStore.memoryStatisticsOff
     return try DatabaseQueue(path: path)
+}
+
+/// Holds a SQLite store's writer so that appends made meanwhile wait and then commit as one group: a group is what
+/// arrived while the writer was busy, and a test that made it busy for "long enough" would not test the group on a
+/// machine that happened to be faster or slower.
+final class WriterHold: Sendable {
+    let committer: GroupCommitter
+    let gate = DispatchSemaphore(value: 0)
+
+    init(_ store: any TimelineStore) throws {
+        committer = try #require(store as? SQLiteStore).committer
+        // The last append's drain may still be winding down; once it has, the writer starts only through its
+        // queue, behind this hold.
+        while committer.state.withLockedValue({ $0.running }) { usleep(100) }
+        committer.queue.async { [gate] in gate.wait() }
+    }
+
+    /// Polls until `count` appends are waiting for the writer (a minute at most, so that a broken writer fails).
+    func waitForQueued(_ count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while committer.state.withLockedValue({ $0.pending.count }) < count {
+            guard ContinuousClock.now < deadline else { throw HoldTimedOut() }
+            try await Task.sleep(nanoseconds: 1_000_000)
+        }
+    }
+
+    func release() { gate.signal() }
+
+    struct HoldTimedOut: Error {}
 }
 
 final class TempDir: @unchecked Sendable {
@@ -88,9 +118,13 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         _ = try await store.append([a])
         let missing = EventID(ULID.generate(at: t0))
         let bad = [create("b"), create("c"), annotate(a.event!, "fine"), annotate(missing, "nowhere"), create("d")]
-        // Submitted together, so that both land in one group commit.
+        // Both wait for the held writer, so that they land in one group commit.
+        let held = try WriterHold(store)
         let refused = Task { try await store.append(bad) }
+        try await held.waitForQueued(1)
         let accepted = Task { try await store.append([annotate(a.event!, "concurrent")]) }
+        try await held.waitForQueued(2)
+        held.release()
         await #expect {
             _ = try await refused.value
         } throws: { error in
@@ -110,11 +144,9 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let dir = try TempDir()
         let store = try backend.make(dir)
         let a = create("a")
-        let busy = create("busy")
-        _ = try await store.append([a, busy])
-        // A long batch keeps the writer busy, so that the next three appends wait and commit as one group.
-        let blocker = Task { try await store.append((0..<3_000).map { annotate(busy.event!, "load \($0)") }) }
-        try await Task.sleep(nanoseconds: 20_000_000)
+        _ = try await store.append([a])
+        // The next three appends wait, in this order, while the writer is held, so they commit as one group.
+        let held = try WriterHold(store)
         let b = create("b")
         let refused = Task {
             try await store.append([
@@ -122,11 +154,12 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
                 annotate(EventID(ULID.generate(at: t0)), "nowhere"),
             ])
         }
-        try await Task.sleep(nanoseconds: 5_000_000)
+        try await held.waitForQueued(1)
         let onA = Task { try await store.append([annotate(a.event!, "a's real revision 2", base: 1)]) }
-        try await Task.sleep(nanoseconds: 5_000_000)
+        try await held.waitForQueued(2)
         let onB = Task { try await store.append([annotate(b.event!, "b never existed")]) }
-        _ = try await blocker.value
+        try await held.waitForQueued(3)
+        held.release()
         await #expect(throws: BatchRejection.self) { _ = try await refused.value }
         #expect(try await onA.value.map(\.revision) == [2])
         await #expect { _ = try await onB.value } throws: { ($0 as? BatchRejection)?.error.code == .notFound }
@@ -262,18 +295,24 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         #expect(try await read(missing, asOf: nil) == nil)
     }
 
-    /// At most `width` reads run at once, and they start in the order submitted.
+    /// At most `width` reads run at once, they start in the order submitted, and a lane of width `w` does run
+    /// `w` reads at once. Overlap is made certain rather than hoped for: while fewer than `width` reads are running,
+    /// each one waits for the others (a barrier), so only lanes that start a thread per read get past it; a lane
+    /// that ran its reads one after another would leave the barrier waiting until its deadline, and fail.
     @Test func readLanesKeepTheirWidthAndOrder() async throws {
         struct Seen {
             var running = 0
             var most = 0
             var started: [Int] = []
+            /// Reads that found `width` running at once (so the barrier was met) before they returned.
+            var met = 0
         }
-        // (width, reads, microseconds each): the wider lanes' reads last long enough to overlap on a slow machine.
-        for (width, count, pause) in [(1, 200, UInt32(100)), (3, 30, UInt32(2_000))] {
+        for (width, count) in [(1, 200), (3, 30)] {
             let lanes = ReadLanes(width: width)
             let seen = Mutex(Seen())
             let remaining = Mutex(count)
+            // Generous: this only bounds how long a broken lane can hold the test, it never paces a correct one.
+            let deadline = ContinuousClock.now + .seconds(30)
             await withCheckedContinuation { (all: CheckedContinuation<Void, Never>) in
                 // Submitted one after another, as one event loop hands them over.
                 for i in 0..<count {
@@ -283,7 +322,15 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
                             $0.most = max($0.most, $0.running)
                             $0.started.append(i)
                         }
-                        usleep(pause)
+                        // The first `width` reads wait for each other; later ones pass at once.
+                        if i < width {
+                            while seen.withLock({ $0.running < width && $0.most < width }),
+                                ContinuousClock.now < deadline
+                            {
+                                usleep(200)
+                            }
+                            seen.withLock { if $0.most >= width { $0.met += 1 } }
+                        }
                         seen.withLock { $0.running -= 1 }
                         if remaining.withLock({ n in
                             n -= 1
@@ -297,8 +344,11 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             let result = seen.withLock { $0 }
             #expect(result.most <= width)
             #expect(result.started.count == count)
+            #expect(Set(result.started) == Set(0..<count))
             if width == 1 { #expect(result.started == Array(0..<count)) }
-            #expect(width == 1 || result.most > 1)
+            // Every one of the first `width` reads saw all `width` running at once.
+            #expect(result.most == width)
+            #expect(result.met == width)
         }
     }
 
