@@ -316,7 +316,7 @@ public enum EditCodec {
         guard case .object = json else { throw TimelineError(.badJSON, "an edit must be a JSON object") }
         return try decodeProposal(
             FieldReader(json), author: author, time: time, allowAuthorFields: allowAuthorFields,
-            allowOnBehalf: allowOnBehalf)
+            allowOnBehalf: allowOnBehalf, fresh: !allowAuthorFields)
     }
 
     /// `decodeProposal` for an object parsed by `JSON.parseObject`, as `PROPOSE`, `BATCH` and JSONL lines are.
@@ -326,12 +326,15 @@ public enum EditCodec {
     ) throws(TimelineError) -> Proposal {
         try decodeProposal(
             FieldReader(pairs: members.pairs), author: author, time: time, allowAuthorFields: allowAuthorFields,
-            allowOnBehalf: allowOnBehalf)
+            allowOnBehalf: allowOnBehalf, fresh: !allowAuthorFields)
     }
 
+    /// `fresh`: a new edit a person or a script proposes now, held to the rules that were added over time (a title
+    /// is not empty); an edit already in a log, or replayed from an export, is held only to those it was made
+    /// under, so that no log once written becomes unreadable.
     static func decodeProposal(
         _ reader: FieldReader, author: String, time: Timestamp, allowAuthorFields: Bool = false,
-        allowOnBehalf: Bool = false
+        allowOnBehalf: Bool = false, fresh: Bool = false
     ) throws(TimelineError) -> Proposal {
         var r = reader
         let opText = try r.string("op", max: 64)
@@ -377,7 +380,7 @@ public enum EditCodec {
             change = .createEvent(
                 EventFields(
                     date: try r.date("date"),
-                    title: try r.string("title", max: FieldLimits.title),
+                    title: try r.string("title", max: FieldLimits.title, nonEmpty: fresh),
                     summary: try r.optionalString("summary", max: FieldLimits.text) ?? "",
                     references: try r.optionalReferences("references") ?? [],
                     tags: try r.optionalTags("tags") ?? []
@@ -386,7 +389,7 @@ public enum EditCodec {
             var set = FieldReader(try r.object("set", required: false) ?? .object([:]), context: "set")
             let (add, remove) = try r.tagDelta("tags")
             let patch = EventPatch(
-                title: try set.optionalString("title", max: FieldLimits.title),
+                title: try set.optionalString("title", max: FieldLimits.title, nonEmpty: fresh),
                 summary: try set.optionalString("summary", max: FieldLimits.text),
                 date: try set.optionalDate("date"),
                 references: try set.optionalReferences("references"),
@@ -423,6 +426,13 @@ public enum EditCodec {
                 set.count <= FieldLimits.metaKeys
             else {
                 throw TimelineError(.badField, "timeline.meta needs \"set\" with 1 to \(FieldLimits.metaKeys) keys")
+            }
+            // Keys are names a program reads ("source", "updated"): ASCII, so that keys Unicode deems equivalent but
+            // whose bytes differ cannot both be set (a replay and the store would keep one and two of them).
+            if fresh, let key = set.keys.first(where: { !MetaKeys.isValid($0) }) {
+                throw TimelineError(
+                    .badField,
+                    "timeline.meta key \(JSON.string(key).canonicalString) is not 1 to 64 of A-Z a-z 0-9 . _ - : /")
             }
             change = .setMeta(set)
         }

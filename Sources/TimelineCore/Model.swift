@@ -80,21 +80,36 @@ public struct EventView: Sendable, Hashable {
 }
 
 public enum Tags {
-    /// Sorted and de-duplicated: tags are a set, and a set has one canonical order.
+    /// Sorted and de-duplicated: tags are a set, and a set has one canonical order. Tags are compared by their
+    /// bytes, as the protocol says (Swift's `Set` of `String` would merge tags that Unicode deems equivalent).
     /// Values are mostly built from tags normalized already (decoded, then copied into an annotation, an event,
-    /// an edit): those come back as they are, without the set and the sort, which were a per-edit allocation in
-    /// the store's single writer.
+    /// an edit): those come back as they are, without the sort, which was a per-edit allocation in the store's
+    /// single writer.
     public static func normalized(_ tags: [String]) -> [String] {
         if zip(tags, tags.dropFirst()).allSatisfy({ JSON.utf8Less($0, $1) }) { return tags }
-        return Array(Set(tags)).sorted(by: JSON.utf8Less)
+        var out: [String] = []
+        for tag in tags.sorted(by: JSON.utf8Less) where out.last.map({ !$0.utf8.elementsEqual(tag.utf8) }) ?? true {
+            out.append(tag)
+        }
+        return out
     }
 
     /// `tags` with `add` added and `remove` removed (a tag in both ends up present: adding wins).
     public static func applying(add: [String], remove: [String], to tags: [String]) -> [String] {
-        var set = Set(tags)
-        set.subtract(remove)
-        set.formUnion(add)
-        return set.sorted(by: JSON.utf8Less)
+        let removed = Set(remove.map { Array($0.utf8) })
+        return normalized(tags.filter { !removed.contains(Array($0.utf8)) } + add)
+    }
+}
+
+/// Keys of the timeline's metadata (`timeline.meta`).
+public enum MetaKeys {
+    /// 1 to 64 of ASCII letters, digits, `.`, `_`, `-`, `:` and `/`.
+    public static func isValid(_ key: String) -> Bool {
+        !key.isEmpty && key.utf8.count <= 64
+            && key.utf8.allSatisfy { b in
+                (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b) || b == 0x2E
+                    || b == 0x5F || b == 0x2D || b == 0x3A || b == 0x2F
+            }
     }
 }
 

@@ -493,11 +493,13 @@ struct StateWriter {
                     sql: "UPDATE events SET deleted = ?, date_start = ?, date_end = ?, body = ? WHERE id = ?"
                 ).execute(arguments: args)
             }
-            let before = Set(previous?.tags ?? [])
-            let after = Set(e.tags)
+            // Tags are compared by their bytes, as SQLite does (a Set of String would merge two that Unicode
+            // deems equivalent, and leave a row that the log does not have).
+            let before = Set((previous?.tags ?? []).map { Array($0.utf8) })
+            let after = Set(e.tags.map { Array($0.utf8) })
             for tag in before.subtracting(after) {
                 try db.cachedStatement(sql: "DELETE FROM event_tags WHERE tag = ? AND event = ?")
-                    .execute(arguments: [tag, e.id.description])
+                    .execute(arguments: [String(decoding: tag, as: UTF8.self), e.id.description])
             }
             let start = e.date.start?.iso
             if let previous, previous.date.start?.iso != start, !before.isDisjoint(with: after) {
@@ -506,7 +508,7 @@ struct StateWriter {
             }
             for tag in after.subtracting(before) {
                 try db.cachedStatement(sql: "INSERT INTO event_tags(tag, event, date_start) VALUES (?, ?, ?)")
-                    .execute(arguments: [tag, e.id.description, start])
+                    .execute(arguments: [String(decoding: tag, as: UTF8.self), e.id.description, start])
             }
         case .addAnnotation, .updateAnnotation, .retractAnnotation:
             // Only the revision moves (the cached event is the one Rules applied the edit to), and the event's row

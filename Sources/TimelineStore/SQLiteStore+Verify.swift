@@ -97,7 +97,8 @@ extension SQLiteStore {
             }
             let tagRows = try Row.fetchAll(
                 db, sql: "SELECT tag, date_start FROM event_tags WHERE event = ? ORDER BY tag", arguments: [id])
-            if Tags.normalized(tagRows.map { $0["tag"] }) != expected.tags
+            if Tags.normalized(tagRows.map { $0["tag"] }).map({ Array($0.utf8) })
+                != expected.tags.map({ Array($0.utf8) })
                 || tagRows.contains(where: { ($0["date_start"] as String?) != expected.date.start?.iso })
             {
                 problems.append("event \(id) has tags that differ from the log")
