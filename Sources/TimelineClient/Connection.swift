@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import TimelineCore
@@ -55,13 +56,17 @@ public final class TimelineConnection: Sendable {
     /// The greeting's JSON: `dataset`, `version`, `limits`, …
     public let hello: JSON
 
+    /// AUTH's OK: `user` and `role` (nil before authenticating).
+    public let authenticated: JSON?
+
     public var dataset: String { hello["dataset"]?.stringValue ?? "" }
     public var serverVersion: Int64 { hello["version"]?.intValue ?? 0 }
 
-    private init(channel: any Channel, router: ResponseRouter, hello: JSON) {
+    private init(channel: any Channel, router: ResponseRouter, hello: JSON, authenticated: JSON? = nil) {
         self.channel = channel
         self.router = router
         self.hello = hello
+        self.authenticated = authenticated
     }
 
     /// Connects, verifies the server (CA or pinned fingerprint) and reads the greeting.
@@ -78,7 +83,7 @@ public final class TimelineConnection: Sendable {
             channel = try await LineChannel.connect(
                 host: host, port: port, tls: tls, maxLineBytes: 64 << 20, timeout: timeout, handler: router)
         } catch {
-            throw ClientError(ClientError.unreachable, "cannot reach \(host):\(port): \(error)")
+            throw ClientError(ClientError.unreachable, "cannot connect to \(host):\(port): \(Self.reason(error))")
         }
         let helloLine: String
         do {
@@ -96,14 +101,40 @@ public final class TimelineConnection: Sendable {
         return TimelineConnection(channel: channel, router: router, hello: hello)
     }
 
+    /// Why a connection could not be made, in words (no library types): "connection refused", "no answer
+    /// within 10 s", "cannot resolve the host name".
+    static func reason(_ error: Error) -> String {
+        switch error {
+        case let e as NIOConnectionError:
+            if e.dnsAError != nil || e.dnsAAAAError != nil, e.connectionErrors.isEmpty {
+                return "cannot resolve the host name \(e.host)"
+            }
+            if let first = e.connectionErrors.first { return reason(first.error) }
+            return "no address for \(e.host)"
+        case let e as IOError:
+            return String(cString: strerror(e.errnoCode)).lowercased()
+        case ChannelError.connectTimeout(let t):
+            return "no answer within \(t.nanoseconds / 1_000_000_000) s"
+        case let e as ClientError:
+            return e.message
+        default:
+            return "\(error)"
+        }
+    }
+
     /// Connects to a configured server, authenticates, and checks it holds the configured dataset (if one is
     /// set); the connection is closed again on any failure.
     public static func open(_ config: ClientConfig) async throws -> TimelineConnection {
-        let connection = try await connect(host: config.host, port: config.port, verification: config.verification)
+        let unauthenticated = try await connect(
+            host: config.host, port: config.port, verification: config.verification)
+        let connection: TimelineConnection
         do {
-            try await connection.authenticate(token: config.token)
+            let ok = try await unauthenticated.authenticate(token: config.token)
+            connection = TimelineConnection(
+                channel: unauthenticated.channel, router: unauthenticated.router, hello: unauthenticated.hello,
+                authenticated: ok ?? .object([:]))
         } catch {
-            await connection.close()
+            await unauthenticated.close()
             throw error
         }
         if let dataset = config.dataset, dataset != connection.dataset {
@@ -213,9 +244,12 @@ public final class TimelineConnection: Sendable {
         return c
     }
 
-    public func authenticate(token: String) async throws {
+    /// Authenticates; returns AUTH's OK (`user`, `role`).
+    @discardableResult
+    public func authenticate(token: String) async throws -> JSON? {
         let c = try await send("AUTH \(token)")
         guard c.status == .ok else { throw ClientError(c.code, "the server refused the token: \(c.message)") }
+        return c.json
     }
 
     /// Closes the connection (with TLS close_notify); requests still waiting fail.
@@ -315,7 +349,9 @@ final class ResponseRouter: ChannelInboundHandler, @unchecked Sendable {
         if let tls = error as? TLSError {
             fail(ClientError(tls.code, tls.message), context: context)
         } else {
-            fail(ClientError(ClientError.unreachable, "the connection failed: \(error)"), context: context)
+            fail(
+                ClientError(ClientError.unreachable, "the connection failed: \(TimelineConnection.reason(error))"),
+                context: context)
         }
     }
 

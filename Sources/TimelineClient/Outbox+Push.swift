@@ -1,43 +1,92 @@
 import TimelineCore
 import TimelineStore
 
-/// What a push did.
+/// What a push did, in all and to each item.
 public struct PushReport: Sendable {
     public var accepted = 0
     /// Proposals of which some fields merged and went in while others became conflicts.
     public var merged = 0
     public var conflicts = 0
+    /// Items the server refused (kept in the outbox, marked, no longer sent).
+    public var refused = 0
+    /// What became of each item sent, by outbox ID.
+    public var outcomes: [Int64: Outcome] = [:]
+    /// Why the push stopped before the end of the queue (the connection broke, or the server refused for a
+    /// reason about the moment, not the edit): the items not in `outcomes` are still queued.
+    public var stopped: ClientError?
     public init() {}
+
+    public enum Outcome: Sendable, Equatable {
+        /// In the log at this version (the last, for an edit that was proposed again after a partial merge).
+        case accepted(version: Int64)
+        /// An earlier push went in but its OK was lost: the edit was already there.
+        case alreadyThere
+        /// A true merge conflict (§8): `conflicts` fields are recorded; the rest went in at `version`, if any did.
+        case conflicted(conflicts: Int, version: Int64?)
+        /// Refused for a reason that sending it again would not change; kept in the outbox, marked.
+        case refused(code: String, message: String)
+    }
 }
 
 extension Outbox {
-    /// Sends the outbox in order over `conn`. Accepted edits leave it; a conflict keeps what merges (proposed
-    /// again on the current revision) and records the rest; other refusals are recorded too. Nothing typed is
-    /// dropped. A broken connection stops the push with the remaining items still queued.
+    /// Codes that say nothing about the edit, only about this moment: the item stays queued, the push stops and
+    /// its error is thrown, to be tried again later.
+    static let transientCodes: Set<String> = [
+        "SHUTTING_DOWN", "STORE_FAILED", "INTERNAL", "UPSTREAM_UNAVAILABLE", "UPSTREAM_DIVERGED", "CORRUPT",
+        "AUTH_REQUIRED", "AUTH_FAILED", "AUTH_REVOKED",
+    ]
+
+    /// Sends the queued items in order over `conn`. Accepted edits leave the outbox; a conflict keeps what merges
+    /// (proposed again on the current revision) and records the rest; a refusal keeps the edit in the outbox,
+    /// marked with the server's reason, and no longer sends it. Nothing typed is dropped. A broken connection, or
+    /// a refusal that is about the moment rather than the edit (`transientCodes`), stops the push with the
+    /// remaining items still queued, and says why in `stopped`: what was sent before is reported either way.
     public func push(using conn: TimelineConnection) async throws -> PushReport {
         var report = PushReport()
-        for item in try items() {
+        do {
+            try await push(using: conn, into: &report)
+        } catch let error as ClientError {
+            report.stopped = error
+        }
+        return report
+    }
+
+    private func push(using conn: TimelineConnection, into report: inout PushReport) async throws {
+        for item in try queued() {
             var proposal = item.proposal
             var recorded: [Conflict] = []
             var attempts = 0
-            while true {
+            var outcome: PushReport.Outcome?
+            var lastVersion: Int64?
+            while outcome == nil {
                 attempts += 1
                 let reply = try await conn.send("PROPOSE \(proposal.canonicalString)")
                 if reply.status == .ok {
-                    report.accepted += 1
+                    lastVersion = reply.json?["version"]?.intValue ?? lastVersion
+                    outcome =
+                        recorded.isEmpty
+                        ? .accepted(version: lastVersion ?? 0)
+                        : .conflicted(conflicts: recorded.count, version: lastVersion)
                     break
                 }
                 let op = proposal["op"]?.stringValue ?? ""
-                if reply.code == "DUPLICATE_ID", op == "annotation.add" || op == "event.create" {
-                    break  // an earlier push went in but its OK was lost: the edit is already there
+                if reply.code == "DUPLICATE_ID", op == "annotation.add" || op == "event.create", attempts == 1 {
+                    outcome = .alreadyThere
+                    break
+                }
+                if Self.transientCodes.contains(reply.code) {
+                    // Whatever merged already went in; the rest waits.
+                    if !recorded.isEmpty { try settle(item.id, conflicts: recorded) }
+                    throw reply.error
                 }
                 guard reply.code == "CONFLICT", let detail = reply.json, attempts < 4 else {
-                    recorded.append(
-                        Conflict(
-                            id: 0, created: WallClock.now(), event: item.event, field: "", ours: proposal,
-                            theirs: .null,
-                            theirAuthor: "", theirVersion: 0, code: reply.code, message: reply.message,
-                            proposal: proposal))
+                    if recorded.isEmpty {
+                        try markRefused(item.id, code: reply.code, message: reply.message)
+                        outcome = .refused(code: reply.code, message: reply.message)
+                    } else {
+                        // Part of it went in and part conflicted; what is left was refused on its own.
+                        outcome = .conflicted(conflicts: recorded.count, version: lastVersion)
+                    }
                     break
                 }
                 let clashes = detail["conflicts"]?.arrayValue ?? []
@@ -51,20 +100,31 @@ extension Outbox {
                 }
                 // What did not clash is proposed again on the current revision.
                 guard op == "event.update", case .object(var o) = proposal, var set = o["set"]?.objectValue else {
+                    outcome = .conflicted(conflicts: recorded.count, version: lastVersion)
                     break
                 }
                 for c in clashes { if let field = c["field"]?.stringValue { set[field] = nil } }
                 let hasTags =
                     !(o["tags"]?["add"]?.arrayValue ?? []).isEmpty || !(o["tags"]?["remove"]?.arrayValue ?? []).isEmpty
-                guard !set.isEmpty || hasTags else { break }
+                guard !set.isEmpty || hasTags else {
+                    outcome = .conflicted(conflicts: recorded.count, version: lastVersion)
+                    break
+                }
                 o["set"] = .object(set)
                 o["base"] = detail["event"]?["revision"] ?? o["base"]
                 proposal = .object(o)
                 report.merged += 1
             }
-            report.conflicts += recorded.count
+            let result = outcome!
+            report.outcomes[item.id] = result
+            switch result {
+            case .accepted, .alreadyThere: report.accepted += 1
+            case .conflicted: report.conflicts += recorded.count
+            case .refused:
+                report.refused += 1
+                continue  // marked, and kept
+            }
             try settle(item.id, conflicts: recorded)
         }
-        return report
     }
 }

@@ -11,6 +11,10 @@ public final class TimelineClient: Sendable {
     /// The server's log and state as last pulled: same dataset, versions and hashes.
     public let replica: SQLiteStore
     let local: Outbox
+    /// Every ID of the replica by its short form, in the outbox's file.
+    let ids: IDIndex
+    /// Taken by whatever sends the outbox or writes the replica.
+    let lock: HomeLock
 
     /// Opens an initialized home.
     public init(home: ClientHome) throws {
@@ -30,6 +34,8 @@ public final class TimelineClient: Sendable {
             throw ClientError(ClientError.wrongDataset, e.message)
         }
         local = try Outbox(path: home.localPath)
+        ids = IDIndex(queue: local.queue)
+        lock = HomeLock(home: home.path)
     }
 
     /// Sets a home up: connects once to verify the server and the token and to learn the dataset, then saves
@@ -51,25 +57,23 @@ public final class TimelineClient: Sendable {
         return try TimelineClient(home: home)
     }
 
-    /// A connection to this client's server, authenticated and checked to hold the replica's dataset.
-    public func connect() async throws -> TimelineConnection { try await TimelineConnection.open(config) }
+    /// A connection to this client's server, authenticated and checked to hold the replica's dataset. The role
+    /// the server gives is remembered: edits it would refuse are refused before they are queued.
+    public func connect() async throws -> TimelineConnection {
+        let connection = try await TimelineConnection.open(config)
+        if let user = connection.authenticated?["user"]?.stringValue,
+            let role = connection.authenticated?["role"]?.stringValue.flatMap(Role.init(rawValue:)),
+            try local.identity().map({ $0.user != user || $0.role != role }) ?? true
+        {
+            try local.recordIdentity(user: user, role: role)
+        }
+        return connection
+    }
+
+    /// Who the server said this client is, at the last connection.
+    public func identity() throws -> Identity? { try local.identity() }
 
     // MARK: Reading (local)
-
-    /// An event ID from an ID or a unique prefix of one, looked up in the replica.
-    public func resolve(_ text: String) async throws -> EventID {
-        if let id = EventID(text) { return id }
-        let matches = try await replica.resolve(prefix: text, limit: 20)
-        switch matches.count {
-        case 0: throw ClientError("NOT_FOUND", "no event starts with \(text)")
-        case 1: return matches[0]
-        default:
-            throw ClientError(
-                "AMBIGUOUS",
-                "\(text) matches \(matches.count) events: " + matches.map(\.description).joined(separator: ", "),
-                detail: .object(["candidates": .array(matches.map { .string($0.description) })]))
-        }
-    }
 
     public func event(_ id: EventID, asOf version: Int64? = nil) async throws -> EventView {
         guard let view = try await replica.event(id, asOf: version) else {
@@ -81,27 +85,89 @@ public final class TimelineClient: Sendable {
 
     public struct Status: Sendable {
         public var version: Int64
+        /// Edits queued to be sent.
         public var pending: Int
+        /// Edits the server refused, kept for their author to retry or drop.
+        public var refused: Int
         public var conflicts: Int
         public var dataset: String
     }
 
     public func status() async throws -> Status {
-        Status(
-            version: try await replica.currentVersion(), pending: try local.items().count,
-            conflicts: try local.conflicts().count, dataset: replica.dataset)
+        let items = try local.items()
+        return Status(
+            version: try await replica.currentVersion(), pending: items.filter { $0.refusal == nil }.count,
+            refused: items.filter { $0.refusal != nil }.count, conflicts: try local.conflicts().count,
+            dataset: replica.dataset)
     }
 
+    /// Every local edit not yet in the timeline: queued, and refused.
     public func outbox() throws -> [OutboxItem] { try local.items() }
     public func conflicts() throws -> [Conflict] { try local.conflicts() }
 
     // MARK: Local edits
 
-    /// Stores a proposal in the outbox (durably) before anything is sent.
+    /// Stores a proposal in the outbox (durably) before anything is sent, without checking it.
     @discardableResult
     public func enqueue(_ proposal: JSON) throws -> Int64 {
         let event = proposal["event"]?.stringValue.flatMap(EventID.init)
         return try local.enqueue(proposal, event: event)
+    }
+
+    /// Checks a proposal as the server will, as far as this client can know (its fields and their limits, the
+    /// role the server gave at the last connection, whose annotation it changes), then queues it. What the
+    /// server would refuse is refused here, with its code, and nothing is queued.
+    @discardableResult
+    public func propose(_ proposal: JSON) async throws -> Int64 {
+        let identity = try local.identity()
+        let decoded: Proposal
+        do {
+            decoded = try EditCodec.decodeProposal(proposal, author: identity?.user ?? "", time: WallClock.now())
+        } catch {
+            throw ClientError(error.code.rawValue, error.message)
+        }
+        let op = decoded.change.operation
+        if let identity {
+            guard identity.role.mayPropose(op) else {
+                throw ClientError(
+                    "FORBIDDEN",
+                    "your token's role is \(identity.role.rawValue), which may not \(op.rawValue) (the server said so at \(identity.seen.rfc3339.prefix(16).replacingOccurrences(of: "T", with: " ")) UTC); nothing was queued"
+                )
+            }
+            if op == .annotationUpdate || op == .annotationRetract, !identity.role.mayChangeOthersAnnotations,
+                let id = decoded.change.annotationID, let annotation = try await replica.annotation(id),
+                annotation.author != identity.user, !annotation.author.hasPrefix(identity.user + "@")
+            {
+                throw ClientError(
+                    "FORBIDDEN",
+                    "that annotation is \(annotation.author)'s; only its author or an editor may change it; nothing was queued"
+                )
+            }
+        }
+        return try enqueue(proposal)
+    }
+
+    /// Sends a refused edit again, on the event's current revision; it goes back in the queue first.
+    public func retry(_ itemID: Int64) async throws -> Int64 {
+        guard let item = try local.items().first(where: { $0.id == itemID }), item.refusal != nil else {
+            throw ClientError("NOT_FOUND", "no refused edit \(itemID); see timeline outbox")
+        }
+        var proposal = item.proposal
+        if case .object(var o) = proposal, let event = item.event {
+            o["base"] = .int(try await base(of: event))
+            proposal = .object(o)
+        }
+        guard try local.requeue(itemID, proposal: proposal) else {
+            throw ClientError("NOT_FOUND", "no refused edit \(itemID); see timeline outbox")
+        }
+        return itemID
+    }
+
+    /// Removes a local edit, queued or refused, for good.
+    public func drop(_ itemID: Int64) throws {
+        guard try local.drop(itemID) else {
+            throw ClientError("NOT_FOUND", "no edit \(itemID) in the outbox; see timeline outbox")
+        }
     }
 
     /// The revision of an event in the replica: the base of an edit made now.
@@ -111,12 +177,19 @@ public final class TimelineClient: Sendable {
 
     /// Queues an annotation (its ID minted here, so a retried push cannot add it twice); returns its ID.
     public func annotate(_ id: EventID, text: String, tags: [String]) async throws -> AnnotationID {
+        try await annotateQueued(id, text: text, tags: tags).annotation
+    }
+
+    /// `annotate`, with the outbox item that carries it.
+    public func annotateQueued(_ id: EventID, text: String, tags: [String]) async throws -> (
+        annotation: AnnotationID, item: Int64
+    ) {
         let annotation = AnnotationID(ULID.generate(at: WallClock.now()))
-        try enqueue([
+        let item = try await propose([
             "op": "annotation.add", "event": .string(id.description), "annotation": .string(annotation.description),
             "text": .string(text), "tags": .array(tags.map { .string($0) }), "base": .int(try await base(of: id)),
         ])
-        return annotation
+        return (annotation, item)
     }
 
     // MARK: Sync
@@ -139,6 +212,16 @@ public final class TimelineClient: Sendable {
         let conn: TimelineConnection
         if let connection { conn = connection } else { conn = try await connect() }
         defer { if connection == nil { Task { await conn.close() } } }
+        return try await lock.withLock {
+            // Another command on this home may have pulled since this one opened the replica.
+            try await replica.resynchronize()
+            return try await pullLocked(conn, progress: progress)
+        }
+    }
+
+    private func pullLocked(_ conn: TimelineConnection, progress: (@Sendable (Int64, Int64) -> Void)?) async throws
+        -> PullReport
+    {
         // The checkpoint is the replica's head; after each stored page it is that page's last version, so an
         // interrupted pull resumes from there.
         let start = try await replica.currentVersion()
@@ -158,11 +241,12 @@ public final class TimelineClient: Sendable {
     /// Sends the outbox in order (see `Outbox.push`).
     @discardableResult
     public func push(using connection: TimelineConnection? = nil) async throws -> PushReport {
-        guard try !local.items().isEmpty else { return PushReport() }
+        guard try !local.queued().isEmpty else { return PushReport() }
         let conn: TimelineConnection
         if let connection { conn = connection } else { conn = try await connect() }
         defer { if connection == nil { Task { await conn.close() } } }
-        return try await local.push(using: conn)
+        // Another command on this home may be sending the same queue: one at a time, so nothing is sent twice.
+        return try await lock.withLock { try await local.push(using: conn) }
     }
 
     public struct SyncReport: Sendable {
@@ -177,6 +261,7 @@ public final class TimelineClient: Sendable {
         defer { Task { await conn.close() } }
         // Pull first as well: edits made here get a fresh base when the replica is behind.
         let pushed = try await push(using: conn)
+        if let stopped = pushed.stopped { throw stopped }
         let pulled = try await pull(using: conn, progress: progress)
         return SyncReport(push: pushed, pull: pulled, conflicts: try local.conflicts().count)
     }
@@ -342,17 +427,20 @@ public final class TimelineClient: Sendable {
 
     // MARK: Watch
 
-    /// Edits as the server commits them, from the replica's head on; ends when the task is cancelled.
-    public func watch() -> AsyncThrowingStream<Edit, Error> {
+    /// Edits as the server commits them, after version `since` (the replica's head if nil); ends when the task
+    /// is cancelled, and throws when the connection ends (a server shutting down says so with its BYE's code).
+    public func watch(since start: Int64? = nil) -> AsyncThrowingStream<Edit, Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
                     let conn = try await connect()
-                    let since = try await replica.currentVersion()
+                    let since: Int64
+                    if let start { since = start } else { since = try await replica.currentVersion() }
                     let watching = Task {
-                        _ = try await conn.send("WATCH \(since)") { line in
+                        let done = try await conn.send("WATCH \(since)") { line in
                             if let edit = try? TimelineConnection.edit(fromLine: line) { continuation.yield(edit) }
                         }
+                        if done.status != .ok { throw done.error }
                     }
                     await withTaskCancellationHandler {
                         _ = await watching.result

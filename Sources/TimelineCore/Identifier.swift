@@ -157,29 +157,43 @@ public struct AnnotationID: ULIDIdentifier {
     public init(_ ulid: ULID) { self.ulid = ulid }
 }
 
-/// Shortest unique prefixes, for showing IDs to people.
+/// The short form of an ID, for people: the start of its random part, long enough to name one object.
+///
+/// A ULID's first 10 characters are its time in milliseconds, so IDs minted together (all of an imported
+/// document's events, a burst of annotations) share them, and prefixes of the whole ID must grow past them before
+/// they tell two IDs apart. The 16 characters after them are random: their first few already do. A short form is
+/// therefore the first `minimum` or more characters of the random part, as long as it takes to be unique among
+/// every event and annotation a replica holds (not only among those printed beside it), so that whatever filter
+/// printed it, it names the same one object when pasted back. The whole ID, and any unique prefix of it, are
+/// accepted wherever a short form is.
 public enum ShortID {
-    /// The shortest prefix of each ID (at least `minimum` characters) that no other ID in the set shares.
-    /// Sorting first makes it O(n log n): an ID's nearest neighbours decide its prefix length.
-    public static func prefixes(_ ids: [String], minimum: Int = 6) -> [String: String] {
-        let sorted = Array(Set(ids)).sorted()
-        var result: [String: String] = [:]
-        result.reserveCapacity(sorted.count)
-        for (i, id) in sorted.enumerated() {
-            var length = minimum
-            if i > 0 { length = max(length, commonPrefixLength(id, sorted[i - 1]) + 1) }
-            if i + 1 < sorted.count { length = max(length, commonPrefixLength(id, sorted[i + 1]) + 1) }
-            result[id] = String(id.prefix(length))
-        }
-        return result
+    /// The fewest characters a short form has, as git abbreviates hashes to 7: 35 random bits, so that short
+    /// forms seldom need to grow as a timeline does.
+    public static let minimum = 7
+
+    /// Where the random part starts: characters 0–9 hold the 48-bit time.
+    public static let timeCharacters = 10
+
+    /// The random part of a canonical 26-character ID.
+    public static func tail(of id: String) -> Substring {
+        id.dropFirst(timeCharacters)
     }
 
-    static func commonPrefixLength(_ a: String, _ b: String) -> Int {
-        var n = 0
-        for (x, y) in zip(a.utf8, b.utf8) {
-            guard x == y else { break }
-            n += 1
+    /// Text typed as (part of) an ID in canonical form: upper case, with Crockford's aliases (I and L for 1, O
+    /// for 0) read as their digits, surrounding whitespace ignored; nil when it holds a character no ID has.
+    public static func normalize(_ text: String) -> String? {
+        let bytes = Array(text.utf8)
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) })
+        else { return nil }
+        let trimmed = bytes[first...last]
+        guard trimmed.count <= 26 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(trimmed.count)
+        for byte in trimmed {
+            guard let value = ULID.decodeDigit(byte) else { return nil }
+            out.append(ULID.encodeDigit(value))
         }
-        return n
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -22,6 +22,36 @@ public struct DataDirectory: Sendable {
 
     public var exists: Bool { FileManager.default.fileExists(atPath: storePath) }
 
+    /// Held exclusively by the one process that writes the store (`serve`, `import`).
+    public var lockPath: String { path + "/timelined.lock" }
+
+    /// Takes the folder for writing its store, or refuses at once, naming the process that has it: two writers
+    /// on one store would serve stale versions and refuse each other's edits. Keep the lock for as long as the
+    /// store is written; the kernel releases it when the process ends.
+    public func lockForWriting() throws -> FileLock {
+        try FileManager.default.createDirectory(
+            atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let lock = try FileLock(path: lockPath)
+        guard try lock.tryLock(exclusive: true) else {
+            throw TimelineError(
+                .storeFailed, "\(path) is in use by timelined\(lock.owner.map { " (pid \($0))" } ?? ""); stop it first")
+        }
+        return lock
+    }
+
+    /// The process writing the store now, if any: readers (verify, export, status) read a snapshot of a live
+    /// folder, and say so.
+    public func liveWriter() -> Int32? {
+        guard FileManager.default.fileExists(atPath: lockPath), let lock = try? FileLock(path: lockPath) else {
+            return nil
+        }
+        guard (try? lock.tryLock(exclusive: false)) == false else {
+            lock.unlock()
+            return nil
+        }
+        return lock.owner ?? 0
+    }
+
     /// What a first start created, to tell the operator once.
     public struct FirstStart: Sendable {
         public var adminToken: String

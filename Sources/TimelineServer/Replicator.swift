@@ -246,9 +246,10 @@ public final class Replicator: Sendable {
 
     /// Sends what was queued while upstream was unreachable.
     private func flushOutbox() async throws {
-        guard try !outbox.items().isEmpty else { return }
+        guard try !outbox.queued().isEmpty else { return }
         let conn = try await writerConnection()
         let report = try await outbox.push(using: conn)
+        if let stopped = report.stopped { throw stopped }
         logger.info(
             "sent queued edits upstream",
             metadata: ["accepted": "\(report.accepted)", "conflicts": "\(report.conflicts)"])

@@ -471,14 +471,14 @@ final class ServerCore: Sendable {
     func conflicts(_ request: Request) async -> [Reply] {
         guard let replicator else { return [.ok(tag: request.tag, .object(["count": 0]))] }
         do {
-            let list = try replicator.outbox.conflicts()
+            let list = try replicator.outbox.notTaken()
             return list.map { Reply.data(kind: "CONFLICT", $0.json) }
                 + [
                     .ok(
                         tag: request.tag,
                         .object([
                             "count": .int(Int64(list.count)),
-                            "queued": .int(Int64(try replicator.outbox.items().count)),
+                            "queued": .int(Int64(try replicator.outbox.queued().count)),
                         ]))
                 ]
         } catch {

@@ -62,8 +62,22 @@ public final class TokenStore: Sendable {
         return out
     }
 
+    /// Runs a read-modify-write of the file holding its lock: two `token` commands at once must not lose one
+    /// another's change.
+    private func changing<T>(_ body: () throws -> T) throws -> T {
+        let lock = try FileLock(path: path + ".lock")
+        try lock.lock(exclusive: true)
+        defer { lock.unlock() }
+        cache.withLockedValue { $0 = (nil, []) }
+        return try body()
+    }
+
     /// Creates a token; returns it (the only time it exists outside the caller's hands).
     public func add(name: String, role: Role) throws -> String {
+        try changing { try addLocked(name: name, role: role) }
+    }
+
+    private func addLocked(name: String, role: Role) throws -> String {
         guard Self.isValidName(name) else {
             throw TimelineError(.badField, "a token name is 1 to 64 letters, digits, '.', '-', '_' or '@'")
         }
@@ -83,6 +97,10 @@ public final class TokenStore: Sendable {
     /// Revokes every live token with this name; returns how many.
     @discardableResult
     public func revoke(name: String) throws -> Int {
+        try changing { try revokeLocked(name: name) }
+    }
+
+    private func revokeLocked(name: String) throws -> Int {
         var list = try entries()
         var count = 0
         for i in list.indices where list[i].name == name && list[i].revoked == nil {

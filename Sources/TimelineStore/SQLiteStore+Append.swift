@@ -57,6 +57,23 @@ final class GroupCommitter: Sendable {
     /// The last durable version and hash.
     var head: ChainHead { state.withLockedValue { $0.head } }
 
+    /// Forgets what this writer believed about the file, reading its head again: another process wrote it (the
+    /// commands of one client home take turns at its replica). Runs on the writer's queue, after any commit.
+    func resynchronize(dataset: String) async throws {
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, Error>) in
+            queue.async {
+                do {
+                    let head = try self.pool.read { db in try SQLiteStore.readHead(db, dataset: dataset) }
+                    self.state.withLockedValue { $0.head = head }
+                    self.cache = WriterCache()
+                    done.resume()
+                } catch {
+                    done.resume(throwing: error)
+                }
+            }
+        }
+    }
+
     func submit(_ unit: Unit) async throws -> [Edit] {
         try await withCheckedThrowingContinuation { continuation in
             submit(unit) { continuation.resume(with: $0) }

@@ -303,6 +303,32 @@ extension SQLiteStore {
         }
     }
 
+    /// An ID that an edit created: an event's (`event.create`) or an annotation's (`annotation.add`).
+    public struct CreatedID: Sendable, Equatable {
+        public var id: String
+        public var isEvent: Bool
+    }
+
+    /// The IDs created by edits after `version`, in version order, and the log's head they were read at: what a
+    /// client's index of short IDs adds after a pull.
+    public func createdIDs(after version: Int64) async throws -> (ids: [CreatedID], through: Int64) {
+        try await read("list the IDs edits created") { db in
+            var ids: [CreatedID] = []
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT version, op = 'event.create' AS is_event, coalesce(annotation, event) AS id FROM edits
+                    WHERE version > ? AND (op = 'event.create' OR op = 'annotation.add') ORDER BY version
+                    """,
+                arguments: [version])
+            while let row = try rows.next() { ids.append(CreatedID(id: row["id"], isEvent: row["is_event"])) }
+            // The log's head in the same snapshot: what was read is complete up to there (it may be below `version`
+            // for a replica made again from scratch).
+            let through = try Int64.fetchOne(db, sql: "SELECT coalesce(max(version), 0) FROM edits") ?? 0
+            return (ids, through)
+        }
+    }
+
     public func resolve(prefix: String, limit: Int) async throws -> [EventID] {
         let upper = prefix.uppercased()
         guard !upper.isEmpty, upper.utf8.count <= 26 else { return [] }

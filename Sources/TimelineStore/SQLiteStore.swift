@@ -77,6 +77,9 @@ public final class SQLiteStore: TimelineStore, Sendable {
             try db.execute(sql: "PRAGMA cache_size = -\(max(1, options.cacheMiB) * 1024)")
         }
         var pageSize = 4_096
+        // Only its owner reads a timeline: the file is made 0600 before SQLite opens it (and gives its -wal and
+        // -shm files the same mode), whatever the umask.
+        try PrivateFile.create(path)
         do {
             pool = try DatabasePool(path: path, configuration: config)
             // Again after opening: DatabasePool puts its writer in WAL mode after prepareDatabase ran, and sets
@@ -153,6 +156,12 @@ public final class SQLiteStore: TimelineStore, Sendable {
         committer.addObserver(observer)
     }
 
+    /// Reads the head again and drops the writer's cached rows: for a file that another process may have written
+    /// since this one opened it (a client home's replica, shared by the commands run on it).
+    public func resynchronize() async throws {
+        try await committer.resynchronize(dataset: dataset)
+    }
+
     public func head() async throws -> (version: Int64, hash: Digest) {
         let h = committer.head
         return (h.version, h.hash)
@@ -198,3 +207,17 @@ enum StoreErrors {
 #elseif canImport(Darwin)
     import Darwin
 #endif
+
+/// Files that only their owner may read.
+public enum PrivateFile {
+    /// Creates `path` empty with mode 0600 if it does not exist, so that whatever opens it next (SQLite) keeps that
+    /// mode; an existing file is left as it is.
+    public static func create(_ path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 {
+            close(fd)
+        } else if errno != EEXIST {
+            throw TimelineError(.storeFailed, "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}

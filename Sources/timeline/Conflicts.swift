@@ -1,29 +1,37 @@
 import ArgumentParser
+import TimelineClient
 import TimelineCore
 
 struct Conflicts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Local edits the server did not take as they were, waiting for you (exit 3 if any).",
-        discussion: "Example: timeline conflicts --json")
+        abstract: "Fields someone else changed to another value while you edited them (exit 3 if any).",
+        discussion: """
+            Only true merge conflicts are listed here; edits the server refused (a role, a field) are in \
+            timeline outbox. Example: timeline conflicts --json
+            """)
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        let list = try global.client().conflicts()
+        let client = try global.client()
+        let list = try client.conflicts()
+        let short = try await client.shortForms(list.compactMap { $0.event?.description })
         for c in list {
             if global.json {
                 Output.json(c.json)
-            } else if c.code == "CONFLICT" {
-                print("\(Output.bold("#\(c.id)")) \(c.event?.description ?? "")  \(c.field)")
-                print("   ours   (you):  \(Output.clip(Diff.text(c.ours), 200))")
-                print("   theirs (\(c.theirAuthor), v\(c.theirVersion)):  \(Output.clip(Diff.text(c.theirs), 200))")
-            } else {
-                print("\(Output.bold("#\(c.id)")) \(c.event?.description ?? "")  refused: \(c.code) \(c.message)")
-                print("   edit: \(Output.clip(c.proposal.canonicalString, 200))")
+                continue
             }
+            var title: String?
+            if let event = c.event { title = try await client.replica.event(event, asOf: nil)?.event.title }
+            let event = c.event.map { Output.name($0, short: short, title: title) } ?? "the timeline"
+            print("\(Output.bold("#\(c.id)"))  \(c.field) of \(event)")
+            print("   ours   (you):  \(Output.clip(Diff.text(c.ours, field: c.field), 200))")
+            print(
+                "   theirs (\(c.theirAuthor), v\(c.theirVersion)):  \(Output.clip(Diff.text(c.theirs, field: c.field), 200))"
+            )
         }
         if list.isEmpty && !global.json { print("no conflicts") }
         if !list.isEmpty {
-            if !global.json { print("resolve with: timeline resolve ID --ours | --theirs | --set FIELD=VALUE") }
+            if !global.json { print("resolve with: timeline resolve NUMBER --ours | --theirs | --set FIELD=VALUE") }
             throw conflictsRemain
         }
     }

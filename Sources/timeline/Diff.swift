@@ -5,15 +5,17 @@ struct Diff: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "What changed in an event between two versions.",
         discussion:
-            "Without --from, from its creation; without --to, until now. Example: timeline diff 019ECZQW0094 --from 29")
+            "Without --from, from its creation; without --to, until now. Example: timeline diff 94EPPCE --from 29")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Event ID or unique prefix.") var id: String
+    @Argument(help: "Event ID (short or whole).") var id: String
     @Option(help: "Version to compare from.") var from: Int64?
     @Option(help: "Version to compare to.") var to: Int64?
 
     func run() async throws {
         let client = try global.client()
         let eventID = try await client.resolve(id)
+        try await Checks.version(from, of: client, option: "--from")
+        try await Checks.version(to, of: client, option: "--to")
         let history = try await client.replica.history(of: eventID)
         let fromVersion = from ?? (history.first?.version ?? 0)
         let before = try await client.replica.event(eventID, asOf: fromVersion)
@@ -29,8 +31,8 @@ struct Diff: AsyncParsableCommand {
                 Output.json(["field": .string(key), "from": a, "to": b])
             } else {
                 print(Output.bold(key))
-                print(Output.warn("- ") + Output.clip(Diff.text(a), 300))
-                print("+ " + Output.clip(Diff.text(b), 300))
+                print(Output.warn("- ") + Output.clip(Diff.text(a, field: key), 300))
+                print("+ " + Output.clip(Diff.text(b, field: key), 300))
             }
         }
         if changes.isEmpty && !global.json { print("no change") }
@@ -44,9 +46,20 @@ struct Diff: AsyncParsableCommand {
         return out
     }
 
-    static func text(_ j: JSON) -> String {
-        if case .string(let s) = j { return s }
-        if case .null = j { return "(none)" }
-        return j.canonicalString
+    /// A field's value as people write it: a date by its text, references one per line, tags as #words.
+    static func text(_ j: JSON, field: String = "") -> String {
+        switch j {
+        case .string(let s): return s
+        case .null: return "(none)"
+        case .bool(let b): return b ? "yes" : "no"
+        case .object where j["text"]?.stringValue != nil && j["precision"] != nil:
+            return j["text"]!.stringValue!
+        case .array(let items) where field == "references" || items.first?["number"] != nil:
+            return items.map { r in "[\(r["number"]?.intValue ?? 0)] \(r["text"]?.stringValue ?? "")" }.joined(
+                separator: "; ")
+        case .array(let items) where field == "tags":
+            return items.isEmpty ? "(none)" : items.compactMap(\.stringValue).map { "#" + $0 }.joined(separator: " ")
+        default: return j.canonicalString
+        }
     }
 }

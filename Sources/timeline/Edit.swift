@@ -1,16 +1,19 @@
 import ArgumentParser
+import TimelineClient
 import TimelineCore
 
 struct EditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edit",
         abstract: "Change an event's fields (only those named) and tags.",
-        discussion: #"Example: timeline edit 019ECZQW00ZB --date "October 18 to 19, 2012" --add-tag corrected"#)
+        discussion: #"Example: timeline edit 94EPPCE --date "October 18 to 19, 2012" --add-tag corrected"#)
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Event ID or unique prefix.") var id: String
-    @Option(help: "New title.") var title: String?
+    @Argument(help: "Event ID (short or whole).") var id: String
+    @Option(help: "New title (not empty).") var title: String?
     @Option(help: "New summary.") var summary: String?
-    @Option(help: "New date, as text (e.g. \"June 9 to 10, 2011\").") var date: String?
+    @Option(help: "New date, as text (e.g. \"June 9 to 10, 2011\", \"2011-06\", \"Q3 2011\").") var date: String?
+    @Flag(help: "Keep a --date the calendar cannot place, as text only (the event then drops out of date filters).")
+    var dateTextOnly = false
     @Option(name: .customLong("add-tag"), help: "Tag to add (repeatable).") var addTags: [String] = []
     @Option(name: .customLong("remove-tag"), help: "Tag to remove (repeatable).") var removeTags: [String] = []
 
@@ -18,29 +21,53 @@ struct EditCommand: AsyncParsableCommand {
         guard title != nil || summary != nil || date != nil || !addTags.isEmpty || !removeTags.isEmpty else {
             throw ValidationError("name at least one change: --title, --summary, --date, --add-tag, --remove-tag")
         }
-        for tag in addTags + removeTags where !Tags.isValid(tag) { throw ValidationError("\"\(tag)\" is not a tag") }
+        if let title, title.allSatisfy(\.isWhitespace) { throw ValidationError("--title must not be empty") }
+        if let date { try DateCheck.placeable(date, textOnly: dateTextOnly) }
+        for tag in addTags + removeTags where !Tags.isValid(tag) {
+            throw ValidationError("\"\(tag)\" is not a tag (1-64 bytes, no spaces)")
+        }
     }
 
     func run() async throws {
         let client = try global.client()
         let eventID = try await client.resolve(id)
+        let current = try await client.event(eventID).event
         var set: [String: JSON] = [:]
         if let title { set["title"] = .string(title) }
         if let summary { set["summary"] = .string(summary) }
         if let date { set["date"] = .string(date) }
         var proposal: [String: JSON] = [
             "op": "event.update", "event": .string(eventID.description),
-            "base": .int(try await client.base(of: eventID)),
-            "set": .object(set),
+            "base": .int(current.revision),
         ]
+        if !set.isEmpty { proposal["set"] = .object(set) }
         if !addTags.isEmpty || !removeTags.isEmpty {
             proposal["tags"] = [
                 "add": .array(addTags.map { .string($0) }), "remove": .array(removeTags.map { .string($0) }),
             ]
         }
-        // Checked here as the server will, so that a typo is refused now rather than at the next sync.
-        _ = try EditCodec.decodeProposal(.object(proposal), author: "me", time: Timestamp(milliseconds: 0))
-        try client.enqueue(.object(proposal))
-        try await Sending.pushNow(client, json: global.json, what: ["event": .string(eventID.description)])
+        // Checked here as the server will (fields, limits, the role), so that a refusal comes now, not at a sync.
+        let item = try await client.propose(.object(proposal))
+        try await Sending.sendNow(
+            client, item: item, json: global.json,
+            edit: ["op": "event.update", "event": .string(eventID.description)]
+        ) {
+            let short = (try? await client.shortForms([eventID.description])) ?? [:]
+            return "edit of \(Output.name(eventID, short: short, title: current.title))"
+        }
+    }
+}
+
+/// A date typed by a person must be one the calendar can place, or they must say they mean text only.
+enum DateCheck {
+    static func placeable(_ text: String, textOnly: Bool) throws {
+        guard !text.allSatisfy(\.isWhitespace) else { throw ValidationError("--date must not be empty") }
+        guard EventDate(parsing: text).precision == .unknown, !textOnly else { return }
+        throw ValidationError(
+            """
+            cannot place "\(text)" on the calendar, so the event would drop out of every date filter; write it as \
+            e.g. "June 9, 2011", "June 9 to 10, 2011", "June 2011", "Q3 2011", "summer 2011" or "2011", or add \
+            --date-text-only to keep it as text
+            """)
     }
 }

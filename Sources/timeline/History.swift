@@ -4,15 +4,20 @@ import TimelineCore
 struct History: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Every edit of one event, oldest first.",
-        discussion: "Example: timeline history 019ECZQW007T")
+        discussion: "Example: timeline history 94EPPCE")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Event ID or unique prefix.") var id: String
+    @Argument(help: "Event ID (short or whole).") var id: String
 
     func run() async throws {
         let client = try global.client()
-        let edits = try await client.replica.history(of: try await client.resolve(id))
-        for edit in edits {
-            if global.json { Output.json(EditCodec.json(edit)) } else { print(Output.editLine(edit)) }
+        let event = try await client.resolve(id)
+        let edits = try await client.replica.history(of: event)
+        if global.json {
+            for edit in edits { Output.json(EditCodec.json(edit)) }
+            return
         }
+        let short = try await client.shortForms(edits.flatMap(Output.ids))
+        let title = try await client.event(event).event.title
+        for edit in edits { print(Output.editLine(edit, short: short, titles: [event: title])) }
     }
 }

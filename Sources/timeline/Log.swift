@@ -34,7 +34,7 @@ struct Log: AsyncParsableCommand {
         if global.json {
             for v in views { Output.json(v.json) }
         } else {
-            Output.eventLines(views)
+            Output.eventLines(views, short: try await client.shortForms(views.map(\.event.id.description)))
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import TimelineClient
+import TimelineCore
 
 struct Push: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,20 +11,74 @@ struct Push: AsyncParsableCommand {
     func run() async throws {
         let client = try global.client()
         let report = try await client.push()
-        let remaining = try client.conflicts().count
-        if global.json {
-            Output.json([
-                "accepted": .int(Int64(report.accepted)), "merged": .int(Int64(report.merged)),
-                "conflicts": .int(Int64(remaining)),
-            ])
+        try PushSummary.say(report, pulled: nil, client: client, json: global.json)
+    }
+}
+
+struct Sync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Push local edits, merging by event ID, then pull (exit 3 if conflicts remain).",
+        discussion: "Example: timeline sync && timeline status")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let client = try global.client()
+        let conn = try await client.connect()
+        defer { Task { await conn.close() } }
+        let pushed = try await client.push(using: conn)
+        // After a push that stopped (the connection broke), pulling would most likely fail the same way.
+        let pulled = pushed.stopped == nil ? try await client.pull(using: conn, progress: Output.progress) : nil
+        try PushSummary.say(pushed, pulled: pulled, client: client, json: global.json)
+    }
+}
+
+/// What a push (and the pull after it) did, said once for `push` and `sync`: sent, merged, refused (kept in the
+/// outbox), still queued and why; exit 1 if the push stopped or an edit was refused, else 3 if conflicts remain.
+enum PushSummary {
+    static func say(
+        _ report: PushReport, pulled: TimelineClient.PullReport?, client: TimelineClient, json: Bool
+    ) throws {
+        let conflicts = try client.conflicts().count
+        let queued = try client.outbox().filter { $0.refusal == nil }.count
+        if json {
+            var o: [String: JSON] = [
+                "sent": .int(Int64(report.accepted)), "merged": .int(Int64(report.merged)),
+                "refused": .int(Int64(report.refused)), "queued": .int(Int64(queued)),
+                "conflicts": .int(Int64(conflicts)),
+            ]
+            if let pulled {
+                o["pulled"] = .int(Int64(pulled.applied))
+                o["version"] = .int(pulled.version)
+            }
+            if let stopped = report.stopped {
+                o["code"] = .string(stopped.code)
+                o["message"] = .string(stopped.message)
+            }
+            Output.json(.object(o))
         } else {
-            print(
-                "sent \(report.accepted) edit\(report.accepted == 1 ? "" : "s")\(report.merged > 0 ? ", \(report.merged) merged in part" : "")"
-            )
-            if remaining > 0 {
-                print(Output.warn("\(remaining) conflict\(remaining == 1 ? "" : "s") to resolve: timeline conflicts"))
+            var parts = ["sent \(report.accepted) edit\(report.accepted == 1 ? "" : "s")"]
+            if report.merged > 0 { parts.append("\(report.merged) merged in part") }
+            if let pulled { parts.append("pulled \(pulled.applied); at version \(pulled.version)") }
+            print(parts.joined(separator: ", "))
+            if report.refused > 0 {
+                print(
+                    Output.warn(
+                        "\(report.refused) edit\(report.refused == 1 ? " was" : "s were") refused by the server, and kept in timeline outbox:"
+                    ))
+                for (id, outcome) in report.outcomes.sorted(by: { $0.key < $1.key }) {
+                    if case .refused(let code, let message) = outcome { print("  \(id)  \(code): \(message)") }
+                }
+            }
+            if let stopped = report.stopped {
+                print(
+                    Output.warn(
+                        "stopped: \(Output.describe(stopped)); \(queued) edit\(queued == 1 ? "" : "s") still queued"))
+            }
+            if conflicts > 0 {
+                print(Output.warn("\(conflicts) conflict\(conflicts == 1 ? "" : "s") to resolve: timeline conflicts"))
             }
         }
-        if remaining > 0 { throw conflictsRemain }
+        if report.stopped != nil || report.refused > 0 { throw ExitCode(1) }
+        if conflicts > 0 { throw conflictsRemain }
     }
 }

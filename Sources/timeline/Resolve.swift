@@ -6,13 +6,13 @@ struct Resolve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Settle a conflict: keep yours, keep theirs, or set a third value.",
         discussion: """
-            ID is the conflict's number (#3) from timeline conflicts, or an event ID prefix with one conflict.
+            ID is the conflict's number (#3) from timeline conflicts, or the ID of an event with one conflict.
             Examples:
               timeline resolve 3 --theirs
-              timeline resolve 019ECZQW007T --set "title=Yamasakura 2013 adds a cyber exercise"
+              timeline resolve 7TKPA8X --set "title=Yamasakura 2013 adds a cyber exercise"
             """)
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Conflict number or event ID prefix.") var id: String
+    @Argument(help: "Conflict number, or event ID (short or whole).") var id: String
     @Flag(help: "Keep your value (or re-send your refused edit).") var ours = false
     @Flag(help: "Keep theirs and drop yours.") var theirs = false
     @Option(help: "FIELD=VALUE: a third value.") var set: String?
@@ -28,9 +28,9 @@ struct Resolve: AsyncParsableCommand {
         let client = try global.client()
         let all = try client.conflicts()
         let number = Int64(id.hasPrefix("#") ? String(id.dropFirst()) : id)
-        let matches = all.filter { c in
-            c.id == number || (number == nil && c.event?.description.hasPrefix(id.uppercased()) == true)
-        }
+        var event: EventID?
+        if number == nil { event = try await client.resolve(id) }
+        let matches = all.filter { c in c.id == number || (event != nil && c.event == event) }
         guard matches.count == 1, let conflict = matches.first else {
             throw ClientError(
                 matches.isEmpty ? "NOT_FOUND" : "AMBIGUOUS",

@@ -5,20 +5,27 @@ import TimelineCore
 struct Retract: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Retract an annotation (it stays in the history, marked retracted).",
-        discussion: "Example: timeline retract 01M8HXEJRRG37AXFATR1161K07")
+        discussion: "Example: timeline retract K3F7QAB (the annotation's ID, as timeline show prints it)")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "The annotation's ID.") var annotation: String
+    @Argument(help: "The annotation's ID (short or whole).") var annotation: String
 
     func run() async throws {
         let client = try global.client()
-        guard let id = AnnotationID(annotation), let found = try await client.replica.annotation(id) else {
-            throw ClientError("NOT_FOUND", "no annotation \(annotation) in the replica (timeline pull first?)")
-        }
-        try client.enqueue([
-            "op": "annotation.retract", "event": .string(found.event.description),
-            "annotation": .string(id.description),
-            "base": .int(try await client.base(of: found.event)),
+        let (id, event) = try await client.resolveAnnotation(annotation)
+        let title = try await client.event(event).event.title
+        let item = try await client.propose([
+            "op": "annotation.retract", "event": .string(event.description), "annotation": .string(id.description),
+            "base": .int(try await client.base(of: event)),
         ])
-        try await Sending.pushNow(client, json: global.json, what: ["annotation": .string(id.description)])
+        try await Sending.sendNow(
+            client, item: item, json: global.json,
+            edit: [
+                "op": "annotation.retract", "annotation": .string(id.description), "event": .string(event.description),
+            ]
+        ) {
+            let short = (try? await client.shortForms([id.description, event.description])) ?? [:]
+            return
+                "retraction of annotation \(short[id.description] ?? id.description) on \(Output.name(event, short: short, title: title))"
+        }
     }
 }

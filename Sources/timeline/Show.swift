@@ -1,21 +1,45 @@
 import ArgumentParser
+import TimelineClient
 
 struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "One event with its references and annotations (and your queued edits).",
-        discussion: "ID may be any unique prefix. Example: timeline show 019ECZQW0094 --at 12")
+        abstract: "One event with its references and annotations (and your edits not yet in the timeline).",
+        discussion: """
+            ID is any ID that log, show or watch printed (or a whole ID, or the start of one); an annotation's ID \
+            shows its event. Example: timeline show 94EPPCE --at 12
+            """)
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Event ID or unique prefix.") var id: String
+    @Argument(help: "Event or annotation ID (short or whole).") var id: String
     @Option(help: "As it was just after this version.") var at: Int64?
 
     func run() async throws {
         let client = try global.client()
-        let eventID = try await client.resolve(id)
+        let eventID = try await client.name(id).event
+        try await Checks.version(at, of: client, option: "--at")
         let view = try await client.event(eventID, asOf: at)
         if global.json {
             Output.json(view.json)
         } else {
-            Output.eventDetail(view, pending: try client.outbox().filter { $0.event == eventID })
+            let pending = try client.outbox().filter { $0.event == eventID }
+            let short = try await client.shortForms(
+                [eventID.description] + view.annotations.map(\.id.description))
+            Output.eventDetail(view, pending: pending, short: short)
+        }
+    }
+}
+
+/// Checks of what a person typed that several commands share.
+enum Checks {
+    /// A version given to look back at (`--at`, `--from`, `--to`) must be one the replica holds: past the head
+    /// would show the present as if it were that version.
+    static func version(_ version: Int64?, of client: TimelineClient, option: String) async throws {
+        guard let version else { return }
+        let head = try await client.replica.currentVersion()
+        guard version >= 1, version <= head else {
+            throw ClientError(
+                "BAD_VERSION",
+                "\(option) \(version) is outside the replica's log (versions 1 to \(head)); timeline pull for newer ones"
+            )
         }
     }
 }

@@ -1,16 +1,109 @@
 import ArgumentParser
+import Dispatch
+import Foundation
+import TimelineClient
 import TimelineCore
 
 struct Watch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print edits as they happen, until Ctrl-C.",
-        discussion: "Example: timeline watch --json | grep annotation.add")
+        abstract: "Print edits as they happen, until Ctrl-C; reconnects by itself if the server goes away.",
+        discussion: """
+            Each line is written whole as its edit commits, also into a pipe or a file. Examples:
+              timeline watch
+              timeline watch --json | grep --line-buffered annotation.add
+            """)
     @OptionGroup var global: GlobalOptions
+    @Option(help: "Start after this version (default: the replica's head).") var since: Int64?
 
     func run() async throws {
         let client = try global.client()
-        for try await edit in client.watch() {
-            if global.json { Output.json(EditCodec.json(edit)) } else { print(Output.editLine(edit)) }
+        let out = LineWriter()
+        // Ctrl-C or SIGTERM ends the watch between two lines, never inside one.
+        let stop = StopSignals([SIGINT, SIGTERM]) { out.finish() }
+        defer { withExtendedLifetime(stop) {} }
+        var last: Int64
+        if let since { last = since } else { last = try await client.replica.currentVersion() }
+        var titles: [EventID: String] = [:]
+        var delay = 1.0
+        while true {
+            do {
+                for try await edit in client.watch(since: last) {
+                    delay = 1.0
+                    last = edit.version
+                    if global.json {
+                        out.write(EditCodec.json(edit).canonicalString)
+                        continue
+                    }
+                    if let event = edit.event, titles[event] == nil {
+                        titles[event] = (try? await client.replica.event(event, asOf: nil))?.event.title
+                    }
+                    switch edit.change {
+                    case .createEvent(let f): titles[edit.event!] = f.title
+                    case .updateEvent(let p): if let t = p.title { titles[edit.event!] = t }
+                    default: break
+                    }
+                    let short = (try? await client.shortForms(Output.ids(of: edit))) ?? [:]
+                    out.write(Output.editLine(edit, short: short, titles: titles))
+                }
+                return  // ended by DONE
+            } catch let error as ClientError {
+                guard [ClientError.unreachable, "SHUTDOWN", "SHUTTING_DOWN", "IDLE_TIMEOUT"].contains(error.code)
+                else { throw error }
+                // The server went away (or is restarting): back off, then resume after the last edit shown.
+                let reason = error.code == "SHUTDOWN" ? "the server is shutting down" : error.message
+                FileHandle.standardError.write(
+                    Data("timeline watch: \(reason); reconnecting in \(Int(delay)) s (after version \(last))\n".utf8))
+                try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+                delay = min(30, delay * 2)
+            }
+        }
+    }
+}
+
+/// Writes whole lines to standard output, one `write(2)` each, so that a reader in a pipe gets each line as it
+/// happens (stdio would hold them until 16 KiB had gathered) and a signal never leaves half a line.
+final class LineWriter: Sendable {
+    private let lock = NSLock()
+    private nonisolated(unsafe) var finished = false
+
+    func write(_ line: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !finished else { return }
+        var bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes {
+                Foundation.write(STDOUT_FILENO, $0.baseAddress! + offset, $0.count - offset)
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                exit(errno == EPIPE ? 0 : 1)  // the reader went away: nothing more to say
+            }
+            offset += n
+        }
+        bytes.removeAll()
+    }
+
+    /// Ends the process once any line being written is complete.
+    func finish() -> Never {
+        lock.lock()
+        finished = true
+        exit(0)
+    }
+}
+
+/// Handles signals on a dispatch queue instead of letting them kill the process at an arbitrary instruction.
+final class StopSignals {
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ signals: [Int32], _ handler: @escaping @Sendable () -> Void) {
+        sources = signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler(handler: handler)
+            source.resume()
+            return source
         }
     }
 }

@@ -37,7 +37,8 @@ struct Import: AsyncParsableCommand {
         }
         do {
             let dir = DataDirectory(path: data.directory)
-            try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+            let lock = try dir.lockForWriting()
+            defer { withExtendedLifetime(lock) {} }
             let store = try SQLiteStore(path: dir.storePath)
             let report = try await Importer.load(
                 bytes, format: format, into: store, author: author, time: WallClock.now(), trusted: true)
@@ -61,7 +62,13 @@ struct Export: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let (_, store) = try data.openStore()
+            let (_, store, live) = try data.openStore()
+            if let live {
+                FileHandle.standardError.write(
+                    Data(
+                        "timelined: exporting a snapshot at version \(try await store.currentVersion()) while timelined pid \(live) serves this folder\n"
+                            .utf8))
+            }
             try await Exporter.jsonl(from: store) { line in print(line) }
         } catch {
             fail(describe(error))

@@ -62,8 +62,24 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Run as an office replica following this upstream server (HOST:PORT).")
     var replicateFrom: String?
 
-    @Option(help: "The upstream token (role replicator).")
+    @Option(help: "A file holding the upstream token (role replicator); or set TIMELINE_UPSTREAM_TOKEN.")
+    var upstreamTokenFile: String?
+
+    @Option(help: "The upstream token (prefer --upstream-token-file: an argument is visible to other users).")
     var upstreamToken: String?
+
+    /// The upstream token from its file, the environment or the command line, in that order.
+    func readUpstreamToken() throws -> String? {
+        if let upstreamTokenFile {
+            guard let text = try? String(contentsOfFile: upstreamTokenFile, encoding: .utf8),
+                !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            else { throw ValidationError("cannot read a token from \(upstreamTokenFile)") }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if let upstreamToken { return upstreamToken }
+        if let env = ProcessInfo.processInfo.environment["TIMELINE_UPSTREAM_TOKEN"], !env.isEmpty { return env }
+        return nil
+    }
 
     @Option(help: "CA (PEM) that signed the upstream's certificate.")
     var upstreamCa: String?
@@ -85,7 +101,9 @@ struct Serve: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         if let replicateFrom {
             guard Self.hostPort(replicateFrom) != nil else { throw ValidationError("--replicate-from takes HOST:PORT") }
-            guard upstreamToken != nil else { throw ValidationError("--replicate-from needs --upstream-token") }
+            guard try readUpstreamToken() != nil else {
+                throw ValidationError("--replicate-from needs --upstream-token-file (or TIMELINE_UPSTREAM_TOKEN)")
+            }
             guard (upstreamCa == nil) != (upstreamFingerprint == nil) else {
                 throw ValidationError("--replicate-from needs exactly one of --upstream-ca and --upstream-fingerprint")
             }
@@ -124,9 +142,15 @@ struct Serve: AsyncParsableCommand {
         let dir = DataDirectory(path: data.directory)
         let (host, port) = parseListen()!
         do {
+            // One process writes a store; held until this one exits.
+            let lock = try dir.lockForWriting()
+            defer { withExtendedLifetime(lock) {} }
             var upstream: Replicator.Upstream?
             var dataset: String?
-            if let replicateFrom, let (uhost, uport) = Self.hostPort(replicateFrom), let upstreamToken, let office {
+            if let replicateFrom, let (uhost, uport) = Self.hostPort(replicateFrom),
+                let upstreamToken = try readUpstreamToken(),
+                let office
+            {
                 let config = ClientConfig(
                     host: uhost, port: uport, token: upstreamToken,
                     fingerprint: upstreamFingerprint.flatMap(Fingerprint.init(hex:)), caFile: upstreamCa)

@@ -17,16 +17,19 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let (dir, store) = try data.openStore()
+            let (dir, store, live) = try data.openStore()
             let version = try await store.currentVersion()
-            var out: [String: JSON] = ["dataset": .string(store.dataset), "version": .int(version)]
+            var out: [String: JSON] = [
+                "dataset": .string(store.dataset), "version": .int(version),
+                "live_pid": live.map { .int(Int64($0)) } ?? .null,
+            ]
             if let link = FileManager.default.contents(atPath: dir.replicationStatusPath),
                 case .object(var replica) = try JSON(parsingBytes: Array(link))
             {
                 replica["behind"] = .int(max(0, (replica["upstream_version"]?.intValue ?? 0) - version))
                 let outbox = try Outbox(path: dir.outboxPath)
-                replica["queued"] = .int(Int64(try outbox.items().count))
-                replica["conflicts"] = .int(Int64(try outbox.conflicts().count))
+                replica["queued"] = .int(Int64(try outbox.queued().count))
+                replica["conflicts"] = .int(Int64(try outbox.notTaken().count))
                 out["replica"] = .object(replica)
             }
             if json {
@@ -35,6 +38,7 @@ struct Status: AsyncParsableCommand {
             }
             print("dataset   \(store.dataset)")
             print("version   \(version)")
+            print("served    \(live.map { "yes, by timelined pid \($0)" } ?? "no")")
             if let r = out["replica"] {
                 print("upstream  \(r["upstream"]?.stringValue ?? "")  (office \(r["office"]?.stringValue ?? ""))")
                 print(
@@ -63,7 +67,7 @@ struct Conflicts: ParsableCommand {
     func run() throws {
         let dir = DataDirectory(path: data.directory)
         do {
-            let list = try Outbox(path: dir.outboxPath).conflicts()
+            let list = try Outbox(path: dir.outboxPath).notTaken()
             for c in list {
                 if json {
                     print(c.json.canonicalString)

@@ -34,11 +34,12 @@ struct DataOptions: ParsableArguments {
 
     var directory: String { (data as NSString).expandingTildeInPath }
 
-    /// The folder's existing store; exits with a message when there is none.
-    func openStore() throws -> (DataDirectory, SQLiteStore) {
+    /// The folder's existing store, for reading; exits with a message when there is none. A folder a server is
+    /// writing is read as a snapshot, and `live` names that server's process.
+    func openStore() throws -> (DataDirectory, SQLiteStore, live: Int32?) {
         let dir = DataDirectory(path: directory)
         guard dir.exists else { fail("no store in \(dir.path)") }
-        return (dir, try SQLiteStore(path: dir.storePath))
+        return (dir, try SQLiteStore(path: dir.storePath), dir.liveWriter())
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TimelineCore
 import TimelineServer
 
 struct TokenCommand: ParsableCommand {

@@ -15,19 +15,20 @@ struct Verify: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let (_, store) = try data.openStore()
+            let (_, store, live) = try data.openStore()
             let report = try await store.verify()
             if json {
                 let problems = report.problems.map { "\"\($0.replacingOccurrences(of: "\"", with: "'"))\"" }.joined(
                     separator: ",")
                 print(
-                    #"{"ok":\#(report.ok),"dataset":"\#(store.dataset)","version":\#(report.version),"head":"\#(report.headHash.hex)","state":"\#(report.stateHash.hex)","first_bad_version":\#(report.firstBadVersion.map(String.init) ?? "null"),"problems":[\#(problems)]}"#
+                    #"{"ok":\#(report.ok),"dataset":"\#(store.dataset)","version":\#(report.version),"head":"\#(report.headHash.hex)","state":"\#(report.stateHash.hex)","first_bad_version":\#(report.firstBadVersion.map(String.init) ?? "null"),"problems":[\#(problems)],"live_pid":\#(live.map(String.init) ?? "null")}"#
                 )
             } else {
                 print("dataset \(store.dataset)")
                 print("version \(report.version)")
                 print("head    \(report.headHash.hex)")
                 print("state   \(report.stateHash.hex)")
+                if let live { print("(a snapshot: timelined pid \(live) is serving this folder)") }
                 print(report.ok ? "ok" : "FAILED: \(report)")
             }
             if !report.ok { throw ExitCode(1) }

@@ -287,14 +287,15 @@ import Testing
         }
     }
 
-    @Test func shortestUniquePrefixes() {
-        let ids = ["01ABCDEF0000", "01ABCDEF0001", "01ZZZZZZ0000"]
-        let short = ShortID.prefixes(ids, minimum: 4)
-        #expect(short["01ABCDEF0000"] == "01ABCDEF0000")
-        #expect(short["01ZZZZZZ0000"] == "01ZZ")
-        for (id, prefix) in short {
-            #expect(ids.filter { $0.hasPrefix(prefix) } == [id])
-        }
+    @Test func shortFormsStartAfterTheTimeAndTypedIDsAreNormalized() {
+        let id = "019ECZQW0094EPPCEN5VB98H48"
+        #expect(ShortID.tail(of: id) == "94EPPCEN5VB98H48")
+        #expect(ShortID.normalize(" 94eppcen5\n") == "94EPPCEN5")
+        #expect(ShortID.normalize("o1Il") == "0111")
+        #expect(ShortID.normalize("94EPU") == nil)
+        #expect(ShortID.normalize("not-an-id") == nil)
+        #expect(ShortID.normalize("   ") == nil)
+        #expect(ShortID.normalize(id + "0") == nil)
     }
 
     @Test func sha256UsesLibcrypto() {

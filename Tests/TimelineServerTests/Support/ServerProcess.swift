@@ -91,12 +91,18 @@ final class ServerProcess: @unchecked Sendable {
         try Self.run(arguments + ["--data", data.path])
     }
 
-    static func run(_ arguments: [String], stdin: Data? = nil, executable: URL = binary) throws -> (
-        Int32, String, String
-    ) {
+    /// Runs a built executable to its end; `environment` is added to this process's.
+    static func run(
+        _ arguments: [String], stdin: Data? = nil, executable: URL = binary, environment: [String: String?] = [:]
+    ) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = executable
         p.arguments = arguments
+        if !environment.isEmpty {
+            var env = ProcessInfo.processInfo.environment
+            for (key, value) in environment { env[key] = value }
+            p.environment = env
+        }
         let out = Pipe()
         let err = Pipe()
         p.standardOutput = out

@@ -1,0 +1,335 @@
+import Foundation
+import Testing
+import TimelineCore
+
+/// What an analyst touches, tried as one would: the `timeline` and `timelined` binaries against a real server, and
+/// every message read for whether it says what happened.
+@Suite(.serialized) struct AnalystSurfaceTests {
+    /// A client home for one person, with the CLI run on it.
+    struct CLI {
+        let home: String
+        let timeline = ServerProcess.sibling("timeline")
+        var environment: [String: String] = [:]
+
+        @discardableResult
+        func run(_ args: [String], stdin: Data? = nil) throws -> (status: Int32, out: String, err: String) {
+            var env: [String: String?] = ["TIMELINE_HOME": home, "NO_COLOR": "1", "COLUMNS": nil]
+            for (key, value) in environment { env[key] = value }
+            let (status, out, err) = try ServerProcess.run(args, stdin: stdin, executable: timeline, environment: env)
+            return (status, out, err)
+        }
+
+        func json(_ args: [String]) throws -> JSON {
+            let r = try run(args + ["--json"])
+            guard r.status == 0 else { throw TestFailure("timeline \(args) failed: \(r.err)") }
+            return try JSON(parsing: r.out)
+        }
+    }
+
+    final class Folder: @unchecked Sendable {
+        let root = ServerProcess.newDataFolder()
+        init() { try? FileManager.default.createDirectory(at: root, withIntermediateDirectories: true) }
+        func path(_ name: String) -> String { root.appendingPathComponent(name).path }
+        deinit { ServerProcess.removeData(root) }
+    }
+
+    /// A home initialised for `name` with a token of `role`, read from a token file as the README says.
+    func person(_ name: String, role: String, on server: ServerProcess, in folder: Folder) throws -> CLI {
+        let tokenFile = folder.path("\(name).token")
+        try (try server.addToken(name, role: role) + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let cli = CLI(home: folder.path(name))
+        let r = try cli.run([
+            "init", "--server", "127.0.0.1:\(server.port)", "--token-file", tokenFile, "--fingerprint",
+            server.fingerprint.hex,
+        ])
+        guard r.status == 0 else { throw TestFailure("init failed: \(r.err)") }
+        return cli
+    }
+
+    /// The IDs in the first column of `log`'s lines.
+    func printedIDs(_ log: String) -> [String] {
+        log.split(separator: "\n").map { String($0.prefix { $0 != " " }) }
+    }
+
+    // MARK: 1. Printed IDs paste back
+
+    @Test func everyPrintedIDPastesBackWhateverFilterPrintedIt() throws {
+        let folder = Folder()
+        let server = try ServerProcess()
+        let ana = try person("ana", role: "annotator", on: server, in: folder)
+        let all = try ana.run(["log"])
+        let ids = printedIDs(all.out)
+        #expect(ids.count == 28)
+        // Short: the sample's IDs share their first 10 characters, yet 7 tell them apart.
+        #expect(ids.allSatisfy { $0.count == ShortID.minimum }, "\(ids)")
+        #expect(Set(ids).count == 28)
+        for filter in [
+            ["--since", "2014-06-15", "--until", "2014-06-20"], ["--since", "2014-01-01", "--until", "2014-06-30"],
+        ] {
+            let shown = printedIDs(try ana.run(["log"] + filter).out)
+            #expect(!shown.isEmpty)
+            for id in shown {
+                let r = try ana.run(["show", id, "--json"])
+                #expect(r.status == 0, "show \(id): \(r.err)")
+                #expect(try JSON(parsing: r.out)["id"]?.stringValue?.dropFirst(10).hasPrefix(id) == true)
+            }
+        }
+        // What used to be printed (the start of the whole ID) is still read, and an ambiguous one counts truly.
+        let ambiguous = try ana.run(["show", "019ECZQW00"])
+        #expect(ambiguous.status == 1)
+        #expect(ambiguous.err.contains("AMBIGUOUS: 019ECZQW00 matches 28 events"), "\(ambiguous.err)")
+        // Any case, and Crockford's look-alike letters, read as the digits they stand for.
+        #expect(try ana.run(["show", ids[0].lowercased()]).status == 0)
+        // An annotation's short ID, as show prints it, names that annotation in retract, and its event in show.
+        let sent = try ana.run(["annotate", ids[3], "a note to take back"])
+        #expect(sent.status == 0 && sent.out.hasPrefix("sent annotation "), "\(sent)")
+        let noteID = String(sent.out.dropFirst("sent annotation ".count).prefix { $0 != " " })
+        #expect(noteID.count == ShortID.minimum)
+        let shown = try ana.run(["show", ids[3]])
+        #expect(shown.out.contains("• \(noteID)  ana, "), "\(shown.out)")
+        #expect(
+            try JSON(parsing: try ana.run(["show", noteID, "--json"]).out)["id"]?.stringValue?.contains(ids[3]) == true)
+        let notAnnotation = try ana.run(["retract", ids[3]])
+        #expect(notAnnotation.status == 1 && notAnnotation.err.contains("is an event, not an annotation"))
+        let retracted = try ana.run(["retract", noteID])
+        #expect(
+            retracted.status == 0 && retracted.out.hasPrefix("sent retraction of annotation \(noteID)"), "\(retracted)")
+        // A typo is a usage error that names the command meant.
+        let typo = try ana.run(["shwo", ids[0]])
+        #expect(typo.status == 2 && typo.err.contains("did you mean 'show'?"))
+    }
+
+    // MARK: 2. watch in a pipe
+
+    @Test func watchWritesEachLineAsItHappensSurvivesARestartAndEndsOnWholeLines() async throws {
+        let folder = Folder()
+        var server = try ServerProcess()
+        let ana = try person("ana", role: "annotator", on: server, in: folder)
+        let reader = try person("rita", role: "reader", on: server, in: folder)
+        func startWatch(_ args: [String]) throws -> (Process, FileHandle, URL) {
+            let p = Process()
+            p.executableURL = reader.timeline
+            p.arguments = ["watch"] + args
+            p.environment = ProcessInfo.processInfo.environment.merging(["TIMELINE_HOME": reader.home]) { $1 }
+            let out = Pipe()
+            let errFile = URL(fileURLWithPath: folder.path("watch-\(UUID().uuidString).err"))
+            FileManager.default.createFile(atPath: errFile.path, contents: nil)
+            p.standardOutput = out
+            p.standardError = try FileHandle(forWritingTo: errFile)
+            try p.run()
+            return (p, out.fileHandleForReading, errFile)
+        }
+        /// Reads from a pipe until `count` whole lines arrived (a minute at most): nothing is pushed by a timer.
+        func lines(_ handle: FileHandle, count: Int, into text: inout String) throws -> [String] {
+            let deadline = Date().addingTimeInterval(60)
+            while text.filter({ $0 == "\n" }).count < count, Date() < deadline {
+                var poll = pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
+                guard Foundation.poll(&poll, 1, 200) > 0 else { continue }
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            return text.split(separator: "\n").map(String.init)
+        }
+        let (json, jsonOut, _) = try startWatch(["--json"])
+        let (human, humanOut, humanErr) = try startWatch([])
+        #expect(try ana.run(["annotate", "94EPPCE", "watched in a pipe"]).status == 0)
+        var jsonText = ""
+        var humanText = ""
+        let first = try lines(jsonOut, count: 1, into: &jsonText)
+        #expect(first.count == 1 && first[0].contains(#""op":"annotation.add""#), "\(first)")
+        let firstHuman = try lines(humanOut, count: 1, into: &humanText)
+        // Which event, by its short ID and title, not only versions and an author.
+        #expect(firstHuman.first?.contains("94EPPCE “Japan-U.S. Cyber Dialogue in Tokyo") == true, "\(firstHuman)")
+        // A restart: the watch says so, reconnects by itself and goes on after the last version it showed.
+        let port = server.port
+        let data = server.stopKeepingData()
+        defer { ServerProcess.removeData(data) }
+        server = try ServerProcess(data: data, port: port)
+        #expect(try ana.run(["annotate", "94EPPCE", "after the restart"]).status == 0)
+        let second = try lines(jsonOut, count: 2, into: &jsonText)
+        #expect(second.count == 2 && second[1].contains("after the restart"), "\(second)")
+        #expect(try JSON(parsing: second[1])["version"] == 31)
+        _ = try lines(humanOut, count: 2, into: &humanText)
+        let said = try String(contentsOf: humanErr, encoding: .utf8)
+        #expect(said.contains("the server is shutting down; reconnecting"), "\(said)")
+        // SIGTERM ends it between lines: what was written ends with a whole line.
+        for p in [json, human] {
+            p.terminate()
+            p.waitUntilExit()
+        }
+        jsonText += String(decoding: jsonOut.readDataToEndOfFile(), as: UTF8.self)
+        #expect(jsonText.hasSuffix("}\n"))
+        #expect(json.terminationStatus == 0)
+        _ = server
+    }
+
+    // MARK: 3. Refusals are refusals
+
+    @Test func refusalsAreReportedAsRefusalsNeverAsSentOrAsConflicts() async throws {
+        let folder = Folder()
+        let server = try ServerProcess()
+        let reader = try person("rita", role: "reader", on: server, in: folder)
+        let ana = try person("ana", role: "annotator", on: server, in: folder)
+        // What the client can know is checked before anything is queued: the role, field limits, control characters.
+        for (cli, args, code) in [
+            (reader, ["annotate", "94EPPCE", "a reader's note"], "FORBIDDEN"),
+            (ana, ["annotate", "94EPPCE", String(repeating: "x", count: 120_000)], "BAD_FIELD"),
+            (ana, ["annotate", "94EPPCE", "red \u{1B}[31m text"], "BAD_FIELD"),
+            (ana, ["edit", "94EPPCE", "--title", "An annotator's title"], "FORBIDDEN"),
+        ] {
+            let r = try cli.run(args)
+            #expect(r.status == 1, "\(args): \(r)")
+            #expect(r.err.contains(code), "\(args): \(r.err)")
+            #expect(!r.out.contains("sent") && !r.out.contains("conflict"), "\(args): \(r.out)")
+            #expect(try cli.json(["status"])["pending"] == 0)
+            #expect(try cli.run(["conflicts"]).status == 0)
+        }
+        // Under --json the error is one object on standard error.
+        let scripted = try reader.run(["annotate", "94EPPCE", "again", "--json"])
+        #expect(try JSON(parsing: scripted.err)["code"] == "FORBIDDEN")
+        // An editor's edit queued offline, then refused once their role has changed: kept, listed, droppable.
+        let ed = try person("ed", role: "editor", on: server, in: folder)
+        let port = server.port
+        let data = server.stopKeepingData()
+        defer { ServerProcess.removeData(data) }
+        let queued = try ed.run(["edit", "94EPPCE", "--title", "Cyber Dialogue (first)"])
+        #expect(queued.status == 0 && queued.out.hasPrefix("queued edit of 94EPPCE"), "\(queued)")
+        #expect(queued.out.contains("cannot connect to 127.0.0.1:\(port): connection refused"), "\(queued.out)")
+        #expect(!queued.out.contains("SingleConnectionFailure") && !queued.out.contains("errno"))
+        #expect(try ServerProcess.run(["token", "revoke", "ed", "--data", data.path]).0 == 0)
+        let annotatorToken = try ServerProcess.run(["token", "add", "ed", "--role", "annotator", "--data", data.path]).1
+        let restarted = try ServerProcess(data: data, port: port)
+        let tokenFile = folder.path("ed-annotator.token")
+        try annotatorToken.write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        #expect(
+            try ed.run([
+                "init", "--server", "127.0.0.1:\(port)", "--token-file", tokenFile, "--fingerprint",
+                restarted.fingerprint.hex,
+            ]).status == 0)
+        let sync = try ed.run(["sync"])
+        #expect(sync.status == 1)
+        #expect(sync.out.contains("1 edit was refused by the server, and kept in timeline outbox:"), "\(sync.out)")
+        #expect(sync.out.contains("FORBIDDEN"))
+        #expect(!sync.out.contains("conflict"))
+        #expect(try ed.run(["conflicts"]).out == "no conflicts\n")
+        let status = try ed.json(["status"])
+        #expect(
+            status["refused"] == 1 && status["pending"] == 0 && status["conflicts"] == 0
+                && status["role"] == "annotator")
+        let listed = try ed.run(["outbox", "--json"]).out
+        let item = try JSON(parsing: listed)
+        #expect(item["state"] == "refused" && item["code"] == "FORBIDDEN")
+        let number = try #require(item["id"]?.intValue)
+        // Retrying does not make it a conflict either: refused again, and kept until its author drops it.
+        let retried = try ed.run(["outbox", "retry", "\(number)"])
+        #expect(retried.status == 1 && retried.err.contains("refused by the server: FORBIDDEN"), "\(retried)")
+        #expect(retried.err.contains("kept in timeline outbox as \(number)"))
+        #expect(try ed.json(["status"])["refused"] == 1)
+        #expect(try ed.run(["outbox", "drop", "\(number)"]).out == "dropped edit \(number)\n")
+        #expect(try ed.json(["status"])["refused"] == 0)
+        _ = restarted
+    }
+
+    // MARK: 5. One server per data folder
+
+    @Test func aSecondWriterOfADataFolderIsRefusedAndReadersSayTheyReadALiveOne() throws {
+        let server = try ServerProcess()
+        let second = try ServerProcess.run([
+            "serve", "--data", server.data.path, "--listen", "127.0.0.1:0", "--log-level", "warning",
+        ])
+        #expect(second.0 == 1)
+        #expect(
+            second.2.contains("\(server.data.path) is in use by timelined (pid \(server.process.processIdentifier))"),
+            "\(second.2)")
+        let doc = server.data.path + ".doc.txt"
+        try "•  May 1, 2016: an event [1]\n\n[1] a source\n".write(toFile: doc, atomically: true, encoding: .utf8)
+        let imported = try server.tool(["import", doc])
+        #expect(imported.0 == 1 && imported.2.contains("is in use by timelined"), "\(imported)")
+        let verify = try server.tool(["verify", "--json"])
+        #expect(try JSON(parsing: verify.1)["live_pid"] == .int(Int64(server.process.processIdentifier)))
+        #expect(
+            try server.tool(["verify"]).1.contains(
+                "a snapshot: timelined pid \(server.process.processIdentifier) is serving"))
+        // Tokens are made while it serves: that is how a running server gets new people.
+        #expect(try server.tool(["token", "add", "late", "--role", "reader"]).0 == 0)
+    }
+
+    // MARK: 6. Commands side by side on one home
+
+    @Test func commandsRunSideBySideOnOneHomeTakeTurnsAndReportTruly() async throws {
+        let folder = Folder()
+        let server = try ServerProcess()
+        let ana = try person("ana", role: "annotator", on: server, in: folder)
+        // Twelve annotations at once, as `xargs -P 12` would start them, with a pull beside them.
+        let results = try await withThrowingTaskGroup(of: (Int, Int32, String).self) { group in
+            for i in 0..<12 {
+                group.addTask {
+                    let r = try ana.run(["annotate", "94EPPCE", "side by side \(i)"])
+                    return (i, r.status, r.out + r.err)
+                }
+            }
+            group.addTask {
+                let r = try ana.run(["pull"])
+                return (-1, r.status, r.out + r.err)
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for (i, status, text) in results {
+            #expect(status == 0, "\(i): \(text)")
+            #expect(!text.contains("locked") && !text.contains("does not follow"), "\(i): \(text)")
+            if i >= 0 { #expect(text.hasPrefix("sent annotation "), "\(i): \(text)") }
+        }
+        let hq = try await server.connect(token: server.adminToken)
+        let got = try await hq.request("g GET 019ECZQW0094EPPCEN5VB98H48")
+        #expect((0..<12).allSatisfy { i in got.first?.contains("side by side \(i)\"") == true })
+        #expect(try ana.run(["pull"]).status == 0)
+        #expect(try ana.json(["status"])["version"] == 41)
+        #expect(
+            try ana.json(["status"])["state"] == (try JSON(parsing: try server.tool(["verify", "--json"]).1))["state"])
+        await hq.close()
+    }
+
+    // MARK: 7. Bad values
+
+    @Test func emptyTitlesAndDatesTheCalendarCannotPlaceAreRefused() async throws {
+        let folder = Folder()
+        let server = try ServerProcess()
+        let ed = try person("ed", role: "editor", on: server, in: folder)
+        let empty = try ed.run(["edit", "94EPPCE", "--title", ""])
+        #expect(empty.status == 2 && empty.err.contains("--title must not be empty"))
+        let vague = try ed.run(["edit", "94EPPCE", "--date", "sometime in autumn"])
+        #expect(vague.status == 2 && vague.err.contains(#"cannot place "sometime in autumn" on the calendar"#))
+        let confirmed = try ed.run(["edit", "94EPPCE", "--date", "sometime in autumn", "--date-text-only"])
+        #expect(confirmed.status == 0, "\(confirmed)")
+        // The server refuses an empty title from any client.
+        let raw = try await server.connect(token: server.adminToken)
+        let reply = try await raw.request(
+            #"t PROPOSE {"op":"event.update","event":"019ECZQW0094EPPCEN5VB98H48","set":{"title":" "}}"#)
+        #expect(reply.last == #"t BAD BAD_FIELD field "set.title" must not be empty"#, "\(reply)")
+        await raw.close()
+    }
+
+    // MARK: 8. Secrets and permissions
+
+    @Test func homesArePrivateAndTokensNeedNotBeArguments() throws {
+        let folder = Folder()
+        let server = try ServerProcess()
+        let token = try server.addToken("env", role: "reader")
+        var cli = CLI(home: folder.path("from-env"))
+        cli.environment["TIMELINE_TOKEN"] = token
+        let r = try cli.run(["init", "--server", "127.0.0.1:\(server.port)", "--fingerprint", server.fingerprint.hex])
+        #expect(r.status == 0, "\(r)")
+        #expect(try cli.run(["log"]).status == 0)
+        func mode(_ path: String) throws -> Int {
+            (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+        }
+        #expect(try mode(cli.home) == 0o700)
+        for file in try FileManager.default.contentsOfDirectory(atPath: cli.home) {
+            #expect(try mode(cli.home + "/" + file) & 0o077 == 0, "\(file) is readable by others")
+        }
+        for file in ["timeline.sqlite", "tokens.json", "admin.token", "tls/server.key"] {
+            #expect(try mode(server.data.path + "/" + file) & 0o077 == 0, "\(file) is readable by others")
+        }
+    }
+}
