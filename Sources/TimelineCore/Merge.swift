@@ -62,6 +62,8 @@ public enum Merge {
                     event: eventID, field: field, ours: ours, theirs: theirs, ourAuthor: proposal.author,
                     theirAuthor: who.author, theirVersion: who.version))
         }
+        // An update made before a deletion that others committed since: the deletion's author and version are in
+        // `since`. (Rules refuses every other change of a deleted event before merging.)
         if current.deleted, proposal.change.operation != .eventDelete {
             conflict("deleted", ours: .bool(false), theirs: .bool(true))
             return .conflict(conflicts)

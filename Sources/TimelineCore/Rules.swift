@@ -23,6 +23,24 @@ public enum Rules {
                 .forbidden,
                 "annotation \(annotation.id) is \(annotation.author)'s; only its author or an editor may change it")
         }
+        if let event, event.deleted {
+            // Nothing changes a deleted event, nor its annotations. Only an update made before the deletion and
+            // sent after it is a conflict (§8): the two authors decided differently. Otherwise the proposer
+            // acts on a deleted event, which is refused with who deleted it and when. No edit follows a
+            // deletion, so the event's last edit is it.
+            let op = proposal.change.operation
+            if op != .eventCreate, op != .eventDelete, !(op == .eventUpdate && proposal.base < event.revision) {
+                let deletion = try since(event.revision - 1).last
+                throw TimelineError(
+                    .invalidState,
+                    "event \(event.id) was deleted\(deletion.map { " by \($0.author) at version \($0.version)" } ?? ""); "
+                        + (op == .eventUpdate ? "it cannot be changed" : "its annotations cannot change"),
+                    detail: .object([
+                        "event": .string(event.id.description),
+                        "deleted_by": .string(deletion?.author ?? ""), "deleted_version": .int(deletion?.version ?? 0),
+                    ]))
+            }
+        }
         if let event {
             guard proposal.base <= event.revision else {
                 throw TimelineError(

@@ -44,6 +44,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let core: ServerCore
     private var context: ChannelHandlerContext?
     private var identity: TokenStore.Identity?
+    /// The hash of the token `identity` came from: checked against the token file before each request, so that
+    /// a revoked token stops at its next request, not at its next connection.
+    private var tokenHash: Digest?
+    /// The identity was dropped because its token was revoked: requests needing one say so.
+    private var revoked = false
+    private var revocationTimer: Scheduled<Void>?
     private var peer = "unknown"
     private var logger: Logger
 
@@ -159,6 +165,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         closing = true
         idleTimer?.cancel()
         authTimer?.cancel()
+        revocationTimer?.cancel()
         if let watch { core.broadcaster.remove(watch.watcherID) }
         watch = nil
         if counted {
@@ -239,7 +246,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private func startBatch(_ request: Request) {
         let words = request.words
-        guard words.count == 1, let n = Int(words[0]), n >= 1 else {
+        guard words.count == 1, let n = Request.number(words[0]).map(Int.init), n >= 1 else {
             enqueue(
                 .reply(
                     .bad(tag: request.tag, code: .badArgument, message: "usage: BATCH n, then n lines of JSON edits")))
@@ -276,15 +283,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
             batch.lines.append("")
         case .line(let line):
-            if let text = String(validating: line.readableBytesView, as: UTF8.self) {
-                batch.lines.append(text)
-            } else {
+            // The same rules, in the same order, as for a request line: a PROPOSE and a BATCH line are alike.
+            let text = String(validating: line.readableBytesView, as: UTF8.self)
+            let problem: (WireCode, String)? =
+                text == nil
+                ? (.badUTF8, "is not valid UTF-8")
+                : Request.hasControlCharacters(line.readableBytesView)
+                    ? (.badSyntax, "contains control characters (U+0000 to U+001F)") : nil
+            if let problem {
                 if batch.problem == nil {
                     batch.problem = .bad(
-                        tag: batch.request.tag, code: .badUTF8,
-                        message: "line \(batch.lines.count + 1) of the batch is not valid UTF-8")
+                        tag: batch.request.tag, code: problem.0,
+                        message: "line \(batch.lines.count + 1) of the batch \(problem.1)")
                 }
                 batch.lines.append("")
+            } else {
+                batch.lines.append(text!)
             }
         }
         if batch.lines.count == batch.expected {
@@ -304,6 +318,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private func drain() {
         while !busy, !closing, let work = queue.first {
+            checkRevocation()
             let pipelined = pipelinable(work)
             if !writes.isEmpty, !pipelined || writes.count >= Self.maxWritesInFlight { break }
             queue.removeFirst()
@@ -450,8 +465,20 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let verb = request.verb
         guard Role.required(for: verb) != nil else { return identity ?? TokenStore.Identity(name: "", role: .reader) }
         guard let identity else {
-            send([.no(tag: request.tag, code: .authRequired, message: "\(verb.rawValue) needs AUTH first", detail: nil)]
-            )
+            if revoked {
+                send([
+                    .no(
+                        tag: request.tag, code: .authRevoked,
+                        message: "the token this connection authenticated with was revoked; AUTH with another",
+                        detail: nil)
+                ])
+            } else {
+                send([
+                    .no(
+                        tag: request.tag, code: .authRequired, message: "\(verb.rawValue) needs AUTH first", detail: nil
+                    )
+                ])
+            }
             return nil
         }
         guard identity.role.may(verb) else {
@@ -492,10 +519,23 @@ final class ConnectionHandler: ChannelDuplexHandler {
             send([.bad(tag: request.tag, code: .badArgument, message: "usage: AUTH token")])
             return
         }
-        let found = core.tokens.authenticate(String(words[0]))
+        // One identity per connection: writes in flight and a WATCH would otherwise change author midway.
+        if let identity {
+            send([
+                .no(
+                    tag: request.tag, code: .alreadyAuthenticated,
+                    message: "this connection is authenticated as \(identity.name); open another for another token",
+                    detail: nil)
+            ])
+            return
+        }
+        let hash = SHA256.hash(Array(words[0].utf8))
+        let found = words[0].utf8.count <= 256 ? core.tokens.identity(ofHash: hash) : nil
         core.recordAuth(success: found != nil, address: peer)
         if let found {
             identity = found
+            tokenHash = hash
+            revoked = false
             authTimer?.cancel()
             logger[metadataKey: "user"] = "\(found.name)"
             logger.info("authenticated", metadata: ["role": "\(found.role.rawValue)"])
@@ -516,11 +556,44 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    // MARK: Revocation
+
+    /// Drops the identity if its token was revoked (or its role changed) since AUTH; a watcher is told and closed.
+    /// Returns whether it was.
+    @discardableResult
+    private func checkRevocation() -> Bool {
+        guard let identity, let tokenHash else { return false }
+        let now = core.tokens.identity(ofHash: tokenHash)
+        guard now != identity else { return false }
+        logger.info("token revoked or changed: dropping the connection's identity")
+        self.identity = nil
+        self.tokenHash = nil
+        revoked = true
+        if watch != nil {
+            if let watch { core.broadcaster.remove(watch.watcherID) }
+            watch = nil
+            send(
+                [.bye(code: .authRevoked, message: "the token this connection authenticated with was revoked")],
+                close: true)
+        }
+        return true
+    }
+
+    /// A watcher makes no requests: its token is checked each second while it watches.
+    private func watchRevocation(context: ChannelHandlerContext) {
+        revocationTimer?.cancel()
+        revocationTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [weak self] in
+            guard let self, self.watch != nil, !self.closing, !self.checkRevocation(), let context = self.context
+            else { return }
+            self.watchRevocation(context: context)
+        }
+    }
+
     // MARK: WATCH
 
     private func startWatch(_ request: Request) {
         let words = request.words
-        guard words.count == 1, let since = Int64(words[0]), since >= 0 else {
+        guard words.count == 1, let since = Request.number(words[0]) else {
             send([.bad(tag: request.tag, code: .badArgument, message: "usage: WATCH since")])
             return
         }
@@ -533,6 +606,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         watch = state
         idleTimer?.cancel()  // a watcher is not idle
+        watchRevocation(context: context)
         let core = self.core
         Task {
             let head = (try? await core.store.head().version) ?? 0
@@ -543,11 +617,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     handler.core.broadcaster.remove(watch.watcherID)
                     handler.watch = nil
                     handler.busy = false
+                    // The same reply as PULL's: the head and the dataset, for a client to decide what to do.
                     handler.send([
                         .no(
                             tag: request.tag, code: .resync,
-                            message: "version \(since) is beyond this server's version \(head); start again from 0",
-                            detail: nil)
+                            message:
+                                "version \(since) is beyond this server's version \(head): this replica belongs to "
+                                + "another dataset or a restored server; start again from 0",
+                            detail: .object([
+                                "version": .int(head), "dataset": .string(handler.core.store.dataset),
+                            ]))
                     ])
                     handler.drain()
                     return
@@ -577,18 +656,59 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    private func caughtUpPage(_ page: [Edit], head: Int64) {
-        guard var watch, let context, !closing else { return }
-        for edit in page where edit.version > watch.lastSent {
-            write(.data(kind: "EDIT", EditCodec.json(edit)))
-            watch.lastSent = edit.version
+    /// How many bytes of edits a watcher is handed at once: half the outbound limit, so that a commit of any size
+    /// (a BATCH of thousands of large edits) is streamed in parts, each written only once the one before has
+    /// been, and what waits for a watcher stays within the limit.
+    private var watchChunk: Int { max(64 << 10, core.limits.maxOutboundBuffer / 2) }
+
+    /// Writes edits in order, up to `watchChunk` bytes (at least one edit); returns how many were written.
+    private func writeEdits(_ edits: some Collection<Edit>) -> Int {
+        guard let context else { return 0 }
+        var buffer = context.channel.allocator.buffer(capacity: 4096)
+        var count = 0
+        for edit in edits {
+            if count > 0, buffer.readableBytes >= watchChunk { break }
+            Reply.data(kind: "EDIT", EditCodec.json(edit)).write(into: &buffer)
+            count += 1
         }
+        if count > 0 { context.write(wrapOutboundOut(buffer), promise: nil) }
+        return count
+    }
+
+    /// Continues catching up once what was written has reached the socket; a watcher that does not read it
+    /// within the close grace (the time a closing connection is given to read its last lines) is a slow consumer.
+    private func catchUpOnceWritten() {
+        guard let context else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let stall = context.eventLoop.assumeIsolated().scheduleTask(in: core.limits.closeGrace) { [weak self] in
+            self?.slowConsumer()
+        }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            stall.cancel()
+            bound.value.catchUp()
+        }
+    }
+
+    private func slowConsumer() {
+        guard !closing else { return }
+        logger.warning("closing a watcher that does not read")
+        send(
+            [
+                .bye(
+                    code: .slowConsumer,
+                    message: "more than \(core.limits.maxOutboundBuffer) bytes are waiting for you to read them")
+            ], close: true)
+    }
+
+    private func caughtUpPage(_ page: [Edit], head: Int64) {
+        guard watch != nil, !checkRevocation() else { return }
+        guard var watch, !closing else { return }
+        let fresh = page.filter { $0.version > watch.lastSent }
+        let written = writeEdits(fresh)
+        if written > 0 { watch.lastSent = fresh[written - 1].version }
         self.watch = watch
-        if watch.lastSent < head || page.count == 1_000 {
-            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-                bound.value.catchUp()
-            }
+        if watch.lastSent < head || page.count == 1_000 || written < fresh.count {
+            catchUpOnceWritten()
             return
         }
         flush()
@@ -598,6 +718,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func live(_ units: [[Edit]]) {
+        guard watch != nil, !checkRevocation() else { return }
         guard var watch, watch.live, let context, !closing else { return }
         let fresh = units.joined().filter { $0.version > watch.lastSent }
         guard let first = fresh.first else { return }
@@ -610,17 +731,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
             return
         }
         guard context.channel.isWritable else {
-            logger.warning("closing a watcher that does not read")
-            send(
-                [
-                    .bye(
-                        code: .slowConsumer,
-                        message: "more than \(core.limits.maxOutboundBuffer) bytes are waiting for you to read them")
-                ], close: true)
+            slowConsumer()
             return
         }
-        for edit in fresh { write(.data(kind: "EDIT", EditCodec.json(edit))) }
-        watch.lastSent = fresh[fresh.count - 1].version
+        let written = writeEdits(fresh)
+        watch.lastSent = fresh[written - 1].version
+        if written < fresh.count {
+            // A commit larger than a chunk: the rest is read from the store, a chunk at a time, as it is read.
+            watch.live = false
+            watch.catchingUp = true
+            self.watch = watch
+            catchUpOnceWritten()
+            return
+        }
         self.watch = watch
         flush()
     }

@@ -91,7 +91,7 @@ final class ServerCore: Sendable {
 
     func pull(_ request: Request) async -> [Reply] {
         let words = request.words
-        guard (1...2).contains(words.count), let since = Int64(words[0]) else {
+        guard (1...2).contains(words.count), let since = Request.number(words[0]) else {
             return [.bad(tag: request.tag, code: .badArgument, message: "usage: PULL since [limit]")]
         }
         guard since >= 0 else {
@@ -99,7 +99,7 @@ final class ServerCore: Sendable {
         }
         var limit = limits.defaultPull
         if words.count == 2 {
-            guard let l = Int(words[1]), l >= 1 else {
+            guard let l = Request.number(words[1]).map(Int.init), l >= 1 else {
                 return [.bad(tag: request.tag, code: .badArgument, message: "limit must be a positive integer")]
             }
             limit = min(l, limits.maxPull)
@@ -188,7 +188,7 @@ final class ServerCore: Sendable {
         }
         var asOf: Int64?
         if words.count == 3 {
-            guard let v = Int64(words[2]), v >= 0 else {
+            guard let v = Request.number(words[2]) else {
                 return [.bad(tag: request.tag, code: .badArgument, message: "AT takes a version, 0 or more")]
             }
             asOf = v

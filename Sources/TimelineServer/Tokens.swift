@@ -21,11 +21,29 @@ public final class TokenStore: Sendable {
     }
 
     public let path: String
-    private let cache: NIOLockedValueBox<(modified: Date?, entries: [Entry])>
+    private let cache: NIOLockedValueBox<(modified: FileStamp?, entries: [Entry])>
 
     public init(path: String) {
         self.path = path
         cache = NIOLockedValueBox((nil, []))
+    }
+
+    /// What tells that the file changed: a `token` command replaces it (a new inode), or its time or size moved.
+    struct FileStamp: Equatable {
+        var inode: UInt64
+        var size: Int64
+        var seconds: Int
+        var nanoseconds: Int
+
+        /// One `stat`: cheap enough to make before every request (a revoked token stops at its next one).
+        init?(path: String) {
+            var s = stat()
+            guard stat(path, &s) == 0 else { return nil }
+            inode = UInt64(s.st_ino)
+            size = Int64(s.st_size)
+            seconds = Int(s.st_mtim.tv_sec)
+            nanoseconds = Int(s.st_mtim.tv_nsec)
+        }
     }
 
     /// Names may be used as authors: 1 to 64 letters, digits, `.`, `-`, `_`, `@`.
@@ -38,7 +56,7 @@ public final class TokenStore: Sendable {
     }
 
     public func entries() throws -> [Entry] {
-        let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+        let modified = FileStamp(path: path)
         if let cached = cache.withLockedValue({ $0.modified != nil && $0.modified == modified ? $0.entries : nil }) {
             return cached
         }
@@ -114,8 +132,15 @@ public final class TokenStore: Sendable {
 
     /// The identity of a presented token, comparing hashes in constant time against every entry.
     public func authenticate(_ token: String) -> Identity? {
-        guard token.utf8.count <= 256, let list = try? entries() else { return nil }
-        let presented = SHA256.hash(Array(token.utf8)).bytes
+        guard token.utf8.count <= 256 else { return nil }
+        return identity(ofHash: SHA256.hash(Array(token.utf8)))
+    }
+
+    /// The identity of a token by its hash, as the file says now: nil once it is revoked. What a connection checks
+    /// before each request with the hash of the token it authenticated with.
+    public func identity(ofHash hash: Digest) -> Identity? {
+        guard let list = try? entries() else { return nil }
+        let presented = hash.bytes
         var found: Identity?
         for entry in list {
             let same = presented.withUnsafeBytes { a in

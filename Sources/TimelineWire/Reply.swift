@@ -19,6 +19,10 @@ public struct WireCode: RawRepresentable, Sendable, Hashable, CustomStringConver
     // NO: the request is well formed but refused.
     public static let authRequired = WireCode(rawValue: "AUTH_REQUIRED")
     public static let authFailed = WireCode(rawValue: "AUTH_FAILED")
+    /// The connection's token was revoked since it authenticated.
+    public static let authRevoked = WireCode(rawValue: "AUTH_REVOKED")
+    /// AUTH on a connection that is authenticated already.
+    public static let alreadyAuthenticated = WireCode(rawValue: "ALREADY_AUTHENTICATED")
     public static let forbidden = WireCode(rawValue: "FORBIDDEN")
     public static let ambiguous = WireCode(rawValue: "AMBIGUOUS")
     public static let resync = WireCode(rawValue: "RESYNC")

@@ -30,8 +30,19 @@ public struct Request: Sendable, Equatable {
         self.arguments = arguments
     }
 
-    /// The arguments split on spaces, for verbs whose arguments are words and numbers.
+    /// The arguments split on spaces, for verbs whose arguments are words and numbers. Words are separated by one
+    /// space each (the parser refuses lines where they are not).
     public var words: [Substring] { arguments.split(separator: " ", omittingEmptySubsequences: true) }
+
+    /// A version or a count as the grammar writes it: decimal digits, no sign, no leading zero (but `0` itself),
+    /// at most 18 digits (it fits a signed 64-bit integer).
+    public static func number(_ word: Substring) -> Int64? {
+        let bytes = word.utf8
+        guard !bytes.isEmpty, bytes.count <= 18, bytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            bytes.count == 1 || bytes.first != 0x30
+        else { return nil }
+        return Int64(word)
+    }
 }
 
 /// A line refused before it became a request. `tag` is nil when the line has no valid tag to answer by.
@@ -70,15 +81,24 @@ extension Request {
         return String(decoding: tagBytes, as: UTF8.self)
     }
 
-    /// Parses a request line. Refused: invalid UTF-8, NUL and other control bytes, a bad tag, an unknown verb.
+    /// Whether a line holds a C0 control character (U+0000 to U+001F): refused raw in every line a client sends,
+    /// request or BATCH line alike, and escaped in every line the server sends (canonical JSON). DEL and the C1
+    /// characters are text: JSON allows them raw, and canonical JSON sends them raw.
+    public static func hasControlCharacters<S: Sequence<UInt8>>(_ bytes: S) -> Bool {
+        bytes.contains { $0 < 0x20 }
+    }
+
+    /// Parses a request line. Refused: invalid UTF-8, control characters, a bad tag, an unknown verb, spaces
+    /// other than one between words.
     public static func parse(_ line: ByteBuffer) -> Result<Request, WireError> {
         let tag = Self.tag(of: line)
         let view = line.readableBytesView
         guard let text = String(validating: view, as: UTF8.self) else {
             return .failure(WireError(tag: tag, .badUTF8, "the line is not valid UTF-8"))
         }
-        if view.contains(where: { $0 < 0x20 && $0 != 0x09 }) || view.contains(0x7F) {
-            return .failure(WireError(tag: tag, .badSyntax, "the line contains control characters"))
+        if hasControlCharacters(view) {
+            return .failure(
+                WireError(tag: tag, .badSyntax, "the line contains control characters (U+0000 to U+001F)"))
         }
         guard let tag else {
             return .failure(
@@ -90,11 +110,24 @@ extension Request {
         }
         let rest = Substring(afterTag.dropFirst())
         let verbText = rest.prefix { $0 != " " }
+        guard !verbText.isEmpty else {
+            return .failure(WireError(tag: tag, .badSyntax, "expected one space, then the verb, after the tag"))
+        }
         guard let verb = Verb(rawValue: verbText.uppercased()) else {
             let shown = verbText.prefix(32)
             return .failure(WireError(tag: tag, .unknownVerb, "unknown verb \"\(shown)\""))
         }
-        let arguments = rest.dropFirst(verbText.count).drop { $0 == " " }
+        var arguments = rest.dropFirst(verbText.count)
+        if arguments.first == " " {
+            arguments = arguments.dropFirst()
+            if arguments.isEmpty { return .failure(WireError(tag: tag, .badSyntax, "a space ends the line")) }
+        }
+        // Words and numbers are separated by one space; a JSON argument (LOG, PROPOSE) is the rest of the line.
+        if verb != .log, verb != .propose,
+            arguments.first == " " || arguments.last == " " || arguments.contains("  ")
+        {
+            return .failure(WireError(tag: tag, .badSyntax, "words are separated by exactly one space"))
+        }
         return .success(Request(tag: tag, verb: verb, arguments: String(arguments)))
     }
 }
