@@ -266,7 +266,44 @@ extension SQLiteStore {
             }
             let fromTags: String
             var tagArguments: StatementArguments = []
-            if let tag = filter.tag {
+            // Annotations as they are now: an add's body until the annotation changed, then its state row. A scan
+            // of the annotations, for a person's search of a replica; the server's LOG never takes this path.
+            let liveAnnotations = """
+                SELECT a.event AS event, coalesce(s.body, a.body) AS body FROM edits a
+                LEFT JOIN annotations s ON s.id = a.annotation
+                WHERE a.op = 'annotation.add' AND coalesce(s.retracted, 0) = 0
+                """
+            if filter.throughAnnotations,
+                filter.tag != nil || filter.annotationAuthor != nil
+                    || !(filter.text ?? "").isEmpty
+            {
+                fromTags = "events"
+                if let tag = filter.tag {
+                    clauses.append(
+                        """
+                        (events.id IN (SELECT event FROM event_tags WHERE tag = ?)
+                         OR events.id IN (SELECT n.event FROM (\(liveAnnotations)) n, json_each(n.body, '$.tags') t
+                                          WHERE t.value = ?))
+                        """)
+                    arguments += [tag, tag]
+                }
+                if let text = filter.text, !text.isEmpty {
+                    clauses.append(
+                        """
+                        (instr(lower(events.body), lower(?)) > 0
+                         OR events.id IN (SELECT n.event FROM (\(liveAnnotations)) n
+                                          WHERE instr(lower(json_extract(n.body, '$.text')), lower(?)) > 0
+                                             OR instr(lower(json_extract(n.body, '$.author')), lower(?)) > 0))
+                        """)
+                    arguments += [text, text, text]
+                }
+                if let author = filter.annotationAuthor {
+                    clauses.append(
+                        "events.id IN (SELECT n.event FROM (\(liveAnnotations)) n WHERE json_extract(n.body, '$.author') = ?)"
+                    )
+                    arguments += [author]
+                }
+            } else if let tag = filter.tag {
                 // Walk the tag's rows in page order (an index) and stop at the limit, instead of sorting them all.
                 fromTags = "event_tags t JOIN events ON events.id = t.event"
                 clauses.insert("t.tag = ?", at: 0)
@@ -274,7 +311,7 @@ extension SQLiteStore {
             } else {
                 fromTags = "events"
             }
-            if let text = filter.text, !text.isEmpty {
+            if !filter.throughAnnotations, let text = filter.text, !text.isEmpty {
                 // instr() over the lower-cased body: no LIKE wildcards to escape, and the text stays bound.
                 clauses.append("instr(lower(events.body), lower(?)) > 0")
                 arguments += [text]
@@ -282,7 +319,7 @@ extension SQLiteStore {
             let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             arguments = tagArguments + arguments + [max(0, filter.limit)]
             let order =
-                filter.tag == nil
+                fromTags == "events"
                 ? "events.date_start IS NULL, events.date_start, events.id"
                 : "t.date_start IS NULL, t.date_start, t.event"
             let rows = try Row.fetchAll(

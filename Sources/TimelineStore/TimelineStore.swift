@@ -273,10 +273,16 @@ public struct EventFilter: Sendable, Hashable {
     public var text: String?
     public var includeDeleted: Bool
     public var limit: Int
+    /// `tag` and `text` also match an event through its annotations (not retracted): their tags, and their text
+    /// and author. What a person searching means; LOG on the wire filters events only.
+    public var throughAnnotations: Bool
+    /// Only events with an annotation (not retracted) by this author.
+    public var annotationAuthor: String?
 
     public init(
         from: CivilDay? = nil, until: CivilDay? = nil, tag: String? = nil, text: String? = nil,
-        includeDeleted: Bool = false, limit: Int = 10_000
+        includeDeleted: Bool = false, limit: Int = 10_000, throughAnnotations: Bool = false,
+        annotationAuthor: String? = nil
     ) {
         self.from = from
         self.until = until
@@ -284,6 +290,8 @@ public struct EventFilter: Sendable, Hashable {
         self.text = text
         self.includeDeleted = includeDeleted
         self.limit = limit
+        self.throughAnnotations = throughAnnotations
+        self.annotationAuthor = annotationAuthor
     }
 }
 

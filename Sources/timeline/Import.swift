@@ -7,13 +7,23 @@ import TimelineStore
 struct Import: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Propose a document's events to the server (seed-text or jsonl).",
-        discussion: "Example: timeline import timeline.txt --format seed-text")
+        discussion: """
+            A seed-text document is kept under its name (the file's, or --name) with its own metadata and \
+            references, beside the documents already there. Importing it again adds nothing; a changed version \
+            updates the fields it changed, and leaves what analysts edited elsewhere. A jsonl file is sent as \
+            it is, one edit per line.
+            Example: timeline import q3-notes.txt
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The document, or - for standard input.") var file: String
     @Option(help: "seed-text or jsonl.") var format = "seed-text"
+    @Option(help: "The document's name (default: the file's name without its extension).") var name: String?
 
     func validate() throws {
         guard Importer.Format(rawValue: format) != nil else { throw ValidationError("--format is seed-text or jsonl") }
+        if format == "seed-text", file == "-", name == nil {
+            throw ValidationError("name a document read from standard input with --name")
+        }
     }
 
     func run() async throws {
@@ -21,31 +31,70 @@ struct Import: AsyncParsableCommand {
         let bytes = try Batch.read(file)
         var texts: [String]
         var lines: [Int]
+        var plan: DocumentImport.Plan?
+        let documentName = name ?? Import.stem(file)
         switch Importer.Format(rawValue: format)! {
         case .seedText:
             let doc = try SeedDocument.parse(bytes)
             for w in doc.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
-            let proposals = doc.proposals(
-                author: "", time: WallClock.now(), idSeed: ULID.generate(at: WallClock.now()).string)
-            texts = proposals.map { p in
+            // Planned against the timeline as it is now: the replica, brought up to date first.
+            try await client.pull()
+            let made = try await DocumentImport.plan(
+                doc, name: documentName, store: client.replica, author: "", time: WallClock.now())
+            plan = made
+            texts = made.proposals.map { p in
                 guard case .object(var o) = EditCodec.proposalJSON(p) else { return "" }
                 o["author"] = nil
                 o["time"] = nil
                 return JSON.object(o).canonicalString
             }
-            lines = [0] + doc.entries.map(\.line)
+            lines = Array(repeating: 0, count: texts.count)
         case .jsonl:
             (texts, lines) = try Batch.checkedLines(bytes)
+        }
+        if texts.isEmpty {
+            if global.json {
+                Output.json(["edits": 0, "name": .string(documentName)])
+            } else {
+                print("\(documentName) is already in the timeline as it is: 0 new edits")
+            }
+            return
         }
         let report = try await client.sendBatches(texts, lineNumbers: lines, progress: Output.progress)
         await Output.refreshReplica(client)
         if global.json {
-            Output.json([
+            var o: [String: JSON] = [
                 "edits": .int(Int64(report.edits)), "first": .int(report.firstVersion),
                 "last": .int(report.lastVersion),
-            ])
+            ]
+            if let plan {
+                o["name"] = .string(documentName)
+                o["created"] = .int(Int64(plan.created))
+                o["updated"] = .int(Int64(plan.updated))
+                o["adopted"] = .int(Int64(plan.adopted))
+            }
+            Output.json(.object(o))
+        } else if let plan {
+            var parts = ["\(plan.created) new event\(plan.created == 1 ? "" : "s")"]
+            if plan.updated > 0 { parts.append("\(plan.updated) updated") }
+            if plan.adopted > 0 { parts.append("\(plan.adopted) already in the timeline") }
+            print(
+                "imported \(documentName): \(parts.joined(separator: ", ")); \(report.edits) edit\(report.edits == 1 ? "" : "s"), versions \(report.firstVersion)–\(report.lastVersion)"
+            )
+            if !plan.gone.isEmpty {
+                let short = try await client.shortForms(plan.gone.map(\.description))
+                print(
+                    "\(plan.gone.count) event\(plan.gone.count == 1 ? "" : "s") of its earlier version, no longer in it, kept: "
+                        + plan.gone.map { short[$0.description] ?? $0.description }.joined(separator: ", "))
+            }
         } else {
             print("imported \(report.edits) edits, versions \(report.firstVersion)–\(report.lastVersion)")
         }
+    }
+
+    static func stem(_ file: String) -> String {
+        let base = (file as NSString).lastPathComponent
+        let stem = (base as NSString).deletingPathExtension
+        return stem.isEmpty ? base : stem
     }
 }

@@ -9,12 +9,15 @@ struct Log: AsyncParsableCommand {
             Examples:
               timeline log --since 2014-01-01 --until 2014-06-30
               timeline log --tag cyber --json | jq .title
+              timeline log --grep "cyber dialogue" --author ana
             """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "Events that end on or after this day (YYYY-MM-DD).") var since: String?
     @Option(help: "Events that start on or before this day (YYYY-MM-DD).") var until: String?
-    @Option(help: "Only events with this tag.") var tag: String?
-    @Option(help: "Only events whose text contains this (case-insensitive).") var grep: String?
+    @Option(help: "Only events with this tag, on the event or on one of its annotations.") var tag: String?
+    @Option(help: "Only events whose text, or an annotation's text or author, contains this (any case).")
+    var grep: String?
+    @Option(help: "Only events with an annotation by this author.") var author: String?
     @Flag(help: "Include deleted events.") var deleted = false
 
     func validate() throws {
@@ -29,8 +32,8 @@ struct Log: AsyncParsableCommand {
         let views = try await client.replica.events(
             matching: EventFilter(
                 from: since.flatMap(CivilDay.init(iso:)), until: until.flatMap(CivilDay.init(iso:)), tag: tag,
-                text: grep,
-                includeDeleted: deleted, limit: Int.max))
+                text: grep, includeDeleted: deleted, limit: Int.max, throughAnnotations: true,
+                annotationAuthor: author))
         if global.json {
             for v in views { Output.json(v.json) }
         } else {

@@ -26,6 +26,9 @@ struct Import: AsyncParsableCommand {
     @Option(help: "Author of the imported edits.")
     var author = "import"
 
+    @Option(help: "The document's name (seed-text): the same name again updates it. Default: the file's name.")
+    var name: String?
+
     func run() async throws {
         guard let format = Importer.Format(rawValue: format) else { fail("unknown --format \(format)", code: 2) }
         let bytes: [UInt8]
@@ -40,14 +43,21 @@ struct Import: AsyncParsableCommand {
             let lock = try dir.lockForWriting()
             defer { withExtendedLifetime(lock) {} }
             let store = try SQLiteStore(path: dir.storePath)
-            let report = try await Importer.load(
-                bytes, format: format, into: store, author: author, time: WallClock.now(), trusted: true)
+            let report: ImportReport
+            if format == .seedText {
+                guard let name = name ?? DocumentName.of(file) else {
+                    fail("name the document read from standard input with --name", code: 2)
+                }
+                report = try await Importer.loadDocument(
+                    bytes, name: name, into: store, author: author, time: WallClock.now())
+            } else {
+                report = try await Importer.load(
+                    bytes, format: format, into: store, author: author, time: WallClock.now(), trusted: true)
+            }
             for warning in report.warnings {
                 FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
             }
-            print(
-                "imported \(report.events) events in \(report.edits) edits, versions \(report.firstVersion)-\(report.lastVersion)"
-            )
+            print(DocumentName.summary(report, name: name ?? DocumentName.of(file) ?? file))
         } catch {
             fail(describe(error))
         }
@@ -73,5 +83,34 @@ struct Export: AsyncParsableCommand {
         } catch {
             fail(describe(error))
         }
+    }
+}
+
+/// How a document is named when no --name is given, and what its import did, in one sentence.
+enum DocumentName {
+    /// The file's name without its directory and extension; nil for standard input.
+    static func of(_ file: String) -> String? {
+        guard file != "-" else { return nil }
+        let base = (file as NSString).lastPathComponent
+        let stem = (base as NSString).deletingPathExtension
+        return stem.isEmpty ? base : stem
+    }
+
+    static func summary(_ report: ImportReport, name: String) -> String {
+        guard let plan = report.plan else {
+            return
+                "imported \(report.events) events in \(report.edits) edits, versions \(report.firstVersion)-\(report.lastVersion)"
+        }
+        if report.edits == 0 { return "\(name) is already in the timeline as it is: 0 new edits" }
+        var parts = ["\(plan.created) new event\(plan.created == 1 ? "" : "s")"]
+        if plan.updated > 0 { parts.append("\(plan.updated) updated") }
+        if plan.adopted > 0 { parts.append("\(plan.adopted) already in the timeline") }
+        var text =
+            "imported \(name) (\(plan.key)): \(parts.joined(separator: ", ")); \(report.edits) edit\(report.edits == 1 ? "" : "s"), versions \(report.firstVersion)-\(report.lastVersion)"
+        if !plan.gone.isEmpty {
+            text +=
+                "; \(plan.gone.count) event\(plan.gone.count == 1 ? "" : "s") of its earlier version, no longer in it, kept"
+        }
+        return text
     }
 }

@@ -231,6 +231,75 @@ import TimelineCore
         _ = restarted
     }
 
+    // MARK: 4. Import
+
+    static let threeEvents = """
+        Regional Cyber Notes
+
+        Last updated: 2016-03-01
+
+        l  January 5, 2016: A first regional workshop on incident response.[1]
+
+        l  February 2016: A joint exercise of two national CERTs.[2]
+
+        l  March 1, 2016: A statement on cooperation.[1]
+
+        [1] Ministry, "Workshop notes," 2016, http://example.org/a.
+        [2] Agency, "Exercise report," 2016, http://example.org/b.
+        """
+
+    @Test func importKeepsEachDocumentBesideTheOthersOnceAndUpdatesWhatChanged() async throws {
+        let folder = Folder()
+        let server = try ServerProcess()
+        let ed = try person("ed", role: "editor", on: server, in: folder)
+        let doc = folder.path("regional-notes.txt")
+        try Self.threeEvents.write(toFile: doc, atomically: true, encoding: .utf8)
+        let first = try ed.run(["import", doc])
+        #expect(first.status == 0 && first.out.contains("imported regional-notes: 3 new events; 4 edits"), "\(first)")
+        // The timeline's own metadata (the sample's title and its 29 references) is untouched.
+        let markdown = try ed.run(["export", "--format", "markdown"]).out
+        #expect(markdown.hasPrefix("# Timeline — 日立システムズ SHIELD Security Research Center"), "\(markdown.prefix(200))")
+        let hq = try await server.connect(token: server.adminToken)
+        #expect(try await hq.request("m GET 019ECZQW0094EPPCEN5VB98H48").last == "m OK")
+        // The same file again: nothing new, and it says so.
+        let again = try ed.run(["import", doc])
+        #expect(again.status == 0 && again.out == "regional-notes is already in the timeline as it is: 0 new edits\n")
+        #expect(try ed.json(["status"])["version"] == 33)
+        // An analyst corrects one event's title; the document then changes another event's summary.
+        let march = try #require(try ed.run(["log", "--since", "2016-03-01"]).out.split(separator: " ").first)
+        #expect(try ed.run(["edit", String(march), "--title", "Statement on cooperation (corrected)"]).status == 0)
+        try Self.threeEvents.replacingOccurrences(
+            of: "A joint exercise of two national CERTs.", with: "A joint exercise of three national CERTs."
+        )
+        .write(toFile: doc, atomically: true, encoding: .utf8)
+        let changed = try ed.run(["import", doc])
+        #expect(changed.status == 0 && changed.out.contains("0 new events, 1 updated; 2 edits"), "\(changed)")
+        let events = try ed.run(["log", "--since", "2016-01-01", "--json"]).out.split(separator: "\n")
+            .map { try JSON(parsing: String($0)) }
+        #expect(events.count == 3)
+        #expect(events.map { $0["summary"]?.stringValue ?? "" }.contains { $0.hasPrefix("A joint exercise of three") })
+        #expect(events.contains { $0["title"] == "Statement on cooperation (corrected)" })
+        // The server's offline import: the same rules, under the same name.
+        let prose = folder.path("prose.txt")
+        try "Just a paragraph of prose, with no dated lines at all.\n".write(
+            toFile: prose, atomically: true, encoding: .utf8)
+        let refused = try ed.run(["import", prose])
+        #expect(refused.status == 1 && refused.err.contains("no events found in prose"), "\(refused)")
+        await hq.close()
+        let data = server.stopKeepingData()
+        defer { ServerProcess.removeData(data) }
+        let offline = try ServerProcess.run(["import", doc, "--data", data.path])
+        #expect(
+            offline.0 == 0 && offline.1 == "regional-notes is already in the timeline as it is: 0 new edits\n",
+            "\(offline)")
+        // The sample's own document, which the server loaded when it was made: recognised, not loaded twice.
+        let seed = folder.path("000_cc8b923551d51cc6.txt")
+        try SampleTimeline.text.write(toFile: seed, atomically: true, encoding: .utf8)
+        let sample = try ServerProcess.run(["import", seed, "--data", data.path])
+        #expect(sample.0 == 0 && sample.1.contains("0 new events, 28 already in the timeline"), "\(sample)")
+        #expect(try ServerProcess.run(["verify", "--data", data.path]).0 == 0)
+    }
+
     // MARK: 5. One server per data folder
 
     @Test func aSecondWriterOfADataFolderIsRefusedAndReadersSayTheyReadALiveOne() throws {
@@ -331,5 +400,67 @@ import TimelineCore
         for file in ["timeline.sqlite", "tokens.json", "admin.token", "tls/server.key"] {
             #expect(try mode(server.data.path + "/" + file) & 0o077 == 0, "\(file) is readable by others")
         }
+    }
+
+    // MARK: The README's walkthrough, as written
+
+    /// The README's session, block by block as a person would type it: the server stopped for the part marked
+    /// offline and started again for the part marked online, everything else exactly as written.
+    @Test func theReadmeWalkthroughRunsAsWritten() async throws {
+        let readme = try String(
+            contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(readme.range(of: "## An analyst's session"))
+        let start = try #require(readme.range(of: "```sh\n", range: section.upperBound..<readme.endIndex))
+        let end = try #require(readme.range(of: "\n```", range: start.upperBound..<readme.endIndex))
+        let block = String(readme[start.upperBound..<end.lowerBound])
+        let offline = try #require(block.range(of: "# offline"))
+        let online = try #require(block.range(of: "# online"))
+        let scenes = [
+            String(block[..<offline.lowerBound]), String(block[offline.lowerBound..<online.lowerBound]),
+            String(block[online.lowerBound...]),
+        ]
+        let folder = Folder()
+        var server = try ServerProcess()
+        for name in ["ana", "ben"] {
+            try (try server.addToken(name, role: "editor") + "\n").write(
+                toFile: folder.path("\(name).token"), atomically: true, encoding: .utf8)
+        }
+        let port = server.port
+        func run(_ scene: String) throws -> (Int32, String, String) {
+            try shell(
+                "cd '\(folder.root.path)' && set -euo pipefail\n" + scene,
+                environment: [
+                    "PATH": ServerProcess.binary.deletingLastPathComponent().path + ":"
+                        + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+                    "SERVER": "127.0.0.1:\(port)", "FINGERPRINT": server.fingerprint.hex, "NO_COLOR": "1",
+                ])
+        }
+        let (s1, first, e1) = try run(scenes[0])
+        #expect(s1 == 0, "\(first)\n\(e1)")
+        #expect(first.contains("W9PNEPG  February 2 to 3, 2014"), "\(first)")
+        #expect(first.contains("sent annotation "), "\(first)")
+        let data = server.stopKeepingData()
+        defer { ServerProcess.removeData(data) }
+        let (s2, second, e2) = try run(
+            scenes[0].components(separatedBy: "\n").filter { $0.hasPrefix("export ") }
+                .joined(separator: "\n") + "\n" + scenes[1])
+        #expect(s2 == 0, "\(second)\n\(e2)")
+        #expect(second.contains("queued edit of ZBYNZC1"), "\(second)")
+        #expect(second.contains("queued    1 edit"), "\(second)")
+        server = try ServerProcess(data: data, port: port)
+        let (s3, third, e3) = try run(
+            scenes[0].components(separatedBy: "\n").filter { $0.hasPrefix("export ") }
+                .joined(separator: "\n") + "\n" + scenes[2])
+        #expect(s3 == 0, "\(third)\n\(e3)")
+        #expect(third.contains("1 conflict to resolve: timeline conflicts"), "\(third)")
+        #expect(third.contains("exit 3"), "\(third)")
+        #expect(third.contains("theirs (ben, v"), "\(third)")
+        #expect(third.contains("resolved #1"), "\(third)")
+        #expect(third.contains("October 18 to 19, 2012\n"), "\(third)")
+        #expect(third.contains("edits in 1 batch"), "\(third)")
+        let markdown = try String(contentsOfFile: folder.path("timeline.md"), encoding: .utf8)
+        #expect(markdown.contains("reviewed for the Q3 report"))
+        _ = server
     }
 }
