@@ -60,16 +60,17 @@ INFO
 echo "== an analyst's session with the timeline CLI (its own home, a replica of the server)"
 client_home="$data/analyst-home"
 rm -rf "$client_home"
-analyst=$("$bin/timelined" token add "analyst-$(date +%s)" --role editor --data "$data")
-run() { printf '$ timeline'; printf ' %q' "$@"; echo; TIMELINE_HOME="$client_home" "$bin/timeline" "$@"; echo; }
-echo "\$ timeline init --server $address --token <a token from timelined token add> --fingerprint $fingerprint"
-TIMELINE_HOME="$client_home" "$bin/timeline" init --server "$address" --token "$analyst" --fingerprint "$fingerprint"
-echo
+token_file="$data/analyst.token"
+# The token goes through a file only its owner reads, not the command line (where ps and shell history see it).
+(umask 077 && "$bin/timelined" token add "analyst-$(date +%s)" --role editor --data "$data" >"$token_file")
+run() { printf '$ timeline'; printf ' %q' "$@"; echo; TIMELINE_HOME="$client_home" "$bin/timeline" "$@" || echo "(exit $?)"; echo; }
+run init --server "$address" --token-file "$token_file" --fingerprint "$fingerprint"
 run log --since 2014-01-01 --until 2014-06-30
-run show 019ECZQW00W9
-run annotate 019ECZQW00W9 "Working group meets twice a year; next in the U.S., summer 2014" --tag cyber --tag defense
-run edit 019ECZQW00ZB --date "October 18 to 19, 2012" --add-tag corrected
-run history 019ECZQW00ZB
+run show W9PNEPG
+run annotate W9PNEPG "Working group meets twice a year; next in the U.S., summer 2014" --tag cyber --tag defense
+run edit ZBYNZC1 --date "October 18 to 19, 2012" --add-tag corrected
+run history ZBYNZC1
+run log --tag cyber
 run sync
 run status --json
 

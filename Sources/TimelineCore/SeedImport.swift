@@ -288,3 +288,20 @@ extension StringProtocol {
         return String(String.UnicodeScalarView(scalars[first...last]))
     }
 }
+
+extension Reference {
+    /// A citation as a person types it: "[17] Sankei, …, http://…" keeps its number, one without gets `next`; its
+    /// URLs are found in its text as the importer finds them.
+    public static func typed(_ text: String, next: Int) -> Reference {
+        var body = Substring(text.trimmingSpaces())
+        var number = next
+        if body.first == "[", let close = body.firstIndex(of: "]"),
+            let n = Int(body[body.index(after: body.startIndex)..<close])
+        {
+            number = n
+            body = body[body.index(after: close)...]
+        }
+        let citation = body.trimmingSpaces()
+        return Reference(number: number, text: citation, urls: SeedParser.urls(in: citation))
+    }
+}

@@ -1,17 +1,30 @@
 import ArgumentParser
+import Foundation
+import TimelineClient
 import TimelineCore
 
 struct Annotate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Annotate an event: stored first, then sent at once when the server is reachable.",
-        discussion: #"Example: timeline annotate 94EPPCE "Confirmed by the MOFA fact sheet" --tag verified"#)
+        discussion: """
+            The note is the TEXT argument, or the file given with --file (- for standard input), or, with \
+            neither, what you write in $VISUAL or $EDITOR (lines starting with # are left out), as git commit does.
+            Examples:
+              timeline annotate 94EPPCE "Confirmed by the MOFA fact sheet" --tag verified
+              timeline annotate 94EPPCE --file note.md
+              timeline annotate 94EPPCE
+            """)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Event ID (short or whole).") var id: String
-    @Argument(help: "The annotation's text.") var text: String
+    @Argument(help: "The note's text.") var text: String?
+    @Option(
+        name: [.customShort("F"), .customLong("file")], help: "Read the note from this file (- for standard input).")
+    var file: String?
     @Option(name: .customLong("tag"), help: "A tag (repeatable).") var tags: [String] = []
 
     func validate() throws {
-        guard !text.allSatisfy(\.isWhitespace) else { throw ValidationError("the text is empty") }
+        if text != nil, file != nil { throw ValidationError("give the note as TEXT or with --file, not both") }
+        if let text, text.allSatisfy(\.isWhitespace) { throw ValidationError("the text is empty") }
         for tag in tags where !Tags.isValid(tag) {
             throw ValidationError("\"\(tag)\" is not a tag (1-64 bytes, no spaces)")
         }
@@ -20,8 +33,9 @@ struct Annotate: AsyncParsableCommand {
     func run() async throws {
         let client = try global.client()
         let eventID = try await client.resolve(id)
-        let title = try await client.event(eventID).event.title
-        let (annotation, item) = try await client.annotateQueued(eventID, text: text, tags: tags)
+        let event = try await client.event(eventID).event
+        let note = try text ?? NoteSource.read(file: file, about: event)
+        let (annotation, item) = try await client.annotateQueued(eventID, text: note, tags: tags)
         try await Sending.sendNow(
             client, item: item, json: global.json,
             edit: [
@@ -31,7 +45,69 @@ struct Annotate: AsyncParsableCommand {
         ) {
             let short = (try? await client.shortForms([annotation.description, eventID.description])) ?? [:]
             return
-                "annotation \(short[annotation.description] ?? annotation.description) on \(Output.name(eventID, short: short, title: title))"
+                "annotation \(short[annotation.description] ?? annotation.description) on \(Output.name(eventID, short: short, title: event.title))"
         }
+    }
+}
+
+/// A note longer than a command line: from a file, standard input, or the person's editor.
+enum NoteSource {
+    static func read(file: String?, about event: Event) throws -> String {
+        let text: String
+        if let file {
+            let data =
+                file == "-"
+                ? FileHandle.standardInput.readDataToEndOfFile()
+                : FileManager.default.contents(atPath: (file as NSString).expandingTildeInPath)
+            guard let data else { throw ClientError("NOT_FOUND", "cannot read \(file)") }
+            guard let decoded = String(data: data, encoding: .utf8) else {
+                throw ClientError("BAD_FIELD", "\(file) is not UTF-8 text")
+            }
+            text = decoded
+        } else {
+            guard isatty(STDIN_FILENO) == 1 else {
+                throw ClientError(
+                    "USAGE", "no note: give it as TEXT, with --file FILE, or --file - to read standard input")
+            }
+            text = try edit(about: event)
+        }
+        // Trailing white space is the editor's or the file's, not the note's.
+        var note = text
+        while let last = note.last, last.isWhitespace { note.removeLast() }
+        guard !note.allSatisfy(\.isWhitespace) else {
+            throw ClientError("BAD_FIELD", "the note is empty; nothing was queued")
+        }
+        return note
+    }
+
+    /// Opens $VISUAL or $EDITOR (vi by default) on a file that names the event; returns what was written, without
+    /// the lines starting with #.
+    static func edit(about event: Event) throws -> String {
+        let env = ProcessInfo.processInfo.environment
+        let editor = [env["VISUAL"], env["EDITOR"]].compactMap { $0 }.first { !$0.isEmpty } ?? "vi"
+        let path = NSTemporaryDirectory() + "timeline-note-\(getpid()).md"
+        let header = """
+
+            # Your note on “\(event.title)” (\(event.date.text)).
+            # Lines starting with # are left out; an empty note queues nothing.
+
+            """
+        guard
+            FileManager.default.createFile(
+                atPath: path, contents: Data(header.utf8), attributes: [.posixPermissions: 0o600])
+        else { throw ClientError("STORE_FAILED", "cannot write \(path)") }
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "\(editor) \"$1\"", "sh", path]
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw ClientError(
+                "USAGE", "the editor (\(editor)) exited with status \(p.terminationStatus); nothing was queued")
+        }
+        let written = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return written.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("#") }
+            .joined(separator: "\n")
     }
 }

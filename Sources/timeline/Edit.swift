@@ -16,10 +16,19 @@ struct EditCommand: AsyncParsableCommand {
     var dateTextOnly = false
     @Option(name: .customLong("add-tag"), help: "Tag to add (repeatable).") var addTags: [String] = []
     @Option(name: .customLong("remove-tag"), help: "Tag to remove (repeatable).") var removeTags: [String] = []
+    @Option(name: .customLong("add-reference"), help: "A reference to add, \"[n] citation\" (repeatable).")
+    var addReferences: [String] = []
+    @Option(name: .customLong("remove-reference"), help: "The number of a reference to remove (repeatable).")
+    var removeReferences: [Int] = []
 
     func validate() throws {
-        guard title != nil || summary != nil || date != nil || !addTags.isEmpty || !removeTags.isEmpty else {
-            throw ValidationError("name at least one change: --title, --summary, --date, --add-tag, --remove-tag")
+        guard
+            title != nil || summary != nil || date != nil || !addTags.isEmpty || !removeTags.isEmpty
+                || !addReferences.isEmpty || !removeReferences.isEmpty
+        else {
+            throw ValidationError(
+                "name at least one change: --title, --summary, --date, --add-tag, --remove-tag, --add-reference, --remove-reference"
+            )
         }
         if let title, title.allSatisfy(\.isWhitespace) { throw ValidationError("--title must not be empty") }
         if let date { try DateCheck.placeable(date, textOnly: dateTextOnly) }
@@ -36,6 +45,24 @@ struct EditCommand: AsyncParsableCommand {
         if let title { set["title"] = .string(title) }
         if let summary { set["summary"] = .string(summary) }
         if let date { set["date"] = .string(date) }
+        if !addReferences.isEmpty || !removeReferences.isEmpty {
+            let numbers = Set(current.references.map(\.number))
+            for n in removeReferences where !numbers.contains(n) {
+                throw ClientError(
+                    "NOT_FOUND",
+                    "the event has no reference [\(n)]; it has \(numbers.sorted().map { "[\($0)]" }.joined(separator: ", "))"
+                )
+            }
+            var refs = current.references.filter { !removeReferences.contains($0.number) }
+            // A new reference without a number takes the next one, never a removed one's (it may be cited).
+            var highest = current.references.map(\.number).max() ?? 0
+            for text in addReferences {
+                let reference = Reference.typed(text, next: highest + 1)
+                highest = max(highest, reference.number)
+                refs.append(reference)
+            }
+            set["references"] = .array(refs.map(\.json))
+        }
         var proposal: [String: JSON] = [
             "op": "event.update", "event": .string(eventID.description),
             "base": .int(current.revision),

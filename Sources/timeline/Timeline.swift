@@ -24,7 +24,8 @@ struct Timeline: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Init.self, Pull.self, Push.self, Sync.self, Status.self, Log.self, Show.self, History.self, Diff.self,
-            Annotate.self, EditCommand.self, Retract.self, Conflicts.self, Resolve.self, OutboxCommand.self,
+            Annotate.self, Add.self, EditCommand.self, Delete.self, Retract.self, Conflicts.self, Resolve.self,
+            OutboxCommand.self,
             Batch.self, Import.self, Export.self, Watch.self,
         ])
 

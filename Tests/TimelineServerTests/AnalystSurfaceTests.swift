@@ -300,6 +300,55 @@ import TimelineCore
         #expect(try ServerProcess.run(["verify", "--data", data.path]).0 == 0)
     }
 
+    // MARK: Writing like an editor
+
+    @Test func editorsAddDeleteAndCiteNotesComeFromFilesAndExportsCarryEverything() throws {
+        let folder = Folder()
+        let server = try ServerProcess()
+        let ed = try person("ed", role: "editor", on: server, in: folder)
+        let added = try ed.run([
+            "add", "--date", "June 9 to 10, 2016", "--title", "A new dialogue round", "--summary", "Held in Tokyo.",
+            "--reference", "[1] Ministry, Joint statement, http://example.org/joint.", "--tag", "cyber",
+        ])
+        #expect(added.status == 0 && added.out.hasPrefix("sent event "), "\(added)")
+        let id = String(added.out.dropFirst("sent event ".count).prefix { $0 != " " })
+        var shown = try JSON(parsing: try ed.run(["show", id, "--json"]).out)
+        #expect(shown["title"] == "A new dialogue round" && shown["tags"] == ["cyber"])
+        #expect(shown["references"]?.arrayValue?.first?["urls"] == ["http://example.org/joint"])
+        #expect(shown["date"]?["precision"] == "day")
+        let cited = try ed.run([
+            "edit", id, "--add-reference", "Agency, Press release, https://example.org/pr", "--remove-reference", "1",
+        ])
+        #expect(cited.status == 0, "\(cited)")
+        shown = try JSON(parsing: try ed.run(["show", id, "--json"]).out)
+        #expect(shown["references"]?.arrayValue?.map { $0["number"] } == [2])
+        #expect(try ed.run(["edit", id, "--remove-reference", "7"]).err.contains("has no reference [7]"))
+        // A note from a file, and from standard input.
+        let notePath = folder.path("note.md")
+        try "A longer note,\nwritten in a file.\n\n".write(toFile: notePath, atomically: true, encoding: .utf8)
+        #expect(try ed.run(["annotate", id, "--file", notePath]).status == 0)
+        #expect(try ed.run(["annotate", id, "-F", "-"], stdin: Data("from a pipe\n".utf8)).status == 0)
+        shown = try JSON(parsing: try ed.run(["show", id, "--json"]).out)
+        #expect(
+            Set(shown["annotations"]?.arrayValue?.compactMap { $0["text"]?.stringValue } ?? []) == [
+                "A longer note,\nwritten in a file.", "from a pipe",
+            ])
+        // Exports carry summaries, tags and annotations.
+        let csv = try ed.run(["export", "--format", "csv"]).out
+        #expect(csv.hasPrefix("id,date,start,end,precision,title,summary,tags,references,annotations\n"))
+        #expect(csv.contains(",A new dialogue round,Held in Tokyo.,cyber,2,2"), "\(csv.suffix(300))")
+        let notes = try ed.run(["export", "--format", "annotations-csv"]).out
+        #expect(notes.contains(",ed,") && notes.contains("from a pipe"))
+        let markdown = try ed.run(["export", "--format", "markdown"]).out
+        #expect(markdown.contains("`#cyber`") && markdown.contains("> **ed**, "))
+        // A deletion is a tombstone: gone from log, still in show.
+        #expect(try ed.run(["delete", id]).status == 0)
+        #expect(!(try ed.run(["log", "--since", "2016-01-01"]).out.contains(id)))
+        #expect(try JSON(parsing: try ed.run(["show", id, "--json"]).out)["deleted"] == true)
+        let again = try ed.run(["annotate", id, "too late"])
+        #expect(again.status == 1 && again.err.contains("INVALID_STATE"), "\(again)")
+    }
+
     // MARK: 5. One server per data folder
 
     @Test func aSecondWriterOfADataFolderIsRefusedAndReadersSayTheyReadALiveOne() throws {

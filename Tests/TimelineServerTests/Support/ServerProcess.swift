@@ -47,9 +47,13 @@ final class ServerProcess: @unchecked Sendable {
         self.data = data ?? Self.newDataFolder()
         process = Process()
         process.executableURL = Self.binary
+        // A connection has 30 s to authenticate by default. Under ThreadSanitizer, with every suite starting servers
+        // at once on two cores, a test's AUTH has taken longer (the server then closed the connection: "I/O on
+        // closed channel"); tests that are about that limit set their own.
+        let patience = arguments.contains("--auth-timeout") ? [] : ["--auth-timeout", "600"]
         process.arguments =
             ["serve", "--data", self.data.path, "--listen", "127.0.0.1:\(fixedPort ?? 0)", "--log-level", "warning"]
-            + arguments
+            + patience + arguments
         output = Pipe()
         logFile = URL(fileURLWithPath: self.data.path + ".log")
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
