@@ -6,10 +6,15 @@ import TimelineStore
 public enum NamedObject: Sendable, Equatable {
     case event(EventID)
     case annotation(AnnotationID, event: EventID)
+    /// An event or annotation this client made that is still in its outbox (not in the replica yet): `item` is
+    /// the outbox item that creates it.
+    case queued(item: Int64, id: String, isEvent: Bool, event: EventID?)
 
-    public var event: EventID {
+    /// The event named, or the one an annotation is on (for a queued event: its own ID).
+    public var event: EventID? {
         switch self {
         case .event(let id), .annotation(_, let id): id
+        case .queued(_, let id, let isEvent, let event): isEvent ? EventID(id) : event
         }
     }
 }
@@ -137,11 +142,13 @@ extension TimelineClient {
         if normalized.utf8.count == 26, let ulid = ULID(normalized) {
             if try await replica.event(EventID(ulid), asOf: nil) != nil { return .event(EventID(ulid)) }
             if let a = try await replica.annotation(AnnotationID(ulid)) { return .annotation(a.id, event: a.event) }
+            if let queued = try queued(normalized) { return queued }
             throw ClientError("NOT_FOUND", "no event or annotation \(normalized) in the replica (timeline pull?)")
         }
         let found = try ids.matches(normalized)
         switch found.count {
         case 0:
+            if let queued = try queued(normalized) { return queued }
             throw ClientError(
                 "NOT_FOUND", "no event or annotation matches \(normalized) in the replica (timeline pull?)")
         case 1:
@@ -173,9 +180,38 @@ extension TimelineClient {
         }
     }
 
+    /// The event or annotation that a queued item of the outbox creates, named by its whole ID, the start of it,
+    /// or the start of its random part.
+    func queued(_ normalized: String) throws -> NamedObject? {
+        for item in try local.items() where item.refusal == nil {
+            let op = item.proposal["op"]?.stringValue
+            let created: String?
+            switch op {
+            case "event.create": created = item.proposal["event"]?.stringValue
+            case "annotation.add": created = item.proposal["annotation"]?.stringValue
+            default: created = nil
+            }
+            guard let id = created?.uppercased(), id.utf8.count == 26,
+                id.hasPrefix(normalized) || ShortID.tail(of: id).hasPrefix(normalized)
+            else { continue }
+            return .queued(item: item.id, id: id, isEvent: op == "event.create", event: item.event)
+        }
+        return nil
+    }
+
     /// An event ID from what a person typed (see `name(_:)`); an annotation's ID is refused with its event named.
     public func resolve(_ text: String) async throws -> EventID {
         switch try await name(text) {
+        case .queued(let item, let id, let isEvent, let event):
+            if !isEvent, let event {
+                let short = try await shortForms([event.description])
+                throw ClientError(
+                    "NOT_AN_EVENT",
+                    "\(id) is an annotation (on event \(short[event.description] ?? event.description)) in your outbox (edit \(item)), not sent yet"
+                )
+            }
+            throw ClientError(
+                "NOT_SENT", "event \(id) is in your outbox (edit \(item)), not sent yet: timeline sync sends it")
         case .event(let id): return id
         case .annotation(let id, let event):
             let short = try await shortForms([id.description, event.description])
@@ -190,6 +226,10 @@ extension TimelineClient {
     public func resolveAnnotation(_ text: String) async throws -> (AnnotationID, EventID) {
         switch try await name(text) {
         case .annotation(let id, let event): return (id, event)
+        case .queued(let item, let id, _, _):
+            throw ClientError(
+                "NOT_SENT",
+                "\(id) is in your outbox (edit \(item)), not sent yet: timeline outbox drop \(item) removes it")
         case .event(let id):
             let short = try await shortForms([id.description])
             throw ClientError(

@@ -129,9 +129,19 @@ public final class TimelineClient: Sendable {
         let op = decoded.change.operation
         if let identity {
             guard identity.role.mayPropose(op) else {
+                let what: String
+                switch op {
+                case .eventCreate: what = "add events"
+                case .eventUpdate: what = "edit events"
+                case .eventDelete: what = "delete events"
+                case .annotationAdd: what = "annotate"
+                case .annotationUpdate: what = "change annotations"
+                case .annotationRetract: what = "retract annotations"
+                case .timelineMeta: what = "change the timeline's metadata"
+                }
                 throw ClientError(
                     "FORBIDDEN",
-                    "your token's role is \(identity.role.rawValue), which may not \(op.rawValue) (the server said so at \(identity.seen.rfc3339.prefix(16).replacingOccurrences(of: "T", with: " ")) UTC); nothing was queued"
+                    "your token's role is \(identity.role.rawValue), which may not \(what) (the server said so at \(identity.seen.rfc3339.prefix(16).replacingOccurrences(of: "T", with: " ")) UTC); nothing was queued"
                 )
             }
             if op == .annotationUpdate || op == .annotationRetract, !identity.role.mayChangeOthersAnnotations,
@@ -318,7 +328,11 @@ public final class TimelineClient: Sendable {
             progress?(Int64(report.edits), Int64(proposals.count))
         }
         if var refusal {
-            refusal.message += " (\(report.edits) edits in \(report.batches) earlier batches were applied"
+            let applied =
+                report.edits == 0
+                ? "no input line was applied"
+                : "input lines \(lineNumbers[0])–\(lineNumbers[report.edits - 1]) were applied, in \(report.batches) batch\(report.batches == 1 ? "" : "es")"
+            refusal.message += " (\(applied)"
             if !appliedAfter.isEmpty {
                 refusal.message +=
                     "; so were input lines \(appliedAfter.joined(separator: ", ")), sent before the refusal"
@@ -367,13 +381,21 @@ public final class TimelineClient: Sendable {
     }
 
     /// Settles a recorded conflict; the new edit (if any) is proposed at once, then the replica is pulled.
-    public func resolve(conflict id: Int64, _ resolution: Resolution) async throws {
+    /// Returns the version of that edit (nil when theirs is kept: nothing is sent).
+    @discardableResult
+    public func resolve(conflict id: Int64, _ resolution: Resolution) async throws -> Int64? {
         guard let c = try local.conflicts().first(where: { $0.id == id }) else {
             throw ClientError("NOT_FOUND", "no conflict \(id); see timeline conflicts")
         }
+        if case .set(let field, _) = resolution, field != c.field {
+            throw ClientError(
+                "BAD_FIELD",
+                "conflict #\(id) is about \(c.field), not \(field): settle it with --set \"\(c.field)=…\" (or --ours, --theirs); change \(field) with timeline edit"
+            )
+        }
         if case .theirs = resolution {
             try local.removeConflict(id)
-            return
+            return nil
         }
         let conn = try await connect()
         defer { Task { await conn.close() } }
@@ -405,6 +427,7 @@ public final class TimelineClient: Sendable {
         guard reply.status == .ok else { throw reply.error }
         try local.removeConflict(id)
         try await pull(using: conn)
+        return reply.json?["version"]?.intValue
     }
 
     static func fieldUpdate(event: EventID, base: Int64, field: String, value: JSON) throws -> JSON {

@@ -42,9 +42,10 @@ struct EditCommand: AsyncParsableCommand {
         let eventID = try await client.resolve(id)
         let current = try await client.event(eventID).event
         var set: [String: JSON] = [:]
-        if let title { set["title"] = .string(title) }
-        if let summary { set["summary"] = .string(summary) }
-        if let date { set["date"] = .string(date) }
+        // Only what changes: setting a field to the value it has would only add a version.
+        if let title, title != current.title { set["title"] = .string(title) }
+        if let summary, summary != current.summary { set["summary"] = .string(summary) }
+        if let date, date != current.date.text { set["date"] = .string(date) }
         if !addReferences.isEmpty || !removeReferences.isEmpty {
             let numbers = Set(current.references.map(\.number))
             for n in removeReferences where !numbers.contains(n) {
@@ -63,14 +64,25 @@ struct EditCommand: AsyncParsableCommand {
             }
             set["references"] = .array(refs.map(\.json))
         }
+        // Tags are sent as given: the replica may not know a tag someone else added, which is the one to remove.
+        let adding = addTags
+        let removing = removeTags
+        if set.isEmpty, adding.isEmpty, removing.isEmpty {
+            if global.json {
+                Output.json(["state": "unchanged", "event": .string(eventID.description)])
+            } else {
+                print("nothing to change: the event already has what you gave")
+            }
+            return
+        }
         var proposal: [String: JSON] = [
             "op": "event.update", "event": .string(eventID.description),
             "base": .int(current.revision),
         ]
         if !set.isEmpty { proposal["set"] = .object(set) }
-        if !addTags.isEmpty || !removeTags.isEmpty {
+        if !adding.isEmpty || !removing.isEmpty {
             proposal["tags"] = [
-                "add": .array(addTags.map { .string($0) }), "remove": .array(removeTags.map { .string($0) }),
+                "add": .array(adding.map { .string($0) }), "remove": .array(removing.map { .string($0) }),
             ]
         }
         // Checked here as the server will (fields, limits, the role), so that a refusal comes now, not at a sync.
@@ -89,7 +101,14 @@ struct EditCommand: AsyncParsableCommand {
 enum DateCheck {
     static func placeable(_ text: String, textOnly: Bool) throws {
         guard !text.allSatisfy(\.isWhitespace) else { throw ValidationError("--date must not be empty") }
-        guard EventDate(parsing: text).precision == .unknown, !textOnly else { return }
+        let (date, warnings) = EventDate.parse(text)
+        guard !textOnly else { return }
+        if date.precision != .unknown, let warning = warnings.first {
+            // Placed, but not as written (a range that ends before it starts): the importer's warning, as a refusal.
+            throw ValidationError(
+                "\(warning); write the date as you mean it, or add --date-text-only to keep it as it is parsed")
+        }
+        guard date.precision == .unknown else { return }
         throw ValidationError(
             """
             cannot place "\(text)" on the calendar, so the event would drop out of every date filter; write it as \

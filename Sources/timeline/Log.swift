@@ -25,6 +25,9 @@ struct Log: AsyncParsableCommand {
         {
             throw ValidationError("\(name) takes a day as YYYY-MM-DD")
         }
+        if let since, let until, let from = CivilDay(iso: since), let to = CivilDay(iso: until), to < from {
+            throw ValidationError("--until \(until) is before --since \(since): no event could be in between")
+        }
     }
 
     func run() async throws {

@@ -12,7 +12,8 @@ struct Resolve: AsyncParsableCommand {
               timeline resolve 7TKPA8X --set "title=Yamasakura 2013 adds a cyber exercise"
             """)
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Conflict number, or event ID (short or whole).") var id: String
+    @Argument(help: "The conflict's number (#3 in timeline conflicts), or the ID of an event with one conflict.")
+    var id: String
     @Flag(help: "Keep your value (or re-send your refused edit).") var ours = false
     @Flag(help: "Keep theirs and drop yours.") var theirs = false
     @Option(help: "FIELD=VALUE: a third value.") var set: String?
@@ -47,12 +48,16 @@ struct Resolve: AsyncParsableCommand {
             let parts = set!.split(separator: "=", maxSplits: 1)
             resolution = .set(field: String(parts[0]), value: .string(parts.count > 1 ? String(parts[1]) : ""))
         }
-        try await client.resolve(conflict: conflict.id, resolution)
+        let version = try await client.resolve(conflict: conflict.id, resolution)
         let left = try client.conflicts().count
         if global.json {
-            Output.json(["resolved": .int(conflict.id), "conflicts": .int(Int64(left))])
+            Output.json([
+                "resolved": .int(conflict.id), "conflicts": .int(Int64(left)),
+                "version": version.map { .int($0) } ?? .null,
+            ])
         } else {
-            print("resolved #\(conflict.id)\(left > 0 ? "; \(left) left" : "")")
+            let how = version.map { "sent, version \($0)" } ?? "theirs kept, nothing sent"
+            print("resolved #\(conflict.id) (\(conflict.field)): \(how)\(left > 0 ? "; \(left) left" : "")")
         }
         if left > 0 { throw conflictsRemain }
     }

@@ -11,6 +11,16 @@ struct Retract: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
+        if case .queued(let item, let queued, false, _) = try await client.name(annotation) {
+            // Never sent: nothing to retract on the server; it leaves the outbox.
+            try client.drop(item)
+            if global.json {
+                Output.json(["state": "dropped", "outbox": .int(item), "annotation": .string(queued)])
+            } else {
+                print("annotation \(queued) was never sent: removed it from your outbox (edit \(item))")
+            }
+            return
+        }
         let (id, event) = try await client.resolveAnnotation(annotation)
         let title = try await client.event(event).event.title
         let item = try await client.propose([

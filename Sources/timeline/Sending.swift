@@ -129,6 +129,8 @@ enum Sending {
             ])
         } else if error.code == ClientError.unreachable {
             print("queued \(what): \(error.message); it will be sent by the next timeline sync")
+        } else if error.code == "AUTH_FAILED" || error.code == "AUTH_REVOKED" {
+            print("queued \(what), not sent: \(Output.describe(error))")
         } else {
             print("queued \(what), not sent: \(Output.describe(error)); it will be sent by the next timeline sync")
         }

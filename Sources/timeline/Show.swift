@@ -1,5 +1,6 @@
 import ArgumentParser
 import TimelineClient
+import TimelineCore
 
 struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,7 +15,12 @@ struct Show: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
-        let eventID = try await client.name(id).event
+        let named = try await client.name(id)
+        if case .queued(let item, let queued, true, _) = named {
+            throw ClientError(
+                "NOT_SENT", "event \(queued) is in your outbox (edit \(item)), not sent yet: timeline sync sends it")
+        }
+        guard let eventID = named.event else { throw ClientError("NOT_FOUND", "\(id) names no event") }
         try await Checks.version(at, of: client, option: "--at")
         let view = try await client.event(eventID, asOf: at)
         if global.json {

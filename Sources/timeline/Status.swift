@@ -16,7 +16,8 @@ struct Status: AsyncParsableCommand {
         let refused = try client.outbox().filter { $0.refusal != nil }
         if global.json {
             Output.json([
-                "version": .int(s.version), "pending": .int(Int64(s.pending)), "refused": .int(Int64(s.refused)),
+                "version": .int(s.version), "queued": .int(Int64(s.pending)), "pending": .int(Int64(s.pending)),
+                "refused": .int(Int64(s.refused)),
                 "conflicts": .int(Int64(s.conflicts)), "dataset": .string(s.dataset), "state": .string(state),
                 "server": .string("\(client.config.host):\(client.config.port)"),
                 "user": identity.map { .string($0.user) } ?? .null,

@@ -13,7 +13,8 @@ struct Watch: AsyncParsableCommand {
               timeline watch --json | grep --line-buffered annotation.add
             """)
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Start after this version (default: the replica's head).") var since: Int64?
+    @Option(help: "Also print the edits after this version first (default: only edits from now on).")
+    var since: Int64?
 
     func run() async throws {
         let client = try global.client()
@@ -22,7 +23,14 @@ struct Watch: AsyncParsableCommand {
         let stop = StopSignals([SIGINT, SIGTERM]) { out.finish() }
         defer { withExtendedLifetime(stop) {} }
         var last: Int64
-        if let since { last = since } else { last = try await client.replica.currentVersion() }
+        if let since {
+            last = since
+        } else {
+            // From now on: the server's head as it greets (edits committed since are shown, none before).
+            let connection = try await client.connect()
+            last = connection.serverVersion
+            await connection.close()
+        }
         var titles: [EventID: String] = [:]
         var delay = 1.0
         while true {
@@ -51,8 +59,16 @@ struct Watch: AsyncParsableCommand {
                 else { throw error }
                 // The server went away (or is restarting): back off, then resume after the last edit shown.
                 let reason = error.code == "SHUTDOWN" ? "the server is shutting down" : error.message
-                FileHandle.standardError.write(
-                    Data("timeline watch: \(reason); reconnecting in \(Int(delay)) s (after version \(last))\n".utf8))
+                if global.json {
+                    Output.error(
+                        code: error.code, message: "\(reason); reconnecting",
+                        extra: ["reconnecting_in": .int(Int64(delay)), "after_version": .int(last)])
+                } else {
+                    FileHandle.standardError.write(
+                        Data(
+                            "timeline watch: \(reason); reconnecting in \(Int(delay)) s (after version \(last))\n".utf8)
+                    )
+                }
                 try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
                 delay = min(30, delay * 2)
             }

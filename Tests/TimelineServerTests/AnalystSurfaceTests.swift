@@ -349,6 +349,44 @@ import TimelineCore
         #expect(again.status == 1 && again.err.contains("INVALID_STATE"), "\(again)")
     }
 
+    // MARK: What a second trial found
+
+    @Test func aSecondTrialsFindingsSayWhatHappened() throws {
+        let folder = Folder()
+        var server = try ServerProcess()
+        let ana = try person("ana", role: "editor", on: server, in: folder)
+        let ben = try person("ben", role: "editor", on: server, in: folder)
+        // A conflict on the title is not settled by setting the date.
+        #expect(try ana.run(["edit", "CFEMJD4", "--title", "Ana's title"]).status == 0)
+        let port = server.port
+        let data = server.stopKeepingData()
+        defer { ServerProcess.removeData(data) }
+        #expect(try ben.run(["edit", "CFEMJD4", "--title", "Ben's title"]).out.hasPrefix("queued "))
+        // A note queued offline: its ID, as printed, names it; retracting it takes it out of the outbox.
+        let queued = try ben.run(["annotate", "W9PNEPG", "offline note"])
+        let noteID = String(queued.out.dropFirst("queued annotation ".count).prefix { $0 != " " })
+        #expect(noteID.count == 26, "\(queued.out)")
+        let dropped = try ben.run(["retract", noteID])
+        #expect(
+            dropped.status == 0 && dropped.out.contains("was never sent: removed it from your outbox"), "\(dropped)")
+        server = try ServerProcess(data: data, port: port)
+        #expect(try ben.run(["sync"]).status == 3)
+        let wrongField = try ben.run(["resolve", "1", "--set", "date=May 2014"])
+        #expect(
+            wrongField.status == 1 && wrongField.err.contains("conflict #1 is about title, not date"), "\(wrongField)")
+        let settled = try ben.run(["resolve", "1", "--set", "title=Agreed title"])
+        #expect(settled.status == 0 && settled.out.hasPrefix("resolved #1 (title): sent, version "), "\(settled)")
+        // A range that ends before it starts is refused with the importer's own warning.
+        let backwards = try ana.run(["edit", "ZBYNZC1", "--date", "October 18 to 10, 2012"])
+        #expect(backwards.status == 2 && backwards.err.contains("ends before it starts"), "\(backwards)")
+        // Setting a field to the value it has changes nothing and says so.
+        #expect(try ana.run(["sync"]).status == 0)
+        let same = try ana.run(["edit", "CFEMJD4", "--title", "Agreed title"])
+        #expect(same.out == "nothing to change: the event already has what you gave\n", "\(same)")
+        #expect(try ana.run(["log", "--since", "2014-06-30", "--until", "2014-01-01"]).status == 2)
+        _ = server
+    }
+
     // MARK: 5. One server per data folder
 
     @Test func aSecondWriterOfADataFolderIsRefusedAndReadersSayTheyReadALiveOne() throws {

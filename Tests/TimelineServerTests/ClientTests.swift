@@ -378,7 +378,7 @@ import TimelineTLS
         let (status, _, err) = try run(["batch", file.path])
         #expect(status == 1)
         #expect(err.contains("line 4"), "\(err)")
-        #expect(err.contains("2 edits in 1 earlier batches were applied"), "\(err)")
+        #expect(err.contains("(input lines 1–2 were applied, in 1 batch; so were"), "\(err)")
         #expect(err.contains("so were input lines 5–6, 7–8, 9–10, sent before the refusal)"), "\(err)")
         // What the report says is what the server holds: 8 of the 11 edits.
         #expect(try run(["pull"]).0 == 0)
