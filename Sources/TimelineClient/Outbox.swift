@@ -132,6 +132,8 @@ public final class Outbox: Sendable {
                     );
                     """)
         }
+        SearchIndex.migrate(&migrator)
+        Self.migrateMarks(&migrator)
         try migrator.migrate(queue)
     }
 

@@ -15,6 +15,8 @@ public final class TimelineClient: Sendable {
     let ids: IDIndex
     /// Taken by whatever sends the outbox or writes the replica.
     let lock: HomeLock
+    /// Full-text search over the replica, in the outbox's file.
+    let searchIndex: SearchIndex
 
     /// Opens an initialized home.
     public init(home: ClientHome) throws {
@@ -36,6 +38,7 @@ public final class TimelineClient: Sendable {
         local = try Outbox(path: home.localPath)
         ids = IDIndex(queue: local.queue)
         lock = HomeLock(home: home.path)
+        searchIndex = SearchIndex(queue: local.queue)
     }
 
     /// Sets a home up: connects once to verify the server and the token and to learn the dataset, then saves

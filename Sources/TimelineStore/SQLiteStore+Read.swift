@@ -366,6 +366,19 @@ extension SQLiteStore {
         }
     }
 
+    /// The events that edits after `version` touched (created, changed, annotated), and the log's head they were
+    /// read at: what a client's search index reads again.
+    public func touchedEvents(after version: Int64) async throws -> (events: [EventID], through: Int64) {
+        try await read("list the events edits touched") { db in
+            let events = try String.fetchAll(
+                db, sql: "SELECT DISTINCT event FROM edits WHERE version > ? AND event IS NOT NULL",
+                arguments: [version]
+            ).compactMap(EventID.init)
+            let through = try Int64.fetchOne(db, sql: "SELECT coalesce(max(version), 0) FROM edits") ?? 0
+            return (events, through)
+        }
+    }
+
     public func resolve(prefix: String, limit: Int) async throws -> [EventID] {
         let upper = prefix.uppercased()
         guard !upper.isEmpty, upper.utf8.count <= 26 else { return [] }

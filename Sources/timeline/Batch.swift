@@ -9,7 +9,7 @@ struct Batch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send JSONL edits in atomic batches (for scripts and bulk edits).",
         discussion: """
-            One edit per line, as PROPOSE takes it (Protocol/PROTOCOL.md §6.5). Lines are checked before
+            One edit per line, as PROPOSE takes it (Protocol/PROTOCOL.md §6.5). Lines are checked before \
             anything is sent; each batch of up to the server's limit is all or nothing.
             Example:
               jq -c '{op:"annotation.add",event:.id,text:"reviewed",tags:["q3"]}' < events.jsonl | timeline batch -

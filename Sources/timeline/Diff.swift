@@ -13,6 +13,7 @@ struct Diff: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
+        Pager.start(global)
         let eventID = try await client.resolve(id)
         try await Checks.version(from, of: client, option: "--from")
         try await Checks.version(to, of: client, option: "--to")

@@ -10,6 +10,7 @@ struct History: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
+        Pager.start(global)
         let event = try await client.resolve(id)
         let edits = try await client.replica.history(of: event)
         if global.json {

@@ -7,7 +7,7 @@ struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Set up this home for a server, verify it, and pull the timeline.",
         discussion: """
-            The server is trusted by its pinned certificate fingerprint (printed by timelined on start) or by a CA
+            The server is trusted by its pinned certificate fingerprint (printed by timelined on start) or by a CA \
             file; there is no "accept anything".
 
             The token is read from --token-file, else from TIMELINE_TOKEN; --token works too, but leaves the token \
@@ -60,6 +60,8 @@ struct Init: AsyncParsableCommand {
             fingerprint: fingerprint.flatMap(Fingerprint.init(hex:)), caFile: ca)
         let client = try await TimelineClient.initialize(home: global.clientHome, config: config)
         let report = try await client.pull(progress: Output.progress)
+        // timeline changes lists what changed after this.
+        if try client.mark() == nil { try client.setMark(report.version) }
         if global.json {
             Output.json([
                 "home": .string(client.home.path), "dataset": .string(client.replica.dataset),

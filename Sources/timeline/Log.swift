@@ -32,6 +32,7 @@ struct Log: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
+        Pager.start(global)
         let views = try await client.replica.events(
             matching: EventFilter(
                 from: since.flatMap(CivilDay.init(iso:)), until: until.flatMap(CivilDay.init(iso:)), tag: tag,

@@ -98,10 +98,16 @@ enum Output {
     }
 
     /// One line per event: short ID, date as written, title (to the terminal's width), tags, notes.
-    static func eventLines(_ views: [EventView], short: [String: String]) {
+    static func eventLines(_ views: [EventView], short: [String: String], below: [String]? = nil) {
         let idWidth = views.map { short[$0.event.id.description]?.count ?? 26 }.max() ?? ShortID.minimum
         let dateWidth = min(28, views.map(\.event.date.text.count).max() ?? 10)
-        for v in views {
+        for (index, v) in views.enumerated() {
+            defer {
+                if let below, index < below.count, !below[index].isEmpty {
+                    print(
+                        String(repeating: " ", count: idWidth + 2) + clip(below[index], width.map { $0 - idWidth - 2 }))
+                }
+            }
             let notes = v.annotations.filter { !$0.retracted }.count
             let tags = v.event.tags.isEmpty ? "" : " " + v.event.tags.map { "#" + $0 }.joined(separator: " ")
             let badge = notes > 0 ? " [\(notes) note\(notes == 1 ? "" : "s")]" : ""

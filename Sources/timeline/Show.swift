@@ -15,6 +15,7 @@ struct Show: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
+        Pager.start(global)
         let named = try await client.name(id)
         if case .queued(let item, let queued, true, _) = named {
             throw ClientError(

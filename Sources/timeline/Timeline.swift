@@ -23,7 +23,8 @@ struct Timeline: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Init.self, Pull.self, Push.self, Sync.self, Status.self, Log.self, Show.self, History.self, Diff.self,
+            Init.self, Pull.self, Push.self, Sync.self, Status.self, Log.self, Search.self, Show.self, History.self,
+            Diff.self, Blame.self, Changes.self, Verify.self,
             Annotate.self, Add.self, EditCommand.self, Delete.self, Retract.self, Conflicts.self, Resolve.self,
             OutboxCommand.self,
             Batch.self, Import.self, Export.self, Watch.self,
@@ -79,6 +80,9 @@ struct GlobalOptions: ParsableArguments {
 
     @Flag(help: "One JSON object per line.")
     var json = false
+
+    @Flag(help: "Do not send long output through a pager ($TIMELINE_PAGER, $PAGER or less).")
+    var noPager = false
 
     var clientHome: ClientHome {
         ClientHome(path: (home.map { ($0 as NSString).expandingTildeInPath }) ?? ClientHome.defaultPath)

@@ -8,7 +8,7 @@ struct Import: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load a document into the store offline, all or nothing.",
         discussion: """
-            seed-text: the bullet-and-reference timeline style of the sample; jsonl: one edit per line, as
+            seed-text: the bullet-and-reference timeline style of the sample; jsonl: one edit per line, as \
             `timelined export` writes (authors and times in the file are kept).
 
             Example:

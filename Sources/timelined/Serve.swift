@@ -12,8 +12,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the timeline over TLS.",
         discussion: """
-            On first start on an empty folder: creates the store, a self-signed certificate (tls/server.crt,
-            tls/server.key) unless --cert/--key are given, an admin token (admin.token, also printed once), and
+            On first start on an empty folder: creates the store, a self-signed certificate (tls/server.crt, \
+            tls/server.key) unless --cert/--key are given, an admin token (admin.token, also printed once), and \
             loads the bundled sample timeline unless --empty. SIGTERM or SIGINT shut down gracefully.
 
             Examples:

@@ -10,7 +10,7 @@ struct Timelined: AsyncParsableCommand {
         commandName: "timelined",
         abstract: "The Timeline server: the authoritative annotated timeline over TLS.",
         discussion: """
-            Start a server on a new data folder (it creates the store, a self-signed certificate and an admin
+            Start a server on a new data folder (it creates the store, a self-signed certificate and an admin \
             token, and loads the sample timeline):
 
               timelined serve --data /var/lib/timeline --listen 127.0.0.1:7447

@@ -13,7 +13,7 @@ struct TokenCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a token and print it alone on standard output.",
             discussion: """
-                Roles: reader, annotator, editor, replicator, admin. The name becomes the author of the edits
+                Roles: reader, annotator, editor, replicator, admin. The name becomes the author of the edits \
                 made with the token. A running server picks the token up at once.
 
                 Example:

@@ -387,6 +387,43 @@ import TimelineCore
         _ = server
     }
 
+    // MARK: Search, trust, and what changed
+
+    @Test func searchRanksWhatMatchesVerifyVouchesForTheReplicaAndChangesSinceTheLastLook() async throws {
+        let folder = Folder()
+        let server = try ServerProcess()
+        let ana = try person("ana", role: "annotator", on: server, in: folder)
+        let ed = try person("ed", role: "editor", on: server, in: folder)
+        // Ranked full-text over events and annotations, prefixes and accents forgiven.
+        let found = try ana.run(["search", "cyber", "dialog", "--no-pager"])
+        #expect(found.status == 0 && found.out.hasPrefix("94EPPCE  May 9 to 10, 2013"), "\(found.out)")
+        #expect(found.out.contains("«Cyber» «Dialogue»"))
+        #expect(try ana.run(["annotate", "N7HD93N", "Résumé of the cloud working group"]).status == 0)
+        let viaNote = try ana.run(["search", "resume", "cloud", "--json"])
+        let hit = try JSON(parsing: String(viaNote.out.split(separator: "\n").first ?? ""))
+        #expect(hit["id"] == "019ECZQW00N7HD93NAK1T0R06Q" && hit["matched_annotations"]?.arrayValue?.count == 1)
+        #expect(try ana.run(["search", "nothing-like-this"]).out == "no event matches nothing-like-this\n")
+        // What changed since Ana last looked: Ed's title; the mark then moves.
+        #expect(try ana.run(["changes"]).out.contains("1 new note by ana"))
+        #expect(try ana.run(["changes"]).out.hasPrefix("nothing changed after version 30"))
+        #expect(try ed.run(["edit", "ZBYNZC1", "--title", "Fourth Director-General meeting"]).status == 0)
+        #expect(try ana.run(["pull"]).status == 0)
+        let changed = try ana.run(["changes"])
+        #expect(changed.out.contains("ZBYNZC1  Fourth Director-General meeting  title by ed"), "\(changed.out)")
+        // Who set each field, and when.
+        let blame = try ana.run(["blame", "ZBYNZC1", "--json"]).out.split(separator: "\n").map {
+            try JSON(parsing: String($0))
+        }
+        #expect(blame.first { $0["field"] == "title" }?["author"] == "ed")
+        #expect(blame.first { $0["field"] == "date" }?["author"] == "sample")
+        // verify: the replica on its own, then against the server's edit at its head.
+        let verified = try ana.json(["verify"])
+        #expect(verified["ok"] == true && verified["server_agrees"] == true && verified["version"] == 31)
+        let serverState = try JSON(parsing: try server.tool(["verify", "--json"]).1)["state"]
+        #expect(verified["state"] == serverState)
+        #expect(try ana.json(["status"])["state"] == serverState)
+    }
+
     // MARK: 5. One server per data folder
 
     @Test func aSecondWriterOfADataFolderIsRefusedAndReadersSayTheyReadALiveOne() throws {
