@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "TimelineWire", targets: ["TimelineWire"]),
         .library(name: "TimelineTLS", targets: ["TimelineTLS"]),
         .library(name: "TimelineServer", targets: ["TimelineServer"]),
+        .library(name: "TimelineLink", targets: ["TimelineLink"]),
         .library(name: "TimelineClient", targets: ["TimelineClient"]),
         .executable(name: "timelined", targets: ["timelined"]),
         .executable(name: "timeline", targets: ["timeline"]),
@@ -61,17 +62,29 @@ let package = Package(
         .target(
             name: "TimelineServer",
             dependencies: [
-                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS", "TimelineClient",
+                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS", "TimelineLink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A connection to a timelined and the outbox of edits waiting to reach it: what an office replica and the
+        // analyst's client share (the server does not depend on the client).
+        .target(
+            name: "TimelineLink",
+            dependencies: [
+                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // The analyst's library: the replica, short IDs, search, conflicts, on top of the link.
         .target(
             name: "TimelineClient",
             dependencies: [
-                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS",
+                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS", "TimelineLink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -80,14 +93,14 @@ let package = Package(
         .executableTarget(
             name: "timeline",
             dependencies: [
-                "TimelineClient", "TimelineCore", "TimelineStore",
+                "TimelineClient", "TimelineLink", "TimelineCore", "TimelineStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "timelined",
             dependencies: [
-                "TimelineServer", "TimelineStore", "TimelineCore",
+                "TimelineServer", "TimelineLink", "TimelineStore", "TimelineCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -95,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "timeline-bench",
             dependencies: [
-                "TimelineCore", "TimelineStore", "TimelineClient", "TimelineTLS", "TimelineWire",
+                "TimelineCore", "TimelineStore", "TimelineClient", "TimelineLink", "TimelineTLS", "TimelineWire",
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -125,7 +138,8 @@ let package = Package(
         .testTarget(
             name: "TimelineServerTests",
             dependencies: [
-                "TimelineServer", "TimelineClient", "TimelineTLS", "TimelineWire", "TimelineCore", "TimelineStore",
+                "TimelineServer", "TimelineClient", "TimelineLink", "TimelineTLS", "TimelineWire", "TimelineCore",
+                "TimelineStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

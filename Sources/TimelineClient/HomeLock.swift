@@ -1,5 +1,6 @@
 import Foundation
 import TimelineCore
+import TimelineLink
 import TimelineStore
 
 /// One lock per client home (`HOME/lock`), taken by whatever sends the outbox or writes the replica: commands

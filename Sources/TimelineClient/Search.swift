@@ -1,5 +1,6 @@
 import GRDB
 import TimelineCore
+import TimelineLink
 import TimelineStore
 
 /// Ranked full-text search over the replica: SQLite's FTS5 (through GRDB), in the home's `client.sqlite`, one row

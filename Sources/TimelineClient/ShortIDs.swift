@@ -1,5 +1,6 @@
 import GRDB
 import TimelineCore
+import TimelineLink
 import TimelineStore
 
 /// What an ID typed by a person names in the replica.

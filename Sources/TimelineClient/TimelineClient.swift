@@ -1,5 +1,6 @@
 import Foundation
 import TimelineCore
+import TimelineLink
 import TimelineStore
 import TimelineTLS
 
@@ -36,6 +37,7 @@ public final class TimelineClient: Sendable {
             throw ClientError(ClientError.wrongDataset, e.message)
         }
         local = try Outbox(path: home.localPath)
+        try ClientTables.migrate(local.queue)
         ids = IDIndex(queue: local.queue)
         lock = HomeLock(home: home.path)
         searchIndex = SearchIndex(queue: local.queue)

@@ -1,5 +1,6 @@
 import GRDB
 import TimelineCore
+import TimelineLink
 import TimelineStore
 
 extension TimelineClient {
@@ -103,16 +104,5 @@ extension TimelineClient {
             if !edits.isEmpty { out.append((view, edits)) }
         }
         return out.sorted { ($0.1.last?.version ?? 0) > ($1.1.last?.version ?? 0) }
-    }
-}
-
-extension Outbox {
-    static func migrateMarks(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v5-marks") { db in
-            try db.execute(
-                sql:
-                    "CREATE TABLE marks (name TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL CHECK (version >= 0))"
-            )
-        }
     }
 }

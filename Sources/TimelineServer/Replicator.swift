@@ -3,8 +3,8 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
-import TimelineClient
 import TimelineCore
+import TimelineLink
 import TimelineStore
 
 /// An office replica's link to its upstream server: follows the upstream log (PULL to catch up, then WATCH),

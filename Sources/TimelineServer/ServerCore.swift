@@ -2,8 +2,8 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
-import TimelineClient
 import TimelineCore
+import TimelineLink
 import TimelineStore
 import TimelineWire
 

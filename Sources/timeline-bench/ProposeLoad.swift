@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import TimelineClient
+import TimelineLink
 import TimelineTLS
 import TimelineWire
 

@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import TimelineClient
 import TimelineCore
+import TimelineLink
 import TimelineTLS
 
 /// Whole-process figures on a large log: real `timelined` processes on loopback over TLS.

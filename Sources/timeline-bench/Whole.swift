@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import Synchronization
 import TimelineClient
 import TimelineCore
+import TimelineLink
 import TimelineTLS
 
 /// Whole-process figures against real `timelined` processes over TLS on loopback, each next to the tool a user

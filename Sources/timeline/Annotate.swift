@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TimelineClient
 import TimelineCore
+import TimelineLink
 
 struct Annotate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

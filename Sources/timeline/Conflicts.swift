@@ -1,6 +1,7 @@
 import ArgumentParser
 import TimelineClient
 import TimelineCore
+import TimelineLink
 
 struct Conflicts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TimelineClient
 import TimelineCore
+import TimelineLink
 import TimelineStore
 
 struct Import: AsyncParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TimelineClient
+import TimelineLink
 import TimelineTLS
 
 struct Init: AsyncParsableCommand {

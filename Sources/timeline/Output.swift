@@ -1,6 +1,7 @@
 import Foundation
 import TimelineClient
 import TimelineCore
+import TimelineLink
 
 enum Output {
     static let isTTY = isatty(STDOUT_FILENO) == 1

@@ -1,5 +1,6 @@
 import ArgumentParser
 import TimelineClient
+import TimelineLink
 
 struct Pull: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

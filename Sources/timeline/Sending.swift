@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TimelineClient
 import TimelineCore
+import TimelineLink
 
 /// After a local edit is queued: sends the outbox at once and says exactly what became of that edit. Sent,
 /// merged with conflicts, refused by the server, or still queued because the server cannot be reached: each is

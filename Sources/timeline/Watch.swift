@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import TimelineClient
 import TimelineCore
+import TimelineLink
 
 struct Watch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,7 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import NIOCore
-import TimelineClient
+import TimelineLink
 import TimelineServer
 import TimelineStore
 import TimelineTLS

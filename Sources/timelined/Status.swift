@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import TimelineClient
 import TimelineCore
+import TimelineLink
 import TimelineServer
 import TimelineStore
 

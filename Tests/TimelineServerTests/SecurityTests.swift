@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TimelineClient
 import TimelineCore
+import TimelineLink
 import TimelineTLS
 
 /// Who may do what, hostile input, and the TLS surface: a real `timelined` over real TLS, outside tools

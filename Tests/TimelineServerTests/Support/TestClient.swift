@@ -1,5 +1,6 @@
 import NIOCore
 import TimelineClient
+import TimelineLink
 import TimelineTLS
 import TimelineWire
 

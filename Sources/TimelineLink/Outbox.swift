@@ -74,7 +74,8 @@ public struct Identity: Sendable, Equatable {
 /// The outbox and the conflicts, in one SQLite file (`client.sqlite` of a client home, `outbox.sqlite` of an
 /// office replica). Every local edit is stored here before it is sent.
 public final class Outbox: Sendable {
-    let queue: DatabaseQueue
+    /// The file's one connection; the analyst's client keeps tables of its own in it (short IDs, search, marks).
+    package let queue: DatabaseQueue
 
     public init(path: String) throws {
         var config = Configuration()
@@ -112,7 +113,6 @@ public final class Outbox: Sendable {
                     );
                     """)
         }
-        IDIndex.migrate(&migrator)
         // Refusals (FORBIDDEN, BAD_FIELD, INVALID_STATE, …) had been recorded as conflicts, which they are not:
         // nothing merged, and "keep ours" only repeats the refusal. They stay in the outbox, marked, unsent.
         migrator.registerMigration("v3-refused-edits-stay-in-the-outbox") { db in
@@ -132,8 +132,6 @@ public final class Outbox: Sendable {
                     );
                     """)
         }
-        SearchIndex.migrate(&migrator)
-        Self.migrateMarks(&migrator)
         try migrator.migrate(queue)
     }
 
@@ -266,7 +264,7 @@ public final class Outbox: Sendable {
         }
     }
 
-    func recordIdentity(user: String, role: Role) throws {
+    package func recordIdentity(user: String, role: Role) throws {
         try queue.write { db in
             try db.execute(sql: "DELETE FROM identity")
             try db.execute(
