@@ -1,11 +1,7 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-import class Foundation.ProcessInfo
-
-// The micro-benchmarks' package (and the build-tool plugin it brings) are left out of the sanitizer and fuzzing
-// builds, which set this: they would only compile and link the benchmark tool again under their flags.
-let withBenchmarks = ProcessInfo.processInfo.environment["TIMELINE_WITHOUT_BENCHMARKS"] == nil
+// The micro-benchmarks are a package of their own, beside this one: Benchmarks/Package.swift.
 
 let package = Package(
     name: "Timeline",
@@ -26,10 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-    ]
-        + (withBenchmarks
-            ? [.package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"])]
-            : []),
+    ],
     targets: [
         // The system's OpenSSL (Debian libssl-dev): security updates reach us without a rebuild.
         .systemLibrary(
@@ -147,17 +140,6 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-    ]
-        + (withBenchmarks
-            ? [
-                // In-process micro-benchmarks (package-benchmark): `swift package benchmark`, or Scripts/bench.sh.
-                .executableTarget(
-                    name: "TimelineBenchmarks",
-                    dependencies: ["TimelineCore", "TimelineStore", .product(name: "Benchmark", package: "benchmark")],
-                    path: "Benchmarks/TimelineBenchmarks",
-                    plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-                )
-            ]
-            : []),
+    ],
     swiftLanguageModes: [.v6]
 )

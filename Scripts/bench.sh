@@ -45,8 +45,8 @@ echo
 echo "micro-benchmarks (package-benchmark, in-process; medians per operation, each next to its reference):"
 # The plugin builds the suite in release mode; TIMELINE_BENCH_QUICK shortens every benchmark.
 mkdir -p "$work/micro"
-${quick:+env TIMELINE_BENCH_QUICK=1} swift package benchmark --no-progress --quiet \
-    --format histogramPercentiles --path "$work/micro" >&2
+(cd Benchmarks && ${quick:+env TIMELINE_BENCH_QUICK=1} swift package benchmark --no-progress --quiet \
+    --format histogramPercentiles --path "$work/micro" >&2)
 python3 Scripts/lib/microbench.py "$work/micro" ${json:+--json "$work/micro.json"}
 if [ -n "$json" ]; then
     python3 -c 'import json,sys; print(json.dumps(sum((json.load(open(f)) for f in sys.argv[1:]), []), indent=1))' \

@@ -22,8 +22,6 @@ while (($#)); do
 done
 
 scratch=.build-fuzz
-# Package.swift leaves the micro-benchmarks out: this build would only link their tool again under its flags.
-export TIMELINE_WITHOUT_BENCHMARKS=1
 swift build -c release --product timeline-fuzz --scratch-path "$scratch" \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DFUZZING >&2
 fuzzer="$(swift build -c release --scratch-path "$scratch" --show-bin-path)/timeline-fuzz"

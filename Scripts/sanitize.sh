@@ -14,8 +14,6 @@ case "$sanitizer" in
     *) echo "usage: Scripts/sanitize.sh [thread|address] [swift test options]" >&2; exit 2 ;;
 esac
 scratch=.build-$sanitizer
-# Package.swift leaves the micro-benchmarks out: this build would only link their tool again under its flags.
-export TIMELINE_WITHOUT_BENCHMARKS=1
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
 export ASAN_OPTIONS="halt_on_error=1 detect_leaks=0 ${ASAN_OPTIONS:-}"
 swift build --build-tests --sanitize="$sanitizer" --scratch-path "$scratch" >&2
