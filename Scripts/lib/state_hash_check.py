@@ -273,8 +273,15 @@ class Gen:
             return None if depth else "null"
         if kind == 6:
             return [self.json_value(depth + 1) for _ in range(r.randint(0, 4))] + ([None] if r.random() < .2 else [])
-        return {r.choice(self.keys + ["z", "Z", "aa", "a\u0000"]): self.json_value(depth + 1)
-                for _ in range(r.randint(0, 4))}
+        # §6.5: two keys of one object that Unicode deems equivalent are refused as duplicates; keep one of each.
+        out, seen = {}, set()
+        for _ in range(r.randint(0, 4)):
+            key = r.choice(self.keys + ["z", "Z", "aa", "a\u0000"])
+            if unicodedata.normalize("NFC", key) in seen:
+                continue
+            seen.add(unicodedata.normalize("NFC", key))
+            out[key] = self.json_value(depth + 1)
+        return out
 
 
 def encode(obj, rng):

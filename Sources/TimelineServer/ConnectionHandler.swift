@@ -123,7 +123,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         peer = context.channel.remoteAddress?.ipAddress ?? "unknown"
         logger[metadataKey: "peer"] = "\(peer)"
         let count = core.connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
-        core.channels.withLockedValue { $0[ObjectIdentifier(context.channel)] = context.channel }
+        core.opened(context.channel)
         if count > core.limits.maxConnections {
             logger.warning("connection refused: too many connections", metadata: ["connections": "\(count)"])
             send(
@@ -170,7 +170,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         watch = nil
         if counted {
             core.connectionCount.wrappingSubtract(1, ordering: .relaxed)
-            core.channels.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(context.channel)) }
+            core.closed(context.channel)
         }
         logger.debug("connection closed")
         context.fireChannelInactive()

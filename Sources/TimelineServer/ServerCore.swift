@@ -18,7 +18,41 @@ final class ServerCore: Sendable {
     let broadcaster = Broadcaster()
     let connectionCount = Atomic<Int>(0)
     let shuttingDown = Atomic<Bool>(false)
-    let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    /// The open connections, and who waits for the last of them to close (a graceful shutdown).
+    let connections = NIOLockedValueBox<Connections>(Connections())
+
+    struct Connections {
+        var open: [ObjectIdentifier: any Channel] = [:]
+        var drained: [CheckedContinuation<Void, Never>] = []
+    }
+
+    func opened(_ channel: any Channel) {
+        connections.withLockedValue { $0.open[ObjectIdentifier(channel)] = channel }
+    }
+
+    func closed(_ channel: any Channel) {
+        let waiters = connections.withLockedValue { c -> [CheckedContinuation<Void, Never>] in
+            c.open.removeValue(forKey: ObjectIdentifier(channel))
+            guard c.open.isEmpty else { return [] }
+            defer { c.drained = [] }
+            return c.drained
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    var openChannels: [any Channel] { connections.withLockedValue { Array($0.open.values) } }
+
+    /// Returns once no connection is open.
+    func drained() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let now = connections.withLockedValue { c -> Bool in
+                if c.open.isEmpty { return true }
+                c.drained.append(done)
+                return false
+            }
+            if now { done.resume() }
+        }
+    }
     /// Failed AUTH attempts per peer address, to slow down guessing.
     let authFailures = NIOLockedValueBox<[String: (count: Int, last: NIODeadline)]>([:])
     /// Set on an office replica: reads are local, edits go upstream.

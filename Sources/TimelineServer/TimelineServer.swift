@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import TimelineCore
 import TimelineStore
 import TimelineTLS
@@ -76,14 +77,26 @@ public final class TimelineServer: Sendable {
         }
         try? await listening?.close()
         await core.replicator?.stop()
-        let open = core.channels.withLockedValue { Array($0.values) }
-        for channel in open { channel.pipeline.fireUserInboundEventTriggered(ShutdownRequested()) }
-        let deadline = NIODeadline.now() + grace
-        while core.connectionCount.load(ordering: .relaxed) > 0, NIODeadline.now() < deadline {
-            try? await Task.sleep(nanoseconds: 20_000_000)
+        for channel in core.openChannels { channel.pipeline.fireUserInboundEventTriggered(ShutdownRequested()) }
+        // Each connection closes once its running requests are answered; those that do not within the grace are
+        // closed then. Either way the last one to close ends the wait.
+        let core = self.core
+        let forced = group.next().scheduleTask(in: grace) {
+            for channel in core.openChannels { channel.close(promise: nil) }
         }
-        for channel in core.channels.withLockedValue({ Array($0.values) }) { try? await channel.close() }
+        await core.drained()
+        forced.cancel()
         try? await group.shutdownGracefully()
         core.logger.info("stopped")
+    }
+}
+
+extension TimelineServer: Service {
+    /// Serves until the service group shuts down gracefully (a signal), then shuts down as `shutdown` does.
+    /// Starts the server unless `start` was called already (to learn the address first).
+    public func run() async throws {
+        if serverChannel.withLockedValue({ $0 == nil }) { _ = try await start() }
+        try? await gracefulShutdown()
+        await shutdown()
     }
 }

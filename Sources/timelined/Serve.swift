@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import NIOCore
+import ServiceLifecycle
 import TimelineLink
 import TimelineServer
 import TimelineStore
@@ -198,10 +199,13 @@ struct Serve: AsyncParsableCommand {
             print("certificate SHA-256 fingerprint \(fingerprint.hex)")
             print("listening on \(address.ipAddress ?? host):\(address.port ?? port)")
             fflush(nil)
-            await waitForSignal()
-            print("shutting down")
-            fflush(nil)
-            await server.shutdown()
+            // SIGTERM or SIGINT shut the server down gracefully (swift-service-lifecycle); it then exits 0.
+            signal(SIGPIPE, SIG_IGN)
+            let services = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "timelined")))
+            try await services.run()
         } catch {
             fail(describe(error))
         }
@@ -223,44 +227,5 @@ struct Serve: AsyncParsableCommand {
                 "open-file limit \(limit.rlim_cur) is below --max-connections \(connections) plus 64; connections past it will fail (raise ulimit -n)"
             )
         }
-    }
-
-    /// Waits for SIGTERM or SIGINT.
-    func waitForSignal() async {
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        signal(SIGPIPE, SIG_IGN)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let queue = DispatchQueue(label: "timelined.signals")
-            let once = OnceFlag()
-            var sources: [DispatchSourceSignal] = []
-            for sig in [SIGTERM, SIGINT] {
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-                source.setEventHandler {
-                    if once.set() { continuation.resume() }
-                }
-                source.resume()
-                sources.append(source)
-            }
-            SignalSources.keep(sources)
-        }
-    }
-}
-
-/// Keeps the signal sources alive for the life of the process.
-enum SignalSources {
-    nonisolated(unsafe) static var kept: [DispatchSourceSignal] = []
-    static func keep(_ sources: [DispatchSourceSignal]) { kept = sources }
-}
-
-final class OnceFlag: @unchecked Sendable {
-    private var done = false
-    private let lock = NSLock()
-    func set() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if done { return false }
-        done = true
-        return true
     }
 }

@@ -141,34 +141,46 @@ import TimelineTLS
         #expect(sqlitePageSize(of: cliHome + "/replica.sqlite") == 16_384)
         #expect(sqlitePageSize(of: server.data.appendingPathComponent("timeline.sqlite").path) == 4_096)
         // init pulled everything; start over from a replica that is behind by making a second server-side burst.
-        // Three pages of the client's PULL (5,000 edits each), so that a kill can land between two of them.
-        let more = (0..<15_000).map { #"{"op":"annotation.add","event":"\#(eventID)","text":"more \#($0)"}"# }
-        _ = try await writer.sendBatches(more, lineNumbers: Array(1...15_000))
-        let pull = Process()
-        pull.executableURL = timeline
-        pull.arguments = ["pull", "--home", cliHome]
-        pull.standardOutput = Pipe()
-        pull.standardError = Pipe()
-        try pull.run()
-        var killedAt: Int64 = -1
+        // Three pages of the client's PULL (5,000 edits each), so that a kill can land between two of them. A pull
+        // that finished before the poll saw a page (a loaded machine delays the poll, not the pull) gets another
+        // burst and another try: the kill must land mid-pull for the test to say anything.
         let replica = ClientHome(path: cliHome)
-        // Up to a minute for the first page to be stored (a debug build on a loaded machine is slow).
-        for _ in 0..<12_000 {
-            try await Task.sleep(nanoseconds: 5_000_000)
-            let version = (try? await TimelineClient(home: replica).replica.currentVersion()) ?? 0
-            if version > 6_029 {
-                kill(pull.processIdentifier, SIGKILL)
-                killedAt = version
-                break
+        // One connection to the replica's file, asked for the log's head as stored.
+        let watcher = try TimelineClient(home: replica).replica
+        var killedAt: Int64 = -1
+        var start: Int64 = 6_029
+        var target: Int64 = start
+        for burst in 0..<5 where killedAt < 0 {
+            let more = (0..<15_000).map {
+                #"{"op":"annotation.add","event":"\#(eventID)","text":"more \#(burst) \#($0)"}"#
             }
+            _ = try await writer.sendBatches(more, lineNumbers: Array(1...15_000))
+            start = target
+            target += 15_000
+            let pull = Process()
+            pull.executableURL = timeline
+            pull.arguments = ["pull", "--home", cliHome]
+            pull.standardOutput = Pipe()
+            pull.standardError = Pipe()
+            try pull.run()
+            // Up to a minute for the first page to be stored (a debug build on a loaded machine is slow).
+            for _ in 0..<60_000 where pull.isRunning {
+                try await Task.sleep(nanoseconds: 1_000_000)
+                let version = (try? await watcher.touchedEvents(after: .max).through) ?? 0
+                if version > start, version < target {
+                    kill(pull.processIdentifier, SIGKILL)
+                    killedAt = version
+                    break
+                }
+            }
+            pull.waitUntilExit()
         }
-        pull.waitUntilExit()
         let resumed = try TimelineClient(home: replica)
         let mid = try await resumed.replica.currentVersion()
         #expect(killedAt == -1 || mid >= killedAt)
         try await resumed.pull()
-        #expect(try await resumed.replica.currentVersion() == 21_029)
-        #expect(killedAt > 6_029 && killedAt < 21_029, "killed mid-pull (at \(killedAt))")
+        #expect(try await resumed.replica.currentVersion() == target)
+        #expect(killedAt > start && killedAt < target, "killed mid-pull (at \(killedAt), pulling \(start)–\(target))")
         #expect(try await resumed.replica.verify().ok)
         let serverState = try JSON(parsing: try server.tool(["verify", "--json"]).1)["state"]?.stringValue
         #expect(try await resumed.replica.stateHash().hex == serverState)
