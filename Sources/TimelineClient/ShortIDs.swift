@@ -136,6 +136,7 @@ final class IDIndex: Sendable {
 extension TimelineClient {
     /// What `text` (a short form, a whole ID, or the start of one; any case) names in the replica.
     public func name(_ text: String) async throws -> NamedObject {
+        guard !text.allSatisfy(\.isWhitespace) else { throw ClientError("USAGE", "give an event's or annotation's ID") }
         guard let normalized = ShortID.normalize(text) else {
             throw ClientError("NOT_FOUND", "\(text.debugDescription) is not an ID (IDs use the digits 0-9 and A-Z)")
         }

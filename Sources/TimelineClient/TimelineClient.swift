@@ -415,7 +415,9 @@ public final class TimelineClient: Sendable {
             if c.field == "deleted" {
                 guard c.ours == true else {
                     throw ClientError(
-                        "INVALID_STATE", "the event was deleted and cannot be restored; resolve with --theirs")
+                        "INVALID_STATE",
+                        "the event was deleted by \(c.theirAuthor) in version \(c.theirVersion) and cannot be restored, so your edit cannot apply; settle it with --theirs"
+                    )
                 }
                 proposal = ["op": "event.delete", "event": .string(event.description), "base": .int(base)]
             } else {

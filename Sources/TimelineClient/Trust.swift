@@ -13,6 +13,8 @@ extension TimelineClient {
         public var serverHash: Digest?
         /// Why the server could not be asked, if it could not.
         public var unreachable: String?
+        /// Whether that was only because it could not be reached (offline); a refused token, say, is not.
+        public var offline = false
 
         /// The replica's log is a prefix of the server's: the same edits up to the replica's head.
         public var agrees: Bool? {
@@ -40,6 +42,7 @@ extension TimelineClient {
             }
         } catch let error as ClientError {
             report.unreachable = "\(error.code): \(error.message)"
+            report.offline = error.code == ClientError.unreachable
         }
         return report
     }

@@ -436,6 +436,19 @@ public enum EditCodec {
             }
             change = .setMeta(set)
         }
+        // A reference is cited by its number: two with one number in one list could not be told apart.
+        if fresh {
+            let references: [Reference]? =
+                switch change {
+                case .createEvent(let f): f.references
+                case .updateEvent(let p): p.references
+                default: nil
+                }
+            if let references, Set(references.map(\.number)).count != references.count {
+                let dup = Dictionary(grouping: references, by: \.number).first { $0.value.count > 1 }!.key
+                throw TimelineError(.badField, "field \"references\" holds two references numbered \(dup)")
+            }
+        }
         // Edits coming from a log carry these; proposals may not set them (the server assigns them).
         for key in ["version", "revision", "hash"] { r.consume(key) }
         if !allowAuthorFields { r.consume("author"); r.consume("time") }

@@ -20,6 +20,9 @@ public enum DocumentImport {
         public var adopted = 0
         /// Events a previous version of the document had that this one does not: kept in the timeline.
         public var gone: [EventID] = []
+        /// Fields the document changed that someone had also changed in the timeline since the last import: the
+        /// timeline's value is kept (a person decided it), by event.
+        public var kept: [(event: EventID, fields: [String])] = []
         /// The metadata key the document is kept under.
         public var key: String
     }
@@ -86,11 +89,25 @@ public enum DocumentImport {
             // that is already there.
             guard let old = recorded?["fields"]?.arrayValue?.compactMap(\.stringValue), old.count == prints.count
             else { continue }
+            // A field the document changed is updated only if the timeline still has what the document had said:
+            // a value someone set since is theirs, and stays.
+            let now = fingerprints(
+                EventFields(date: event.date, title: event.title, summary: event.summary, references: event.references))
             var patch = EventPatch()
-            if old[0] != prints[0] { patch.title = f.title }
-            if old[1] != prints[1] { patch.summary = f.summary }
-            if old[2] != prints[2] { patch.date = f.date }
-            if old[3] != prints[3] { patch.references = f.references }
+            var keptFields: [String] = []
+            for (i, name) in ["title", "summary", "date", "references"].enumerated() where old[i] != prints[i] {
+                guard now[i] == old[i] else {
+                    keptFields.append(name)
+                    continue
+                }
+                switch i {
+                case 0: patch.title = f.title
+                case 1: patch.summary = f.summary
+                case 2: patch.date = f.date
+                default: patch.references = f.references
+                }
+            }
+            if !keptFields.isEmpty { plan.kept.append((id, keptFields)) }
             guard !patch.isEmpty, !event.deleted else { continue }
             plan.proposals.append(
                 Proposal(event: id, change: .updateEvent(patch), base: event.revision, author: author, time: time))

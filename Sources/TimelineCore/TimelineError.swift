@@ -36,6 +36,8 @@ public struct TimelineError: Error, Sendable, Hashable, CustomStringConvertible 
         public static let badVersion = Code(rawValue: "BAD_VERSION")
         /// A store created for a different dataset.
         public static let wrongDataset = Code(rawValue: "WRONG_DATASET")
+        /// A data folder another process writes (a second `serve` or `import`).
+        public static let inUse = Code(rawValue: "IN_USE")
     }
 
     public var code: Code

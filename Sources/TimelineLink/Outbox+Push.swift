@@ -98,8 +98,10 @@ extension Outbox {
                         theirVersion: c["their_version"]?.intValue ?? 0,
                         code: "CONFLICT", message: reply.message, proposal: proposal)
                 }
-                // What did not clash is proposed again on the current revision.
-                guard op == "event.update", case .object(var o) = proposal, var set = o["set"]?.objectValue else {
+                // What did not clash is proposed again on the current revision; nothing merges into a deleted event.
+                let deleted = clashes.contains { $0["field"]?.stringValue == "deleted" }
+                guard !deleted, op == "event.update", case .object(var o) = proposal, var set = o["set"]?.objectValue
+                else {
                     outcome = .conflicted(conflicts: recorded.count, version: lastVersion)
                     break
                 }
@@ -113,13 +115,15 @@ extension Outbox {
                 o["set"] = .object(set)
                 o["base"] = detail["event"]?["revision"] ?? o["base"]
                 proposal = .object(o)
-                report.merged += 1
             }
             let result = outcome!
             report.outcomes[item.id] = result
             switch result {
             case .accepted, .alreadyThere: report.accepted += 1
-            case .conflicted: report.conflicts += recorded.count
+            case .conflicted(_, let version):
+                report.conflicts += recorded.count
+                // Merged in part: what did not clash went in.
+                if version != nil { report.merged += 1 }
             case .refused:
                 report.refused += 1
                 continue  // marked, and kept

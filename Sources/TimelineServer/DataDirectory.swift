@@ -34,7 +34,7 @@ public struct DataDirectory: Sendable {
         let lock = try FileLock(path: lockPath)
         guard try lock.tryLock(exclusive: true) else {
             throw TimelineError(
-                .storeFailed, "\(path) is in use by timelined\(lock.owner.map { " (pid \($0))" } ?? ""); stop it first")
+                .inUse, "\(path) is in use by timelined\(lock.owner.map { " (pid \($0))" } ?? ""); stop it first")
         }
         return lock
     }

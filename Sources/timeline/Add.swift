@@ -36,10 +36,11 @@ struct Add: AsyncParsableCommand {
         // Minted here, so that the event can be shown and edited while it waits in the outbox, and a retried send
         // cannot create it twice.
         let id = EventID(ULID.generate(at: WallClock.now()))
-        var refs: [Reference] = []
-        for text in references { refs.append(Reference.typed(text, next: (refs.map(\.number).max() ?? 0) + 1)) }
+        let refs = try References.typed(references, after: [], keeping: [])
         let item = try await client.propose([
-            "op": "event.create", "event": .string(id.description), "date": .string(date), "title": .string(title),
+            "op": "event.create", "event": .string(id.description),
+            "date": DateCheck.json(date, textOnly: dateTextOnly),
+            "title": .string(title),
             "summary": .string(summary), "references": .array(refs.map(\.json)),
             "tags": .array(tags.map { .string($0) }),
         ])

@@ -67,8 +67,7 @@ enum NoteSource {
             text = decoded
         } else {
             guard isatty(STDIN_FILENO) == 1 else {
-                throw ClientError(
-                    "USAGE", "no note: give it as TEXT, with --file FILE, or --file - to read standard input")
+                throw ValidationError("no note: give it as TEXT, with --file FILE, or --file - to read standard input")
             }
             text = try edit(about: event)
         }
@@ -98,14 +97,24 @@ enum NoteSource {
                 atPath: path, contents: Data(header.utf8), attributes: [.posixPermissions: 0o600])
         else { throw ClientError("STORE_FAILED", "cannot write \(path)") }
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "\(editor) \"$1\"", "sh", path]
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
+        // Spawned in this process's group, with its terminal: an editor started in a group of its own (as
+        // Foundation's Process does) is not in the terminal's foreground and cannot read the keyboard.
+        var child: pid_t = 0
+        let words: [String] = ["/bin/sh", "-c", "\(editor) \"$1\"", "sh", path]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        guard posix_spawn(&child, "/bin/sh", nil, nil, argv, environ) == 0 else {
+            throw ClientError("EDITOR", "cannot start \(editor); set VISUAL or EDITOR, or give the note with --file")
+        }
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+        let exited = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        guard exited == 0 else {
             throw ClientError(
-                "USAGE", "the editor (\(editor)) exited with status \(p.terminationStatus); nothing was queued")
+                "EDITOR",
+                exited == 127
+                    ? "the editor \(editor) was not found; set VISUAL or EDITOR, or give the note with --file; nothing was queued"
+                    : "the editor \(editor) exited with status \(exited); nothing was queued")
         }
         let written = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         return written.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("#") }

@@ -25,7 +25,16 @@ struct Batch: AsyncParsableCommand {
         // The lines are checked before the connection is opened: opened beside the check, it saved 10-20 ms,
         // but a bad line's report then raced the process's exit against OpenSSL setting the connection up
         // (a crash under TSan), or waited for a server that does not answer.
-        let (sent, lines) = try Batch.checkedLines(try Batch.read(file))
+        var (sent, lines) = try Batch.checkedLines(try Batch.read(file))
+        guard !sent.isEmpty else {
+            if global.json {
+                Output.json(["edits": 0, "batches": 0])
+            } else {
+                print("no edits in the input: nothing was sent")
+            }
+            return
+        }
+        try await Batch.fillBases(&sent, lines: lines, from: client)
         let report = try await client.sendBatches(sent, lineNumbers: lines, progress: Output.progress)
         if !noPull { await Output.refreshReplica(client) }
         if global.json {
@@ -35,7 +44,7 @@ struct Batch: AsyncParsableCommand {
             ])
         } else {
             print(
-                "\(report.edits) edits in \(report.batches) batch\(report.batches == 1 ? "" : "es"), versions \(report.firstVersion)–\(report.lastVersion)"
+                "\(report.edits) edit\(report.edits == 1 ? "" : "s") in \(report.batches) batch\(report.batches == 1 ? "" : "es"), versions \(report.firstVersion)–\(report.lastVersion)"
             )
         }
     }
@@ -65,9 +74,33 @@ struct Batch: AsyncParsableCommand {
 
     static func read(_ file: String) throws -> [UInt8] {
         if file == "-" { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw ClientError("NOT_FOUND", "cannot read \(file)")
+        guard let handle = FileHandle(forReadingAtPath: (file as NSString).expandingTildeInPath) else {
+            throw ClientError("NOT_FOUND", "cannot read \(file): \(String(cString: strerror(errno)))")
         }
-        return Array(data)
+        defer { try? handle.close() }
+        return Array((try? handle.readToEnd()) ?? Data())
+    }
+
+    /// A change of an event or an annotation made on what this replica shows: a line that gives no `base` gets
+    /// the event's revision here, as `timeline edit` does. (Without one it was made on revision 0, and every field
+    /// anyone ever changed would conflict.) Only such lines are read again.
+    static func fillBases(_ texts: inout [String], lines: [Int], from client: TimelineClient) async throws {
+        for i in texts.indices {
+            let text = texts[i]
+            guard !text.contains("\"base\""),
+                text.contains("event.update") || text.contains("event.delete") || text.contains("annotation.update")
+                    || text.contains("annotation.retract"),
+                case .object(var o) = try JSON(parsing: text),
+                let op = o["op"]?.stringValue,
+                ["event.update", "event.delete", "annotation.update", "annotation.retract"].contains(op),
+                let event = o["event"]?.stringValue.flatMap(EventID.init)
+            else { continue }
+            guard let view = try await client.replica.event(event, asOf: nil) else {
+                throw ClientError(
+                    "NOT_FOUND", "line \(lines[i]): event \(event) is not in the replica (timeline pull?)")
+            }
+            o["base"] = .int(view.event.revision)
+            texts[i] = JSON.object(o).canonicalString
+        }
     }
 }

@@ -24,6 +24,16 @@ struct Conflicts: AsyncParsableCommand {
             var title: String?
             if let event = c.event { title = try await client.replica.event(event, asOf: nil)?.event.title }
             let event = c.event.map { Output.name($0, short: short, title: title) } ?? "the timeline"
+            if c.field == "deleted", c.theirs == true {
+                // Not two values of a field: the event is gone, and the edit made before cannot apply.
+                let edit = Output.proposalSummary(c.proposal)
+                print(
+                    "\(Output.bold("#\(c.id)"))  \(event) was deleted by \(c.theirAuthor) (v\(c.theirVersion)) after you edited it"
+                )
+                print("   your edit, which cannot apply to a deleted event:  \(Output.clip(edit, 200))")
+                print("   settle it with: timeline resolve \(c.id) --theirs")
+                continue
+            }
             print("\(Output.bold("#\(c.id)"))  \(c.field) of \(event)")
             print("   ours   (you):  \(Output.clip(Diff.text(c.ours, field: c.field), 200))")
             print(

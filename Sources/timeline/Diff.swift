@@ -14,7 +14,10 @@ struct Diff: AsyncParsableCommand {
     func run() async throws {
         let client = try global.client()
         Pager.start(global)
-        let eventID = try await client.resolve(id)
+        let eventID = try await Checks.event(id, of: client)
+        if let from, let to, to < from {
+            throw ValidationError("--to \(to) is before --from \(from): give the earlier version as --from")
+        }
         try await Checks.version(from, of: client, option: "--from")
         try await Checks.version(to, of: client, option: "--to")
         let history = try await client.replica.history(of: eventID)

@@ -7,7 +7,7 @@ struct EditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edit",
         abstract: "Change an event's fields (only those named) and tags.",
-        discussion: #"Example: timeline edit 94EPPCE --date "October 18 to 19, 2012" --add-tag corrected"#)
+        discussion: #"Example: timeline edit ZBYNZC1 --date "October 18 to 19, 2012" --add-tag corrected"#)
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Event ID (short or whole).") var id: String
     @Option(help: "New title (not empty).") var title: String?
@@ -33,6 +33,9 @@ struct EditCommand: AsyncParsableCommand {
         }
         if let title, title.allSatisfy(\.isWhitespace) { throw ValidationError("--title must not be empty") }
         if let date { try DateCheck.placeable(date, textOnly: dateTextOnly) }
+        if let both = addTags.first(where: removeTags.contains) {
+            throw ValidationError("--add-tag \(both) and --remove-tag \(both) cancel out: give one of them")
+        }
         for tag in addTags + removeTags where !Tags.isValid(tag) {
             throw ValidationError("\"\(tag)\" is not a tag (1-64 bytes, no spaces)")
         }
@@ -46,7 +49,9 @@ struct EditCommand: AsyncParsableCommand {
         // Only what changes: setting a field to the value it has would only add a version.
         if let title, title != current.title { set["title"] = .string(title) }
         if let summary, summary != current.summary { set["summary"] = .string(summary) }
-        if let date, date != current.date.text { set["date"] = .string(date) }
+        if let date, date != current.date.text || (dateTextOnly && current.date.precision != .unknown) {
+            set["date"] = DateCheck.json(date, textOnly: dateTextOnly)
+        }
         if !addReferences.isEmpty || !removeReferences.isEmpty {
             let numbers = Set(current.references.map(\.number))
             for n in removeReferences where !numbers.contains(n) {
@@ -56,23 +61,19 @@ struct EditCommand: AsyncParsableCommand {
                 )
             }
             var refs = current.references.filter { !removeReferences.contains($0.number) }
-            // A new reference without a number takes the next one, never a removed one's (it may be cited).
-            var highest = current.references.map(\.number).max() ?? 0
-            for text in addReferences {
-                let reference = Reference.typed(text, next: highest + 1)
-                highest = max(highest, reference.number)
-                refs.append(reference)
-            }
+            refs += try References.typed(addReferences, after: current.references, keeping: refs)
             set["references"] = .array(refs.map(\.json))
         }
-        // Tags are sent as given: the replica may not know a tag someone else added, which is the one to remove.
-        let adding = addTags
-        let removing = removeTags
-        if set.isEmpty, adding.isEmpty, removing.isEmpty {
+        // Tags the event has (or lacks) already change nothing, as far as this replica knows.
+        let adding = addTags.filter { !current.tags.contains($0) }
+        let removing = removeTags.filter { current.tags.contains($0) }
+        if set.isEmpty, adding.isEmpty, removing.isEmpty, addReferences.isEmpty, removeReferences.isEmpty {
             if global.json {
                 Output.json(["state": "unchanged", "event": .string(eventID.description)])
             } else {
-                print("nothing to change: the event already has what you gave")
+                print(
+                    "nothing to change: the event already has what you gave (timeline pull, if someone just changed it)"
+                )
             }
             return
         }
@@ -100,6 +101,12 @@ struct EditCommand: AsyncParsableCommand {
 
 /// A date typed by a person must be one the calendar can place, or they must say they mean text only.
 enum DateCheck {
+    /// The date as a proposal gives it: text for the server to parse, or with --date-text-only the date object
+    /// itself, with no span (`precision` unknown), so that nothing is read into it.
+    static func json(_ text: String, textOnly: Bool) -> JSON {
+        textOnly ? .object(["text": .string(text), "precision": "unknown"]) : .string(text)
+    }
+
     static func placeable(_ text: String, textOnly: Bool) throws {
         guard !text.allSatisfy(\.isWhitespace) else { throw ValidationError("--date must not be empty") }
         let (date, warnings) = EventDate.parse(text)
@@ -107,7 +114,8 @@ enum DateCheck {
         if date.precision != .unknown, let warning = warnings.first {
             // Placed, but not as written (a range that ends before it starts): the importer's warning, as a refusal.
             throw ValidationError(
-                "\(warning); write the date as you mean it, or add --date-text-only to keep it as it is parsed")
+                "the calendar cannot read the date as written (\(warning)); write it as you mean it, or add --date-text-only to keep it as text only"
+            )
         }
         guard date.precision == .unknown else { return }
         throw ValidationError(
@@ -116,5 +124,36 @@ enum DateCheck {
             e.g. "June 9, 2011", "June 9 to 10, 2011", "June 2011", "Q3 2011", "summer 2011" or "2011", or add \
             --date-text-only to keep it as text
             """)
+    }
+}
+
+/// References as a person types them, "[n] citation" or a citation alone, checked before anything is queued.
+enum References {
+    /// New references from `texts`: one without a number takes the next after every number the event has or had
+    /// (`after`: a removed one's may be cited still); a number already among `keeping` is refused.
+    static func typed(_ texts: [String], after existing: [Reference], keeping: [Reference]) throws -> [Reference] {
+        var taken = Set(keeping.map(\.number))
+        var highest = (existing + keeping).map(\.number).max() ?? 0
+        var out: [Reference] = []
+        for text in texts {
+            let trimmed = text.trimmingCharacters(in: .whitespaces)
+            if trimmed.hasPrefix("["), let close = trimmed.firstIndex(of: "]"),
+                Int(trimmed[trimmed.index(after: trimmed.startIndex)..<close]) == nil
+            {
+                throw ValidationError("\"\(text)\": a reference starts with its number in brackets, [17], or with none")
+            }
+            let reference = Reference.typed(text, next: highest + 1)
+            guard !reference.text.isEmpty else {
+                throw ValidationError("\"\(text)\" has no citation: give the source after the number")
+            }
+            guard taken.insert(reference.number).inserted else {
+                throw ValidationError(
+                    "the event already has a reference [\(reference.number)]: remove it first (--remove-reference \(reference.number)), or give another number"
+                )
+            }
+            highest = max(highest, reference.number)
+            out.append(reference)
+        }
+        return out
     }
 }

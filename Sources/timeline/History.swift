@@ -11,7 +11,7 @@ struct History: AsyncParsableCommand {
     func run() async throws {
         let client = try global.client()
         Pager.start(global)
-        let event = try await client.resolve(id)
+        let event = try await Checks.event(id, of: client)
         let edits = try await client.replica.history(of: event)
         if global.json {
             for edit in edits { Output.json(EditCodec.json(edit)) }

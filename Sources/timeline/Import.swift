@@ -53,6 +53,16 @@ struct Import: AsyncParsableCommand {
         case .jsonl:
             (texts, lines) = try Batch.checkedLines(bytes)
         }
+        if let plan, !plan.kept.isEmpty, !global.json {
+            let short = try await client.shortForms(plan.kept.map(\.event.description))
+            FileHandle.standardError.write(
+                Data(
+                    ("the document changed fields that someone changed in the timeline since the last import; their values are kept: "
+                        + plan.kept.map {
+                            "\(short[$0.event.description] ?? $0.event.description) (\($0.fields.joined(separator: ", ")))"
+                        }
+                        .joined(separator: ", ") + "\n").utf8))
+        }
         if texts.isEmpty {
             if global.json {
                 Output.json(["edits": 0, "name": .string(documentName)])

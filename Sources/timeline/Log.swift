@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TimelineCore
 import TimelineStore
 
@@ -40,6 +41,9 @@ struct Log: AsyncParsableCommand {
                 annotationAuthor: author))
         if global.json {
             for v in views { Output.json(v.json) }
+        } else if views.isEmpty {
+            // On standard error: a script reading standard output gets no lines, as it should.
+            FileHandle.standardError.write(Data("no event matches these filters\n".utf8))
         } else {
             Output.eventLines(views, short: try await client.shortForms(views.map(\.event.id.description)))
         }

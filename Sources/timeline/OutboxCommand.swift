@@ -46,10 +46,11 @@ struct OutboxCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Send a refused edit again, on the event as it is now.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "The edit's number in timeline outbox.") var number: Int64
+        @Argument(help: "The edit's number in timeline outbox (or the ID of what it creates).") var edit: String
 
         func run() async throws {
             let client = try global.client()
+            let number = try await OutboxCommand.item(edit, client)
             let item = try await client.retry(number)
             try await Sending.sendNow(
                 client, item: item, json: global.json, edit: ["outbox": .int(number)], keepRefused: true
@@ -62,10 +63,11 @@ struct OutboxCommand: AsyncParsableCommand {
     struct Drop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove an edit, queued or refused, for good.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "The edit's number in timeline outbox.") var number: Int64
+        @Argument(help: "The edit's number in timeline outbox (or the ID of what it creates).") var edit: String
 
         func run() async throws {
             let client = try global.client()
+            let number = try await OutboxCommand.item(edit, client)
             try client.drop(number)
             if global.json {
                 Output.json(["dropped": .int(number)])
@@ -73,5 +75,12 @@ struct OutboxCommand: AsyncParsableCommand {
                 print("dropped edit \(number)")
             }
         }
+    }
+
+    /// An outbox item by its number, or by the ID of the event or annotation it creates.
+    static func item(_ text: String, _ client: TimelineClient) async throws -> Int64 {
+        if let number = Int64(text.hasPrefix("#") ? String(text.dropFirst()) : text) { return number }
+        if case .queued(let item, _, _, _) = try await client.name(text) { return item }
+        throw ClientError("NOT_FOUND", "\(text) is not an edit in your outbox; see timeline outbox")
     }
 }

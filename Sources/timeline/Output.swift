@@ -111,7 +111,8 @@ enum Output {
             }
             let notes = v.annotations.filter { !$0.retracted }.count
             let tags = v.event.tags.isEmpty ? "" : " " + v.event.tags.map { "#" + $0 }.joined(separator: " ")
-            let badge = notes > 0 ? " [\(notes) note\(notes == 1 ? "" : "s")]" : ""
+            let badge =
+                (notes > 0 ? " [\(notes) note\(notes == 1 ? "" : "s")]" : "") + (v.event.deleted ? " DELETED" : "")
             let lead =
                 "\(pad(short[v.event.id.description] ?? v.event.id.description, idWidth))  "
                 + "\(pad(clip(v.event.date.text, dateWidth), dateWidth))  "

@@ -24,6 +24,11 @@ struct Resolve: AsyncParsableCommand {
             throw ValidationError("give exactly one of --ours, --theirs, --set FIELD=VALUE")
         }
         if let set, !set.contains("=") { throw ValidationError("--set takes FIELD=VALUE") }
+        if let set, let eq = set.firstIndex(of: "="), set[..<eq] == "title",
+            set[set.index(after: eq)...].allSatisfy(\.isWhitespace)
+        {
+            throw ValidationError("--set title= would leave the title empty; give the title to keep")
+        }
     }
 
     func run() async throws {

@@ -109,7 +109,7 @@ enum Sending {
         keep: Bool
     ) throws {
         if !keep { try client.drop(item) }
-        let fate = keep ? "kept in timeline outbox as \(item)" : "\(what) was not kept"
+        let fate = keep ? "kept in timeline outbox as \(item)" : "nothing was kept"
         if json {
             Output.error(
                 code: code, message: message, extra: ["state": "refused", "kept": .bool(keep), "edit": edit])

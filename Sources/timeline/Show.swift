@@ -38,6 +38,17 @@ struct Show: AsyncParsableCommand {
 
 /// Checks of what a person typed that several commands share.
 enum Checks {
+    /// The event an ID names: an event's own, or the one an annotation is on (as show does).
+    static func event(_ text: String, of client: TimelineClient) async throws -> EventID {
+        let named = try await client.name(text)
+        if case .queued(let item, let queued, true, _) = named {
+            throw ClientError(
+                "NOT_SENT", "event \(queued) is in your outbox (edit \(item)), not sent yet: timeline sync sends it")
+        }
+        guard let event = named.event else { throw ClientError("NOT_FOUND", "\(text) names no event") }
+        return event
+    }
+
     /// A version given to look back at (`--at`, `--from`, `--to`) must be one the replica holds: past the head
     /// would show the present as if it were that version.
     static func version(_ version: Int64?, of client: TimelineClient, option: String) async throws {

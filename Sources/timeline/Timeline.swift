@@ -32,8 +32,9 @@ struct Timeline: AsyncParsableCommand {
         ])
 
     static func main() async {
-        if let typo = Suggest.unknownSubcommand(
-            CommandLine.arguments.dropFirst(), known: configuration.subcommands.map { $0._commandName })
+        if let typo = Spelling.unknownCommand(
+            CommandLine.arguments.dropFirst(), known: configuration.subcommands.map { $0._commandName },
+            program: "timeline")
         {
             FileHandle.standardError.write(Data("timeline: \(typo)\n".utf8))
             Foundation.exit(2)
@@ -57,6 +58,14 @@ struct Timeline: AsyncParsableCommand {
                     Output.error(code: "USAGE", message: message(for: error))
                 } else {
                     FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                }
+                Foundation.exit(2)
+            }
+            if let e = error as? ClientError, e.code == "USAGE" {
+                if CommandLine.arguments.contains("--json") {
+                    Output.error(code: e.code, message: e.message)
+                } else {
+                    FileHandle.standardError.write(Data("timeline: \(e.message)\n".utf8))
                 }
                 Foundation.exit(2)
             }
@@ -94,38 +103,3 @@ struct GlobalOptions: ParsableArguments {
 
 /// Exit code 3: conflicts remain for a person to resolve.
 let conflictsRemain = ExitCode(3)
-
-/// "did you mean" for a mistyped subcommand, as git says it.
-enum Suggest {
-    static func unknownSubcommand(_ arguments: ArraySlice<String>, known: [String]) -> String? {
-        guard let word = arguments.first, !word.hasPrefix("-"), !known.contains(word), word != "help" else {
-            return nil
-        }
-        let close = known.map { ($0, distance(word, $0)) }.filter { $0.1 <= (word.count >= 4 ? 2 : 1) }
-            .sorted { $0.1 < $1.1 }
-        guard let best = close.first else {
-            return "'\(word)' is not a timeline command; see timeline --help"
-        }
-        return "'\(word)' is not a timeline command; did you mean '\(best.0)'?"
-    }
-
-    /// Edit distance counting a swap of two neighbouring letters as one edit ("shwo" is one from "show").
-    static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a)
-        let b = Array(b)
-        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
-        var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
-        for i in 0...a.count { d[i][0] = i }
-        for j in 0...b.count { d[0][j] = j }
-        for i in 1...a.count {
-            for j in 1...b.count {
-                let cost = a[i - 1] == b[j - 1] ? 0 : 1
-                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
-                    d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-                }
-            }
-        }
-        return d[a.count][b.count]
-    }
-}

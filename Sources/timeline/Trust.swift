@@ -9,7 +9,8 @@ struct Verify: AsyncParsableCommand {
         discussion: """
             The replica is checked on its own first (every edit's hash, and its state against the log replayed); \
             then the server's edit at the replica's last version must have the same hash, which vouches for every \
-            edit before it. Offline, only the first check is made. Example: timeline verify --json
+            edit before it. When the server cannot be reached, only the first check is made (exit 0 if it passes); \
+            when it refuses the token, verify fails. Example: timeline verify --json
             """)
     @OptionGroup var global: GlobalOptions
 
@@ -49,7 +50,8 @@ struct Verify: AsyncParsableCommand {
                 print("server    not compared: \(r.unreachable ?? "the server holds no edit at this version")")
             }
         }
-        if !local.ok || r.agrees == false { throw ExitCode(1) }
+        // Offline only the replica can be checked; any other reason not to compare (a refused token) is a failure.
+        if !local.ok || r.agrees == false || (r.unreachable != nil && !r.offline) { throw ExitCode(1) }
     }
 }
 
@@ -62,7 +64,7 @@ struct Blame: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
-        let event = try await client.resolve(id)
+        let event = try await Checks.event(id, of: client)
         let lines = try await client.blame(event)
         Pager.start(global)
         for b in lines {

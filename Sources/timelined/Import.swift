@@ -107,6 +107,10 @@ enum DocumentName {
         if plan.adopted > 0 { parts.append("\(plan.adopted) already in the timeline") }
         var text =
             "imported \(name) (\(plan.key)): \(parts.joined(separator: ", ")); \(report.edits) edit\(report.edits == 1 ? "" : "s"), versions \(report.firstVersion)-\(report.lastVersion)"
+        if !plan.kept.isEmpty {
+            text +=
+                "; kept the timeline's value of \(plan.kept.map { "\($0.event) (\($0.fields.joined(separator: ", ")))" }.joined(separator: ", ")), which someone changed since the last import"
+        }
         if !plan.gone.isEmpty {
             text +=
                 "; \(plan.gone.count) event\(plan.gone.count == 1 ? "" : "s") of its earlier version, no longer in it, kept"

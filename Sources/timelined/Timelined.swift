@@ -25,6 +25,38 @@ struct Timelined: AsyncParsableCommand {
         ],
         defaultSubcommand: nil
     )
+
+    /// As timeline's: a mistyped command suggests the right one; usage errors exit 2, other failures 1.
+    static func main() async {
+        if let typo = Spelling.unknownCommand(
+            CommandLine.arguments.dropFirst(), known: configuration.subcommands.map { $0._commandName },
+            program: "timelined")
+        {
+            FileHandle.standardError.write(Data("timelined: \(typo)\n".utf8))
+            Foundation.exit(2)
+        }
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            switch exitCode(for: error) {
+            case .success:
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            case .validationFailure:
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            default:
+                if let exit = error as? ExitCode { Foundation.exit(exit.rawValue) }
+                FileHandle.standardError.write(Data("timelined: \(describe(error))\n".utf8))
+                Foundation.exit(1)
+            }
+        }
+    }
 }
 
 /// The data folder, shared by every subcommand.
