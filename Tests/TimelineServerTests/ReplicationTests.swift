@@ -7,15 +7,44 @@ import TimelineCore
 @Suite(.serialized) struct ReplicationTests {
     let event = "019ECZQW007TKPA8XK03963NRD"
 
-    func replica(of upstream: ServerProcess, office: String, data: URL? = nil, port: Int? = nil) throws -> ServerProcess
-    {
-        let token = try upstream.addToken("\(office)-link-\(UUID().uuidString.prefix(6))", role: "replicator")
+    func replica(
+        of upstream: ServerProcess, office: String, data: URL? = nil, port: Int? = nil, linkName: String? = nil
+    ) throws -> ServerProcess {
+        let token = try upstream.addToken(
+            linkName ?? "\(office)-link-\(UUID().uuidString.prefix(6))", role: "replicator")
+        // The link's token from a file, as the README says, never on the command line. It stays for the test's
+        // restarts of the office (they read it again), in the temporary folder.
+        let tokenFile = ServerProcess.newDataFolder().path + ".token"
+        FileManager.default.createFile(
+            atPath: tokenFile, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600])
         return try ServerProcess(
             data: data, port: port,
             arguments: [
-                "--replicate-from", "127.0.0.1:\(upstream.port)", "--upstream-token", token, "--upstream-fingerprint",
-                upstream.fingerprint.hex, "--office", office,
+                "--replicate-from", "127.0.0.1:\(upstream.port)", "--upstream-token-file", tokenFile,
+                "--upstream-fingerprint", upstream.fingerprint.hex, "--office", office,
             ])
+    }
+
+    /// Revoking an office's link token at headquarters stops the link at once (§7.1): its WATCH is cut off, it
+    /// cannot authenticate again, and the office says so, serving what it has.
+    @Test func revokingAnOfficesLinkStopsItAndTheOfficeSaysSo() async throws {
+        let primary = try ServerProcess()
+        let office = try replica(of: primary, office: "office-r", linkName: "office-r-link")
+        try await waitFor(office, version: 29)
+        #expect(try primary.tool(["token", "revoke", "office-r-link"]).0 == 0)
+        let hq = try await primary.connect(token: primary.adminToken)
+        _ = try await hq.request(
+            #"a PROPOSE {"op":"annotation.add","event":"\#(event)","text":"after the revocation"}"#)
+        var state: JSON?
+        for _ in 0..<150 {
+            state = try status(office)["replica"]
+            if state?["state"] == "disconnected", state?["message"]?.stringValue?.contains("AUTH") == true { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(state?["state"] == "disconnected", "\(String(describing: state))")
+        #expect(state?["message"]?.stringValue?.contains("AUTH") == true, "\(String(describing: state))")
+        #expect(try status(office)["version"] == 29)
+        await hq.close()
     }
 
     func status(_ server: ServerProcess) throws -> JSON {
