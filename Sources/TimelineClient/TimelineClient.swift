@@ -392,6 +392,12 @@ public final class TimelineClient: Sendable {
         guard let c = try local.conflicts().first(where: { $0.id == id }) else {
             throw ClientError("NOT_FOUND", "no conflict \(id); see timeline conflicts")
         }
+        if case .set = resolution, c.field == "deleted" {
+            throw ClientError(
+                "BAD_FIELD",
+                "conflict #\(id): the event was deleted by \(c.theirAuthor) in version \(c.theirVersion), so no value of yours can apply; settle it with --theirs"
+            )
+        }
         if case .set(let field, _) = resolution, field != c.field {
             throw ClientError(
                 "BAD_FIELD",

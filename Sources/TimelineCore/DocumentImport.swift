@@ -48,7 +48,8 @@ public enum DocumentImport {
         current: (EventID) -> Event?, existing: [Event]
     ) throws(TimelineError) -> Plan {
         guard !document.entries.isEmpty else {
-            throw TimelineError(.badImport, "no events found in \(name): no lines of the form \"• DATE: text [n]\"")
+            throw TimelineError(
+                .badImport, "no events found in \(name): no lines of the form \"l  DATE: text [n]\" (or with • for l)")
         }
         let key = key(forName: name)
         var plan = Plan(proposals: [], key: key)

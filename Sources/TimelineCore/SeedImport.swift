@@ -107,7 +107,9 @@ struct SeedParser {
                 warnings.append(
                     ImportWarning(
                         line: number,
-                        message: "reference [\(n)] is listed again (first on line \(first)); kept as a note"))
+                        message:
+                            "reference [\(n)] is listed again (first on line \(first)); kept in the document's notes (its metadata)"
+                    ))
                 notes.append(line)
                 return
             }
@@ -117,7 +119,11 @@ struct SeedParser {
         }
         if let bulletBody = Self.bulletBody(line) {
             guard let colon = bulletBody.firstIndex(of: ":") else {
-                warnings.append(ImportWarning(line: number, message: "bullet without \"DATE:\"; kept as a note"))
+                warnings.append(
+                    ImportWarning(
+                        line: number,
+                        message:
+                            "bullet without \"DATE:\"; kept in the document's notes (its metadata), not as an event"))
                 notes.append(line)
                 return
             }
@@ -125,7 +131,11 @@ struct SeedParser {
             let body = String(bulletBody[bulletBody.index(after: colon)...]).trimmingSpaces()
             guard !date.isEmpty, date.count <= 200 else {
                 warnings.append(
-                    ImportWarning(line: number, message: "bullet without a date before \":\"; kept as a note"))
+                    ImportWarning(
+                        line: number,
+                        message:
+                            "bullet without a date before \":\"; kept in the document's notes (its metadata), not as an event"
+                    ))
                 notes.append(line)
                 return
             }

@@ -19,7 +19,9 @@ struct Add: AsyncParsableCommand {
     var dateTextOnly = false
     @Option(help: "The title (not empty).") var title: String
     @Option(help: "The summary.") var summary: String = ""
-    @Option(name: .customLong("reference"), help: "A reference, \"[n] citation\" (repeatable).")
+    @Option(
+        name: .customLong("reference"),
+        help: "A reference, \"[n] citation\", or a citation alone, numbered after the others (repeatable).")
     var references: [String] = []
     @Option(name: .customLong("tag"), help: "A tag (repeatable).") var tags: [String] = []
 

@@ -42,7 +42,9 @@ struct Conflicts: AsyncParsableCommand {
         }
         if list.isEmpty && !global.json { print("no conflicts") }
         if !list.isEmpty {
-            if !global.json { print("resolve with: timeline resolve NUMBER --ours | --theirs | --set FIELD=VALUE") }
+            if !global.json, list.contains(where: { !($0.field == "deleted" && $0.theirs == true) }) {
+                print("resolve with: timeline resolve NUMBER --ours | --theirs | --set FIELD=VALUE")
+            }
             throw conflictsRemain
         }
     }

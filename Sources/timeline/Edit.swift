@@ -55,8 +55,7 @@ struct EditCommand: AsyncParsableCommand {
         if !addReferences.isEmpty || !removeReferences.isEmpty {
             let numbers = Set(current.references.map(\.number))
             for n in removeReferences where !numbers.contains(n) {
-                throw ClientError(
-                    "NOT_FOUND",
+                throw ValidationError(
                     "the event has no reference [\(n)]; it has \(numbers.sorted().map { "[\($0)]" }.joined(separator: ", "))"
                 )
             }
@@ -94,7 +93,7 @@ struct EditCommand: AsyncParsableCommand {
             edit: ["op": "event.update", "event": .string(eventID.description)]
         ) {
             let short = (try? await client.shortForms([eventID.description])) ?? [:]
-            return "edit of \(Output.name(eventID, short: short, title: current.title))"
+            return "edit of \(Output.name(eventID, short: short, title: title ?? current.title))"
         }
     }
 }
@@ -120,7 +119,8 @@ enum DateCheck {
         guard date.precision == .unknown else { return }
         throw ValidationError(
             """
-            cannot place "\(text)" on the calendar, so the event would drop out of every date filter; write it as \
+            cannot place "\(text)" on the calendar (a day that does not exist, or words it does not read), so the \
+            event would drop out of every date filter; write it as \
             e.g. "June 9, 2011", "June 9 to 10, 2011", "June 2011", "Q3 2011", "summer 2011" or "2011", or add \
             --date-text-only to keep it as text
             """)

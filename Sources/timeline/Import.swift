@@ -42,6 +42,15 @@ struct Import: AsyncParsableCommand {
             try await client.pull()
             let made = try await DocumentImport.plan(
                 doc, name: documentName, store: client.replica, author: "", time: WallClock.now())
+            // The role the server gave at the last connection: a document adds and edits events (editors).
+            if let identity = try client.identity(),
+                let op = made.proposals.map(\.change.operation).first(where: { !identity.role.mayPropose($0) })
+            {
+                throw ClientError(
+                    "FORBIDDEN",
+                    "your token's role is \(identity.role.rawValue), which may not import documents (they add and change events: \(op.rawValue)); nothing was imported"
+                )
+            }
             plan = made
             texts = made.proposals.map { p in
                 guard case .object(var o) = EditCodec.proposalJSON(p) else { return "" }
@@ -71,7 +80,15 @@ struct Import: AsyncParsableCommand {
             }
             return
         }
-        let report = try await client.sendBatches(texts, lineNumbers: lines, progress: Output.progress)
+        let report: TimelineClient.BatchReport
+        do {
+            report = try await client.sendBatches(texts, lineNumbers: lines, progress: Output.progress)
+        } catch var error as ClientError where plan != nil {
+            // A document's edits have no input lines of their own: say what became of the document.
+            error.message = error.message.replacingOccurrences(of: #"^line 0: "#, with: "", options: .regularExpression)
+                .replacingOccurrences(of: "(no input line was applied)", with: "(nothing was imported)")
+            throw error
+        }
         await Output.refreshReplica(client)
         if global.json {
             var o: [String: JSON] = [

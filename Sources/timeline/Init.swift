@@ -59,7 +59,13 @@ struct Init: AsyncParsableCommand {
         let config = ClientConfig(
             host: String(server[..<colon]), port: Int(server[server.index(after: colon)...])!, token: try readToken(),
             fingerprint: fingerprint.flatMap(Fingerprint.init(hex:)), caFile: ca)
-        let client = try await TimelineClient.initialize(home: global.clientHome, config: config)
+        let client: TimelineClient
+        do {
+            client = try await TimelineClient.initialize(home: global.clientHome, config: config)
+        } catch let error as ClientError where error.code == "AUTH_FAILED" {
+            // Not "this home's token": there is no home yet, and nothing queued.
+            throw ClientError("AUTH_FAILED", "the server refused this token (unknown or revoked); nothing was set up")
+        }
         let report = try await client.pull(progress: Output.progress)
         // timeline changes lists what changed after this.
         if try client.mark() == nil { try client.setMark(report.version) }

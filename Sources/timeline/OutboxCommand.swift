@@ -30,7 +30,11 @@ struct OutboxCommand: AsyncParsableCommand {
                 return
             }
             if items.isEmpty {
-                print("the outbox is empty: every edit made here is in the timeline")
+                let conflicts = try client.conflicts().count
+                print(
+                    "the outbox is empty: nothing is waiting to be sent"
+                        + (conflicts > 0
+                            ? "; \(conflicts) conflict\(conflicts == 1 ? "" : "s") to settle: timeline conflicts" : ""))
                 return
             }
             let short = try await client.shortForms(items.compactMap { $0.event?.description })

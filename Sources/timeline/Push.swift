@@ -24,7 +24,14 @@ struct Sync: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.client()
-        let conn = try await client.connect()
+        let conn: TimelineConnection
+        do {
+            conn = try await client.connect()
+        } catch var error as ClientError where error.code == ClientError.unreachable {
+            let queued = try client.outbox().filter { $0.refusal == nil }.count
+            if queued > 0 { error.message += "; \(queued) edit\(queued == 1 ? " stays" : "s stay") queued" }
+            throw error
+        }
         defer { Task { await conn.close() } }
         let pushed = try await client.push(using: conn)
         // After a push that stopped (the connection broke), pulling would most likely fail the same way.

@@ -36,11 +36,17 @@ struct Timeline: AsyncParsableCommand {
             CommandLine.arguments.dropFirst(), known: configuration.subcommands.map { $0._commandName },
             program: "timeline")
         {
-            FileHandle.standardError.write(Data("timeline: \(typo)\n".utf8))
+            if CommandLine.arguments.contains("--json") {
+                Output.error(code: "USAGE", message: typo)
+            } else {
+                FileHandle.standardError.write(Data("timeline: \(typo)\n".utf8))
+            }
             Foundation.exit(2)
         }
+        var parsed = false
         do {
             var command = try parseAsRoot()
+            parsed = true
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -56,6 +62,9 @@ struct Timeline: AsyncParsableCommand {
             if code == .validationFailure {
                 if CommandLine.arguments.contains("--json") {
                     Output.error(code: "USAGE", message: message(for: error))
+                } else if parsed {
+                    // Found while running (a reference typed wrongly): the sentence alone, not the root's usage.
+                    FileHandle.standardError.write(Data("timeline: \(message(for: error))\n".utf8))
                 } else {
                     FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 }

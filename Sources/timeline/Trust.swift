@@ -9,49 +9,55 @@ struct Verify: AsyncParsableCommand {
         discussion: """
             The replica is checked on its own first (every edit's hash, and its state against the log replayed); \
             then the server's edit at the replica's last version must have the same hash, which vouches for every \
-            edit before it. When the server cannot be reached, only the first check is made (exit 0 if it passes); \
-            when it refuses the token, verify fails. Example: timeline verify --json
+            edit before it. If the server cannot be asked (offline, a refused token), verify says so and exits 1; \
+            --local checks the replica alone. Example: timeline verify --json
             """)
     @OptionGroup var global: GlobalOptions
+    @Flag(help: "Check the replica alone, without asking the server.") var local = false
 
     func run() async throws {
         let client = try global.client()
-        let r = try await client.verify()
-        let local = r.local
+        let r = try await client.verify(askingServer: !local)
+        let replica = r.local
         if global.json {
             Output.json([
-                "ok": .bool(local.ok && r.agrees != false), "version": .int(local.version),
-                "head": .string(local.headHash.hex), "state": .string(local.stateHash.hex),
-                "problems": .array(local.problems.map { .string($0) }),
+                "ok": .bool(replica.ok && r.agrees != false && (r.agrees != nil || local)),
+                "version": .int(replica.version),
+                "head": .string(replica.headHash.hex), "state": .string(replica.stateHash.hex),
+                "problems": .array(replica.problems.map { .string($0) }),
                 "server_version": r.serverVersion.map { .int($0) } ?? .null,
                 "server_agrees": r.agrees.map { .bool($0) } ?? .null,
                 "unreachable": r.unreachable.map { .string($0) } ?? .null,
             ])
         } else {
-            print("version   \(local.version)")
-            print("head      \(local.headHash.hex)")
-            print("state     \(local.stateHash.hex)")
+            print("version   \(replica.version)")
+            print("head      \(replica.headHash.hex)")
+            print("state     \(replica.stateHash.hex)")
             print(
-                local.ok
+                replica.ok
                     ? "replica   ok: every hash follows the chain, the state is the log replayed"
-                    : "replica   FAILED: \(local)")
+                    : "replica   FAILED: \(replica)")
             switch r.agrees {
             case true?:
-                let behind = (r.serverVersion ?? local.version) - local.version
+                let behind = (r.serverVersion ?? replica.version) - replica.version
                 print(
-                    "server    the same log up to version \(local.version)\(behind > 0 ? "; \(behind) newer edits to pull" : "")"
+                    "server    the same log up to version \(replica.version)\(behind > 0 ? "; \(behind) newer edits to pull" : "")"
                 )
             case false?:
                 print(
                     Output.warn(
-                        "server    DIFFERENT: the server's edit \(local.version) has another hash; this replica does not follow the server's log"
+                        "server    DIFFERENT: the server's edit \(replica.version) has another hash; this replica does not follow the server's log"
                     ))
+            case nil where local:
+                print("server    not asked (--local)")
             case nil:
-                print("server    not compared: \(r.unreachable ?? "the server holds no edit at this version")")
+                print(
+                    Output.warn(
+                        "server    NOT COMPARED: \(r.unreachable ?? "the server holds no edit at this version")"))
             }
         }
-        // Offline only the replica can be checked; any other reason not to compare (a refused token) is a failure.
-        if !local.ok || r.agrees == false || (r.unreachable != nil && !r.offline) { throw ExitCode(1) }
+        // A comparison that could not be made is not a pass: --local asks for the replica alone.
+        if !replica.ok || r.agrees == false || (r.agrees == nil && !local) { throw ExitCode(1) }
     }
 }
 

@@ -23,15 +23,16 @@ struct Watch: AsyncParsableCommand {
         // Ctrl-C or SIGTERM ends the watch between two lines, never inside one.
         let stop = StopSignals([SIGINT, SIGTERM]) { out.finish() }
         defer { withExtendedLifetime(stop) {} }
-        var last: Int64
-        if let since {
-            last = since
-        } else {
-            // From now on: the server's head as it greets (edits committed since are shown, none before).
-            let connection = try await client.connect()
-            last = connection.serverVersion
-            await connection.close()
+        // From now on: the server's head as it greets (edits committed since are shown, none before).
+        let connection = try await client.connect()
+        let head = connection.serverVersion
+        await connection.close()
+        if let since, since > head {
+            throw ValidationError(
+                "--since \(since) is after the server's last version (\(head)); give a version up to \(head), or leave --since out to watch from now on"
+            )
         }
+        var last = since ?? head
         var titles: [EventID: String] = [:]
         var delay = 1.0
         while true {

@@ -26,7 +26,10 @@ struct Import: AsyncParsableCommand {
     @Option(help: "Author of the imported edits.")
     var author = "import"
 
-    @Option(help: "The document's name (seed-text): the same name again updates it. Default: the file's name.")
+    @Option(
+        help:
+            "The document's name (seed-text): the same name again updates it. Default: the file's name without its extension."
+    )
     var name: String?
 
     func run() async throws {
@@ -66,7 +69,11 @@ struct Import: AsyncParsableCommand {
 
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the whole timeline as JSONL (imports back to the identical state hash).")
+        abstract: "Write the timeline as it is now as JSONL edits (imports back to the identical state hash).",
+        discussion: """
+            Events, annotations and metadata, one edit per line: importing them elsewhere gives the same state and \
+            state hash, not the same history (versions, and who changed what when, stay in this log).
+            """)
 
     @OptionGroup var data: DataOptions
 

@@ -93,7 +93,9 @@ struct Serve: AsyncParsableCommand {
 
     func validate() throws {
         guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key go together") }
-        guard parseListen() != nil else { throw ValidationError("--listen takes HOST:PORT") }
+        guard parseListen() != nil else {
+            throw ValidationError("--listen takes HOST:PORT, with a port from 0 (any free one) to 65535")
+        }
         guard maxLine >= 1024, maxBatch >= 1, maxConnections >= 1, idleTimeout >= 1, authTimeout >= 1,
             maxOutbound >= 65_536
         else {

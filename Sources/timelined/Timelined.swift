@@ -35,8 +35,10 @@ struct Timelined: AsyncParsableCommand {
             FileHandle.standardError.write(Data("timelined: \(typo)\n".utf8))
             Foundation.exit(2)
         }
+        var parsed = false
         do {
             var command = try parseAsRoot()
+            parsed = true
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -48,7 +50,8 @@ struct Timelined: AsyncParsableCommand {
                 print(fullMessage(for: error))
                 Foundation.exit(0)
             case .validationFailure:
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                FileHandle.standardError.write(
+                    Data(((parsed ? "timelined: \(message(for: error))" : fullMessage(for: error)) + "\n").utf8))
                 Foundation.exit(2)
             default:
                 if let exit = error as? ExitCode { Foundation.exit(exit.rawValue) }
@@ -65,6 +68,14 @@ struct DataOptions: ParsableArguments {
     var data: String
 
     var directory: String { (data as NSString).expandingTildeInPath }
+
+    /// Exits with a message when the data folder does not exist (commands other than serve and import need one).
+    func requireFolder() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            fail("no data folder at \(directory) (timelined serve --data \(data) creates one)")
+        }
+    }
 
     /// The folder's existing store, for reading; exits with a message when there is none. A folder a server is
     /// writing is read as a snapshot, and `live` names that server's process.

@@ -28,10 +28,18 @@ struct TokenCommand: ParsableCommand {
 
         @OptionGroup var data: DataOptions
 
-        func run() throws {
-            guard let role = Role(rawValue: role) else {
-                fail("unknown role \(role); use reader, annotator, editor, replicator or admin", code: 2)
+        func validate() throws {
+            guard Role(rawValue: role) != nil else {
+                throw ValidationError("unknown role \(role); use reader, annotator, editor, replicator or admin")
             }
+            guard TokenStore.isValidName(name) else {
+                throw ValidationError("a token's name is 1 to 64 letters, digits, '.', '-', '_' or '@'")
+            }
+        }
+
+        func run() throws {
+            let role = Role(rawValue: role)!
+            try data.requireFolder()
             do {
                 print(try TokenStore(path: DataDirectory(path: data.directory).tokensPath).add(name: name, role: role))
             } catch {
@@ -49,6 +57,7 @@ struct TokenCommand: ParsableCommand {
         var json = false
 
         func run() throws {
+            try data.requireFolder()
             do {
                 for e in try TokenStore(path: DataDirectory(path: data.directory).tokensPath).entries() {
                     let state = e.revoked.map { "revoked \($0.rfc3339)" } ?? "active"
@@ -75,6 +84,7 @@ struct TokenCommand: ParsableCommand {
         @OptionGroup var data: DataOptions
 
         func run() throws {
+            try data.requireFolder()
             do {
                 let n = try TokenStore(path: DataDirectory(path: data.directory).tokensPath).revoke(name: name)
                 print("revoked \(n) token\(n == 1 ? "" : "s") of \(name)")

@@ -475,6 +475,11 @@ import TimelineCore
         // verify fails when the server refuses the token (offline it only checks the replica).
         #expect(try server.tool(["token", "revoke", "ana"]).0 == 0)
         #expect(try ana.run(["verify"]).status == 1)
+        // A fourth trial: watch --since past the head is a usage error, not a foreign replica; verify that could
+        // not ask the server fails unless --local; the outbox does not claim what it cannot know.
+        #expect(try ben.run(["watch", "--since", "9999"]).status == 2)
+        #expect(try ben.run(["outbox"]).out.hasPrefix("the outbox is empty: nothing is waiting to be sent"))
+        #expect(try ben.run(["verify", "--local"]).status == 0)
         // timelined suggests too, and says a folder in use is in use.
         let typo = try ServerProcess.run(["srve"])
         #expect(typo.0 == 2 && typo.2.contains("did you mean 'serve'?"))
