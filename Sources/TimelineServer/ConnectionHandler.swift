@@ -288,7 +288,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let problem: (WireCode, String)? =
                 text == nil
                 ? (.badUTF8, "is not valid UTF-8")
-                : Request.hasControlCharacters(line.readableBytesView)
+                : Request.hasControlCharacters(line)
                     ? (.badSyntax, "contains control characters (U+0000 to U+001F)") : nil
             if let problem {
                 if batch.problem == nil {

@@ -88,6 +88,25 @@ extension Request {
         bytes.contains { $0 < 0x20 }
     }
 
+    /// `hasControlCharacters` of a line where it lies, eight bytes at a time: every BATCH line is checked, on the
+    /// event loop that reads it.
+    public static func hasControlCharacters(_ line: ByteBuffer) -> Bool {
+        line.withUnsafeReadableBytes { raw in
+            var i = 0
+            while i + 8 <= raw.count {
+                // A byte below 0x20 borrows in the subtraction and has its top bit clear: exact for "any".
+                let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                if (word &- 0x2020_2020_2020_2020) & ~word & 0x8080_8080_8080_8080 != 0 { return true }
+                i += 8
+            }
+            while i < raw.count {
+                if raw[i] < 0x20 { return true }
+                i += 1
+            }
+            return false
+        }
+    }
+
     /// Parses a request line. Refused: invalid UTF-8, control characters, a bad tag, an unknown verb, spaces
     /// other than one between words.
     public static func parse(_ line: ByteBuffer) -> Result<Request, WireError> {
@@ -96,7 +115,7 @@ extension Request {
         guard let text = String(validating: view, as: UTF8.self) else {
             return .failure(WireError(tag: tag, .badUTF8, "the line is not valid UTF-8"))
         }
-        if hasControlCharacters(view) {
+        if hasControlCharacters(line) {
             return .failure(
                 WireError(tag: tag, .badSyntax, "the line contains control characters (U+0000 to U+001F)"))
         }

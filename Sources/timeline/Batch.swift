@@ -81,16 +81,34 @@ struct Batch: AsyncParsableCommand {
         return Array((try? handle.readToEnd()) ?? Data())
     }
 
+    /// Whether a line names an update, a deletion or a retraction and no base: only those are read again.
+    static func mayNeedBase(_ text: String) -> Bool {
+        var copy = text
+        return copy.withUTF8 { bytes -> Bool in
+            func has(_ needle: StaticString) -> Bool {
+                let n = needle.utf8CodeUnitCount
+                guard bytes.count >= n else { return false }
+                let first = needle.utf8Start[0]
+                var i = 0
+                while i <= bytes.count - n {
+                    if bytes[i] == first, memcmp(bytes.baseAddress! + i, needle.utf8Start, n) == 0 { return true }
+                    i += 1
+                }
+                return false
+            }
+            return (has(".update\"") || has(".delete\"") || has(".retract\"")) && !has("\"base\"")
+        }
+    }
+
     /// A change of an event or an annotation made on what this replica shows: a line that gives no `base` gets
     /// the event's revision here, as `timeline edit` does. (Without one it was made on revision 0, and every field
     /// anyone ever changed would conflict.) Only such lines are read again.
     static func fillBases(_ texts: inout [String], lines: [Int], from client: TimelineClient) async throws {
         for i in texts.indices {
             let text = texts[i]
-            guard !text.contains("\"base\""),
-                text.contains("event.update") || text.contains("event.delete") || text.contains("annotation.update")
-                    || text.contains("annotation.retract"),
-                case .object(var o) = try JSON(parsing: text),
+            // Bytes searched in place: String's contains went Character by Character, which for a bulk batch of
+            // 100,000 annotations cost more than a third of the send (B1).
+            guard Self.mayNeedBase(text), case .object(var o) = try JSON(parsing: text),
                 let op = o["op"]?.stringValue,
                 ["event.update", "event.delete", "annotation.update", "annotation.retract"].contains(op),
                 let event = o["event"]?.stringValue.flatMap(EventID.init)
