@@ -130,14 +130,8 @@ public final class TokenStore: Sendable {
         return count
     }
 
-    /// The identity of a presented token, comparing hashes in constant time against every entry.
-    public func authenticate(_ token: String) -> Identity? {
-        guard token.utf8.count <= 256 else { return nil }
-        return identity(ofHash: SHA256.hash(Array(token.utf8)))
-    }
-
-    /// The identity of a token by its hash, as the file says now: nil once it is revoked. What a connection checks
-    /// before each request with the hash of the token it authenticated with.
+    /// The identity of a token by its hash, as the file says now (nil once it is revoked), comparing hashes in
+    /// constant time against every entry: what AUTH checks, and what a connection checks before each request.
     public func identity(ofHash hash: Digest) -> Identity? {
         guard let list = try? entries() else { return nil }
         let presented = hash.bytes

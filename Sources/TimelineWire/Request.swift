@@ -84,12 +84,7 @@ extension Request {
     /// Whether a line holds a C0 control character (U+0000 to U+001F): refused raw in every line a client sends,
     /// request or BATCH line alike, and escaped in every line the server sends (canonical JSON). DEL and the C1
     /// characters are text: JSON allows them raw, and canonical JSON sends them raw.
-    public static func hasControlCharacters<S: Sequence<UInt8>>(_ bytes: S) -> Bool {
-        bytes.contains { $0 < 0x20 }
-    }
-
-    /// `hasControlCharacters` of a line where it lies, eight bytes at a time: every BATCH line is checked, on the
-    /// event loop that reads it.
+    /// Read where the line lies, eight bytes at a time: every BATCH line is checked, on the event loop that reads it.
     public static func hasControlCharacters(_ line: ByteBuffer) -> Bool {
         line.withUnsafeReadableBytes { raw in
             var i = 0

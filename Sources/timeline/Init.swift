@@ -63,8 +63,16 @@ struct Init: AsyncParsableCommand {
         do {
             client = try await TimelineClient.initialize(home: global.clientHome, config: config)
         } catch let error as ClientError where error.code == "AUTH_FAILED" {
-            // Not "this home's token": there is no home yet, and nothing queued.
-            throw ClientError("AUTH_FAILED", "the server refused this token (unknown or revoked); nothing was set up")
+            // Not Output.describe's advice about this home's token: there is no home yet, and nothing queued.
+            if global.json {
+                Output.error(code: error.code, message: "the server refused this token (unknown or revoked)")
+            } else {
+                FileHandle.standardError.write(
+                    Data(
+                        "timeline: AUTH_FAILED: the server refused this token (unknown or revoked); nothing was set up\n"
+                            .utf8))
+            }
+            throw ExitCode(1)
         }
         let report = try await client.pull(progress: Output.progress)
         // timeline changes lists what changed after this.

@@ -48,8 +48,7 @@ enum Output {
 
     static func describe(_ error: Error) -> String {
         switch error {
-        case let e as ClientError
-        where (e.code == "AUTH_FAILED" || e.code == "AUTH_REVOKED") && !e.message.hasSuffix("nothing was set up"):
+        case let e as ClientError where e.code == "AUTH_FAILED" || e.code == "AUTH_REVOKED":
             // The server's words are for protocol clients ("AUTH with another"); a person needs the next step.
             return
                 "\(e.code): the server refused this home's token (\(e.code == "AUTH_REVOKED" ? "revoked while the command ran" : "unknown or revoked")); get a new token from your operator and run timeline init --server HOST:PORT --token-file FILE --fingerprint SHA256 again (queued edits stay queued)"
