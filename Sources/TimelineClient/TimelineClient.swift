@@ -224,14 +224,21 @@ public final class TimelineClient: Sendable {
     public func pull(using connection: TimelineConnection? = nil, progress: (@Sendable (Int64, Int64) -> Void)? = nil)
         async throws -> PullReport
     {
-        let conn: TimelineConnection
-        if let connection { conn = connection } else { conn = try await connect() }
-        defer { if connection == nil { Task { await conn.close() } } }
-        return try await lock.withLock {
-            // Another command on this home may have pulled since this one opened the replica.
-            try await replica.resynchronize()
-            return try await pullLocked(conn, progress: progress)
+        try await using(connection) { conn in
+            try await lock.withLock {
+                // Another command on this home may have pulled since this one opened the replica.
+                try await replica.resynchronize()
+                return try await pullLocked(conn, progress: progress)
+            }
         }
+    }
+
+    /// `body` on the given connection, or on a new one that is closed (and waited for) afterwards.
+    func using<T: Sendable>(_ connection: TimelineConnection?, _ body: (TimelineConnection) async throws -> T)
+        async throws -> T
+    {
+        if let connection { return try await body(connection) }
+        return try await connect().closing(body)
     }
 
     private func pullLocked(_ conn: TimelineConnection, progress: (@Sendable (Int64, Int64) -> Void)?) async throws
@@ -257,11 +264,8 @@ public final class TimelineClient: Sendable {
     @discardableResult
     public func push(using connection: TimelineConnection? = nil) async throws -> PushReport {
         guard try !local.queued().isEmpty else { return PushReport() }
-        let conn: TimelineConnection
-        if let connection { conn = connection } else { conn = try await connect() }
-        defer { if connection == nil { Task { await conn.close() } } }
         // Another command on this home may be sending the same queue: one at a time, so nothing is sent twice.
-        return try await lock.withLock { try await local.push(using: conn) }
+        return try await using(connection) { conn in try await lock.withLock { try await local.push(using: conn) } }
     }
 
     public struct SyncReport: Sendable {
@@ -272,13 +276,12 @@ public final class TimelineClient: Sendable {
 
     /// Push, then pull, on one connection.
     public func sync(progress: (@Sendable (Int64, Int64) -> Void)? = nil) async throws -> SyncReport {
-        let conn = try await connect()
-        defer { Task { await conn.close() } }
-        // Pull first as well: edits made here get a fresh base when the replica is behind.
-        let pushed = try await push(using: conn)
-        if let stopped = pushed.stopped { throw stopped }
-        let pulled = try await pull(using: conn, progress: progress)
-        return SyncReport(push: pushed, pull: pulled, conflicts: try local.conflicts().count)
+        try await connect().closing { conn in
+            let pushed = try await push(using: conn)
+            if let stopped = pushed.stopped { throw stopped }
+            let pulled = try await pull(using: conn, progress: progress)
+            return SyncReport(push: pushed, pull: pulled, conflicts: try local.conflicts().count)
+        }
     }
 
     // MARK: Bulk
@@ -297,8 +300,15 @@ public final class TimelineClient: Sendable {
     public func sendBatches(
         _ proposals: [String], lineNumbers: [Int], progress: (@Sendable (Int64, Int64) -> Void)? = nil
     ) async throws -> BatchReport {
-        let conn = try await connect()
-        defer { Task { await conn.close() } }
+        try await connect().closing { conn in
+            try await sendBatches(proposals, lineNumbers: lineNumbers, on: conn, progress: progress)
+        }
+    }
+
+    func sendBatches(
+        _ proposals: [String], lineNumbers: [Int], on conn: TimelineConnection,
+        progress: (@Sendable (Int64, Int64) -> Void)?
+    ) async throws -> BatchReport {
         let limit = max(1, Int(conn.hello["limits"]?["batch_edits"]?.intValue ?? 1_000))
         var sizes = Self.batchSizes(proposals.count, limit: limit).makeIterator()
         // Four batches in flight keep the server busy while the next is on its way, without buffering the file.
@@ -408,39 +418,39 @@ public final class TimelineClient: Sendable {
             try local.removeConflict(id)
             return nil
         }
-        let conn = try await connect()
-        defer { Task { await conn.close() } }
-        try await pull(using: conn)
-        guard let event = c.event else { throw ClientError("INVALID_STATE", "conflict \(id) names no event") }
-        let base = try await base(of: event)
-        var proposal: JSON
-        switch (resolution, c.code) {
-        case (.set(let field, let value), _):
-            proposal = try Self.fieldUpdate(event: event, base: base, field: field, value: value)
-        case (_, "CONFLICT"):
-            if c.field == "deleted" {
-                guard c.ours == true else {
-                    throw ClientError(
-                        "INVALID_STATE",
-                        "the event was deleted by \(c.theirAuthor) in version \(c.theirVersion) and cannot be restored, so your edit cannot apply; settle it with --theirs"
-                    )
+        return try await connect().closing { conn in
+            try await pull(using: conn)
+            guard let event = c.event else { throw ClientError("INVALID_STATE", "conflict \(id) names no event") }
+            let base = try await base(of: event)
+            var proposal: JSON
+            switch (resolution, c.code) {
+            case (.set(let field, let value), _):
+                proposal = try Self.fieldUpdate(event: event, base: base, field: field, value: value)
+            case (_, "CONFLICT"):
+                if c.field == "deleted" {
+                    guard c.ours == true else {
+                        throw ClientError(
+                            "INVALID_STATE",
+                            "the event was deleted by \(c.theirAuthor) in version \(c.theirVersion) and cannot be restored, so your edit cannot apply; settle it with --theirs"
+                        )
+                    }
+                    proposal = ["op": "event.delete", "event": .string(event.description), "base": .int(base)]
+                } else {
+                    proposal = try Self.fieldUpdate(event: event, base: base, field: c.field, value: c.ours)
                 }
-                proposal = ["op": "event.delete", "event": .string(event.description), "base": .int(base)]
-            } else {
-                proposal = try Self.fieldUpdate(event: event, base: base, field: c.field, value: c.ours)
+            default:
+                guard case .object(var o) = c.proposal else {
+                    throw ClientError("INVALID_STATE", "conflict \(id) has no edit")
+                }
+                o["base"] = .int(base)
+                proposal = .object(o)
             }
-        default:
-            guard case .object(var o) = c.proposal else {
-                throw ClientError("INVALID_STATE", "conflict \(id) has no edit")
-            }
-            o["base"] = .int(base)
-            proposal = .object(o)
+            let reply = try await conn.send("PROPOSE \(proposal.canonicalString)")
+            guard reply.status == .ok else { throw reply.error }
+            try local.removeConflict(id)
+            try await pull(using: conn)
+            return reply.json?["version"]?.intValue
         }
-        let reply = try await conn.send("PROPOSE \(proposal.canonicalString)")
-        guard reply.status == .ok else { throw reply.error }
-        try local.removeConflict(id)
-        try await pull(using: conn)
-        return reply.json?["version"]?.intValue
     }
 
     static func fieldUpdate(event: EventID, base: Int64, field: String, value: JSON) throws -> JSON {

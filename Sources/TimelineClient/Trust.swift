@@ -28,17 +28,17 @@ extension TimelineClient {
         var report = TrustReport(local: local)
         guard askingServer else { return report }
         do {
-            let conn = try await connect()
-            defer { Task { await conn.close() } }
-            report.serverVersion = conn.serverVersion
-            if local.version > 0 {
-                // The server's edit at the replica's head version: if its hash is the replica's, so is every edit
-                // before it (each hash covers the one before).
-                let page = try await conn.expectOK("PULL \(local.version - 1) 1")
-                if let line = page.data.first(where: { $0.hasPrefix("* EDIT ") }),
-                    let edit = try TimelineConnection.edit(fromLine: line), edit.version == local.version
-                {
-                    report.serverHash = edit.hash
+            try await connect().closing { conn in
+                report.serverVersion = conn.serverVersion
+                if local.version > 0 {
+                    // The server's edit at the replica's head version: if its hash is the replica's, so is every
+                    // edit before it (each hash covers the one before).
+                    let page = try await conn.expectOK("PULL \(local.version - 1) 1")
+                    if let line = page.data.first(where: { $0.hasPrefix("* EDIT ") }),
+                        let edit = try TimelineConnection.edit(fromLine: line), edit.version == local.version
+                    {
+                        report.serverHash = edit.hash
+                    }
                 }
             }
         } catch let error as ClientError {

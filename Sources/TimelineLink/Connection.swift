@@ -256,6 +256,20 @@ public final class TimelineConnection: Sendable {
     public func close() async {
         try? await channel.close()
     }
+
+    /// Runs `body`, then closes the connection and waits until it is closed, whether `body` returned or threw.
+    /// A short-lived process must not exit while a close it left to a task is still tearing TLS down: OpenSSL's
+    /// own clean-up at exit and an SSL_free on the event loop then race (a crash seen under ThreadSanitizer).
+    public func closing<T: Sendable>(_ body: (TimelineConnection) async throws -> T) async throws -> T {
+        do {
+            let result = try await body(self)
+            await close()
+            return result
+        } catch {
+            await close()
+            throw error
+        }
+    }
 }
 
 /// Routes incoming lines: the greeting, then data lines to the oldest unanswered request and completions by tag.

@@ -66,9 +66,7 @@ public final class Replicator: Sendable {
 
     /// Learns the upstream's dataset (for a replica's first start).
     public static func upstreamDataset(_ upstream: Upstream) async throws -> String {
-        let connection = try await TimelineConnection.open(upstream.config)
-        defer { Task { await connection.close() } }
-        return connection.dataset
+        try await TimelineConnection.open(upstream.config).closing { $0.dataset }
     }
 
     public func start() {
@@ -165,7 +163,10 @@ public final class Replicator: Sendable {
     private func followOnce() async throws {
         let conn = try await TimelineConnection.open(upstream.config)
         follower.withLockedValue { $0 = conn }
-        defer { Task { await conn.close() } }
+        try await conn.closing { try await self.follow(on: $0) }
+    }
+
+    private func follow(on conn: TimelineConnection) async throws {
         if Task.isCancelled { return }
         guard conn.dataset == store.dataset else {
             throw Diverged(message: "upstream holds dataset \(conn.dataset), this replica \(store.dataset)")

@@ -32,10 +32,12 @@ struct Sync: AsyncParsableCommand {
             if queued > 0 { error.message += "; \(queued) edit\(queued == 1 ? " stays" : "s stay") queued" }
             throw error
         }
-        defer { Task { await conn.close() } }
-        let pushed = try await client.push(using: conn)
-        // After a push that stopped (the connection broke), pulling would most likely fail the same way.
-        let pulled = pushed.stopped == nil ? try await client.pull(using: conn, progress: Output.progress) : nil
+        let (pushed, pulled) = try await conn.closing { conn in
+            let pushed = try await client.push(using: conn)
+            // After a push that stopped (the connection broke), pulling would most likely fail the same way.
+            let pulled = pushed.stopped == nil ? try await client.pull(using: conn, progress: Output.progress) : nil
+            return (pushed, pulled)
+        }
         try PushSummary.say(pushed, pulled: pulled, client: client, json: global.json)
     }
 }

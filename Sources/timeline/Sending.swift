@@ -20,11 +20,12 @@ enum Sending {
     ) async throws {
         let push: PushReport
         do {
-            let conn = try await client.connect()
-            defer { Task { await conn.close() } }
-            push = try await client.push(using: conn)
-            // What was just sent goes into the replica on the same connection; failing that is only a warning.
-            if push.stopped == nil { await Output.refreshReplica(client, using: conn) }
+            push = try await client.connect().closing { conn in
+                let push = try await client.push(using: conn)
+                // What was just sent goes into the replica on the same connection; failing that is only a warning.
+                if push.stopped == nil { await Output.refreshReplica(client, using: conn) }
+                return push
+            }
         } catch let error as ClientError {
             try queued(client, item: item, error: error, json: json, what: await describe(), edit: edit)
             return
