@@ -51,7 +51,7 @@ let package = Package(
         // TLS over the system's OpenSSL as a channel handler; the protocol never knows it is there.
         .target(
             name: "TimelineTLS",
-            dependencies: ["CTimelineShims", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["TimelineCore", "CTimelineShims", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "TimelineServer",

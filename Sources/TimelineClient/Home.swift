@@ -22,8 +22,8 @@ public struct ClientHome: Sendable {
 
     public func loadConfig() throws -> ClientConfig {
         guard let data = FileManager.default.contents(atPath: configPath) else {
-            throw ClientError(
-                ClientError.notInitialized,
+            throw TimelineError(
+                .notInitialized,
                 "no client in \(path); run: timeline init --server HOST:PORT --token-file FILE --fingerprint SHA256")
         }
         return try ClientConfig(json: try JSON(parsingBytes: Array(data)))
@@ -39,7 +39,7 @@ public struct ClientHome: Sendable {
             FileManager.default.createFile(
                 atPath: temp, contents: Data(config.json.canonicalBytes + [0x0A]),
                 attributes: [.posixPermissions: 0o600])
-        else { throw ClientError("STORE_FAILED", "cannot write \(configPath)") }
-        guard rename(temp, configPath) == 0 else { throw ClientError("STORE_FAILED", "cannot replace \(configPath)") }
+        else { throw TimelineError(.storeFailed, "cannot write \(configPath)") }
+        guard rename(temp, configPath) == 0 else { throw TimelineError(.storeFailed, "cannot replace \(configPath)") }
     }
 }

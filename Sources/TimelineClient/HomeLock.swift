@@ -14,10 +14,7 @@ final class HomeLock: Sendable {
     /// Runs `body` holding the lock, waiting for another command to finish first; says so on standard error if
     /// the wait is noticeable, naming the process that holds it.
     func withLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        let lock: FileLock
-        do { lock = try FileLock(path: path) } catch let e as TimelineError {
-            throw ClientError(e.code.rawValue, e.message)
-        }
+        let lock = try FileLock(path: path)
         var waited = 0
         while try !lock.tryLock(exclusive: true) {
             if waited == 20 {

@@ -108,7 +108,7 @@ extension TimelineClient {
         async throws -> [(view: EventView, annotations: [AnnotationID], snippet: String)]
     {
         let words = words.flatMap { $0.split(whereSeparator: \.isWhitespace).map(String.init) }
-        guard !words.isEmpty else { throw ClientError("USAGE", "give one or more words to search for") }
+        guard !words.isEmpty else { throw TimelineError(.usage, "give one or more words to search for") }
         try await searchIndex.refresh(from: replica)
         var out: [(EventView, [AnnotationID], String)] = []
         for hit in try searchIndex.search(words, limit: limit, open: highlight.open, close: highlight.close) {

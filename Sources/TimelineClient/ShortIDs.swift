@@ -136,29 +136,31 @@ final class IDIndex: Sendable {
 extension TimelineClient {
     /// What `text` (a short form, a whole ID, or the start of one; any case) names in the replica.
     public func name(_ text: String) async throws -> NamedObject {
-        guard !text.allSatisfy(\.isWhitespace) else { throw ClientError("USAGE", "give an event's or annotation's ID") }
+        guard !text.allSatisfy(\.isWhitespace) else {
+            throw TimelineError(.usage, "give an event's or annotation's ID")
+        }
         guard let normalized = ShortID.normalize(text) else {
-            throw ClientError("NOT_FOUND", "\(text.debugDescription) is not an ID (IDs use the digits 0-9 and A-Z)")
+            throw TimelineError(.notFound, "\(text.debugDescription) is not an ID (IDs use the digits 0-9 and A-Z)")
         }
         try await ids.refresh(from: replica)
         if normalized.utf8.count == 26, let ulid = ULID(normalized) {
             if try await replica.event(EventID(ulid), asOf: nil) != nil { return .event(EventID(ulid)) }
             if let a = try await replica.annotation(AnnotationID(ulid)) { return .annotation(a.id, event: a.event) }
             if let queued = try queued(normalized) { return queued }
-            throw ClientError("NOT_FOUND", "no event or annotation \(normalized) in the replica (timeline pull?)")
+            throw TimelineError(.notFound, "no event or annotation \(normalized) in the replica (timeline pull?)")
         }
         let found = try ids.matches(normalized)
         switch found.count {
         case 0:
             if let queued = try queued(normalized) { return queued }
-            throw ClientError(
-                "NOT_FOUND", "no event or annotation matches \(normalized) in the replica (timeline pull?)")
+            throw TimelineError(
+                .notFound, "no event or annotation matches \(normalized) in the replica (timeline pull?)")
         case 1:
             let match = found.listed[0]
             if match.isEvent { return .event(EventID(match.id)!) }
             let id = AnnotationID(match.id)!
             guard let a = try await replica.annotation(id) else {
-                throw ClientError("NOT_FOUND", "annotation \(match.id) is not in the replica")
+                throw TimelineError(.notFound, "annotation \(match.id) is not in the replica")
             }
             return .annotation(id, event: a.event)
         default:
@@ -172,8 +174,8 @@ extension TimelineClient {
                 : found.events == 0
                     ? "annotations"
                     : "IDs (\(found.events) event\(found.events == 1 ? "" : "s"), \(annotations) annotation\(annotations == 1 ? "" : "s"))"
-            throw ClientError(
-                "AMBIGUOUS",
+            throw TimelineError(
+                .ambiguous,
                 "\(normalized) matches \(found.count) \(what): \(listed.joined(separator: ", "))\(more); give more characters",
                 detail: .object([
                     "matches": .int(Int64(found.count)),
@@ -207,18 +209,18 @@ extension TimelineClient {
         case .queued(let item, let id, let isEvent, let event):
             if !isEvent, let event {
                 let short = try await shortForms([event.description])
-                throw ClientError(
-                    "NOT_AN_EVENT",
+                throw TimelineError(
+                    .notAnEvent,
                     "\(id) is an annotation (on event \(short[event.description] ?? event.description)) in your outbox (edit \(item)), not sent yet"
                 )
             }
-            throw ClientError(
-                "NOT_SENT", "event \(id) is in your outbox (edit \(item)), not sent yet: timeline sync sends it")
+            throw TimelineError(
+                .notSent, "event \(id) is in your outbox (edit \(item)), not sent yet: timeline sync sends it")
         case .event(let id): return id
         case .annotation(let id, let event):
             let short = try await shortForms([id.description, event.description])
-            throw ClientError(
-                "NOT_AN_EVENT",
+            throw TimelineError(
+                .notAnEvent,
                 "\(short[id.description] ?? id.description) is an annotation (on event \(short[event.description] ?? event.description)), not an event"
             )
         }
@@ -229,13 +231,13 @@ extension TimelineClient {
         switch try await name(text) {
         case .annotation(let id, let event): return (id, event)
         case .queued(let item, let id, _, _):
-            throw ClientError(
-                "NOT_SENT",
+            throw TimelineError(
+                .notSent,
                 "\(id) is in your outbox (edit \(item)), not sent yet: timeline outbox drop \(item) removes it")
         case .event(let id):
             let short = try await shortForms([id.description])
-            throw ClientError(
-                "NOT_AN_ANNOTATION",
+            throw TimelineError(
+                .notAnAnnotation,
                 "\(short[id.description] ?? id.description) is an event, not an annotation; timeline show it to see its annotations' IDs"
             )
         }

@@ -24,8 +24,8 @@ public final class TimelineClient: Sendable {
         self.home = home
         config = try home.loadConfig()
         guard let dataset = config.dataset else {
-            throw ClientError(
-                ClientError.notInitialized,
+            throw TimelineError(
+                .notInitialized,
                 "the client in \(home.path) never reached its server; run timeline init again")
         }
         do {
@@ -34,7 +34,7 @@ public final class TimelineClient: Sendable {
             // ever appends pages of pulled edits.
             replica = try SQLiteStore(path: home.replicaPath, dataset: dataset, options: .replica)
         } catch let e as TimelineError where e.code == .wrongDataset {
-            throw ClientError(ClientError.wrongDataset, e.message)
+            throw TimelineError(.wrongDataset, e.message)
         }
         local = try Outbox(path: home.localPath)
         try ClientTables.migrate(local.queue)
@@ -53,8 +53,8 @@ public final class TimelineClient: Sendable {
         if FileManager.default.fileExists(atPath: home.replicaPath), let old = try? home.loadConfig(),
             old.dataset != nil, old.dataset != config.dataset
         {
-            throw ClientError(
-                ClientError.wrongDataset,
+            throw TimelineError(
+                .wrongDataset,
                 "\(home.path) holds a replica of dataset \(old.dataset!), but the server holds \(config.dataset!); use another home"
             )
         }
@@ -82,8 +82,8 @@ public final class TimelineClient: Sendable {
 
     public func event(_ id: EventID, asOf version: Int64? = nil) async throws -> EventView {
         guard let view = try await replica.event(id, asOf: version) else {
-            throw ClientError(
-                "NOT_FOUND", "event \(id) is not in the replica\(version.map { " at version \($0)" } ?? "")")
+            throw TimelineError(
+                .notFound, "event \(id) is not in the replica\(version.map { " at version \($0)" } ?? "")")
         }
         return view
     }
@@ -125,12 +125,7 @@ public final class TimelineClient: Sendable {
     @discardableResult
     public func propose(_ proposal: JSON) async throws -> Int64 {
         let identity = try local.identity()
-        let decoded: Proposal
-        do {
-            decoded = try EditCodec.decodeProposal(proposal, author: identity?.user ?? "", time: WallClock.now())
-        } catch {
-            throw ClientError(error.code.rawValue, error.message)
-        }
+        let decoded = try EditCodec.decodeProposal(proposal, author: identity?.user ?? "", time: WallClock.now())
         let op = decoded.change.operation
         if let identity {
             guard identity.role.mayPropose(op) else {
@@ -144,8 +139,8 @@ public final class TimelineClient: Sendable {
                 case .annotationRetract: what = "retract annotations"
                 case .timelineMeta: what = "change the timeline's metadata"
                 }
-                throw ClientError(
-                    "FORBIDDEN",
+                throw TimelineError(
+                    .forbidden,
                     "your token's role is \(identity.role.rawValue), which may not \(what) (the server said so at \(identity.seen.rfc3339.prefix(16).replacingOccurrences(of: "T", with: " ")) UTC); nothing was queued"
                 )
             }
@@ -153,8 +148,8 @@ public final class TimelineClient: Sendable {
                 let id = decoded.change.annotationID, let annotation = try await replica.annotation(id),
                 annotation.author != identity.user, !annotation.author.hasPrefix(identity.user + "@")
             {
-                throw ClientError(
-                    "FORBIDDEN",
+                throw TimelineError(
+                    .forbidden,
                     "that annotation is \(annotation.author)'s; only its author or an editor may change it; nothing was queued"
                 )
             }
@@ -165,7 +160,7 @@ public final class TimelineClient: Sendable {
     /// Sends a refused edit again, on the event's current revision; it goes back in the queue first.
     public func retry(_ itemID: Int64) async throws -> Int64 {
         guard let item = try local.items().first(where: { $0.id == itemID }), item.refusal != nil else {
-            throw ClientError("NOT_FOUND", "no refused edit \(itemID); see timeline outbox")
+            throw TimelineError(.notFound, "no refused edit \(itemID); see timeline outbox")
         }
         var proposal = item.proposal
         if case .object(var o) = proposal, let event = item.event {
@@ -173,7 +168,7 @@ public final class TimelineClient: Sendable {
             proposal = .object(o)
         }
         guard try local.requeue(itemID, proposal: proposal) else {
-            throw ClientError("NOT_FOUND", "no refused edit \(itemID); see timeline outbox")
+            throw TimelineError(.notFound, "no refused edit \(itemID); see timeline outbox")
         }
         return itemID
     }
@@ -181,7 +176,7 @@ public final class TimelineClient: Sendable {
     /// Removes a local edit, queued or refused, for good.
     public func drop(_ itemID: Int64) throws {
         guard try local.drop(itemID) else {
-            throw ClientError("NOT_FOUND", "no edit \(itemID) in the outbox; see timeline outbox")
+            throw TimelineError(.notFound, "no edit \(itemID) in the outbox; see timeline outbox")
         }
     }
 
@@ -254,7 +249,7 @@ public final class TimelineClient: Sendable {
                 if let last = linked.edits.last?.version { progress?(last, page.json?["version"]?.intValue ?? 0) }
             }
         } catch let rejection as BatchRejection {
-            throw ClientError("CORRUPT", "the server's log does not follow this replica's: \(rejection.error.message)")
+            throw TimelineError(.corrupt, "the server's log does not follow this replica's: \(rejection.error.message)")
         }
         let head = try await replica.currentVersion()
         return PullReport(applied: Int(head - start), version: head)
@@ -316,12 +311,12 @@ public final class TimelineClient: Sendable {
         var report = BatchReport()
         var inFlight: [(pending: TimelineConnection.Pending, first: Int, count: Int)] = []
         var cursor = 0
-        var refusal: ClientError?
+        var refusal: TimelineError?
         var appliedAfter: [String] = []
         while (refusal == nil && cursor < proposals.count) || !inFlight.isEmpty {
             while refusal == nil, inFlight.count < window, let size = sizes.next() {
                 let end = cursor + size
-                let pending = try await conn.start("BATCH \(end - cursor)", lines: Array(proposals[cursor..<end]))
+                let pending = try await conn.start(.batch(count: end - cursor), lines: Array(proposals[cursor..<end]))
                 inFlight.append((pending, cursor, end - cursor))
                 cursor = end
             }
@@ -374,7 +369,7 @@ public final class TimelineClient: Sendable {
     }
 
     /// A batch's refusal with "line 3 of 10: …" turned into the line of the input.
-    static func refusal(_ error: ClientError, first: Int, lineNumbers: [Int]) -> ClientError {
+    static func refusal(_ error: TimelineError, first: Int, lineNumbers: [Int]) -> TimelineError {
         var error = error
         if let range = error.message.range(of: #"^line [0-9]+ of [0-9]+"#, options: .regularExpression),
             let n = Int(error.message[range].split(separator: " ")[1]), first + n - 1 < lineNumbers.count
@@ -400,17 +395,17 @@ public final class TimelineClient: Sendable {
     @discardableResult
     public func resolve(conflict id: Int64, _ resolution: Resolution) async throws -> Int64? {
         guard let c = try local.conflicts().first(where: { $0.id == id }) else {
-            throw ClientError("NOT_FOUND", "no conflict \(id); see timeline conflicts")
+            throw TimelineError(.notFound, "no conflict \(id); see timeline conflicts")
         }
         if case .set = resolution, c.field == "deleted" {
-            throw ClientError(
-                "BAD_FIELD",
+            throw TimelineError(
+                .badField,
                 "conflict #\(id): the event was deleted by \(c.theirAuthor) in version \(c.theirVersion), so no value of yours can apply; settle it with --theirs"
             )
         }
         if case .set(let field, _) = resolution, field != c.field {
-            throw ClientError(
-                "BAD_FIELD",
+            throw TimelineError(
+                .badField,
                 "conflict #\(id) is about \(c.field), not \(field): settle it with --set \"\(c.field)=…\" (or --ours, --theirs); change \(field) with timeline edit"
             )
         }
@@ -420,17 +415,17 @@ public final class TimelineClient: Sendable {
         }
         return try await connect().closing { conn in
             try await pull(using: conn)
-            guard let event = c.event else { throw ClientError("INVALID_STATE", "conflict \(id) names no event") }
+            guard let event = c.event else { throw TimelineError(.invalidState, "conflict \(id) names no event") }
             let base = try await base(of: event)
             var proposal: JSON
             switch (resolution, c.code) {
             case (.set(let field, let value), _):
                 proposal = try Self.fieldUpdate(event: event, base: base, field: field, value: value)
-            case (_, "CONFLICT"):
+            case (_, .conflict):
                 if c.field == "deleted" {
                     guard c.ours == true else {
-                        throw ClientError(
-                            "INVALID_STATE",
+                        throw TimelineError(
+                            .invalidState,
                             "the event was deleted by \(c.theirAuthor) in version \(c.theirVersion) and cannot be restored, so your edit cannot apply; settle it with --theirs"
                         )
                     }
@@ -440,12 +435,12 @@ public final class TimelineClient: Sendable {
                 }
             default:
                 guard case .object(var o) = c.proposal else {
-                    throw ClientError("INVALID_STATE", "conflict \(id) has no edit")
+                    throw TimelineError(.invalidState, "conflict \(id) has no edit")
                 }
                 o["base"] = .int(base)
                 proposal = .object(o)
             }
-            let reply = try await conn.send("PROPOSE \(proposal.canonicalString)")
+            let reply = try await conn.send(.propose(edit: proposal.canonicalString))
             guard reply.status == .ok else { throw reply.error }
             try local.removeConflict(id)
             try await pull(using: conn)
@@ -463,7 +458,7 @@ public final class TimelineClient: Sendable {
             ]
         }
         guard ["title", "summary", "date", "references"].contains(field) else {
-            throw ClientError("BAD_FIELD", "\(field) is not a field that can be set (title, summary, date, references)")
+            throw TimelineError(.badField, "\(field) is not a field that can be set (title, summary, date, references)")
         }
         return [
             "op": "event.update", "event": .string(event.description), "base": .int(base),
@@ -483,7 +478,7 @@ public final class TimelineClient: Sendable {
                     let since: Int64
                     if let start { since = start } else { since = try await replica.currentVersion() }
                     let watching = Task {
-                        let done = try await conn.send("WATCH \(since)") { line in
+                        let done = try await conn.send(.watch(since: since)) { line in
                             if let edit = try? TimelineConnection.edit(fromLine: line) { continuation.yield(edit) }
                         }
                         if done.status != .ok { throw done.error }

@@ -33,7 +33,7 @@ extension TimelineClient {
                 if local.version > 0 {
                     // The server's edit at the replica's head version: if its hash is the replica's, so is every
                     // edit before it (each hash covers the one before).
-                    let page = try await conn.expectOK("PULL \(local.version - 1) 1")
+                    let page = try await conn.expectOK(.pull(since: local.version - 1, limit: 1))
                     if let line = page.data.first(where: { $0.hasPrefix("* EDIT ") }),
                         let edit = try TimelineConnection.edit(fromLine: line), edit.version == local.version
                     {
@@ -41,9 +41,9 @@ extension TimelineClient {
                     }
                 }
             }
-        } catch let error as ClientError {
+        } catch let error as TimelineError {
             report.unreachable = "\(error.code): \(error.message)"
-            report.offline = error.code == ClientError.unreachable
+            report.offline = error.code == .unreachable
         }
         return report
     }
@@ -58,7 +58,7 @@ extension TimelineClient {
     public func blame(_ id: EventID) async throws -> [Blame] {
         let history = try await replica.history(of: id)
         guard let view = try await replica.event(id, asOf: nil) else {
-            throw ClientError("NOT_FOUND", "event \(id) is not in the replica")
+            throw TimelineError(.notFound, "event \(id) is not in the replica")
         }
         var last: [String: Edit] = [:]
         for edit in history {

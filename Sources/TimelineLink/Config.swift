@@ -42,8 +42,8 @@ public struct ClientConfig: Sendable, Equatable {
         guard let server = json["server"]?.stringValue, let colon = server.lastIndex(of: ":"),
             let port = Int(server[server.index(after: colon)...]), let token = json["token"]?.stringValue
         else {
-            throw ClientError(
-                ClientError.notInitialized, "the client configuration is damaged; run timeline init again")
+            throw TimelineError(
+                .notInitialized, "the client configuration is damaged; run timeline init again")
         }
         self.init(
             host: String(server[..<colon]), port: port, token: token,

@@ -6,37 +6,12 @@ import TimelineStore
 import TimelineTLS
 import TimelineWire
 
-/// Why the client could not do something: a stable code and one sentence. Server refusals keep the server's
-/// code (`CONFLICT`, `NOT_FOUND`, …) and its structured `detail`.
-public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var code: String
-    public var message: String
-    public var detail: JSON?
-
-    public init(_ code: String, _ message: String, detail: JSON? = nil) {
-        self.code = code
-        self.message = message
-        self.detail = detail
-    }
-
-    public var description: String { "\(code): \(message)" }
-
-    /// The server could not be reached, or the connection broke: nothing was lost, retry later.
-    public static let unreachable = "UNREACHABLE"
-    /// The reply did not follow the protocol.
-    public static let protocolError = "PROTOCOL"
-    /// The server holds another dataset than this replica.
-    public static let wrongDataset = "WRONG_DATASET"
-    /// No client configuration in this home (`timeline init`).
-    public static let notInitialized = "NOT_INITIALIZED"
-}
-
 /// How one request ended.
 public struct Completion: Sendable {
     public enum Status: Sendable { case ok, no, bad }
     public var status: Status
-    /// The refusal's code (empty for OK).
-    public var code: String
+    /// The refusal's code (nil for OK).
+    public var code: ErrorCode?
     /// OK's JSON, or a refusal's structured detail.
     public var json: JSON?
     /// A refusal's sentence.
@@ -45,7 +20,7 @@ public struct Completion: Sendable {
     public var data: [String]
 
     /// The refusal as an error.
-    public var error: ClientError { ClientError(code, message, detail: json) }
+    public var error: TimelineError { TimelineError(code ?? .badReply, message, detail: json) }
 }
 
 /// One TLS connection speaking timeline/1, with pipelining: requests may be sent while earlier ones are
@@ -74,16 +49,14 @@ public final class TimelineConnection: Sendable {
         host: String, port: Int, verification: TLSContext.Verification, timeout: TimeAmount = .seconds(10)
     ) async throws -> TimelineConnection {
         let tls: TLSContext
-        do { tls = try TLSContext.client(verification: verification) } catch let e as TLSError {
-            throw ClientError(e.code, e.message)
-        }
+        tls = try TLSContext.client(verification: verification)
         let router = ResponseRouter()
         let channel: any Channel
         do {
             channel = try await LineChannel.connect(
                 host: host, port: port, tls: tls, maxLineBytes: 64 << 20, timeout: timeout, handler: router)
         } catch {
-            throw ClientError(ClientError.unreachable, "cannot connect to \(host):\(port): \(Self.reason(error))")
+            throw TimelineError(.unreachable, "cannot connect to \(host):\(port): \(Self.reason(error))")
         }
         let helloLine: String
         do {
@@ -92,11 +65,9 @@ public final class TimelineConnection: Sendable {
             try? await channel.close()
             throw error
         }
-        guard helloLine.hasPrefix("* HELLO timeline/1 "),
-            let hello = try? JSON(parsing: String(helloLine.dropFirst("* HELLO timeline/1 ".count)))
-        else {
+        guard case .hello(let hello)? = Reply.parse(helloLine) else {
             try? await channel.close()
-            throw ClientError(ClientError.protocolError, "the server did not greet with timeline/1")
+            throw TimelineError(.badReply, "the server did not greet with timeline/1")
         }
         return TimelineConnection(channel: channel, router: router, hello: hello)
     }
@@ -115,7 +86,7 @@ public final class TimelineConnection: Sendable {
             return String(cString: strerror(e.errnoCode)).lowercased()
         case ChannelError.connectTimeout(let t):
             return "no answer within \(t.nanoseconds / 1_000_000_000) s"
-        case let e as ClientError:
+        case let e as TimelineError:
             return e.message
         default:
             return "\(error)"
@@ -139,8 +110,8 @@ public final class TimelineConnection: Sendable {
         }
         if let dataset = config.dataset, dataset != connection.dataset {
             await connection.close()
-            throw ClientError(
-                ClientError.wrongDataset,
+            throw TimelineError(
+                .wrongDataset,
                 "this replica is of dataset \(dataset), but the server holds \(connection.dataset)")
         }
         return connection
@@ -152,7 +123,7 @@ public final class TimelineConnection: Sendable {
         do {
             return try EditCodec.decodeEdit(try JSON(parsing: String(line.dropFirst(7))))
         } catch {
-            throw ClientError(ClientError.protocolError, "the server sent an edit that does not decode: \(error)")
+            throw TimelineError(.badReply, "the server sent an edit that does not decode: \(error)")
         }
     }
 
@@ -165,7 +136,7 @@ public final class TimelineConnection: Sendable {
     public func pullPages(
         after version: Int64, pageSize: Int, store: @escaping @Sendable (LinkedEdits, Completion) async throws -> Void
     ) async throws {
-        var next = Task { try await self.expectOK("PULL \(version) \(pageSize)") }
+        var next = Task { try await self.expectOK(.pull(since: version, limit: pageSize)) }
         var storing: Task<Void, Error>?
         do {
             while true {
@@ -173,13 +144,13 @@ public final class TimelineConnection: Sendable {
                 var reading = LinkedEdits.Reading(capacity: page.data.count)
                 for line in page.data where line.hasPrefix("* EDIT ") {
                     do { try reading.append(line.dropFirst(7)) } catch {
-                        throw ClientError(
-                            ClientError.protocolError, "the server sent an edit that does not decode: \(error)")
+                        throw TimelineError(
+                            .badReply, "the server sent an edit that does not decode: \(error)")
                     }
                 }
                 let more = page.json?["more"] == true && reading.count > 0
                 if more, let last = reading.last?.version {
-                    next = Task { try await self.expectOK("PULL \(last) \(pageSize)") }
+                    next = Task { try await self.expectOK(.pull(since: last, limit: pageSize)) }
                 }
                 let linked = try LinkedEdits(reading)
                 try await storing?.value
@@ -197,9 +168,9 @@ public final class TimelineConnection: Sendable {
     /// Sends a request (and, for BATCH, its lines) and waits for its completion. Data lines are collected, or
     /// handed to `onData` as they arrive (on the connection's thread; keep it quick).
     public func send(
-        _ verbAndArguments: String, lines: [String] = [], onData: (@Sendable (String) -> Void)? = nil
+        _ command: Command, lines: [String] = [], onData: (@Sendable (String) -> Void)? = nil
     ) async throws -> Completion {
-        try await start(verbAndArguments, lines: lines, onData: onData).completion()
+        try await start(command, lines: lines, onData: onData).completion()
     }
 
     /// A request already written to the server, whose completion is awaited later: requests started one after
@@ -213,15 +184,16 @@ public final class TimelineConnection: Sendable {
     /// Requests started one after another are written in that order: the loop runs what it is handed in order.
     /// (Waiting here for the loop to have written it cost every request a second wake-up of the caller.)
     public func start(
-        _ verbAndArguments: String, lines: [String] = [], onData: (@Sendable (String) -> Void)? = nil
+        _ command: Command, lines: [String] = [], onData: (@Sendable (String) -> Void)? = nil
     ) async throws -> Pending {
+        let request = command.line
         let router = self.router
         let channel = self.channel
         let promise = channel.eventLoop.makePromise(of: Completion.self)
         channel.eventLoop.execute {
             let tag = router.register(onData: onData, promise: promise)
-            var buffer = channel.allocator.buffer(capacity: verbAndArguments.utf8.count + 40)
-            buffer.writeString("\(tag) \(verbAndArguments)\n")
+            var buffer = channel.allocator.buffer(capacity: request.utf8.count + 40)
+            buffer.writeString("\(tag) \(request)\n")
             for line in lines {
                 buffer.writeString(line)
                 buffer.writeString("\n")
@@ -238,8 +210,8 @@ public final class TimelineConnection: Sendable {
 
     /// Sends a request and returns its completion, throwing its refusal.
     @discardableResult
-    public func expectOK(_ verbAndArguments: String, lines: [String] = []) async throws -> Completion {
-        let c = try await send(verbAndArguments, lines: lines)
+    public func expectOK(_ command: Command, lines: [String] = []) async throws -> Completion {
+        let c = try await send(command, lines: lines)
         guard c.status == .ok else { throw c.error }
         return c
     }
@@ -247,8 +219,10 @@ public final class TimelineConnection: Sendable {
     /// Authenticates; returns AUTH's OK (`user`, `role`).
     @discardableResult
     public func authenticate(token: String) async throws -> JSON? {
-        let c = try await send("AUTH \(token)")
-        guard c.status == .ok else { throw ClientError(c.code, "the server refused the token: \(c.message)") }
+        let c = try await send(.auth(token: token))
+        guard c.status == .ok else {
+            throw TimelineError(c.code ?? .badReply, "the server refused the token: \(c.message)")
+        }
         return c.json
     }
 
@@ -287,7 +261,7 @@ final class ResponseRouter: ChannelInboundHandler, @unchecked Sendable {
     private var greetingPromise: EventLoopPromise<String>?
     private var pending: [Pending] = []
     private var nextTag = 1
-    private var closedReason: ClientError?
+    private var closedReason: TimelineError?
 
     func greeting(on loop: any EventLoop) -> EventLoopFuture<String> {
         loop.flatSubmit {
@@ -313,7 +287,7 @@ final class ResponseRouter: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .line(let buffer) = unwrapInboundIn(data) else {
-            fail(ClientError(ClientError.protocolError, "the server sent a line longer than 64 MiB"), context: context)
+            fail(TimelineError(.badReply, "the server sent a line longer than 64 MiB"), context: context)
             return
         }
         let line = String(buffer: buffer)
@@ -323,61 +297,61 @@ final class ResponseRouter: ChannelInboundHandler, @unchecked Sendable {
             greetingPromise = nil
             return
         }
-        if line.hasPrefix("* BYE ") {
-            let rest = line.dropFirst(6)
-            let code = String(rest.prefix { $0 != " " })
-            closedReason = ClientError(
-                code == "GOODBYE" ? ClientError.unreachable : code, String(rest.dropFirst(code.count + 1)))
-            return
-        }
-        if line.hasPrefix("* BAD ") { return }  // untagged: input during WATCH; nothing to route
-        if line.hasPrefix("* ") {
+        // Data lines are most lines (a PULL page, a WATCH): routed as they are, decoded by whoever asked.
+        if line.hasPrefix("* "), !line.hasPrefix("* BYE "), !line.hasPrefix("* BAD ") {
             guard !pending.isEmpty else { return }
             if let onData = pending[0].onData { onData(line) } else { pending[0].data.append(line) }
             return
         }
-        let tag = String(line.prefix { $0 != " " })
+        let completion: Completion
+        let tag: String
+        switch Reply.parse(line) {
+        case .bye(let code, let message):
+            closedReason = TimelineError(code == .goodbye ? .unreachable : code, message)
+            return
+        case .bad(nil, _, _):
+            return  // untagged: input during WATCH; nothing to route
+        case .ok(let t, let json):
+            tag = t
+            completion = Completion(status: .ok, code: nil, json: json, message: "", data: [])
+        case .no(let t, let code, let message, let detail):
+            tag = t
+            completion = Completion(status: .no, code: code, json: detail, message: message, data: [])
+        case .bad(let t?, let code, let message):
+            tag = t
+            completion = Completion(status: .bad, code: code, json: nil, message: message, data: [])
+        default:
+            fail(
+                TimelineError(.badReply, "the server sent a line that is not timeline/1: \(line.prefix(80))"),
+                context: context)
+            return
+        }
         guard let index = pending.firstIndex(where: { $0.tag == tag }) else { return }
         let entry = pending.remove(at: index)
-        let rest = line.dropFirst(tag.count + 1)
-        var completion = Completion(status: .ok, code: "", json: nil, message: "", data: entry.data)
-        if rest.hasPrefix("OK") {
-            let json = rest.dropFirst(2).drop { $0 == " " }
-            completion.json = json.isEmpty ? nil : try? JSON(parsing: String(json))
-        } else {
-            completion.status = rest.hasPrefix("NO ") ? .no : .bad
-            let afterStatus = rest.dropFirst(completion.status == .no ? 3 : 4)
-            completion.code = String(afterStatus.prefix { $0 != " " })
-            let text = afterStatus.dropFirst(completion.code.count + 1)
-            if text.hasPrefix("{"), let json = try? JSON(parsing: String(text)) {
-                completion.json = json
-                completion.message = json["message"]?.stringValue ?? ""
-            } else {
-                completion.message = String(text)
-            }
-        }
-        entry.promise.succeed(completion)
+        var answered = completion
+        answered.data = entry.data
+        entry.promise.succeed(answered)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let tls = error as? TLSError {
-            fail(ClientError(tls.code, tls.message), context: context)
+        if let tls = error as? TimelineError {
+            fail(tls, context: context)
         } else {
             fail(
-                ClientError(ClientError.unreachable, "the connection failed: \(TimelineConnection.reason(error))"),
+                TimelineError(.unreachable, "the connection failed: \(TimelineConnection.reason(error))"),
                 context: context)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        fail(closedReason ?? ClientError(ClientError.unreachable, "the server closed the connection"), context: context)
+        fail(closedReason ?? TimelineError(.unreachable, "the server closed the connection"), context: context)
         context.fireChannelInactive()
     }
 
-    private func fail(_ error: ClientError, context: ChannelHandlerContext) {
+    private func fail(_ error: TimelineError, context: ChannelHandlerContext) {
         // Keep the most telling reason: a TLS verdict or a BYE beats "the connection closed".
         if closedReason == nil
-            || (closedReason?.code == ClientError.unreachable && error.code != ClientError.unreachable)
+            || (closedReason?.code == .unreachable && error.code != .unreachable)
         {
             closedReason = error
         }

@@ -13,7 +13,7 @@ public struct PushReport: Sendable {
     public var outcomes: [Int64: Outcome] = [:]
     /// Why the push stopped before the end of the queue (the connection broke, or the server refused for a
     /// reason about the moment, not the edit): the items not in `outcomes` are still queued.
-    public var stopped: ClientError?
+    public var stopped: TimelineError?
     public init() {}
 
     public enum Outcome: Sendable, Equatable {
@@ -24,28 +24,21 @@ public struct PushReport: Sendable {
         /// A true merge conflict (§8): `conflicts` fields are recorded; the rest went in at `version`, if any did.
         case conflicted(conflicts: Int, version: Int64?)
         /// Refused for a reason that sending it again would not change; kept in the outbox, marked.
-        case refused(code: String, message: String)
+        case refused(code: ErrorCode, message: String)
     }
 }
 
 extension Outbox {
-    /// Codes that say nothing about the edit, only about this moment: the item stays queued, the push stops and
-    /// its error is thrown, to be tried again later.
-    static let transientCodes: Set<String> = [
-        "SHUTTING_DOWN", "STORE_FAILED", "INTERNAL", "UPSTREAM_UNAVAILABLE", "UPSTREAM_DIVERGED", "CORRUPT",
-        "AUTH_REQUIRED", "AUTH_FAILED", "AUTH_REVOKED",
-    ]
-
     /// Sends the queued items in order over `conn`. Accepted edits leave the outbox; a conflict keeps what merges
     /// (proposed again on the current revision) and records the rest; a refusal keeps the edit in the outbox,
     /// marked with the server's reason, and no longer sends it. Nothing typed is dropped. A broken connection, or
-    /// a refusal that is about the moment rather than the edit (`transientCodes`), stops the push with the
+    /// a refusal that is about the moment rather than the edit (`ErrorCode.isTransient`), stops the push with the
     /// remaining items still queued, and says why in `stopped`: what was sent before is reported either way.
     public func push(using conn: TimelineConnection) async throws -> PushReport {
         var report = PushReport()
         do {
             try await push(using: conn, into: &report)
-        } catch let error as ClientError {
+        } catch let error as TimelineError {
             report.stopped = error
         }
         return report
@@ -60,7 +53,7 @@ extension Outbox {
             var lastVersion: Int64?
             while outcome == nil {
                 attempts += 1
-                let reply = try await conn.send("PROPOSE \(proposal.canonicalString)")
+                let reply = try await conn.send(.propose(edit: proposal.canonicalString))
                 if reply.status == .ok {
                     lastVersion = reply.json?["version"]?.intValue ?? lastVersion
                     outcome =
@@ -70,19 +63,20 @@ extension Outbox {
                     break
                 }
                 let op = proposal["op"]?.stringValue ?? ""
-                if reply.code == "DUPLICATE_ID", op == "annotation.add" || op == "event.create", attempts == 1 {
+                if reply.code == .duplicateID, op == "annotation.add" || op == "event.create", attempts == 1 {
                     outcome = .alreadyThere
                     break
                 }
-                if Self.transientCodes.contains(reply.code) {
+                if reply.code?.isTransient == true {
                     // Whatever merged already went in; the rest waits.
                     if !recorded.isEmpty { try settle(item.id, conflicts: recorded) }
                     throw reply.error
                 }
-                guard reply.code == "CONFLICT", let detail = reply.json, attempts < 4 else {
+                guard reply.code == .conflict, let detail = reply.json, attempts < 4 else {
                     if recorded.isEmpty {
-                        try markRefused(item.id, code: reply.code, message: reply.message)
-                        outcome = .refused(code: reply.code, message: reply.message)
+                        let code = reply.code ?? .badReply
+                        try markRefused(item.id, code: code, message: reply.message)
+                        outcome = .refused(code: code, message: reply.message)
                     } else {
                         // Part of it went in and part conflicted; what is left was refused on its own.
                         outcome = .conflicted(conflicts: recorded.count, version: lastVersion)
@@ -96,7 +90,7 @@ extension Outbox {
                         ours: c["ours"] ?? .null, theirs: c["theirs"] ?? .null,
                         theirAuthor: c["their_author"]?.stringValue ?? "",
                         theirVersion: c["their_version"]?.intValue ?? 0,
-                        code: "CONFLICT", message: reply.message, proposal: proposal)
+                        code: .conflict, message: reply.message, proposal: proposal)
                 }
                 // What did not clash is proposed again on the current revision; nothing merges into a deleted event.
                 let deleted = clashes.contains { $0["field"]?.stringValue == "deleted" }

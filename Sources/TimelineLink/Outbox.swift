@@ -15,7 +15,7 @@ public struct OutboxItem: Sendable, Equatable {
     public var refusal: Refusal?
 
     public struct Refusal: Sendable, Equatable {
-        public var code: String
+        public var code: ErrorCode
         public var message: String
         public var time: Timestamp
     }
@@ -27,7 +27,7 @@ public struct OutboxItem: Sendable, Equatable {
             "state": refusal == nil ? "queued" : "refused",
         ]
         if let refusal {
-            o["code"] = .string(refusal.code)
+            o["code"] = .string(refusal.code.rawValue)
             o["message"] = .string(refusal.message)
             o["refused"] = .string(refusal.time.rfc3339)
         }
@@ -47,7 +47,7 @@ public struct Conflict: Sendable, Equatable {
     public var theirs: JSON
     public var theirAuthor: String
     public var theirVersion: Int64
-    public var code: String
+    public var code: ErrorCode
     public var message: String
     /// The original proposal, so that nothing typed is lost.
     public var proposal: JSON
@@ -57,7 +57,7 @@ public struct Conflict: Sendable, Equatable {
             "id": .int(id), "created": .string(created.rfc3339),
             "event": event.map { .string($0.description) } ?? .null,
             "field": .string(field), "ours": ours, "theirs": theirs, "their_author": .string(theirAuthor),
-            "their_version": .int(theirVersion), "code": .string(code), "message": .string(message),
+            "their_version": .int(theirVersion), "code": .string(code.rawValue), "message": .string(message),
             "proposal": proposal,
         ])
     }
@@ -168,7 +168,7 @@ public final class Outbox: Sendable {
             proposal: try JSON(parsing: row["proposal"] as String),
             refusal: code.map {
                 OutboxItem.Refusal(
-                    code: $0, message: row["refused_message"] ?? "",
+                    code: ErrorCode(rawValue: $0), message: row["refused_message"] ?? "",
                     time: Timestamp(rfc3339: row["refused_at"] ?? "") ?? Timestamp(milliseconds: 0))
             })
     }
@@ -185,7 +185,7 @@ public final class Outbox: Sendable {
                     arguments: [
                         c.created.rfc3339, c.event?.description, c.field, c.ours.canonicalString,
                         c.theirs.canonicalString,
-                        c.theirAuthor, c.theirVersion, c.code, c.message, c.proposal.canonicalString,
+                        c.theirAuthor, c.theirVersion, c.code.rawValue, c.message, c.proposal.canonicalString,
                     ])
             }
             try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [itemID])
@@ -193,11 +193,11 @@ public final class Outbox: Sendable {
     }
 
     /// Marks an item refused: it stays, unsent, with the server's reason.
-    func markRefused(_ itemID: Int64, code: String, message: String) throws {
+    func markRefused(_ itemID: Int64, code: ErrorCode, message: String) throws {
         try queue.write { db in
             try db.execute(
                 sql: "UPDATE outbox SET refused_code = ?, refused_message = ?, refused_at = ? WHERE id = ?",
-                arguments: [code, message, WallClock.now().rfc3339, itemID])
+                arguments: [code.rawValue, message, WallClock.now().rfc3339, itemID])
         }
     }
 
@@ -229,7 +229,8 @@ public final class Outbox: Sendable {
                     id: row["id"], created: Timestamp(rfc3339: row["created"]) ?? Timestamp(milliseconds: 0),
                     event: (row["event"] as String?).flatMap(EventID.init), field: row["field"],
                     ours: try JSON(parsing: row["ours"] as String), theirs: try JSON(parsing: row["theirs"] as String),
-                    theirAuthor: row["their_author"], theirVersion: row["their_version"], code: row["code"],
+                    theirAuthor: row["their_author"], theirVersion: row["their_version"],
+                    code: ErrorCode(rawValue: row["code"]),
                     message: row["message"], proposal: try JSON(parsing: row["proposal"] as String))
             }
         }

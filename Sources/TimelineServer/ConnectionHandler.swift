@@ -245,11 +245,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func startBatch(_ request: Request) {
-        let words = request.words
-        guard words.count == 1, let n = Request.number(words[0]).map(Int.init), n >= 1 else {
-            enqueue(
-                .reply(
-                    .bad(tag: request.tag, code: .badArgument, message: "usage: BATCH n, then n lines of JSON edits")))
+        let n: Int
+        switch request.command {
+        case .success(.batch(let count)): n = count
+        case .success: preconditionFailure("a BATCH request parses as BATCH")
+        case .failure(let error):
+            enqueue(.reply(.refusal(tag: request.tag, error)))
             drain()
             return
         }
@@ -285,7 +286,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .line(let line):
             // The same rules, in the same order, as for a request line: a PROPOSE and a BATCH line are alike.
             let text = String(validating: line.readableBytesView, as: UTF8.self)
-            let problem: (WireCode, String)? =
+            let problem: (ErrorCode, String)? =
                 text == nil
                 ? (.badUTF8, "is not valid UTF-8")
                 : Request.hasControlCharacters(line)
@@ -339,33 +340,39 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .batch(let request, let lines):
             guard let identity = authorize(request) else { return }
             guard let replicator = core.replicator else { return startWrite(work) }
-            run { core in await core.forwardBatch(request, lines: lines, identity: identity, via: replicator) }
+            run { core in await core.forwardBatch(request.tag, lines: lines, identity: identity, via: replicator) }
         case .request(let request):
             guard let identity = authorize(request) else { return }
-            switch request.verb {
+            let command: Command
+            switch request.command {
+            case .success(let c): command = c
+            case .failure(let error): return send([.refusal(tag: request.tag, error)])
+            }
+            let tag = request.tag
+            switch command {
             case .ping:
-                send([.ok(tag: request.tag, .object(["time": .string(WallClock.now().rfc3339)]))])
+                send([.ok(tag: tag, .object(["time": .string(WallClock.now().rfc3339)]))])
             case .caps:
-                run { core in [.data(kind: "CAPS", await core.capabilities()), .ok(tag: request.tag, nil)] }
+                run { core in [.data(kind: "CAPS", await core.capabilities()), .ok(tag: tag, nil)] }
             case .quit:
-                send([.bye(code: .goodbye, message: "goodbye"), .ok(tag: request.tag, nil)], close: true)
-            case .auth:
-                authenticate(request)
-            case .pull:
-                run { core in await core.pull(request) }
-            case .get:
-                answer { core, done in core.get(request, done: done) }
-            case .log:
-                run { core in await core.log(request) }
-            case .history:
-                run { core in await core.history(request) }
-            case .propose:
+                send([.bye(code: .goodbye, message: "goodbye"), .ok(tag: tag, nil)], close: true)
+            case .auth(let token):
+                authenticate(tag, token: token)
+            case .pull(let since, let limit):
+                run { core in await core.pull(tag, since: since, limit: limit) }
+            case .get(let ref, let at):
+                answer { core, done in core.get(tag, ref, at: at, done: done) }
+            case .log(let filter):
+                run { core in await core.log(tag, filter) }
+            case .history(let ref):
+                run { core in await core.history(tag, ref) }
+            case .propose(let edit):
                 guard let replicator = core.replicator else { return startWrite(work) }
-                run { core in await core.forward(request, identity: identity, via: replicator) }
-            case .watch:
-                startWatch(request)
+                run { core in await core.forward(tag, edit: edit, identity: identity, via: replicator) }
+            case .watch(let since):
+                startWatch(tag, since: since)
             case .conflicts:
-                run { core in await core.conflicts(request) }
+                run { core in await core.conflicts(tag) }
             case .batch:
                 break  // handled when read
             }
@@ -378,7 +385,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func pipelinable(_ work: Work) -> Bool {
         guard core.replicator == nil, let identity else { return false }
         switch work {
-        case .request(let request): return request.verb == .propose && identity.role.may(.propose)
+        case .request(let request):
+            // Only a well-formed PROPOSE: a malformed one is answered in turn, like any other refusal.
+            guard case .success(.propose) = request.command else { return false }
+            return identity.role.may(.propose)
         case .batch: return identity.role.may(.batch)
         case .reply, .closeWith: return false
         }
@@ -390,14 +400,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
         switch work {
         case .request(let request):
             writes.append(Write(tag: request.tag, batch: false, state: .decoding))
-            decoded(number, core.decodePropose(request, identity: identity))
+            guard case .success(.propose(let edit)) = request.command else { preconditionFailure("a PROPOSE") }
+            decoded(number, core.decodePropose(request.tag, edit: edit, identity: identity))
         case .batch(let request, let lines):
             writes.append(Write(tag: request.tag, batch: true, state: .decoding))
             // Off the event loop: a batch of thousands of lines takes milliseconds to decode.
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
             let core = self.core
             Task {
-                let result = core.decodeBatch(request, lines: lines, identity: identity)
+                let result = core.decodeBatch(request.tag, lines: lines, identity: identity)
                 bound.eventLoop.execute {
                     bound.value.decoded(number, result)
                     bound.value.drain()
@@ -512,25 +523,20 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    private func authenticate(_ request: Request) {
+    private func authenticate(_ tag: String, token: String) {
         guard let context else { return }
-        let words = request.words
-        guard words.count == 1 else {
-            send([.bad(tag: request.tag, code: .badArgument, message: "usage: AUTH token")])
-            return
-        }
         // One identity per connection: writes in flight and a WATCH would otherwise change author midway.
         if let identity {
             send([
                 .no(
-                    tag: request.tag, code: .alreadyAuthenticated,
+                    tag: tag, code: .alreadyAuthenticated,
                     message: "this connection is authenticated as \(identity.name); open another for another token",
                     detail: nil)
             ])
             return
         }
-        let hash = SHA256.hash(Array(words[0].utf8))
-        let found = words[0].utf8.count <= 256 ? core.tokens.identity(ofHash: hash) : nil
+        let hash = SHA256.hash(Array(token.utf8))
+        let found = token.utf8.count <= 256 ? core.tokens.identity(ofHash: hash) : nil
         core.recordAuth(success: found != nil, address: peer)
         if let found {
             identity = found
@@ -539,7 +545,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             authTimer?.cancel()
             logger[metadataKey: "user"] = "\(found.name)"
             logger.info("authenticated", metadata: ["role": "\(found.role.rawValue)"])
-            send([.ok(tag: request.tag, .object(["user": .string(found.name), "role": .string(found.role.rawValue)]))])
+            send([.ok(tag: tag, .object(["user": .string(found.name), "role": .string(found.role.rawValue)]))])
             return
         }
         // Never log the token. Hold the answer longer for each recent failure from this address.
@@ -550,7 +556,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             guard let self else { return }
             self.busy = false
             self.send([
-                .no(tag: request.tag, code: .authFailed, message: "the token is unknown or revoked", detail: nil)
+                .no(tag: tag, code: .authFailed, message: "the token is unknown or revoked", detail: nil)
             ])
             self.drain()
         }
@@ -591,15 +597,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     // MARK: WATCH
 
-    private func startWatch(_ request: Request) {
-        let words = request.words
-        guard words.count == 1, let since = Request.number(words[0]) else {
-            send([.bad(tag: request.tag, code: .badArgument, message: "usage: WATCH since")])
-            return
-        }
+    private func startWatch(_ tag: String, since: Int64) {
         guard let context else { return }
         busy = true
-        var state = WatchState(tag: request.tag, lastSent: since)
+        var state = WatchState(tag: tag, lastSent: since)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         state.watcherID = core.broadcaster.add { units in
             bound.eventLoop.execute { bound.value.live(units) }
@@ -620,7 +621,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     // The same reply as PULL's: the head and the dataset, for a client to decide what to do.
                     handler.send([
                         .no(
-                            tag: request.tag, code: .resync,
+                            tag: tag, code: .resync,
                             message:
                                 "version \(since) is beyond this server's version \(head): this replica belongs to "
                                 + "another dataset or a restored server; start again from 0",

@@ -146,7 +146,7 @@ public final class Replicator: Sendable {
                 return
             } catch {
                 if Task.isCancelled { return }
-                let message = (error as? ClientError)?.description ?? "\(error)"
+                let message = (error as? TimelineError)?.description ?? "\(error)"
                 if status.withLockedValue({ $0.state }) != .disconnected {
                     logger.warning("upstream unreachable; serving the local copy", metadata: ["error": "\(message)"])
                 }
@@ -197,7 +197,7 @@ public final class Replicator: Sendable {
         let since = try await store.currentVersion()
         let watching = Task {
             defer { ring.finish() }
-            _ = try await conn.send("WATCH \(since)") { line in
+            _ = try await conn.send(.watch(since: since)) { line in
                 if let edit = try? TimelineConnection.edit(fromLine: line) {
                     inbox.append(edit)
                     ring.yield()
@@ -218,7 +218,7 @@ public final class Replicator: Sendable {
         if Task.isCancelled { return }
         try await apply(inbox.takeAll())
         _ = try await watching.value
-        throw ClientError(ClientError.unreachable, "the upstream closed the stream")
+        throw TimelineError(.unreachable, "the upstream closed the stream")
     }
 
     /// Edits received and not yet stored.
@@ -285,14 +285,14 @@ public final class Replicator: Sendable {
         let edit = JSON.object(o)
         if state == .diverged {
             throw TimelineError(
-                TimelineError.Code(rawValue: "UPSTREAM_DIVERGED"), "this replica stopped following its upstream")
+                .upstreamDiverged, "this replica stopped following its upstream")
         }
         do {
             let conn = try await writerConnection()
-            let reply = try await conn.send("PROPOSE \(edit.canonicalString)")
+            let reply = try await conn.send(.propose(edit: edit.canonicalString))
             if reply.status == .ok, let version = reply.json?["version"]?.intValue { await waitForLocal(version) }
             return .answered(reply)
-        } catch let error as ClientError where error.code == ClientError.unreachable || error.code == "SHUTDOWN" {
+        } catch let error as TimelineError where error.code == .unreachable || error.code == .shutdown {
             dropWriter()
             let id = try outbox.enqueue(edit, event: o["event"]?.stringValue.flatMap(EventID.init))
             logger.info("upstream unreachable; edit queued", metadata: ["outbox": "\(id)"])
@@ -310,13 +310,13 @@ public final class Replicator: Sendable {
         }
         do {
             let conn = try await writerConnection()
-            let reply = try await conn.send("BATCH \(stamped.count)", lines: stamped)
+            let reply = try await conn.send(.batch(count: stamped.count), lines: stamped)
             if reply.status == .ok, let version = reply.json?["last"]?.intValue { await waitForLocal(version) }
             return reply
-        } catch let error as ClientError where error.code == ClientError.unreachable {
+        } catch let error as TimelineError where error.code == .unreachable {
             dropWriter()
             throw TimelineError(
-                TimelineError.Code(rawValue: "UPSTREAM_UNAVAILABLE"),
+                .upstreamUnavailable,
                 "the upstream server is unreachable; a batch is not queued, send it again later")
         }
     }

@@ -123,27 +123,14 @@ final class ServerCore: Sendable {
 
     // MARK: Reading verbs
 
-    func pull(_ request: Request) async -> [Reply] {
-        let words = request.words
-        guard (1...2).contains(words.count), let since = Request.number(words[0]) else {
-            return [.bad(tag: request.tag, code: .badArgument, message: "usage: PULL since [limit]")]
-        }
-        guard since >= 0 else {
-            return [.bad(tag: request.tag, code: .badArgument, message: "since must be 0 or more")]
-        }
-        var limit = limits.defaultPull
-        if words.count == 2 {
-            guard let l = Request.number(words[1]).map(Int.init), l >= 1 else {
-                return [.bad(tag: request.tag, code: .badArgument, message: "limit must be a positive integer")]
-            }
-            limit = min(l, limits.maxPull)
-        }
+    func pull(_ tag: String, since: Int64, limit asked: Int?) async -> [Reply] {
+        let limit = min(asked ?? limits.defaultPull, limits.maxPull)
         do {
             let head = try await store.head().version
             if since > head {
                 return [
                     .no(
-                        tag: request.tag, code: .resync,
+                        tag: tag, code: .resync,
                         message: "version \(since) is beyond this server's version \(head): this replica belongs to "
                             + "another dataset or a restored server; start again from 0",
                         detail: .object(["version": .int(head), "dataset": .string(store.dataset)]))
@@ -153,10 +140,10 @@ final class ServerCore: Sendable {
             var replies = edits.map { Reply.encoded(kind: "EDIT", $0.bytes) }
             let last = edits.last?.version ?? since
             replies.append(
-                .ok(tag: request.tag, .object(["version": .int(head), "last": .int(last), "more": .bool(last < head)])))
+                .ok(tag: tag, .object(["version": .int(head), "last": .int(last), "more": .bool(last < head)])))
             return replies
         } catch {
-            return [failure(request.tag, error)]
+            return [failure(tag, error)]
         }
     }
 
@@ -165,20 +152,17 @@ final class ServerCore: Sendable {
         case refused(Reply)
     }
 
-    /// An event ID, or a unique prefix of one.
-    func resolve(_ text: Substring, tag: String) async throws -> Resolution {
-        if let id = EventID(String(text)) { return .found(id) }
-        guard text.count >= 4, text.count < 26, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
-            return .refused(
-                .bad(
-                    tag: tag, code: .badArgument,
-                    message: "\"\(text.prefix(40))\" is not an event ID or a prefix of 4 or more characters"))
+    /// The event a reference names: its ID, or the one event its prefix starts.
+    func resolve(_ ref: EventReference, tag: String) async throws -> Resolution {
+        guard case .prefix(let text) = ref else {
+            if case .id(let id) = ref { return .found(id) }
+            preconditionFailure("a reference is an ID or a prefix")
         }
         let matches = try await store.resolve(prefix: String(text), limit: 10)
         switch matches.count {
         case 0:
             return .refused(
-                .no(tag: tag, code: WireCode(.notFound), message: "no event starts with \(text)", detail: nil))
+                .no(tag: tag, code: .notFound, message: "no event starts with \(text)", detail: nil))
         case 1: return .found(matches[0])
         default:
             return .refused(
@@ -191,13 +175,11 @@ final class ServerCore: Sendable {
 
     /// GET for a connection's event loop: a full event ID with no AT is read with one hand-off to a reader
     /// and back, which is most GETs; the rest take `get(_:)`'s path. `done` runs on some other thread.
-    func get(_ request: Request, done: @escaping @Sendable ([Reply]) -> Void) {
-        let words = request.words
-        guard words.count == 1, let id = EventID(String(words[0])) else {
-            Task { done(await get(request)) }
+    func get(_ tag: String, _ ref: EventReference, at: Int64?, done: @escaping @Sendable ([Reply]) -> Void) {
+        guard case .id(let id) = ref, at == nil else {
+            Task { done(await get(tag, ref, at: at)) }
             return
         }
-        let tag = request.tag
         store.event(id, asOf: nil) { result in
             switch result {
             case .success(let view): done(self.answer(tag, id, asOf: nil, view))
@@ -210,124 +192,58 @@ final class ServerCore: Sendable {
     private func answer(_ tag: String, _ id: EventID, asOf: Int64?, _ view: EventView?) -> [Reply] {
         guard let view else {
             let when = asOf.map { " at version \($0)" } ?? ""
-            return [.no(tag: tag, code: WireCode(.notFound), message: "event \(id) does not exist\(when)", detail: nil)]
+            return [.no(tag: tag, code: .notFound, message: "event \(id) does not exist\(when)", detail: nil)]
         }
         return [.data(kind: "EVENT", view.json), .ok(tag: tag, nil)]
     }
 
-    func get(_ request: Request) async -> [Reply] {
-        let words = request.words
-        guard words.count == 1 || (words.count == 3 && words[1].uppercased() == "AT") else {
-            return [.bad(tag: request.tag, code: .badArgument, message: "usage: GET id [AT version]")]
-        }
-        var asOf: Int64?
-        if words.count == 3 {
-            guard let v = Request.number(words[2]) else {
-                return [.bad(tag: request.tag, code: .badArgument, message: "AT takes a version, 0 or more")]
-            }
-            asOf = v
-        }
+    func get(_ tag: String, _ ref: EventReference, at asOf: Int64?) async -> [Reply] {
         do {
             let id: EventID
-            switch try await resolve(words[0], tag: request.tag) {
+            switch try await resolve(ref, tag: tag) {
             case .found(let found): id = found
             case .refused(let reply): return [reply]
             }
             if let asOf, asOf > (try await store.head().version) {
                 return [
-                    .bad(tag: request.tag, code: WireCode(.badVersion), message: "version \(asOf) is beyond the log")
+                    .bad(tag: tag, code: .badVersion, message: "version \(asOf) is beyond the log")
                 ]
             }
-            return answer(request.tag, id, asOf: asOf, try await store.event(id, asOf: asOf))
+            return answer(tag, id, asOf: asOf, try await store.event(id, asOf: asOf))
         } catch {
-            return [failure(request.tag, error)]
+            return [failure(tag, error)]
         }
     }
 
-    func log(_ request: Request) async -> [Reply] {
-        var filter = EventFilter(limit: 10_000)
-        if !request.arguments.isEmpty {
-            let json: JSON
-            do { json = try JSON(parsing: request.arguments) } catch {
-                return [.bad(tag: request.tag, code: WireCode(.badJSON), message: "LOG filter: \(error)")]
-            }
-            guard let o = json.objectValue else {
-                return [.bad(tag: request.tag, code: .badArgument, message: "LOG takes a JSON object")]
-            }
-            for key in o.keys where !["from", "until", "tag", "text", "limit", "deleted"].contains(key) {
-                return [.bad(tag: request.tag, code: .badArgument, message: "unknown filter \"\(key)\"")]
-            }
-            func day(_ key: String) -> CivilDay?? {
-                guard let v = o[key] else { return .some(nil) }
-                guard let s = v.stringValue, let d = CivilDay(iso: s) else { return nil }
-                return .some(d)
-            }
-            guard let from = day("from"), let until = day("until") else {
-                return [.bad(tag: request.tag, code: .badArgument, message: "from and until are YYYY-MM-DD")]
-            }
-            filter.from = from
-            filter.until = until
-            if let v = o["tag"] {
-                guard let t = v.stringValue, Tags.isValid(t) else {
-                    return [.bad(tag: request.tag, code: .badArgument, message: "tag must be a tag")]
-                }
-                filter.tag = t
-            }
-            if let v = o["text"] {
-                guard let t = v.stringValue, t.utf8.count <= 1_000 else {
-                    return [
-                        .bad(
-                            tag: request.tag, code: .badArgument, message: "text must be a string of at most 1000 bytes"
-                        )
-                    ]
-                }
-                filter.text = t
-            }
-            if let v = o["limit"] {
-                guard let l = v.intValue, l >= 1, l <= 100_000 else {
-                    return [.bad(tag: request.tag, code: .badArgument, message: "limit must be 1 to 100000")]
-                }
-                filter.limit = Int(l)
-            }
-            if let v = o["deleted"] {
-                guard let b = v.boolValue else {
-                    return [.bad(tag: request.tag, code: .badArgument, message: "deleted must be true or false")]
-                }
-                filter.includeDeleted = b
-            }
-        }
+    func log(_ tag: String, _ filter: EventFilter) async -> [Reply] {
         do {
             let views = try await store.events(matching: filter)
             return views.map { Reply.data(kind: "EVENT", $0.json) } + [
-                .ok(tag: request.tag, .object(["count": .int(Int64(views.count))]))
+                .ok(tag: tag, .object(["count": .int(Int64(views.count))]))
             ]
         } catch {
-            return [failure(request.tag, error)]
+            return [failure(tag, error)]
         }
     }
 
-    func history(_ request: Request) async -> [Reply] {
-        let words = request.words
-        guard words.count == 1 else {
-            return [.bad(tag: request.tag, code: .badArgument, message: "usage: HISTORY id")]
-        }
+    func history(_ tag: String, _ ref: EventReference) async -> [Reply] {
         do {
             let id: EventID
-            switch try await resolve(words[0], tag: request.tag) {
+            switch try await resolve(ref, tag: tag) {
             case .found(let found): id = found
             case .refused(let reply): return [reply]
             }
             let edits = try await store.history(of: id)
             guard !edits.isEmpty else {
                 return [
-                    .no(tag: request.tag, code: WireCode(.notFound), message: "event \(id) does not exist", detail: nil)
+                    .no(tag: tag, code: .notFound, message: "event \(id) does not exist", detail: nil)
                 ]
             }
             return edits.map { Reply.data(kind: "EDIT", EditCodec.json($0)) } + [
-                .ok(tag: request.tag, .object(["count": .int(Int64(edits.count))]))
+                .ok(tag: tag, .object(["count": .int(Int64(edits.count))]))
             ]
         } catch {
-            return [failure(request.tag, error)]
+            return [failure(tag, error)]
         }
     }
 
@@ -368,20 +284,22 @@ final class ServerCore: Sendable {
 
     /// PROPOSE on an office replica: checked here (syntax, role, ownership), decided upstream. (A primary's
     /// connections decode and submit their writes themselves: `decodePropose`, `submit`.)
-    func forward(_ request: Request, identity: TokenStore.Identity, via replicator: Replicator) async -> [Reply] {
+    func forward(_ tag: String, edit: String, identity: TokenStore.Identity, via replicator: Replicator) async
+        -> [Reply]
+    {
         let p: Proposal
-        switch decodePropose(request, identity: identity) {
+        switch decodePropose(tag, edit: edit, identity: identity) {
         case .refused(let reply): return [reply]
         case .proposals(let proposals): p = proposals[0]
         }
         do {
             try await checkOwnership(p, identity: identity)
-            switch try await replicator.forward(try JSON(parsing: request.arguments), author: identity.name) {
-            case .answered(let c): return [Self.reply(request.tag, c)]
+            switch try await replicator.forward(try JSON(parsing: edit), author: identity.name) {
+            case .answered(let c): return [Self.reply(tag, c)]
             case .queued(let id):
                 return [
                     .ok(
-                        tag: request.tag,
+                        tag: tag,
                         .object([
                             "queued": true, "outbox": .int(id),
                             "event": p.event.map { .string($0.description) } ?? .null,
@@ -389,7 +307,7 @@ final class ServerCore: Sendable {
                 ]
             }
         } catch {
-            return [failure(request.tag, error)]
+            return [failure(tag, error)]
         }
     }
 
@@ -400,24 +318,21 @@ final class ServerCore: Sendable {
     }
 
     /// Decodes PROPOSE's argument as `identity`'s edit, stamped now (on the connection's event loop).
-    func decodePropose(_ request: Request, identity: TokenStore.Identity) -> Decoded {
-        guard !request.arguments.isEmpty else {
-            return .refused(.bad(tag: request.tag, code: .badArgument, message: "usage: PROPOSE {json edit}"))
-        }
-        do { return .proposals([try proposal(from: request.arguments, identity: identity)]) } catch {
-            return .refused(failure(request.tag, error))
+    func decodePropose(_ tag: String, edit: String, identity: TokenStore.Identity) -> Decoded {
+        do { return .proposals([try proposal(from: edit, identity: identity)]) } catch {
+            return .refused(failure(tag, error))
         }
     }
 
     /// Decodes a BATCH's lines as `identity`'s edits; the refusal names the first line that does not decode.
-    func decodeBatch(_ request: Request, lines: [String], identity: TokenStore.Identity) -> Decoded {
+    func decodeBatch(_ tag: String, lines: [String], identity: TokenStore.Identity) -> Decoded {
         var proposals: [Proposal] = []
         proposals.reserveCapacity(lines.count)
         for (index, line) in lines.enumerated() {
             do {
                 proposals.append(try proposal(from: line, identity: identity))
             } catch {
-                return .refused(Reply.refusal(tag: request.tag, error.at("line \(index + 1) of \(lines.count)")))
+                return .refused(Reply.refusal(tag: tag, error.at("line \(index + 1) of \(lines.count)")))
             }
         }
         return .proposals(proposals)
@@ -471,24 +386,24 @@ final class ServerCore: Sendable {
 
     /// BATCH on an office replica: checked here, forwarded upstream as one unit. (A primary's connections
     /// decode and submit their writes themselves: `decodeBatch`, `submit`.)
-    func forwardBatch(_ request: Request, lines: [String], identity: TokenStore.Identity, via replicator: Replicator)
+    func forwardBatch(_ tag: String, lines: [String], identity: TokenStore.Identity, via replicator: Replicator)
         async -> [Reply]
     {
         let proposals: [Proposal]
-        switch decodeBatch(request, lines: lines, identity: identity) {
+        switch decodeBatch(tag, lines: lines, identity: identity) {
         case .refused(let reply): return [reply]
         case .proposals(let p): proposals = p
         }
         do {
             for (index, p) in proposals.enumerated() {
                 do { try await checkOwnership(p, identity: identity) } catch let e as TimelineError {
-                    return [Reply.refusal(tag: request.tag, e.at("line \(index + 1) of \(lines.count)"))]
+                    return [Reply.refusal(tag: tag, e.at("line \(index + 1) of \(lines.count)"))]
                 }
             }
             let json = try lines.map { try JSON(parsing: $0) }
-            return [Self.reply(request.tag, try await replicator.forwardBatch(json, author: identity.name))]
+            return [Self.reply(tag, try await replicator.forwardBatch(json, author: identity.name))]
         } catch {
-            return [failure(request.tag, error)]
+            return [failure(tag, error)]
         }
     }
 
@@ -496,35 +411,32 @@ final class ServerCore: Sendable {
     static func reply(_ tag: String, _ c: Completion) -> Reply {
         switch c.status {
         case .ok: return .ok(tag: tag, c.json)
-        case .no: return .no(tag: tag, code: WireCode(rawValue: c.code), message: c.message, detail: c.json)
-        case .bad: return .bad(tag: tag, code: WireCode(rawValue: c.code), message: c.message)
+        case .no: return .no(tag: tag, code: c.code ?? .internalError, message: c.message, detail: c.json)
+        case .bad: return .bad(tag: tag, code: c.code ?? .internalError, message: c.message)
         }
     }
 
     /// The office replica's recorded conflicts (none on a primary).
-    func conflicts(_ request: Request) async -> [Reply] {
-        guard let replicator else { return [.ok(tag: request.tag, .object(["count": 0]))] }
+    func conflicts(_ tag: String) async -> [Reply] {
+        guard let replicator else { return [.ok(tag: tag, .object(["count": 0]))] }
         do {
             let list = try replicator.outbox.notTaken()
             return list.map { Reply.data(kind: "CONFLICT", $0.json) }
                 + [
                     .ok(
-                        tag: request.tag,
+                        tag: tag,
                         .object([
                             "count": .int(Int64(list.count)),
                             "queued": .int(Int64(try replicator.outbox.queued().count)),
                         ]))
                 ]
         } catch {
-            return [failure(request.tag, error)]
+            return [failure(tag, error)]
         }
     }
 
     func failure(_ tag: String, _ error: Error) -> Reply {
         if let e = error as? TimelineError { return Reply.refusal(tag: tag, e) }
-        if let e = error as? ClientError {
-            return .no(tag: tag, code: WireCode(rawValue: e.code), message: e.message, detail: e.detail)
-        }
         if let r = error as? BatchRejection { return Reply.refusal(tag: tag, r.error) }
         logger.error("request failed", metadata: ["error": "\(error)"])
         return .no(tag: tag, code: .internalError, message: "the server could not complete the request", detail: nil)

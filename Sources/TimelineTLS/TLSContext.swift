@@ -1,19 +1,10 @@
 import COpenSSL
 import CTimelineShims
 import Foundation
+import TimelineCore
 
-/// Why TLS failed, with a stable code. The message names what happened, never key material.
-public struct TLSError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var code: String
-    public var message: String
-
-    public init(_ code: String, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(code): \(message)" }
-
+/// Why TLS failed: the one error type, with a TLS code. The message names what happened, never key material.
+extension TimelineError {
     /// OpenSSL's error queue for this thread, emptied into a message.
     static func drainedQueue() -> String {
         var buffer = [CChar](repeating: 0, count: 1024)
@@ -21,9 +12,9 @@ public struct TLSError: Error, Sendable, Equatable, CustomStringConvertible {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    static func openSSL(_ code: String, _ what: String) -> TLSError {
+    static func openSSL(_ code: ErrorCode, _ what: String) -> TimelineError {
         let queue = drainedQueue()
-        return TLSError(code, queue.isEmpty ? what : "\(what): \(queue)")
+        return TimelineError(code, queue.isEmpty ? what : "\(what): \(queue)")
     }
 }
 
@@ -54,7 +45,7 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
     public init(pem: String) throws {
         var out = [UInt8](repeating: 0, count: 32)
         let ok = pem.withCString { p in timeline_pem_fingerprint(p, strlen(p), &out) }
-        guard ok == 1 else { throw TLSError.openSSL("BAD_CERTIFICATE", "not a PEM certificate") }
+        guard ok == 1 else { throw TimelineError.openSSL(.badCertificate, "not a PEM certificate") }
         bytes = out
     }
 
@@ -91,22 +82,24 @@ public final class TLSContext: @unchecked Sendable {
     {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_server_method()) else {
-            throw TLSError.openSSL("TLS_SETUP", "could not create a TLS context")
+            throw TimelineError.openSSL(.tlsSetup, "could not create a TLS context")
         }
         let context = TLSContext(ctx: ctx, isServer: true, verification: nil)
-        guard timeline_ssl_ctx_harden(ctx) == 1 else { throw TLSError.openSSL("TLS_SETUP", "could not set TLS policy") }
+        guard timeline_ssl_ctx_harden(ctx) == 1 else {
+            throw TimelineError.openSSL(.tlsSetup, "could not set TLS policy")
+        }
         guard SSL_CTX_use_certificate_chain_file(ctx, certificateFile) == 1 else {
-            throw TLSError.openSSL("BAD_CERTIFICATE", "could not load the certificate")
+            throw TimelineError.openSSL(.badCertificate, "could not load the certificate")
         }
         guard SSL_CTX_use_PrivateKey_file(ctx, keyFile, SSL_FILETYPE_PEM) == 1 else {
-            throw TLSError.openSSL("BAD_KEY", "could not load the private key")
+            throw TimelineError.openSSL(.badKey, "could not load the private key")
         }
         guard SSL_CTX_check_private_key(ctx) == 1 else {
-            throw TLSError.openSSL("BAD_KEY", "the private key does not match the certificate")
+            throw TimelineError.openSSL(.badKey, "the private key does not match the certificate")
         }
         if let clientCAFile {
             guard SSL_CTX_load_verify_locations(ctx, clientCAFile, nil) == 1 else {
-                throw TLSError.openSSL("BAD_CERTIFICATE", "could not load the client CA file")
+                throw TimelineError.openSSL(.badCertificate, "could not load the client CA file")
             }
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         }
@@ -119,14 +112,16 @@ public final class TLSContext: @unchecked Sendable {
     ) throws -> TLSContext {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else {
-            throw TLSError.openSSL("TLS_SETUP", "could not create a TLS context")
+            throw TimelineError.openSSL(.tlsSetup, "could not create a TLS context")
         }
         let context = TLSContext(ctx: ctx, isServer: false, verification: verification)
-        guard timeline_ssl_ctx_harden(ctx) == 1 else { throw TLSError.openSSL("TLS_SETUP", "could not set TLS policy") }
+        guard timeline_ssl_ctx_harden(ctx) == 1 else {
+            throw TimelineError.openSSL(.tlsSetup, "could not set TLS policy")
+        }
         switch verification {
         case .certificateAuthority(let file, _):
             guard SSL_CTX_load_verify_locations(ctx, file, nil) == 1 else {
-                throw TLSError.openSSL("BAD_CERTIFICATE", "could not load the CA file")
+                throw TimelineError.openSSL(.badCertificate, "could not load the CA file")
             }
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         case .fingerprint:
@@ -136,7 +131,7 @@ public final class TLSContext: @unchecked Sendable {
         if let certificateFile, let keyFile {
             guard SSL_CTX_use_certificate_chain_file(ctx, certificateFile) == 1,
                 SSL_CTX_use_PrivateKey_file(ctx, keyFile, SSL_FILETYPE_PEM) == 1
-            else { throw TLSError.openSSL("BAD_CERTIFICATE", "could not load the client certificate") }
+            else { throw TimelineError.openSSL(.badCertificate, "could not load the client certificate") }
         }
         return context
     }
@@ -160,7 +155,7 @@ public enum Certificates {
             timeline_make_self_signed(commonName, san.joined(separator: ","), Int32(days), &certPointer, &keyPointer)
                 == 1,
             let certPointer, let keyPointer
-        else { throw TLSError.openSSL("TLS_SETUP", "could not generate a certificate") }
+        else { throw TimelineError.openSSL(.tlsSetup, "could not generate a certificate") }
         defer {
             free(certPointer)
             free(keyPointer)

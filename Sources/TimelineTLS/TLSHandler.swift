@@ -1,6 +1,7 @@
 import COpenSSL
 import CTimelineShims
 import NIOCore
+import TimelineCore
 
 /// Fired inbound once the handshake has completed (and, on a client, the server has been verified).
 public struct TLSHandshakeCompleted: Sendable {
@@ -79,7 +80,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard case .idle = state else { return }
         ERR_clear_error()
         guard let ssl = SSL_new(tls.ctx), let rbio = BIO_new(BIO_s_mem()), let wbio = BIO_new(BIO_s_mem()) else {
-            fail(context: context, TLSError.openSSL("TLS_SETUP", "could not create a TLS session"))
+            fail(context: context, TimelineError.openSSL(.tlsSetup, "could not create a TLS session"))
             return
         }
         SSL_set_bio(ssl, rbio, wbio)
@@ -103,7 +104,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let channel = context.channel
         timeout = context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [weak self] in
             guard let self, case .handshaking = self.state else { return }
-            let error = TLSError("HANDSHAKE_TIMEOUT", "the TLS handshake did not finish in time")
+            let error = TimelineError(.handshakeTimeout, "the TLS handshake did not finish in time")
             self.state = .closing
             self.failPending(error)
             let promise = self.closeAfterHandshake ?? nil
@@ -120,11 +121,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let wasOpen: Bool
         if case .open = state { wasOpen = true } else { wasOpen = false }
         state = .closed
-        failPending(TLSError("CLOSED", "the connection closed"))
+        failPending(TimelineError(.tlsClosed, "the connection closed"))
         if wasOpen, let ssl, SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN == 0 {
             // The TCP stream ended without close_notify: possibly truncated by an attacker; the layer above
             // has already seen every complete line, and a partial one is dropped.
-            context.fireUserInboundEventTriggered(TLSError("TRUNCATED", "the peer closed without close_notify"))
+            context.fireUserInboundEventTriggered(TimelineError(.truncated, "the peer closed without close_notify"))
         }
         context.fireChannelInactive()
     }
@@ -143,7 +144,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 BIO_write(readBIO, raw.baseAddress, Int32(raw.count))
             }
             guard written > 0 else {
-                fail(context: context, TLSError.openSSL("TLS_FAILED", "could not buffer TLS input"))
+                fail(context: context, TimelineError.openSSL(.tlsFailed, "could not buffer TLS input"))
                 return
             }
             buffer.moveReaderIndex(forwardBy: Int(written))
@@ -164,7 +165,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     flushNetwork(context: context)
                     return
                 }
-                let reason = certificateVerdict(ssl) ?? TLSError.openSSL("HANDSHAKE_FAILED", "the TLS handshake failed")
+                let reason =
+                    certificateVerdict(ssl) ?? TimelineError.openSSL(.handshakeFailed, "the TLS handshake failed")
                 flushNetwork(context: context)  // the alert, so the peer learns why
                 fail(context: context, reason)
                 return
@@ -214,7 +216,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 close(context: context, mode: .all, promise: nil)
                 break
             }
-            fail(context: context, TLSError.openSSL("TLS_FAILED", "could not read TLS data"))
+            fail(context: context, TimelineError.openSSL(.tlsFailed, "could not read TLS data"))
             break
         }
         if delivered { context.fireChannelReadComplete() }
@@ -222,16 +224,16 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Why a client refused the server's certificate chain or name, in OpenSSL's words ("certificate has
     /// expired", "hostname mismatch", "self-signed certificate"), rather than a bare "verify failed".
-    private func certificateVerdict(_ ssl: OpaquePointer) -> TLSError? {
+    private func certificateVerdict(_ ssl: OpaquePointer) -> TimelineError? {
         guard !tls.isServer, case .certificateAuthority(_, let hostname)? = tls.verification else { return nil }
         let result = SSL_get_verify_result(ssl)
         guard result != X509_V_OK else { return nil }
         ERR_clear_error()
         let why = X509_verify_cert_error_string(result).map { String(cString: $0) } ?? "error \(result)"
-        return TLSError("CERT_REJECTED", "the server's certificate was refused for \(hostname): \(why)")
+        return TimelineError(.certificateRejected, "the server's certificate was refused for \(hostname): \(why)")
     }
 
-    private func verifyPeer(_ ssl: OpaquePointer) -> TLSError? {
+    private func verifyPeer(_ ssl: OpaquePointer) -> TimelineError? {
         guard !tls.isServer, let verification = tls.verification else { return nil }
         switch verification {
         case .certificateAuthority:
@@ -239,11 +241,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return nil
         case .fingerprint(let expected):
             guard let actual = peerFingerprint(ssl) else {
-                return TLSError("CERT_MISMATCH", "the server presented no certificate")
+                return TimelineError(.certificateMismatch, "the server presented no certificate")
             }
             guard actual == expected else {
-                return TLSError(
-                    "CERT_MISMATCH",
+                return TimelineError(
+                    .certificateMismatch,
                     "the server's certificate fingerprint is \(actual.hex), but \(expected.hex) was pinned")
             }
             return nil
@@ -262,11 +264,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let buffer = unwrapOutboundIn(data)
         switch state {
         case .closing, .closed, .idle:
-            promise?.fail(TLSError("CLOSED", "the connection is closing"))
+            promise?.fail(TimelineError(.tlsClosed, "the connection is closing"))
             return
         case .handshaking:
             guard pendingBytes + buffer.readableBytes <= maxPendingBeforeHandshake else {
-                promise?.fail(TLSError("TOO_MUCH_PENDING", "too much data written before the TLS handshake"))
+                promise?.fail(TimelineError(.tooMuchPending, "too much data written before the TLS handshake"))
                 return
             }
         case .open:
@@ -298,7 +300,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ERR_clear_error()
             let n = merged.withUnsafeReadableBytes { SSL_write(ssl, $0.baseAddress, Int32(min($0.count, 1 << 20))) }
             guard n > 0 else {
-                let error = TLSError.openSSL("TLS_FAILED", "could not encrypt")
+                let error = TimelineError.openSSL(.tlsFailed, "could not encrypt")
                 for p in promises { p.fail(error) }
                 fail(context: context, error)
                 return
@@ -355,7 +357,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         case .handshaking, .idle:
             state = .closing
-            failPending(TLSError("CLOSED", "the connection closed before the TLS handshake finished"))
+            failPending(TimelineError(.tlsClosed, "the connection closed before the TLS handshake finished"))
         case .closing, .closed:
             break
         }
@@ -369,7 +371,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         for (_, promise) in waiting { promise?.fail(error) }
     }
 
-    private func fail(context: ChannelHandlerContext, _ error: TLSError) {
+    private func fail(context: ChannelHandlerContext, _ error: TimelineError) {
         switch state {
         case .closed: return
         default: break

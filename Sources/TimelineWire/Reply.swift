@@ -1,54 +1,6 @@
 import NIOCore
 import TimelineCore
 
-/// The stable codes of `NO`, `BAD` and `BYE` lines (Protocol/PROTOCOL.md, "Error codes").
-public struct WireCode: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
-    public let rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public var description: String { rawValue }
-
-    // BAD: the request is malformed.
-    public static let lineTooLong = WireCode(rawValue: "LINE_TOO_LONG")
-    public static let badUTF8 = WireCode(rawValue: "BAD_UTF8")
-    public static let badTag = WireCode(rawValue: "BAD_TAG")
-    public static let badSyntax = WireCode(rawValue: "BAD_SYNTAX")
-    public static let unknownVerb = WireCode(rawValue: "UNKNOWN_VERB")
-    public static let badArgument = WireCode(rawValue: "BAD_ARGUMENT")
-    public static let batchTooLarge = WireCode(rawValue: "BATCH_TOO_LARGE")
-    public static let expectedDone = WireCode(rawValue: "EXPECTED_DONE")
-    // NO: the request is well formed but refused.
-    public static let authRequired = WireCode(rawValue: "AUTH_REQUIRED")
-    public static let authFailed = WireCode(rawValue: "AUTH_FAILED")
-    /// The connection's token was revoked since it authenticated.
-    public static let authRevoked = WireCode(rawValue: "AUTH_REVOKED")
-    /// AUTH on a connection that is authenticated already.
-    public static let alreadyAuthenticated = WireCode(rawValue: "ALREADY_AUTHENTICATED")
-    public static let forbidden = WireCode(rawValue: "FORBIDDEN")
-    public static let ambiguous = WireCode(rawValue: "AMBIGUOUS")
-    public static let resync = WireCode(rawValue: "RESYNC")
-    public static let shuttingDown = WireCode(rawValue: "SHUTTING_DOWN")
-    public static let internalError = WireCode(rawValue: "INTERNAL")
-    // BYE: the server closes the connection.
-    public static let goodbye = WireCode(rawValue: "GOODBYE")
-    public static let idleTimeout = WireCode(rawValue: "IDLE_TIMEOUT")
-    public static let authTimeout = WireCode(rawValue: "AUTH_TIMEOUT")
-    public static let tooManyConnections = WireCode(rawValue: "TOO_MANY_CONNECTIONS")
-    public static let slowConsumer = WireCode(rawValue: "SLOW_CONSUMER")
-    public static let shutdown = WireCode(rawValue: "SHUTDOWN")
-    public static let protocolError = WireCode(rawValue: "PROTOCOL_ERROR")
-
-    /// A timeline error's code on the wire (the same words).
-    public init(_ code: TimelineError.Code) { rawValue = code.rawValue }
-
-    /// Codes that say the request itself was malformed, answered with `BAD` rather than `NO`.
-    public var isMalformed: Bool {
-        [
-            "LINE_TOO_LONG", "BAD_UTF8", "BAD_TAG", "BAD_SYNTAX", "UNKNOWN_VERB", "BAD_ARGUMENT", "BATCH_TOO_LARGE",
-            "EXPECTED_DONE", "BAD_JSON", "UNKNOWN_OP", "BAD_FIELD", "BAD_VERSION",
-        ].contains(rawValue)
-    }
-}
-
 /// A line the server sends.
 public enum Reply: Sendable, Equatable {
     /// `* HELLO timeline/1 {…}`
@@ -60,21 +12,21 @@ public enum Reply: Sendable, Equatable {
     /// `TAG OK [{…}]`
     case ok(tag: String, JSON?)
     /// `TAG NO CODE text`, or `TAG NO CODE {"message":…,…}` when there are structured details.
-    case no(tag: String, code: WireCode, message: String, detail: JSON?)
+    case no(tag: String, code: ErrorCode, message: String, detail: JSON?)
     /// `TAG BAD CODE text`, or `* BAD CODE text` for a line without a usable tag.
-    case bad(tag: String?, code: WireCode, message: String)
+    case bad(tag: String?, code: ErrorCode, message: String)
     /// `* BYE CODE text`: the server closes the connection after this line.
-    case bye(code: WireCode, message: String)
+    case bye(code: ErrorCode, message: String)
 
     /// The reply for a refused request: `BAD` for malformed input, `NO` otherwise.
     public static func refusal(tag: String, _ error: TimelineError) -> Reply {
-        let code = WireCode(error.code)
+        let code = error.code
         if code.isMalformed { return .bad(tag: tag, code: code, message: error.message) }
         return .no(tag: tag, code: code, message: error.message, detail: error.detail)
     }
 
-    public static func refusal(_ error: WireError) -> Reply {
-        .bad(tag: error.tag, code: error.code, message: error.message)
+    public static func refusal(_ line: RefusedLine) -> Reply {
+        .bad(tag: line.tag, code: line.error.code, message: line.error.message)
     }
 
     /// Writes the line, LF-terminated. Data lines go straight into the buffer: a PULL page is thousands of them.
@@ -139,5 +91,66 @@ public enum Reply: Sendable, Equatable {
         var s = String(message.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : Character($0) })
         if s.first == "{" { s = "(" + s.dropFirst() }
         return s
+    }
+}
+
+extension Reply {
+    /// Reads a line the server sent (without its LF): the inverse of `write(into:)`, for clients. A data line
+    /// keeps its JSON as bytes (`.encoded`): a PULL page's thousands of edits are decoded by whoever needs them.
+    /// Nil for a line that is none of the protocol's.
+    public static func parse(_ line: String) -> Reply? {
+        var rest = Substring(line)
+        let tag = rest.prefix { $0 != " " }
+        guard !tag.isEmpty, rest.dropFirst(tag.count).first == " " else { return nil }
+        rest = rest.dropFirst(tag.count + 1)
+        let word = rest.prefix { $0 != " " }
+        let afterWord = rest.dropFirst(word.count).dropFirst()
+        if tag == "*" {
+            switch word {
+            case "HELLO":
+                guard afterWord.hasPrefix("timeline/1 "),
+                    let json = try? JSON(parsing: String(afterWord.dropFirst("timeline/1 ".count)))
+                else { return nil }
+                return .hello(json)
+            case "BYE":
+                let (code, message) = codeAndText(afterWord)
+                return code.map { .bye(code: $0, message: message) }
+            case "BAD":
+                let (code, message) = codeAndText(afterWord)
+                return code.map { .bad(tag: nil, code: $0, message: message) }
+            default:
+                guard !word.isEmpty, !afterWord.isEmpty else { return nil }
+                return .encoded(kind: String(word), Array(afterWord.utf8))
+            }
+        }
+        guard Request.isValidTag(tag.utf8) else { return nil }
+        switch word {
+        case "OK":
+            if afterWord.isEmpty { return rest.count == 2 ? .ok(tag: String(tag), nil) : nil }
+            guard let json = try? JSON(parsing: String(afterWord)) else { return nil }
+            return .ok(tag: String(tag), json)
+        case "NO":
+            let (code, text) = codeAndText(afterWord)
+            guard let code else { return nil }
+            if text.hasPrefix("{"), let json = try? JSON(parsing: text), case .object(var o) = json {
+                let message = o.removeValue(forKey: "message")?.stringValue ?? ""
+                return .no(tag: String(tag), code: code, message: message, detail: .object(o))
+            }
+            return .no(tag: String(tag), code: code, message: text, detail: nil)
+        case "BAD":
+            let (code, message) = codeAndText(afterWord)
+            return code.map { .bad(tag: String(tag), code: $0, message: message) }
+        default:
+            return nil
+        }
+    }
+
+    /// `CODE text`: the code (upper-case letters, digits and `_`) and the text after one space.
+    private static func codeAndText(_ s: Substring) -> (ErrorCode?, String) {
+        let code = s.prefix { $0 != " " }
+        guard !code.isEmpty,
+            code.utf8.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F })
+        else { return (nil, "") }
+        return (ErrorCode(rawValue: String(code)), String(s.dropFirst(code.count).dropFirst()))
     }
 }

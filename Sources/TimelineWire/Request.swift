@@ -23,41 +23,42 @@ public struct Request: Sendable, Equatable {
     public var verb: Verb
     /// Everything after the verb and one space, verbatim (a JSON argument is the rest of the line).
     public var arguments: String
+    /// The verb with its arguments checked, or why they are wrong: answered only once the caller may use the
+    /// verb at all, so that a client without AUTH learns that first.
+    public var command: Result<Command, TimelineError>
 
     public init(tag: String, verb: Verb, arguments: String) {
         self.tag = tag
         self.verb = verb
         self.arguments = arguments
+        command = Command.parse(verb, arguments)
     }
 
-    /// The arguments split on spaces, for verbs whose arguments are words and numbers. Words are separated by one
-    /// space each (the parser refuses lines where they are not).
-    public var words: [Substring] { arguments.split(separator: " ", omittingEmptySubsequences: true) }
-
-    /// A version or a count as the grammar writes it: decimal digits, no sign, no leading zero (but `0` itself),
-    /// at most 18 digits (it fits a signed 64-bit integer).
-    public static func number(_ word: Substring) -> Int64? {
-        let bytes = word.utf8
-        guard !bytes.isEmpty, bytes.count <= 18, bytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-            bytes.count == 1 || bytes.first != 0x30
-        else { return nil }
-        return Int64(word)
+    public init(tag: String, _ command: Command) {
+        let line = command.line
+        let arguments = line.dropFirst(command.verb.rawValue.count).drop { $0 == " " }
+        self.tag = tag
+        verb = command.verb
+        self.arguments = String(arguments)
+        self.command = .success(command)
     }
+
+    /// The line as a client sends it (without its LF).
+    public var line: String { arguments.isEmpty ? "\(tag) \(verb.rawValue)" : "\(tag) \(verb.rawValue) \(arguments)" }
 }
 
-/// A line refused before it became a request. `tag` is nil when the line has no valid tag to answer by.
-public struct WireError: Error, Sendable, Equatable, CustomStringConvertible {
+/// A line refused before it became a request: why (the one error type), and the tag to answer by, nil when the
+/// line has no valid one.
+public struct RefusedLine: Error, Sendable, Equatable, CustomStringConvertible {
     public var tag: String?
-    public var code: WireCode
-    public var message: String
+    public var error: TimelineError
 
-    public init(tag: String?, _ code: WireCode, _ message: String) {
+    public init(tag: String?, _ code: ErrorCode, _ message: String) {
         self.tag = tag
-        self.code = code
-        self.message = message
+        error = TimelineError(code, message)
     }
 
-    public var description: String { "\(tag ?? "*") BAD \(code.rawValue) \(message)" }
+    public var description: String { "\(tag ?? "*") BAD \(error.code) \(error.message)" }
 }
 
 extension Request {
@@ -104,43 +105,44 @@ extension Request {
 
     /// Parses a request line. Refused: invalid UTF-8, control characters, a bad tag, an unknown verb, spaces
     /// other than one between words.
-    public static func parse(_ line: ByteBuffer) -> Result<Request, WireError> {
+    public static func parse(_ line: ByteBuffer) -> Result<Request, RefusedLine> {
         let tag = Self.tag(of: line)
         let view = line.readableBytesView
         guard let text = String(validating: view, as: UTF8.self) else {
-            return .failure(WireError(tag: tag, .badUTF8, "the line is not valid UTF-8"))
+            return .failure(RefusedLine(tag: tag, .badUTF8, "the line is not valid UTF-8"))
         }
         if hasControlCharacters(line) {
             return .failure(
-                WireError(tag: tag, .badSyntax, "the line contains control characters (U+0000 to U+001F)"))
+                RefusedLine(tag: tag, .badSyntax, "the line contains control characters (U+0000 to U+001F)"))
         }
         guard let tag else {
             return .failure(
-                WireError(tag: nil, .badTag, "a request starts with a tag of 1 to 32 letters, digits, '.', '-' or '_'"))
+                RefusedLine(
+                    tag: nil, .badTag, "a request starts with a tag of 1 to 32 letters, digits, '.', '-' or '_'"))
         }
         let afterTag = text.utf8.dropFirst(tag.utf8.count)
         guard afterTag.first == 0x20 else {
-            return .failure(WireError(tag: tag, .badSyntax, "expected \"\(tag) VERB [ARGUMENTS]\""))
+            return .failure(RefusedLine(tag: tag, .badSyntax, "expected \"\(tag) VERB [ARGUMENTS]\""))
         }
         let rest = Substring(afterTag.dropFirst())
         let verbText = rest.prefix { $0 != " " }
         guard !verbText.isEmpty else {
-            return .failure(WireError(tag: tag, .badSyntax, "expected one space, then the verb, after the tag"))
+            return .failure(RefusedLine(tag: tag, .badSyntax, "expected one space, then the verb, after the tag"))
         }
         guard let verb = Verb(rawValue: verbText.uppercased()) else {
             let shown = verbText.prefix(32)
-            return .failure(WireError(tag: tag, .unknownVerb, "unknown verb \"\(shown)\""))
+            return .failure(RefusedLine(tag: tag, .unknownVerb, "unknown verb \"\(shown)\""))
         }
         var arguments = rest.dropFirst(verbText.count)
         if arguments.first == " " {
             arguments = arguments.dropFirst()
-            if arguments.isEmpty { return .failure(WireError(tag: tag, .badSyntax, "a space ends the line")) }
+            if arguments.isEmpty { return .failure(RefusedLine(tag: tag, .badSyntax, "a space ends the line")) }
         }
         // Words and numbers are separated by one space; a JSON argument (LOG, PROPOSE) is the rest of the line.
         if verb != .log, verb != .propose,
             arguments.first == " " || arguments.last == " " || arguments.contains("  ")
         {
-            return .failure(WireError(tag: tag, .badSyntax, "words are separated by exactly one space"))
+            return .failure(RefusedLine(tag: tag, .badSyntax, "words are separated by exactly one space"))
         }
         return .success(Request(tag: tag, verb: verb, arguments: String(arguments)))
     }

@@ -4,6 +4,7 @@ import TimelineClient
 import TimelineCore
 import TimelineLink
 import TimelineTLS
+import TimelineWire
 
 /// Whole-process figures on a large log: real `timelined` processes on loopback over TLS.
 /// B6 lag: how long after the primary's OK an edit reaches an office replica's watchers, under a steady load.
@@ -87,7 +88,7 @@ enum ReplicationBench {
     }
 
     static func version(of server: Server, _ conn: TimelineConnection) async throws -> Int64 {
-        let caps = try await conn.expectOK("CAPS")
+        let caps = try await conn.expectOK(.caps)
         return (try? JSON(parsing: String(caps.data.first?.dropFirst("* CAPS ".count) ?? "")))?["version"]?.intValue
             ?? 0
     }
@@ -121,7 +122,7 @@ enum ReplicationBench {
         // R1: replica lag under a steady load of single PROPOSEs.
         let arrivals = Times()
         let watch = Task {
-            try await watcherConn.send("WATCH 29") { line in
+            try await watcherConn.send(.watch(since: 29)) { line in
                 let t = now()
                 guard let json = try? JSON(parsing: String(line.dropFirst(7))), let v = json["version"]?.intValue else {
                     return
@@ -140,7 +141,7 @@ enum ReplicationBench {
                 let conn = writers[i % writers.count]
                 group.addTask {
                     let c = try await conn.send(
-                        #"PROPOSE {"op":"annotation.add","event":"\#(event)","text":"lag probe \#(i)"}"#)
+                        .propose(edit: #"{"op":"annotation.add","event":"\#(event)","text":"lag probe \#(i)"}"#))
                     let t = now()
                     if let v = c.json?["version"]?.intValue { acknowledged.set(v, t) }
                 }
@@ -180,7 +181,7 @@ enum ReplicationBench {
             let lines = (0..<n).map {
                 #"{"op":"annotation.add","event":"\#(event)","text":"catch-up \#(loaded + $0)"}"#
             }
-            try await writer.expectOK("BATCH \(n)", lines: lines)
+            try await writer.expectOK(.batch(count: n), lines: lines)
             loaded += n
         }
         let head = try await version(of: primary, writer)
@@ -203,7 +204,7 @@ enum ReplicationBench {
         var since: Int64 = 0
         var bytes = 0
         while since < head {
-            let page = try await plain.expectOK("PULL \(since) 10000")
+            let page = try await plain.expectOK(.pull(since: since, limit: 10000))
             var text = ""
             var rows = ""
             for line in page.data {

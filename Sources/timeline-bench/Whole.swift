@@ -5,6 +5,7 @@ import TimelineClient
 import TimelineCore
 import TimelineLink
 import TimelineTLS
+import TimelineWire
 
 /// Whole-process figures against real `timelined` processes over TLS on loopback, each next to the tool a user
 /// would pick instead, measured in the same run (issue 6: B1, B2, B5).
@@ -103,7 +104,7 @@ enum WholeBench {
     }
 
     static func sampleEvents(_ conn: TimelineConnection) async throws -> [String] {
-        let log = try await conn.expectOK(#"LOG {"limit":100}"#)
+        let log = try await conn.expectOK(.log(EventFilter(limit: 100)))
         return log.data.compactMap { line in
             (try? JSON(parsing: String(line.dropFirst("* EVENT ".count))))?["id"]?.stringValue
         }
@@ -439,10 +440,11 @@ enum WholeBench {
             for (k, s) in servers.enumerated() {
                 for _ in 0..<samples {
                     let t0 = now()
-                    let c = try await s.conn.send("GET \(id(Int.random(in: 0..<sizes[k])))")
+                    let c = try await s.conn.send(
+                        .get(EventReference(Substring(id(Int.random(in: 0..<sizes[k]))))!, at: nil))
                     guard c.status == .ok else { throw Failure("GET: \(c.message)") }
                     let t1 = now()
-                    guard try await s.conn.send("PING").status == .ok else { throw Failure("PING was refused") }
+                    guard try await s.conn.send(.ping).status == .ok else { throw Failure("PING was refused") }
                     gets[k].append((t1 - t0) * 1000)
                     pings[k].append((now() - t1) * 1000)
                 }
@@ -455,7 +457,7 @@ enum WholeBench {
             var logs: [Double] = []
             for _ in 0..<samples {
                 let t0 = now()
-                let c = try await s.conn.send(#"LOG {"tag":"t\#(Int.random(in: 0..<100))","limit":100}"#)
+                let c = try await s.conn.send(.log(EventFilter(tag: "t\(Int.random(in: 0..<100))", limit: 100)))
                 guard c.status == .ok else { throw Failure("LOG: \(c.message)") }
                 logs.append((now() - t0) * 1000)
             }
@@ -537,7 +539,7 @@ enum WholeBench {
         for conn in conns {
             tasks.append(
                 Task {
-                    _ = try await conn.send("WATCH \(head)") { line in
+                    _ = try await conn.send(.watch(since: head)) { line in
                         let t = now()
                         guard let v = (try? JSON(parsing: String(line.dropFirst(7))))?["version"]?.intValue else {
                             return
@@ -548,7 +550,7 @@ enum WholeBench {
         }
         // A first edit that every watcher must see proves all WATCHes are live before timing starts.
         let warm = try await admin.send(
-            #"PROPOSE {"op":"annotation.add","event":"019ECZQW007TKPA8XK03963NRD","text":"fan-out warm-up"}"#)
+            .propose(edit: #"{"op":"annotation.add","event":"019ECZQW007TKPA8XK03963NRD","text":"fan-out warm-up"}"#))
         guard warm.status == .ok else { throw Failure("PROPOSE: \(warm.message)") }
         var deadline = now() + 30
         while arrivals.count.load(ordering: .relaxed) < watchers, now() < deadline {
@@ -557,7 +559,7 @@ enum WholeBench {
         var acknowledged: [Int64: Double] = [:]
         for i in 0..<edits {
             let reply = try await admin.send(
-                #"PROPOSE {"op":"annotation.add","event":"019ECZQW007TKPA8XK03963NRD","text":"fan-out \#(i)"}"#)
+                .propose(edit: #"{"op":"annotation.add","event":"019ECZQW007TKPA8XK03963NRD","text":"fan-out \#(i)"}"#))
             let t = now()
             guard let v = reply.json?["version"]?.intValue else { throw Failure("PROPOSE: \(reply.message)") }
             acknowledged[v] = t

@@ -67,7 +67,7 @@ struct Delete: AsyncParsableCommand {
         let eventID = try await client.resolve(id)
         let event = try await client.event(eventID).event
         guard !event.deleted else {
-            throw ClientError("INVALID_STATE", "\(id) is deleted already")
+            throw TimelineError(.invalidState, "\(id) is deleted already")
         }
         let item = try await client.propose([
             "op": "event.delete", "event": .string(eventID.description), "base": .int(event.revision),

@@ -60,9 +60,9 @@ enum NoteSource {
                 file == "-"
                 ? FileHandle.standardInput.readDataToEndOfFile()
                 : FileManager.default.contents(atPath: (file as NSString).expandingTildeInPath)
-            guard let data else { throw ClientError("NOT_FOUND", "cannot read \(file)") }
+            guard let data else { throw TimelineError(.notFound, "cannot read \(file)") }
             guard let decoded = String(data: data, encoding: .utf8) else {
-                throw ClientError("BAD_FIELD", "\(file) is not UTF-8 text")
+                throw TimelineError(.badField, "\(file) is not UTF-8 text")
             }
             text = decoded
         } else {
@@ -75,7 +75,7 @@ enum NoteSource {
         var note = text
         while let last = note.last, last.isWhitespace { note.removeLast() }
         guard !note.allSatisfy(\.isWhitespace) else {
-            throw ClientError("BAD_FIELD", "the note is empty; nothing was queued")
+            throw TimelineError(.badField, "the note is empty; nothing was queued")
         }
         return note
     }
@@ -95,7 +95,7 @@ enum NoteSource {
         guard
             FileManager.default.createFile(
                 atPath: path, contents: Data(header.utf8), attributes: [.posixPermissions: 0o600])
-        else { throw ClientError("STORE_FAILED", "cannot write \(path)") }
+        else { throw TimelineError(.storeFailed, "cannot write \(path)") }
         defer { try? FileManager.default.removeItem(atPath: path) }
         // Spawned in this process's group, with its terminal: an editor started in a group of its own (as
         // Foundation's Process does) is not in the terminal's foreground and cannot read the keyboard.
@@ -104,14 +104,14 @@ enum NoteSource {
         let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         guard posix_spawn(&child, "/bin/sh", nil, nil, argv, environ) == 0 else {
-            throw ClientError("EDITOR", "cannot start \(editor); set VISUAL or EDITOR, or give the note with --file")
+            throw TimelineError(.editor, "cannot start \(editor); set VISUAL or EDITOR, or give the note with --file")
         }
         var status: Int32 = 0
         while waitpid(child, &status, 0) == -1 && errno == EINTR {}
         let exited = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
         guard exited == 0 else {
-            throw ClientError(
-                "EDITOR",
+            throw TimelineError(
+                .editor,
                 exited == 127
                     ? "the editor \(editor) was not found; set VISUAL or EDITOR, or give the note with --file; nothing was queued"
                     : "the editor \(editor) exited with status \(exited); nothing was queued")

@@ -75,7 +75,7 @@ struct Batch: AsyncParsableCommand {
     static func read(_ file: String) throws -> [UInt8] {
         if file == "-" { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
         guard let handle = FileHandle(forReadingAtPath: (file as NSString).expandingTildeInPath) else {
-            throw ClientError("NOT_FOUND", "cannot read \(file): \(String(cString: strerror(errno)))")
+            throw TimelineError(.notFound, "cannot read \(file): \(String(cString: strerror(errno)))")
         }
         defer { try? handle.close() }
         return Array((try? handle.readToEnd()) ?? Data())
@@ -114,8 +114,8 @@ struct Batch: AsyncParsableCommand {
                 let event = o["event"]?.stringValue.flatMap(EventID.init)
             else { continue }
             guard let view = try await client.replica.event(event, asOf: nil) else {
-                throw ClientError(
-                    "NOT_FOUND", "line \(lines[i]): event \(event) is not in the replica (timeline pull?)")
+                throw TimelineError(
+                    .notFound, "line \(lines[i]): event \(event) is not in the replica (timeline pull?)")
             }
             o["base"] = .int(view.event.revision)
             texts[i] = JSON.object(o).canonicalString

@@ -46,8 +46,8 @@ struct Import: AsyncParsableCommand {
             if let identity = try client.identity(),
                 let op = made.proposals.map(\.change.operation).first(where: { !identity.role.mayPropose($0) })
             {
-                throw ClientError(
-                    "FORBIDDEN",
+                throw TimelineError(
+                    .forbidden,
                     "your token's role is \(identity.role.rawValue), which may not import documents (they add and change events: \(op.rawValue)); nothing was imported"
                 )
             }
@@ -83,7 +83,7 @@ struct Import: AsyncParsableCommand {
         let report: TimelineClient.BatchReport
         do {
             report = try await client.sendBatches(texts, lineNumbers: lines, progress: Output.progress)
-        } catch var error as ClientError where plan != nil {
+        } catch var error as TimelineError where plan != nil {
             // A document's edits have no input lines of their own: say what became of the document.
             error.message = error.message.replacingOccurrences(of: #"^line 0: "#, with: "", options: .regularExpression)
                 .replacingOccurrences(of: "(no input line was applied)", with: "(nothing was imported)")

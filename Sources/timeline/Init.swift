@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TimelineClient
+import TimelineCore
 import TimelineLink
 import TimelineTLS
 
@@ -62,7 +63,7 @@ struct Init: AsyncParsableCommand {
         let client: TimelineClient
         do {
             client = try await TimelineClient.initialize(home: global.clientHome, config: config)
-        } catch let error as ClientError where error.code == "AUTH_FAILED" {
+        } catch let error as TimelineError where error.code == .authFailed {
             // Not Output.describe's advice about this home's token: there is no home yet, and nothing queued.
             if global.json {
                 Output.error(code: error.code, message: "the server refused this token (unknown or revoked)")

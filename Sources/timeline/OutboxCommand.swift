@@ -85,6 +85,6 @@ struct OutboxCommand: AsyncParsableCommand {
     static func item(_ text: String, _ client: TimelineClient) async throws -> Int64 {
         if let number = Int64(text.hasPrefix("#") ? String(text.dropFirst()) : text) { return number }
         if case .queued(let item, _, _, _) = try await client.name(text) { return item }
-        throw ClientError("NOT_FOUND", "\(text) is not an edit in your outbox; see timeline outbox")
+        throw TimelineError(.notFound, "\(text) is not an edit in your outbox; see timeline outbox")
     }
 }

@@ -26,9 +26,9 @@ enum Output {
     static func json(_ value: JSON) { print(value.canonicalString) }
 
     /// An error for scripts (`--json`): one JSON object on standard error.
-    static func error(code: String, message: String, extra: [String: JSON] = [:]) {
+    static func error(code: ErrorCode, message: String, extra: [String: JSON] = [:]) {
         var o = extra
-        o["code"] = .string(code)
+        o["code"] = .string(code.rawValue)
         o["message"] = .string(message)
         FileHandle.standardError.write(Data((JSON.object(o).canonicalString + "\n").utf8))
     }
@@ -48,12 +48,11 @@ enum Output {
 
     static func describe(_ error: Error) -> String {
         switch error {
-        case let e as ClientError where e.code == "AUTH_FAILED" || e.code == "AUTH_REVOKED":
+        case let e as TimelineError where e.code == .authFailed || e.code == .authRevoked:
             // The server's words are for protocol clients ("AUTH with another"); a person needs the next step.
             return
-                "\(e.code): the server refused this home's token (\(e.code == "AUTH_REVOKED" ? "revoked while the command ran" : "unknown or revoked")); get a new token from your operator and run timeline init --server HOST:PORT --token-file FILE --fingerprint SHA256 again (queued edits stay queued)"
-        case let e as ClientError: return "\(e.code): \(e.message)"
-        case let e as TimelineError: return "\(e.code.rawValue): \(e.message)"
+                "\(e.code): the server refused this home's token (\(e.code == .authRevoked ? "revoked while the command ran" : "unknown or revoked")); get a new token from your operator and run timeline init --server HOST:PORT --token-file FILE --fingerprint SHA256 again (queued edits stay queued)"
+        case let e as TimelineError: return "\(e.code): \(e.message)"
         default: return "\(error)"
         }
     }

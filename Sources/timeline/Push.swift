@@ -27,7 +27,7 @@ struct Sync: AsyncParsableCommand {
         let conn: TimelineConnection
         do {
             conn = try await client.connect()
-        } catch var error as ClientError where error.code == ClientError.unreachable {
+        } catch var error as TimelineError where error.code == .unreachable {
             let queued = try client.outbox().filter { $0.refusal == nil }.count
             if queued > 0 { error.message += "; \(queued) edit\(queued == 1 ? " stays" : "s stay") queued" }
             throw error
@@ -61,7 +61,7 @@ enum PushSummary {
                 o["version"] = .int(pulled.version)
             }
             if let stopped = report.stopped {
-                o["code"] = .string(stopped.code)
+                o["code"] = .string(stopped.code.rawValue)
                 o["message"] = .string(stopped.message)
             }
             Output.json(.object(o))

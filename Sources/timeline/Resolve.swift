@@ -39,8 +39,8 @@ struct Resolve: AsyncParsableCommand {
         if number == nil { event = try await client.resolve(id) }
         let matches = all.filter { c in c.id == number || (event != nil && c.event == event) }
         guard matches.count == 1, let conflict = matches.first else {
-            throw ClientError(
-                matches.isEmpty ? "NOT_FOUND" : "AMBIGUOUS",
+            throw TimelineError(
+                matches.isEmpty ? .notFound : .ambiguous,
                 matches.isEmpty
                     ? "no conflict \(id)"
                     : "\(id) names \(matches.count) conflicts: " + matches.map { "#\($0.id)" }.joined(separator: ", "))

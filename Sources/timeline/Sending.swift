@@ -26,7 +26,7 @@ enum Sending {
                 if push.stopped == nil { await Output.refreshReplica(client, using: conn) }
                 return push
             }
-        } catch let error as ClientError {
+        } catch let error as TimelineError {
             try queued(client, item: item, error: error, json: json, what: await describe(), edit: edit)
             return
         }
@@ -106,7 +106,7 @@ enum Sending {
 
     /// Says that the server refused the edit, and that it is dropped or (`keep`) kept in the outbox.
     static func refused(
-        _ client: TimelineClient, item: Int64, code: String, message: String, json: Bool, what: String, edit: JSON,
+        _ client: TimelineClient, item: Int64, code: ErrorCode, message: String, json: Bool, what: String, edit: JSON,
         keep: Bool
     ) throws {
         if !keep { try client.drop(item) }
@@ -122,22 +122,23 @@ enum Sending {
     /// The edit could not be sent: nothing of it reached the server, or its answer did not come back. It is
     /// still queued, and the next sync sends it (an annotation or event that did go in is known by its ID).
     static func queued(
-        _ client: TimelineClient, item: Int64, error: ClientError, json: Bool, what: String, edit: JSON
+        _ client: TimelineClient, item: Int64, error: TimelineError, json: Bool, what: String, edit: JSON
     ) throws {
         guard try client.outbox().contains(where: { $0.id == item && $0.refusal == nil }) else { throw error }
         if json {
             Output.json([
-                "state": "queued", "code": .string(error.code), "message": .string(error.message), "edit": edit,
+                "state": "queued", "code": .string(error.code.rawValue), "message": .string(error.message),
+                "edit": edit,
             ])
-        } else if error.code == ClientError.unreachable {
+        } else if error.code == .unreachable {
             print("queued \(what): \(error.message); it will be sent by the next timeline sync")
-        } else if error.code == "AUTH_FAILED" || error.code == "AUTH_REVOKED" {
+        } else if error.code == .authFailed || error.code == .authRevoked {
             print("queued \(what), not sent: \(Output.describe(error))")
         } else {
             print("queued \(what), not sent: \(Output.describe(error)); it will be sent by the next timeline sync")
         }
         // An unreachable server is what offline work is for; anything else needs a person.
-        if error.code != ClientError.unreachable { throw ExitCode(1) }
+        if error.code != .unreachable { throw ExitCode(1) }
     }
 
     /// Earlier queued edits that this push sent as well: said in one line each for those not simply accepted.

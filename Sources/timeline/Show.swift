@@ -19,10 +19,10 @@ struct Show: AsyncParsableCommand {
         Pager.start(global)
         let named = try await client.name(id)
         if case .queued(let item, let queued, true, _) = named {
-            throw ClientError(
-                "NOT_SENT", "event \(queued) is in your outbox (edit \(item)), not sent yet: timeline sync sends it")
+            throw TimelineError(
+                .notSent, "event \(queued) is in your outbox (edit \(item)), not sent yet: timeline sync sends it")
         }
-        guard let eventID = named.event else { throw ClientError("NOT_FOUND", "\(id) names no event") }
+        guard let eventID = named.event else { throw TimelineError(.notFound, "\(id) names no event") }
         try await Checks.version(at, of: client, option: "--at")
         let view = try await client.event(eventID, asOf: at)
         if global.json {
@@ -42,10 +42,10 @@ enum Checks {
     static func event(_ text: String, of client: TimelineClient) async throws -> EventID {
         let named = try await client.name(text)
         if case .queued(let item, let queued, true, _) = named {
-            throw ClientError(
-                "NOT_SENT", "event \(queued) is in your outbox (edit \(item)), not sent yet: timeline sync sends it")
+            throw TimelineError(
+                .notSent, "event \(queued) is in your outbox (edit \(item)), not sent yet: timeline sync sends it")
         }
-        guard let event = named.event else { throw ClientError("NOT_FOUND", "\(text) names no event") }
+        guard let event = named.event else { throw TimelineError(.notFound, "\(text) names no event") }
         return event
     }
 
@@ -55,8 +55,8 @@ enum Checks {
         guard let version else { return }
         let head = try await client.replica.currentVersion()
         guard version >= 1, version <= head else {
-            throw ClientError(
-                "BAD_VERSION",
+            throw TimelineError(
+                .badVersion,
                 "\(option) \(version) is outside the replica's log (versions 1 to \(head)); timeline pull for newer ones"
             )
         }

@@ -37,7 +37,7 @@ struct Timeline: AsyncParsableCommand {
             program: "timeline")
         {
             if CommandLine.arguments.contains("--json") {
-                Output.error(code: "USAGE", message: typo)
+                Output.error(code: .usage, message: typo)
             } else {
                 FileHandle.standardError.write(Data("timeline: \(typo)\n".utf8))
             }
@@ -61,7 +61,7 @@ struct Timeline: AsyncParsableCommand {
             if let exit = error as? ExitCode { Foundation.exit(exit.rawValue) }
             if code == .validationFailure {
                 if CommandLine.arguments.contains("--json") {
-                    Output.error(code: "USAGE", message: message(for: error))
+                    Output.error(code: .usage, message: message(for: error))
                 } else if parsed {
                     // Found while running (a reference typed wrongly): the sentence alone, not the root's usage.
                     FileHandle.standardError.write(Data("timeline: \(message(for: error))\n".utf8))
@@ -70,7 +70,7 @@ struct Timeline: AsyncParsableCommand {
                 }
                 Foundation.exit(2)
             }
-            if let e = error as? ClientError, e.code == "USAGE" {
+            if let e = error as? TimelineError, e.code == .usage {
                 if CommandLine.arguments.contains("--json") {
                     Output.error(code: e.code, message: e.message)
                 } else {
@@ -80,9 +80,8 @@ struct Timeline: AsyncParsableCommand {
             }
             if CommandLine.arguments.contains("--json") {
                 switch error {
-                case let e as ClientError: Output.error(code: e.code, message: e.message)
-                case let e as TimelineError: Output.error(code: e.code.rawValue, message: e.message)
-                default: Output.error(code: "ERROR", message: "\(error)")
+                case let e as TimelineError: Output.error(code: e.code, message: e.message)
+                default: Output.error(code: .unexpected, message: "\(error)")
                 }
             } else {
                 FileHandle.standardError.write(Data("timeline: \(Output.describe(error))\n".utf8))

@@ -56,11 +56,11 @@ struct Watch: AsyncParsableCommand {
                     out.write(Output.editLine(edit, short: short, titles: titles))
                 }
                 return  // ended by DONE
-            } catch let error as ClientError {
-                guard [ClientError.unreachable, "SHUTDOWN", "SHUTTING_DOWN", "IDLE_TIMEOUT"].contains(error.code)
+            } catch let error as TimelineError {
+                guard [.unreachable, .shutdown, .shuttingDown, .idleTimeout].contains(error.code)
                 else { throw error }
                 // The server went away (or is restarting): back off, then resume after the last edit shown.
-                let reason = error.code == "SHUTDOWN" ? "the server is shutting down" : error.message
+                let reason = error.code == .shutdown ? "the server is shutting down" : error.message
                 if global.json {
                     Output.error(
                         code: error.code, message: "\(reason); reconnecting",

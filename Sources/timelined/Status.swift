@@ -73,7 +73,7 @@ struct Conflicts: ParsableCommand {
                     print(c.json.canonicalString)
                 } else {
                     print(
-                        "#\(c.id) \(c.event?.description ?? "") \(c.field.isEmpty ? c.code : c.field): ours \(c.ours.canonicalString) theirs \(c.theirs.canonicalString) (\(c.theirAuthor))"
+                        "#\(c.id) \(c.event?.description ?? "") \(c.field.isEmpty ? c.code.rawValue : c.field): ours \(c.ours.canonicalString) theirs \(c.theirs.canonicalString) (\(c.theirAuthor))"
                     )
                 }
             }

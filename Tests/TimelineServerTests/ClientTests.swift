@@ -49,7 +49,7 @@ import TimelineTLS
         try await update(a, ["title": "Ana's title"])
         try await update(b, ["summary": "Ben's summary"])
         _ = try await b.annotate(eventID, text: "Ben's note while offline", tags: ["offline"])
-        await #expect { try await a.push() } throws: { ($0 as? ClientError)?.code == ClientError.unreachable }
+        await #expect { try await a.push() } throws: { ($0 as? TimelineError)?.code == .unreachable }
         #expect(try a.outbox().count == 1)
         #expect(try b.outbox().count == 2)
         server = try ServerProcess(data: data, port: port)
@@ -209,12 +209,12 @@ import TimelineTLS
 
     @Test func editLinesThatDoNotDecodeAreAProtocolErrorNotSkipped() throws {
         #expect(try TimelineConnection.edit(fromLine: "* EVENT {}") == nil)
-        #expect(throws: ClientError.self) { try TimelineConnection.edit(fromLine: #"* EDIT {"version":1"#) }
+        #expect(throws: TimelineError.self) { try TimelineConnection.edit(fromLine: #"* EDIT {"version":1"#) }
         do {
             _ = try TimelineConnection.edit(fromLine: #"* EDIT {"op":"annotation.add"}"#)
             Issue.record("an edit without its fields decoded")
-        } catch let e as ClientError {
-            #expect(e.code == ClientError.protocolError)
+        } catch let e as TimelineError {
+            #expect(e.code == .badReply)
             #expect(e.message.contains("does not decode"))
         }
     }
@@ -228,20 +228,20 @@ import TimelineTLS
         await #expect {
             _ = try await TimelineClient.initialize(home: homes.home("x"), config: config)
         } throws: { error in
-            guard let e = error as? ClientError else { return false }
-            return e.code == "CERT_MISMATCH" && e.message.contains(server.fingerprint.hex)
+            guard let e = error as? TimelineError else { return false }
+            return e.code == .certificateMismatch && e.message.contains(server.fingerprint.hex)
                 && e.message.contains(wrong.hex)
         }
         var bad = config
         bad.fingerprint = server.fingerprint
         bad.token = "tl_nope"
         await #expect { _ = try await TimelineClient.initialize(home: homes.home("y"), config: bad) } throws: {
-            ($0 as? ClientError)?.code == "AUTH_FAILED"
+            ($0 as? TimelineError)?.code == .authFailed
         }
         var closed = bad
         closed.port = 1
         await #expect { _ = try await TimelineClient.initialize(home: homes.home("z"), config: closed) } throws: {
-            ($0 as? ClientError)?.code == ClientError.unreachable
+            ($0 as? TimelineError)?.code == .unreachable
         }
     }
 

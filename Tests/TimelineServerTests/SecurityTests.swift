@@ -337,7 +337,7 @@ import TimelineTLS
             """
         let (made, _, err) = try shell(script, environment: ["DIR": dir.path])
         try #require(made == 0, "\(err)")
-        func attempt(cert: String?) async throws -> ClientError? {
+        func attempt(cert: String?) async throws -> TimelineError? {
             var arguments: [String] = []
             if let cert { arguments = ["--cert", dir.path + "/\(cert).crt", "--key", dir.path + "/server.key"] }
             let server = try ServerProcess(arguments: arguments)
@@ -348,23 +348,23 @@ import TimelineTLS
                 let c = try await TimelineConnection.open(config)
                 await c.close()
                 return nil
-            } catch let e as ClientError {
+            } catch let e as TimelineError {
                 return e
             }
         }
         #expect(try await attempt(cert: "good") == nil, "a certificate from the configured CA for this host")
         let expired = try await attempt(cert: "expired")
         #expect(
-            expired?.code == "CERT_REJECTED" && expired?.message.contains("certificate has expired") == true,
+            expired?.code == .certificateRejected && expired?.message.contains("certificate has expired") == true,
             "\(String(describing: expired))")
         let wrongHost = try await attempt(cert: "wronghost")
         #expect(
-            wrongHost?.code == "CERT_REJECTED" && wrongHost?.message.contains("mismatch") == true,
+            wrongHost?.code == .certificateRejected && wrongHost?.message.contains("mismatch") == true,
             "\(String(describing: wrongHost))")
         // The server's own self-signed certificate, neither pinned nor from the CA.
         let selfSigned = try await attempt(cert: nil)
         #expect(
-            selfSigned?.code == "CERT_REJECTED" && selfSigned?.message.contains("self-signed") == true,
+            selfSigned?.code == .certificateRejected && selfSigned?.message.contains("self-signed") == true,
             "\(String(describing: selfSigned))")
     }
 }
