@@ -311,21 +311,15 @@ final class ServerCore: Sendable {
         }
     }
 
-    /// A write decoded by its connection, or the refusal to send in its place.
-    enum Decoded: Sendable {
-        case proposals([Proposal])
-        case refused(Reply)
-    }
-
     /// Decodes PROPOSE's argument as `identity`'s edit, stamped now (on the connection's event loop).
-    func decodePropose(_ tag: String, edit: String, identity: TokenStore.Identity) -> Decoded {
+    func decodePropose(_ tag: String, edit: String, identity: TokenStore.Identity) -> DecodedWrite {
         do { return .proposals([try proposal(from: edit, identity: identity)]) } catch {
             return .refused(failure(tag, error))
         }
     }
 
     /// Decodes a BATCH's lines as `identity`'s edits; the refusal names the first line that does not decode.
-    func decodeBatch(_ tag: String, lines: [String], identity: TokenStore.Identity) -> Decoded {
+    func decodeBatch(_ tag: String, lines: [String], identity: TokenStore.Identity) -> DecodedWrite {
         var proposals: [Proposal] = []
         proposals.reserveCapacity(lines.count)
         for (index, line) in lines.enumerated() {
