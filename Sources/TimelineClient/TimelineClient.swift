@@ -30,7 +30,7 @@ public final class TimelineClient: Sendable {
         }
         do {
             // 16 MiB of page cache: a pull stores 5,000 edits (a few MiB of pages) per transaction, and a client's
-            // memory must stay flat however large the log (B3: under 100 MB). 16 KiB pages for a store that only
+            // memory must stay flat however large the log (the large-pull benchmark keeps it under 100 MB). 16 KiB pages for a store that only
             // ever appends pages of pulled edits.
             replica = try SQLiteStore(path: home.replicaPath, dataset: dataset, options: .replica)
         } catch let e as TimelineError where e.code == .wrongDataset {
@@ -195,10 +195,9 @@ public final class TimelineClient: Sendable {
         annotation: AnnotationID, item: Int64
     ) {
         let annotation = AnnotationID(ULID.generate(at: WallClock.now()))
-        let item = try await propose([
-            "op": "annotation.add", "event": .string(id.description), "annotation": .string(annotation.description),
-            "text": .string(text), "tags": .array(tags.map { .string($0) }), "base": .int(try await base(of: id)),
-        ])
+        let item = try await propose(
+            EditCodec.proposal(
+                .addAnnotation(annotation, text: text, tags: tags), event: id, base: try await base(of: id)))
         return (annotation, item)
     }
 
@@ -429,7 +428,7 @@ public final class TimelineClient: Sendable {
                             "the event was deleted by \(c.theirAuthor) in version \(c.theirVersion) and cannot be restored, so your edit cannot apply; settle it with --theirs"
                         )
                     }
-                    proposal = ["op": "event.delete", "event": .string(event.description), "base": .int(base)]
+                    proposal = EditCodec.proposal(.deleteEvent, event: event, base: base)
                 } else {
                     proposal = try Self.fieldUpdate(event: event, base: base, field: c.field, value: c.ours)
                 }

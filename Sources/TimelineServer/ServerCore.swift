@@ -334,8 +334,8 @@ final class ServerCore: Sendable {
 
     /// Submits a decoded PROPOSE or BATCH to the store of a primary; `done` gets the store's result on the
     /// writer's thread once it is durable or refused, and `answer` turns it into the reply on the connection's
-    /// own thread: built on the writer, which every write waits for, the replies had cost 4 % of its time (B2,
-    /// perf). Writes are committed in the order submitted.
+    /// own thread: built on the writer, which every write waits for, the replies had cost 4 % of its time (the
+    /// concurrent-PROPOSE benchmark, under perf). Writes are committed in the order submitted.
     func submit(_ proposals: [Proposal], done: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
         precondition(replicator == nil, "an office replica forwards its writes upstream")
         store.append(proposals, completion: done)

@@ -24,7 +24,7 @@ enum SQLiteReads {
 
     /// Log rows as PULL sends them: each hash spliced into its stored body (`EditCodec.wireBytes`), or, for a
     /// body of another shape, the edit decoded and encoded again. The columns are read where SQLite holds them,
-    /// through its C API: through GRDB's `Row` each row's body and hash were copied three times (B3, server side).
+    /// through its C API: through GRDB's `Row` each row's body and hash were copied three times (the large-pull benchmark, server side).
     static func wireEdits(_ db: Database, after version: Int64, limit: Int) throws -> [WireEdit] {
         let select = try HotStatement(
             db, sql: "SELECT version, body, hash FROM edits WHERE version > ? ORDER BY version LIMIT ?")

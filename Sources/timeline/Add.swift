@@ -39,6 +39,7 @@ struct Add: AsyncParsableCommand {
         // cannot create it twice.
         let id = EventID(ULID.generate(at: WallClock.now()))
         let refs = try References.typed(references, after: [], keeping: [])
+        // Spelled as JSON, not as a typed Change: the date goes as typed, for the server's parser to place.
         let item = try await client.propose([
             "op": "event.create", "event": .string(id.description),
             "date": DateCheck.json(date, textOnly: dateTextOnly),
@@ -69,9 +70,7 @@ struct Delete: AsyncParsableCommand {
         guard !event.deleted else {
             throw TimelineError(.invalidState, "\(id) is deleted already")
         }
-        let item = try await client.propose([
-            "op": "event.delete", "event": .string(eventID.description), "base": .int(event.revision),
-        ])
+        let item = try await client.propose(EditCodec.proposal(.deleteEvent, event: eventID, base: event.revision))
         try await Sending.sendNow(
             client, item: item, json: global.json, edit: ["op": "event.delete", "event": .string(eventID.description)]
         ) {

@@ -107,7 +107,7 @@ struct Batch: AsyncParsableCommand {
         for i in texts.indices {
             let text = texts[i]
             // Bytes searched in place: String's contains went Character by Character, which for a bulk batch of
-            // 100,000 annotations cost more than a third of the send (B1).
+            // 100,000 annotations cost more than a third of the send (the bulk-batch benchmark).
             guard Self.mayNeedBase(text), case .object(var o) = try JSON(parsing: text),
                 let op = o["op"]?.stringValue,
                 ["event.update", "event.delete", "annotation.update", "annotation.retract"].contains(op),

@@ -76,6 +76,7 @@ struct EditCommand: AsyncParsableCommand {
             }
             return
         }
+        // Spelled as JSON, not as a typed Change: a date goes as typed, for the server's parser to place.
         var proposal: [String: JSON] = [
             "op": "event.update", "event": .string(eventID.description),
             "base": .int(current.revision),

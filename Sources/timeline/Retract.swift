@@ -24,10 +24,8 @@ struct Retract: AsyncParsableCommand {
         }
         let (id, event) = try await client.resolveAnnotation(annotation)
         let title = try await client.event(event).event.title
-        let item = try await client.propose([
-            "op": "annotation.retract", "event": .string(event.description), "annotation": .string(id.description),
-            "base": .int(try await client.base(of: event)),
-        ])
+        let item = try await client.propose(
+            EditCodec.proposal(.retractAnnotation(id), event: event, base: try await client.base(of: event)))
         try await Sending.sendNow(
             client, item: item, json: global.json,
             edit: [
