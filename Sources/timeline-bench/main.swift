@@ -238,7 +238,17 @@ if let i = args.firstIndex(of: "--whole"), i + 2 < args.count {
     }
 }
 
-if !args.contains("--replication") && !args.contains("--whole") {
+// The HTML picture of a large timeline in headless Chromium: Scripts/bench.sh passes a work folder.
+if let i = args.firstIndex(of: "--picture"), i + 1 < args.count {
+    do {
+        figures = try PictureBench.run(work: args[i + 1], quick: quick)
+    } catch {
+        FileHandle.standardError.write(Data("picture benchmark failed: \(error)\n".utf8))
+        exit(1)
+    }
+}
+
+if !args.contains("--replication") && !args.contains("--whole") && !args.contains("--picture") {
     do {
         if benchSelected("S1") {
             // S1: group commit against one fsync per edit, both with 64 writers.

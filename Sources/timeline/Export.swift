@@ -1,25 +1,45 @@
 import ArgumentParser
+import Foundation
+import TimelineClient
 import TimelineCore
 import TimelineStore
 
 struct Export: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the replica's timeline as jsonl, csv or markdown.",
-        discussion:
-            "jsonl imports back (timelined import) to the identical state hash. Example: timeline export --format markdown > timeline.md"
+        abstract: "Write the replica's timeline as jsonl, csv, markdown, an HTML page or an SVG picture.",
+        discussion: """
+            jsonl imports back (timelined import) to the identical state hash. html is one self-contained page \
+            (nothing fetched from the network): the picture, filters, zoom, and each event's references and \
+            annotations; svg is the picture alone. The filters and --lanes choose what html and svg draw.
+            Examples:
+              timeline export --format markdown > timeline.md
+              timeline export --format html > timeline.html
+              timeline export --format svg --tag cyber --since 2012-01-01 > cyber.svg
+            """
     )
     @OptionGroup var global: GlobalOptions
-    @Option(help: "jsonl, csv (events, with summaries), annotations-csv (one row per annotation) or markdown.")
+    @Option(help: "jsonl, csv (events), annotations-csv (one row per annotation), markdown, html or svg.")
     var format = "jsonl"
+    @OptionGroup var picture: PictureOptions
+    @Option(help: "The picture's width in pixels (html, svg).") var width = 1200
+
+    static let formats = ["jsonl", "csv", "annotations-csv", "markdown", "html", "svg"]
 
     func validate() throws {
-        guard ["jsonl", "csv", "annotations-csv", "markdown"].contains(format) else {
-            throw ValidationError("--format is jsonl, csv, annotations-csv or markdown")
+        guard Self.formats.contains(format) else {
+            throw ValidationError("--format is jsonl, csv, annotations-csv, markdown, html or svg")
+        }
+        guard (400...20_000).contains(width) else { throw ValidationError("--width is 400 to 20000 pixels") }
+        let drawn = ["html", "svg"].contains(format)
+        let f = picture.filters
+        if !drawn, f.since != nil || f.until != nil || f.tag != nil || f.grep != nil || picture.changedSince != nil {
+            throw ValidationError("the filters and --changed-since choose what html and svg draw; \(format) holds all")
         }
     }
 
     func run() async throws {
         let client = try global.client()
+        if format == "html" || format == "svg" { return try await draw(client) }
         if format == "jsonl" {
             try await Exporter.jsonl(from: client.replica) { print($0) }
             return
@@ -69,6 +89,26 @@ struct Export: AsyncParsableCommand {
             }
             print("")
         }
+    }
+
+    /// The picture, as a page or alone.
+    func draw(_ client: TimelineClient) async throws {
+        let views = try await picture.views(client)
+        guard !views.isEmpty else {
+            throw TimelineError(.notFound, "no event matches these filters: nothing to draw")
+        }
+        let layout = TimelineLayout(
+            views.map(\.event),
+            options: TimelineSVG.options(
+                width: Double(width), lanes: picture.lanes, changed: try await picture.changed(client)))
+        let title = try await PictureOptions.title(client)
+        let subtitle = picture.subtitle(count: views.count, version: try await client.replica.currentVersion())
+        let text =
+            format == "svg"
+            ? #"<?xml version="1.0" encoding="UTF-8"?>"# + "\n"
+                + TimelineSVG.render(layout, title: title, subtitle: subtitle)
+            : TimelineHTML.render(layout, views: views, title: title, subtitle: subtitle)
+        FileHandle.standardOutput.write(Data(text.utf8))
     }
 
     static func csv(_ s: String) -> String {

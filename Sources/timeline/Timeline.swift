@@ -28,7 +28,7 @@ struct Timeline: AsyncParsableCommand {
             Diff.self, Blame.self, Changes.self, Verify.self,
             Annotate.self, Add.self, EditCommand.self, Delete.self, Retract.self, Conflicts.self, Resolve.self,
             OutboxCommand.self,
-            Batch.self, Import.self, Export.self, Watch.self,
+            Batch.self, Import.self, Export.self, Chart.self, Watch.self,
         ])
 
     static func main() async {
