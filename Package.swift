@@ -32,6 +32,8 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
         // C shims for what Swift cannot import from OpenSSL (function-like macros) and small hot helpers.
+        // The system's zlib, for the HTML picture's embedded data (browsers inflate it natively).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CTimelineShims", dependencies: ["COpenSSL"]),
         // SQLite's variadic configuration call, for the store (the system SQLite that GRDB links).
         .target(name: "CTimelineSQLite", linkerSettings: [.linkedLibrary("sqlite3")]),
@@ -79,7 +81,7 @@ let package = Package(
         .target(
             name: "TimelineClient",
             dependencies: [
-                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS", "TimelineLink",
+                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS", "TimelineLink", "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),

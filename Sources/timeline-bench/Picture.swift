@@ -21,30 +21,44 @@ enum PictureBench {
         let page = (work as NSString).appendingPathComponent("large.html")
         let empty = (work as NSString).appendingPathComponent("empty.html")
         try html.write(toFile: page, atomically: true, encoding: .utf8)
-        try
-            #"<!doctype html><html><body><script>document.documentElement.setAttribute("data-ready","true")</script></body></html>"#
+        let emptyScript = #"document.documentElement.setAttribute("data-ready", "true");"#
+        try "<!doctype html><html><body><script>\(emptyScript)</script></body></html>"
             .write(toFile: empty, atomically: true, encoding: .utf8)
         let profile = (work as NSString).appendingPathComponent("chromium-profile")
-        func open(_ file: String) throws -> Double {
+        let base = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--user-data-dir=\(profile)", "--virtual-time-budget=30000",
+        ]
+        func chromiumRun(_ arguments: [String]) throws -> (seconds: Double, output: String) {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: chromium)
-            p.arguments = [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--user-data-dir=\(profile)", "--dump-dom", "file://\(file)",
-            ]
+            p.arguments = base + arguments
             let out = Pipe()
             p.standardOutput = out
             p.standardError = FileHandle.nullDevice
-            var dom = Data()
+            var data = Data()
             let elapsed = try secondsSync {
                 try p.run()
-                dom = out.fileHandleForReading.readDataToEndOfFile()
+                data = out.fileHandleForReading.readDataToEndOfFile()
                 p.waitUntilExit()
             }
-            guard p.terminationStatus == 0, String(decoding: dom, as: UTF8.self).contains("data-ready=\"true\"") else {
-                throw WholeBench.Failure("chromium did not run \(file)'s script")
-            }
-            return elapsed
+            guard p.terminationStatus == 0 else { throw WholeBench.Failure("chromium failed on \(arguments)") }
+            return (elapsed, String(decoding: data, as: UTF8.self))
+        }
+        // The page's script must finish (its data inflated and read): checked on the DOM, untimed, since writing
+        // out a DOM of megabytes through DevTools costs more than the page itself.
+        for file in [empty, page]
+        where
+            !(try chromiumRun(["--dump-dom", "file://\(file)"]).output
+            .contains("data-ready=\"true\""))
+        {
+            throw WholeBench.Failure("chromium did not run \(file)'s script")
+        }
+        /// Chromium's whole run to a screenshot: start, load, layout, the script (virtual time lets the capture wait
+        /// for its data to be inflated and read, and skips only idle waits), the first frame.
+        func open(_ file: String) throws -> Double {
+            let shot = (work as NSString).appendingPathComponent("shot.png")
+            return try chromiumRun(["--window-size=1280,900", "--screenshot=\(shot)", "file://\(file)"]).seconds
         }
         _ = try open(empty)  // a first start warms the profile and the page cache
         var large: [Double] = []
@@ -56,16 +70,19 @@ enum PictureBench {
         let median = { (xs: [Double]) in xs.sorted()[xs.count / 2] }
         let size = Double(html.utf8.count) / 1_000_000
         return [
+            // The page's own cost: Chromium's run to a screenshot of it less the same for an empty page (start-up).
             Figure(
-                name: "P1 HTML of \(count) events opened, script run", value: median(large), unit: "s",
-                reference: String(format: "the target, 2 s (Chromium, empty page: %.2f s)", median(bare)),
+                name: "P1 HTML of \(count) events, open to interactive", value: median(large) - median(bare),
+                unit: "s",
+                reference: String(format: "the target, 2 s (Chromium on an empty page: %.2f s)", median(bare)),
                 referenceValue: 2, target: "<= 1.0x", targetRatio: 1, lowerIsBetter: true),
             Figure(
                 name: "P2 its size", value: size, unit: "MB", reference: "the target, 10 MB", referenceValue: 10,
                 target: "<= 1.0x", targetRatio: 1, lowerIsBetter: true),
             Figure(
                 name: "P3 layout and HTML written, in process", value: rendering, unit: "s",
-                reference: "Chromium opening it (P1)", referenceValue: median(large), target: "-", targetRatio: 0),
+                reference: "the page opening it (P1)", referenceValue: median(large) - median(bare), target: "-",
+                targetRatio: 0),
         ]
     }
 
@@ -81,8 +98,14 @@ enum PictureBench {
             "January", "February", "March", "April", "May", "June", "July", "August", "September",
             "October", "November", "December",
         ]
-        let words = "the working group met to discuss cooperation on cyber defence policy and agreed a joint statement"
-            .split(separator: " ").map(String.init)
+        // Words of the sample document, so that the text compresses as real text does.
+        let words = Array(
+            Set(
+                SampleTimeline.text.split { !$0.isLetter }.map(String.init).filter {
+                    $0.count > 1 && $0.allSatisfy(\.isASCII)
+                })
+        )
+        .sorted()
         func sentence(_ n: Int) -> String {
             (0..<n).map { _ in words.randomElement(using: &rng)! }.joined(separator: " ")
         }

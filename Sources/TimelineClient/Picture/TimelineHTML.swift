@@ -1,3 +1,4 @@
+import Foundation
 import TimelineCore
 
 /// The timeline as one self-contained HTML page: the SVG picture, filters by tag and text, zoom and pan, and the
@@ -16,9 +17,9 @@ public enum TimelineHTML {
         var events: [String: JSON] = [:]
         for v in views where drawn.contains(v.event.id) { events[v.event.id.description] = json(v) }
         let tags = Set(views.filter { drawn.contains($0.event.id) }.flatMap(\.event.tags)).sorted()
-        let data = JSON.object(["events": .object(events), "margin": .int(Int64(TimelineSVG.margin))])
-        // Inside <script>, "</script" would end the element: every "<" of the data is written as \u003c.
-        let script = data.canonicalString.replacingOccurrences(of: "<", with: "\\u003c")
+        let data = JSON.object(["events": .object(events)])
+        // Compressed (text compresses about fourfold), in base64: nothing in it can end its script element.
+        let script = Data(Gzip.compress(data.canonicalBytes, level: 9)).base64EncodedString()
         let options = tags.map { "<option value=\"\(TimelineSVG.xml($0))\">#\(TimelineSVG.xml($0))</option>" }
         return """
             <!doctype html>
@@ -50,7 +51,7 @@ public enum TimelineHTML {
             <aside id="details" aria-live="polite" hidden><button type="button" id="close" \
             aria-label="close the details" title="Close (Esc)">×</button><div id="event"></div></aside>
             </main>
-            <script type="application/json" id="timeline-data">\(script)</script>
+            <script type="application/gzip+base64" id="timeline-data">\(script)</script>
             <script>\(javascript)</script>
             </body>
             </html>
@@ -116,10 +117,11 @@ public enum TimelineHTML {
     static let javascript = #"""
         (function () {
           "use strict";
-          var data = JSON.parse(document.getElementById("timeline-data").textContent);
+          var started = performance.now();
+          var data = null;
           var picture = document.getElementById("picture");
           var svg = picture.querySelector("svg");
-          var margin = data.margin;
+          var margin = parseFloat(svg.getAttribute("data-margin"));
           var baseWidth = svg.viewBox.baseVal.width;
           var axisWidth = baseWidth - 2 * margin;
           var height = svg.viewBox.baseVal.height;
@@ -195,13 +197,15 @@ public enum TimelineHTML {
           }
 
           function filter() {
+            if (!data) { return; }
             var tag = tagSelect.value;
             var words = query.value.toLowerCase().split(/\s+/).filter(function (w) { return w; });
             var count = 0, seen = {};
             marks.forEach(function (m) {
               var id = eventOf(m);
-              var ok = matches(data.events[id], tag, words);
-              m.classList.toggle("filtered", !ok);
+              var ok = !tag && !words.length ? true : matches(data.events[id], tag, words);
+              // Touching only what changes: restyling ten thousand marks costs more than deciding about them.
+              if (m.classList.contains("filtered") === ok) { m.classList.toggle("filtered", !ok); }
               if (ok && !seen[id]) { seen[id] = true; count += 1; }
             });
             shown.textContent = count + " of " + Object.keys(data.events).length + " events shown";
@@ -216,7 +220,7 @@ public enum TimelineHTML {
           }
 
           function show(id) {
-            var ev = data.events[id];
+            var ev = data && data.events[id];
             if (!ev) { return; }
             if (selected) { selected.classList.remove("selected"); }
             selected = svg.querySelector('[data-event-id="' + id + '"]');
@@ -293,11 +297,15 @@ public enum TimelineHTML {
             restoring = false;
           }
 
-          marks.forEach(function (m) {
-            m.addEventListener("click", function () { show(eventOf(m)); });
-            m.addEventListener("keydown", function (e) {
-              if (e.key === "Enter" || e.key === " ") { e.preventDefault(); show(eventOf(m)); }
-            });
+          // One listener for every mark.
+          function markOf(target) { return target.closest ? target.closest(".mark") : null; }
+          svg.addEventListener("click", function (e) {
+            var m = markOf(e.target);
+            if (m) { show(eventOf(m)); }
+          });
+          svg.addEventListener("keydown", function (e) {
+            var m = markOf(e.target);
+            if (m && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); show(eventOf(m)); }
           });
           function close() {
             details.hidden = true;
@@ -337,8 +345,20 @@ public enum TimelineHTML {
           });
           window.addEventListener("pointerup", function () { drag = null; picture.classList.remove("dragging"); });
           window.addEventListener("hashchange", restore);
-          restore();
-          document.documentElement.setAttribute("data-ready", "true");
+          // The data is inflated by the browser itself; until it is, the picture shows and scrolls already.
+          var packed = document.getElementById("timeline-data").textContent;
+          var binary = atob(packed);
+          var bytes = new Uint8Array(binary.length);
+          for (var i = 0; i < binary.length; i += 1) { bytes[i] = binary.charCodeAt(i); }
+          new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).json()
+            .then(function (d) {
+              data = d;
+              restore();
+              document.documentElement.setAttribute("data-ready", "true");
+            })
+            .catch(function (e) {
+              shown.textContent = "this browser cannot read the page's data (" + e + "): the picture is all it shows";
+            });
         })();
         """#
 }

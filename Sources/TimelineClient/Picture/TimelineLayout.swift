@@ -303,7 +303,8 @@ struct Scale {
             let scale = make(step, from: lo, to: hi, width: width)
             let room = width / Double(max(1, scale.boundaries.count - 1))
             let widest = scale.ticks.map { labelWidth($0.label) }.max() ?? 0
-            if room >= max(widest * 1.5, minRoom) || step == steps.last { return scale }
+            // Ten ticks exactly across fit (a twenty-year axis in two-year steps): no rounding may refuse them.
+            if room * (1 + 1e-9) >= max(widest * 1.5, minRoom) || step == steps.last { return scale }
         }
         preconditionFailure("the last step always fits")
     }
