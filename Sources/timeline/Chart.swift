@@ -15,7 +15,7 @@ struct FilterOptions: ParsableArguments {
     func validate() throws {
         for (name, value) in [("--since", since), ("--until", until)] where value != nil && CivilDay(iso: value!) == nil
         {
-            throw ValidationError("\(name) takes a day as YYYY-MM-DD")
+            throw ValidationError("\(name) \(value!) is not a day of the calendar, written YYYY-MM-DD")
         }
         if let since, let until, let from = CivilDay(iso: since), let to = CivilDay(iso: until), to < from {
             throw ValidationError("--until \(until) is before --since \(since): no event could be in between")
@@ -42,10 +42,17 @@ struct FilterOptions: ParsableArguments {
 /// How a picture of the timeline draws what the filters chose.
 struct PictureOptions: ParsableArguments {
     @OptionGroup var filters: FilterOptions
-    @Option(help: "Lanes: first-tag (each event once, in its first tag's lane) or every-tag (in each tag's lane).")
-    var lanes: TimelineLayout.Lanes = .firstTag
-    @Option(help: "Highlight the events edited after this version (timeline status shows the current one).")
+    @Option(
+        help:
+            "Lanes: first-tag (each event once, in the lane of its first tag in alphabetical order) or every-tag (in each of its tags' lanes)."
+    )
+    var lanes: TimelineLayout.Lanes?
+    @Option(
+        parsing: .unconditional,
+        help: "Highlight the events edited after this version (timeline status shows the current one).")
     var changedSince: Int64?
+
+    var laneMode: TimelineLayout.Lanes { lanes ?? .firstTag }
 
     func validate() throws {
         if let changedSince, changedSince < 0 { throw ValidationError("--changed-since takes a version, 0 or more") }
@@ -58,6 +65,12 @@ struct PictureOptions: ParsableArguments {
 
     func changed(_ client: TimelineClient) async throws -> Set<EventID> {
         guard let changedSince else { return [] }
+        let version = try await client.replica.currentVersion()
+        guard changedSince <= version else {
+            throw ValidationError(
+                "--changed-since \(changedSince) is beyond this replica's version \(version) (timeline pull brings it up to date)"
+            )
+        }
         return Set(try await client.replica.touchedEvents(after: changedSince).0)
     }
 
@@ -70,7 +83,7 @@ struct PictureOptions: ParsableArguments {
     /// What is drawn, in words: counts, filters, lanes, highlighted changes.
     func subtitle(count: Int, version: Int64) -> String {
         var parts = ["\(count) event\(count == 1 ? "" : "s")"] + filters.words
-        parts.append(lanes == .firstTag ? "lanes by first tag" : "a lane for each tag")
+        parts.append(laneMode == .firstTag ? "lanes by first tag" : "a lane for each tag")
         if let changedSince { parts.append("bold: changed after version \(changedSince)") }
         parts.append("replica at version \(version)")
         return parts.joined(separator: " · ")
@@ -98,17 +111,44 @@ struct Chart: AsyncParsableCommand {
         let client = try global.client()
         let views = try await picture.views(client)
         guard !views.isEmpty else {
+            // As log says it: on standard error, and not a failure.
             FileHandle.standardError.write(Data("no event matches these filters\n".utf8))
             return
         }
+        let changed = try await picture.changed(client)
+        let short = try await client.shortForms(views.map(\.event.id.description))
+        if global.json {
+            // The layout for scripts: one object per event, in lane and date order.
+            let layout = TimelineLayout(
+                views.map(\.event), options: .init(width: 1, lanes: picture.laneMode, labelWidth: { _ in 0 }, gap: 0))
+            let events = Dictionary(views.map { ($0.event.id, $0.event) }, uniquingKeysWith: { a, _ in a })
+            for m in layout.marks {
+                let event = events[m.event]!
+                Output.json([
+                    "id": .string(m.event.description), "short": .string(short[m.event.description] ?? ""),
+                    "lane": .string(layout.lanes[m.lane].name), "copy": .bool(m.copy),
+                    "shape": .string(m.shape.rawValue),
+                    "date": .string(m.dateText), "start": event.date.start.map { .string($0.iso) } ?? .null,
+                    "end": event.date.end.map { .string($0.iso) } ?? .null, "title": .string(event.title),
+                    "changed": .bool(m.changed), "warning": m.warning.map { .string($0) } ?? .null,
+                ])
+            }
+            for u in layout.undated {
+                Output.json([
+                    "id": .string(u.event.description), "short": .string(short[u.event.description] ?? ""),
+                    "lane": .null, "shape": "undated", "date": .string(u.dateText), "changed": .bool(u.changed),
+                ])
+            }
+            return
+        }
+        Pager.start(global)
         let columns =
             Output.width ?? ProcessInfo.processInfo.environment["COLUMNS"].flatMap(Int.init).flatMap {
                 $0 > 20 ? $0 : nil
             }
             ?? 80
         let text = TimelineChart.render(
-            views.map(\.event), width: columns, lanes: picture.lanes, changed: try await picture.changed(client),
-            shortIDs: try await client.shortForms(views.map(\.event.id.description)),
+            views.map(\.event), width: columns, lanes: picture.laneMode, changed: changed, shortIDs: short,
             title: try await PictureOptions.title(client), colour: Output.colour)
         FileHandle.standardOutput.write(Data(text.utf8))
     }

@@ -21,7 +21,9 @@ struct Export: AsyncParsableCommand {
     @Option(help: "jsonl, csv (events), annotations-csv (one row per annotation), markdown, html or svg.")
     var format = "jsonl"
     @OptionGroup var picture: PictureOptions
-    @Option(help: "The picture's width in pixels (html, svg).") var width = 1200
+    @Option(
+        parsing: .unconditional, help: "The picture's width in pixels, 400 to 20000 (html, svg; 1200 unless given).")
+    var width: Int?
 
     static let formats = ["jsonl", "csv", "annotations-csv", "markdown", "html", "svg"]
 
@@ -29,12 +31,19 @@ struct Export: AsyncParsableCommand {
         guard Self.formats.contains(format) else {
             throw ValidationError("--format is jsonl, csv, annotations-csv, markdown, html or svg")
         }
-        guard (400...20_000).contains(width) else { throw ValidationError("--width is 400 to 20000 pixels") }
         let drawn = ["html", "svg"].contains(format)
         let f = picture.filters
-        if !drawn, f.since != nil || f.until != nil || f.tag != nil || f.grep != nil || picture.changedSince != nil {
-            throw ValidationError("the filters and --changed-since choose what html and svg draw; \(format) holds all")
+        let given = [
+            ("--since", f.since != nil), ("--until", f.until != nil), ("--tag", f.tag != nil),
+            ("--grep", f.grep != nil),
+            ("--changed-since", picture.changedSince != nil), ("--lanes", picture.lanes != nil),
+            ("--width", width != nil),
+        ].filter(\.1).map(\.0)
+        if !drawn, let option = given.first {
+            throw ValidationError(
+                "\(option) is for html and svg, which draw a choice; \(format) holds the whole timeline")
         }
+        if let width, !(400...20_000).contains(width) { throw ValidationError("--width is 400 to 20000 pixels") }
     }
 
     func run() async throws {
@@ -100,7 +109,7 @@ struct Export: AsyncParsableCommand {
         let layout = TimelineLayout(
             views.map(\.event),
             options: TimelineSVG.options(
-                width: Double(width), lanes: picture.lanes, changed: try await picture.changed(client)))
+                width: Double(width ?? 1200), lanes: picture.laneMode, changed: try await picture.changed(client)))
         let title = try await PictureOptions.title(client)
         let subtitle = picture.subtitle(count: views.count, version: try await client.replica.currentVersion())
         let text =

@@ -40,7 +40,7 @@ import TimelineCore
         #expect(layout.ticks.first?.x == 0)
         #expect(abs((layout.ticks.last?.x ?? 0) - 1000) < 0.001)
         // Zoomed in, months appear: first quarters or half years, then every month.
-        let monthly = layout.zoomTicks.first { $0.ticks.contains { $0.label == "Feb" } }
+        let monthly = layout.zoomTicks.first { $0.ticks.contains { $0.label == "Feb 2010" } }
         #expect(monthly != nil)
         #expect(monthly?.ticks.first { $0.label == "Jan 2010" }?.major == true)
     }
@@ -70,6 +70,8 @@ import TimelineCore
         #expect(shapes["2009"] == .uncertain)
         #expect(layout.undated.map(\.dateText) == ["sometime after the war"])
         let spring = layout.marks.first { $0.dateText == "Spring 2013" }!
+        #expect(spring.label.hasPrefix("Spring 2013: "))
+        #expect(layout.marks.first { $0.dateText == "November 13, 2010" }?.label.hasPrefix("Event 1") == true)
         let year = layout.marks.first { $0.dateText == "2009" }!
         #expect(spring.x1 - spring.x0 > 0 && year.x1 - year.x0 > (spring.x1 - spring.x0) * 3)
     }
@@ -228,6 +230,7 @@ import TimelineCore
             events.first { ($0["references"]?.arrayValue ?? []).contains { !($0["urls"]?.arrayValue ?? []).isEmpty } })
         let notedID = try #require(noted["id"]?.stringValue)
         #expect(try ana.run(["annotate", notedID, "read <b>this</b> first"]).status == 0)
+        #expect(try ana.run(["annotate", ids[5], "see also", "--tag", "followup"]).status == 0)
 
         let export = try ana.run(["export", "--format", "html"])
         #expect(export.status == 0, "\(export.err)")
@@ -243,6 +246,11 @@ import TimelineCore
 
         // The tag filter shows the tagged events only, and the text filter narrows by words.
         #expect(Set(Self.visible(try Self.dom("file://\(page)#tag=cyber", profile: profile))) == Set(ids.prefix(2)))
+        // A tag only an annotation carries finds its event, as log --tag does; an unknown tag matches nothing.
+        #expect(Self.visible(try Self.dom("file://\(page)#tag=followup", profile: profile)) == [ids[5]])
+        let unknown = try Self.dom("file://\(page)#tag=nosuch", profile: profile)
+        #expect(Self.visible(unknown).isEmpty)
+        #expect(unknown.contains("#nosuch (no event)"))
         let words = try Self.dom("file://\(page)#q=cloud%20computing", profile: profile)
         let expected = events.filter {
             let text = "\($0["title"]?.stringValue ?? "") \($0["summary"]?.stringValue ?? "")".lowercased()
@@ -251,8 +259,17 @@ import TimelineCore
         #expect(!expected.isEmpty)
         #expect(Set(Self.visible(words)) == Set(expected))
 
-        // An event's details: its references link to their sources, its annotation is there, as text.
-        let details = try Self.dom("file://\(page)#event=\(notedID)", profile: profile)
+        // An event's details, named by the short ID the CLI prints: its references link to their sources, its
+        // annotation is there, as text.
+        let short = try #require(
+            try ana.run(["log"]).out.split(separator: "\n").first {
+                $0.contains(String((noted["title"]?.stringValue ?? "").prefix(20)))
+            }
+        ).prefix { $0 != " " }
+        let details = try Self.dom("file://\(page)#event=\(short)", profile: profile)
+        #expect(
+            details.contains("id=\"details\" aria-live=\"polite\" data-event-id=\"\(notedID)\"")
+                || details.contains("data-event-id=\"\(notedID)\" aria-live"))
         let urls = (noted["references"]?.arrayValue ?? []).flatMap { $0["urls"]?.arrayValue ?? [] }
             .compactMap(\.stringValue).filter { $0.hasPrefix("http") }
         for url in urls {
@@ -261,6 +278,14 @@ import TimelineCore
         }
         #expect(details.contains("data-annotation-id=\""))
         #expect(details.contains("read &lt;b&gt;this&lt;/b&gt; first"))
+
+        // Printed (or saved as PDF), the page is the picture and the details, without the controls.
+        let pdf = folder.path("timeline.pdf")
+        let printed = try Self.browse(
+            ["--print-to-pdf=\(pdf)", "--no-pdf-header-footer", "file://\(page)"], profile: profile)
+        #expect(printed.0 == 0, "\(printed.2)")
+        let pdfSize = (try? FileManager.default.attributesOfItem(atPath: pdf)[.size] as? NSNumber)?.intValue ?? 0
+        #expect(pdfSize > 20_000)
 
         // Screenshots for a person to look at: the whole, and an event's details (README's picture is the first).
         for (name, fragment) in [("timeline-sample", ""), ("timeline-sample-event", "#event=\(notedID)")] {
@@ -299,5 +324,19 @@ import TimelineCore
         #expect(refused.err.contains("no event matches these filters"))
         let wrong = try ana.run(["export", "--format", "csv", "--tag", "cyber"])
         #expect(wrong.status == 2)
+        #expect(wrong.err.contains("--tag is for html and svg"))
+        #expect(
+            try ana.run(["export", "--format", "jsonl", "--width", "300"]).err.contains("--width is for html and svg"))
+        let negative = try ana.run(["chart", "--changed-since", "-1"])
+        #expect(negative.status == 2 && negative.err.contains("--changed-since takes a version, 0 or more"))
+        let beyond = try ana.run(["chart", "--changed-since", "500"])
+        #expect(beyond.status != 0 && beyond.err.contains("beyond this replica's version"))
+        let notADay = try ana.run(["chart", "--until", "2014-02-30"])
+        #expect(notADay.err.contains("2014-02-30 is not a day of the calendar"))
+        // For scripts: the layout, one object per event.
+        let json = try ana.run(["chart", "--json"])
+        let lines = try json.out.split(separator: "\n").map { try JSON(parsing: String($0)) }
+        #expect(lines.count == 28)
+        #expect(lines.allSatisfy { $0["id"]?.stringValue?.count == 26 && $0["shape"] != nil })
     }
 }

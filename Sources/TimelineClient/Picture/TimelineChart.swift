@@ -13,7 +13,7 @@ public enum TimelineChart {
         shortIDs: [String: String] = [:], title: String, colour: Bool
     ) -> String {
         let width = max(40, width)
-        let labelColumns = min(48, max(18, width * 2 / 5))
+        let labelColumns = min(80, max(18, width * 2 / 5))
         let axisColumns = width - labelColumns - 1
         let layout = TimelineLayout(
             events,
@@ -28,7 +28,9 @@ public enum TimelineChart {
         func bold(_ s: String) -> String { colour ? "\u{1B}[1m\(s)\u{1B}[0m" : s }
         func dim(_ s: String) -> String { colour ? "\u{1B}[2m\(s)\u{1B}[0m" : s }
 
-        let span = layout.first.map { f in "\(f.year)–\(layout.last!.year)" } ?? "no dates"
+        let span =
+            layout.first.map { f in f.year == layout.last!.year ? "\(f.year)" : "\(f.year)–\(layout.last!.year)" }
+            ?? "no dates"
         let count = layout.marks.filter { !$0.copy }.count + layout.undated.count
         let laneWord = lanes == .firstTag ? "lanes by first tag" : "a lane for each tag"
         out += fit(bold(title), plain: title, width) + "\n"
@@ -50,6 +52,15 @@ public enum TimelineChart {
                 }
             }
             rule[0] = rule[0] == "┼" ? "├" : "╶"
+            // Density: how many events start in each column, in eighths of the busiest.
+            var starts = [Int](repeating: 0, count: axisColumns)
+            for m in layout.marks where !m.copy { starts[min(axisColumns - 1, max(0, Int(m.x0.rounded(.down))))] += 1 }
+            let most = max(1, starts.max() ?? 1)
+            let levels = Array(" ▁▂▃▄▅▆▇█")
+            let density = String(starts.map { n in n == 0 ? " " : levels[max(1, (n * 8 + most - 1) / most)] })
+            out += fit(
+                dim("events per column, busiest \(most)"), plain: "events per column, busiest \(most)", labelColumns)
+            out += " " + dim(density) + "\n"
             out += String(repeating: " ", count: labelColumns + 1) + String(labels) + "\n"
             out += String(repeating: " ", count: labelColumns + 1) + dim(String(rule)) + "\n"
         }
@@ -75,8 +86,12 @@ public enum TimelineChart {
                 out += fit("\(id) \(u.dateText): \(u.label)", width) + "\n"
             }
         }
-        let legend = "● one day  █ days  ▒ a month, season or year: somewhere within  ⚠ doubted date"
-        out += dim(fit(legend + (changed.isEmpty ? "" : "  * changed"), width))
+        let legend =
+            width >= 100
+            ? "● one day  █ days  ▒ a month, season or year: somewhere within  ⚠ doubted date"
+            : "● day  █ days  ▒ month, season or year  ⚠ doubted"
+        // What a mark means comes first; it must not be what is cut.
+        out += dim(fit((changed.isEmpty ? "" : "* changed  ") + legend, width))
         // Padding is for the label column only: no line ends in spaces.
         return out.split(separator: "\n", omittingEmptySubsequences: false).map { line in
             var l = Substring(line)

@@ -16,7 +16,12 @@ public enum TimelineHTML {
         let drawn = Set(layout.marks.map(\.event)).union(layout.undated.map(\.event))
         var events: [String: JSON] = [:]
         for v in views where drawn.contains(v.event.id) { events[v.event.id.description] = json(v) }
-        let tags = Set(views.filter { drawn.contains($0.event.id) }.flatMap(\.event.tags)).sorted()
+        // The tags `log --tag` finds: the events' own, and those of their annotations (not retracted).
+        let tags = Set(
+            views.filter { drawn.contains($0.event.id) }.flatMap { v in
+                v.event.tags + v.annotations.filter { !$0.retracted }.flatMap(\.tags)
+            }
+        ).sorted()
         let data = JSON.object(["events": .object(events)])
         // Compressed (text compresses about fourfold), in base64: nothing in it can end its script element.
         let script = Data(Gzip.compress(data.canonicalBytes, level: 9)).base64EncodedString()
@@ -92,7 +97,7 @@ public enum TimelineHTML {
         #picture.dragging { cursor: grabbing; }
         .mark { cursor: pointer; }
         .mark.filtered { display: none; }
-        #details { position: fixed; top: 0; right: 0; bottom: 0; width: min(440px, 92vw); overflow-y: auto;
+        #details { overflow-wrap: anywhere; position: fixed; top: 0; right: 0; bottom: 0; width: min(440px, 92vw); overflow-y: auto;
           box-sizing: border-box; padding: 8px 24px 24px; background: #fff; box-shadow: -4px 0 16px rgba(0,0,0,.25); }
         #details[hidden] { display: none; }
         #close { float: right; font-size: 20px; background: none; border: 1px solid #999; border-radius: 4px; }
@@ -187,8 +192,12 @@ public enum TimelineHTML {
             remember();
           }
 
+          function tagged(ev, tag) {
+            return ev.g.indexOf(tag) >= 0 || ev.a.some(function (a) { return !a[4] && a[5].indexOf(tag) >= 0; });
+          }
+
           function matches(ev, tag, words) {
-            if (tag && ev.g.indexOf(tag) < 0) { return false; }
+            if (tag && !tagged(ev, tag)) { return false; }
             if (!words.length) { return true; }
             var text = [ev.d, ev.t, ev.s].concat(ev.g, ev.r.map(function (r) { return r[1]; }),
               ev.a.filter(function (a) { return !a[4]; }).map(function (a) { return a[1] + " " + a[3] + " " + a[5].join(" "); }))
@@ -219,12 +228,34 @@ public enum TimelineHTML {
             return e;
           }
 
-          function show(id) {
-            var ev = data && data.events[id];
-            if (!ev) { return; }
+          // An event's whole ID, from it or from a unique start of it or of its random part (the short IDs the
+          // command line prints, after the ten characters of time that IDs minted together share).
+          function resolve(text) {
+            if (!data || !text) { return null; }
+            var t = text.toUpperCase();
+            if (data.events[t]) { return t; }
+            var found = Object.keys(data.events).filter(function (id) {
+              return id.indexOf(t) === 0 || id.slice(10).indexOf(t) === 0;
+            });
+            return found.length === 1 ? found[0] : null;
+          }
+
+          function show(text) {
+            var id = resolve(text);
+            var ev = id && data.events[id];
+            if (!ev) {
+              if (data && text) { shown.textContent = "no event " + text + " in this page"; }
+              return;
+            }
             if (selected) { selected.classList.remove("selected"); }
             selected = svg.querySelector('[data-event-id="' + id + '"]');
-            if (selected) { selected.classList.add("selected"); }
+            if (selected) {
+              selected.classList.add("selected");
+              // Keep the selected mark in sight, left of the panel that now covers the right of the window.
+              var r = selected.getBoundingClientRect();
+              var free = window.innerWidth - Math.min(440, window.innerWidth * 0.92);
+              if (r.right > free - 16) { picture.scrollLeft += r.right - free + 48; }
+            }
             details.hidden = false;
             details.setAttribute("data-event-id", id);
             var box = document.getElementById("event");
@@ -277,7 +308,10 @@ public enum TimelineHTML {
             if (tagSelect.value) { parts.push("tag=" + encodeURIComponent(tagSelect.value)); }
             if (query.value) { parts.push("q=" + encodeURIComponent(query.value)); }
             if (selected) { parts.push("event=" + eventOf(selected)); }
-            if (zoom !== 1) { parts.push("zoom=" + Math.round(zoom * 100) / 100); }
+            if (zoom !== 1) {
+              parts.push("zoom=" + Math.round(zoom * 100) / 100);
+              parts.push("x=" + (picture.scrollLeft / Math.max(1, picture.scrollWidth)).toFixed(4));
+            }
             try {
               history.replaceState(null, "", parts.length ? "#" + parts.join("&") : location.pathname + location.search);
             } catch (e) { /* some browsers refuse it for files: the view then stays out of the address */ }
@@ -289,10 +323,18 @@ public enum TimelineHTML {
               var i = p.indexOf("=");
               if (i > 0) { params[p.slice(0, i)] = decodeURIComponent(p.slice(i + 1)); }
             });
-            tagSelect.value = params.tag || "";
+            var tag = params.tag || "";
+            if (tag && !Array.prototype.some.call(tagSelect.options, function (o) { return o.value === tag; })) {
+              // A tag no event here has: shown as chosen, matching nothing, rather than silently dropped.
+              var o = document.createElement("option");
+              o.value = tag; o.textContent = "#" + tag + " (no event)";
+              tagSelect.appendChild(o);
+            }
+            tagSelect.value = tag;
             query.value = params.q || "";
             filter();
             if (params.zoom) { zoom = Math.max(1, Math.min(256, parseFloat(params.zoom) || 1)); place(); }
+            if (params.x) { picture.scrollLeft = (parseFloat(params.x) || 0) * picture.scrollWidth; }
             if (params.event) { show(params.event); }
             restoring = false;
           }
@@ -345,6 +387,14 @@ public enum TimelineHTML {
           });
           window.addEventListener("pointerup", function () { drag = null; picture.classList.remove("dragging"); });
           window.addEventListener("hashchange", restore);
+          // Lane names stay at the left edge of what is seen; the position goes into the address.
+          var laneNames = Array.prototype.slice.call(svg.querySelectorAll(".lane-name"));
+          var pending = null;
+          picture.addEventListener("scroll", function () {
+            laneNames.forEach(function (t) { t.setAttribute("x", margin + picture.scrollLeft); });
+            if (pending) { clearTimeout(pending); }
+            pending = setTimeout(remember, 300);
+          });
           // The data is inflated by the browser itself; until it is, the picture shows and scrolls already.
           var packed = document.getElementById("timeline-data").textContent;
           var binary = atob(packed);

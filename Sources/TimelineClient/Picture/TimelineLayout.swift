@@ -129,7 +129,7 @@ public struct TimelineLayout: Sendable {
         undated = live.filter { $0.date.start == nil }.map { e in
             Undated(
                 event: e.id, label: Self.shorten(e.title, options.maxLabel), dateText: e.date.text,
-                warning: Self.warning(e.date), changed: options.changed.contains(e.id))
+                warning: nil, changed: options.changed.contains(e.id))
         }
         guard let lo = placed.compactMap(\.date.start).min(),
             let hi = placed.map({ $0.date.end ?? $0.date.start! }).max()
@@ -195,7 +195,9 @@ public struct TimelineLayout: Sendable {
                 let x1 = x(CivilDay(daysSinceEpoch: end.daysSinceEpoch + 1))
                 let shape: Shape =
                     e.date.precision != .day ? .uncertain : (start == end ? .point : .range)
-                let label = Self.shorten(e.title, options.maxLabel)
+                // An imprecise date is labelled with its own words: the bar says where it may be, the words what
+                // is known ("Spring 2013").
+                let label = Self.shorten(shape == .uncertain ? "\(e.date.text): \(e.title)" : e.title, options.maxLabel)
                 let labelWidth = options.labelWidth(label)
                 // A point's label starts just after it, a bar's at its start, above it; near the axis' end it is
                 // moved left to stay in the picture.
@@ -227,9 +229,10 @@ public struct TimelineLayout: Sendable {
         return rowEnds.count - 1
     }
 
-    /// The parser's doubt about a date's words, if it has one.
+    /// The parser's doubt about a placed date's words, if it has one (a date kept as text only was not placed,
+    /// and is not doubted: it was meant so).
     static func warning(_ date: EventDate) -> String? {
-        EventDate.parse(date.text).warnings.first
+        date.start == nil ? nil : EventDate.parse(date.text).warnings.first
     }
 
     /// At most `max` characters, the last of them "…" when shortened; on a word boundary when one is near.
@@ -343,11 +346,14 @@ struct Scale {
             let label: String
             let major: Bool
             switch step {
+            // Every label says enough to be read alone: a zoomed-in view may show no January, or no first day.
             case .days:
-                label = d.day == 1 || d == first ? "\(monthNames[d.month - 1]) \(d.day), \(d.year)" : "\(d.day)"
+                label =
+                    d.day == 1 || d == first
+                    ? "\(monthNames[d.month - 1]) \(d.day), \(d.year)" : "\(monthNames[d.month - 1]) \(d.day)"
                 major = d.day == 1
             case .months(let n) where n < 12:
-                label = d.month == 1 || d == first ? "\(monthNames[d.month - 1]) \(d.year)" : monthNames[d.month - 1]
+                label = "\(monthNames[d.month - 1]) \(d.year)"
                 major = d.month == 1
             case .months:
                 label = "\(d.year)"

@@ -17,7 +17,14 @@ public enum TimelineSVG {
 
     /// Colours that stay apart for colour-blind readers (Okabe and Ito) and in greyscale by their lightness;
     /// lanes cycle through them.
-    static let palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+    static let palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+    /// The untagged lane is always grey: colours are for tags.
+    static let untagged = "#666666"
+
+    static func laneColour(_ layout: TimelineLayout, lane: Int) -> (colour: String, gradient: Int) {
+        layout.lanes[lane].name.isEmpty
+            ? (untagged, palette.count + 1) : (palette[lane % palette.count], lane % palette.count)
+    }
 
     /// The layout options for a picture `width` pixels wide.
     public static func options(
@@ -43,7 +50,7 @@ public enum TimelineSVG {
         var out = ""
         out.reserveCapacity(512 + layout.marks.count * 400)
         // One gradient per colour: a gradient's `currentColor` is its own, not that of what it fills.
-        let gradients = (palette + ["#444"]).enumerated().map { i, colour in
+        let gradients = (palette + ["#444", untagged]).enumerated().map { i, colour in
             "<linearGradient id=\"fade\(i)\" x1=\"0\" x2=\"1\" y1=\"0\" y2=\"0\">"
                 + [(0, 0.15), (0.2, 1), (0.8, 1), (1, 0.15)].map { offset, opacity in
                     "<stop offset=\"\(offset)\" stop-color=\"\(colour)\" stop-opacity=\"\(opacity)\"/>"
@@ -59,8 +66,8 @@ public enum TimelineSVG {
             .mark text, .undated text { fill: #111; }
             .mark:focus { outline: none; }
             .mark:focus .shape, .mark.selected .shape { stroke: #000; stroke-width: 2; }
-            .mark.changed .shape { stroke: #000; stroke-width: 2; stroke-dasharray: 3 2; }
-            .mark.changed text { font-weight: bold; }
+            .mark.changed .shape { stroke: #000; stroke-width: 2.5; }
+            .mark.changed text { text-decoration: underline; }
             .tick line { stroke: #ccc; }
             .tick.major line { stroke: #999; }
             .tick text { fill: #333; }
@@ -70,8 +77,8 @@ public enum TimelineSVG {
             </style>
             </defs>
             <rect class="background" width="100%" height="100%" fill="#fff"/>
-            <text x="\(n(margin))" y="24" font-size="17" font-weight="bold">\(xml(title))</text>
-            <text x="\(n(margin))" y="44" fill="#444">\(xml(subtitle))</text>
+            <text x="\(n(margin))" y="24" font-size="17" font-weight="bold">\(xml(fitted(title, width, 10)))</text>
+            <text x="\(n(margin))" y="44" fill="#444">\(xml(fitted(subtitle, width, 6.3)))</text>
 
             """
         let axisTop = headerHeight + histogramHeight
@@ -94,7 +101,7 @@ public enum TimelineSVG {
         var laneTops: [Double] = []
         for (i, lane) in layout.lanes.enumerated() {
             laneTops.append(y + laneHeader)
-            let colour = palette[i % palette.count]
+            let colour = laneColour(layout, lane: i).colour
             let name = lane.name.isEmpty ? "untagged" : "#\(lane.name)"
             out +=
                 "<g class=\"lane-head\" data-lane=\"\(i)\"><line x1=\"\(n(margin))\" x2=\"\(n(margin + layout.width))\" "
@@ -110,7 +117,8 @@ public enum TimelineSVG {
         }
         for m in layout.marks {
             let top = laneTops[m.lane] + Double(m.row) * rowHeight
-            out += mark(m, top: top, colour: palette[m.lane % palette.count])
+            let (colour, gradient) = laneColour(layout, lane: m.lane)
+            out += mark(m, top: top, colour: colour, gradient: gradient)
         }
         if !layout.undated.isEmpty {
             out += "<g class=\"undated-lane\"><text class=\"lane-name\" x=\"\(n(margin))\" y=\"\(n(y + 18))\">"
@@ -155,7 +163,7 @@ public enum TimelineSVG {
         return out + "</g>\n"
     }
 
-    static func mark(_ m: TimelineLayout.Mark, top: Double, colour: String) -> String {
+    static func mark(_ m: TimelineLayout.Mark, top: Double, colour: String, gradient: Int) -> String {
         var classes = "mark \(m.shape.rawValue)"
         if m.changed { classes += " changed" }
         if m.copy { classes += " copy" }
@@ -174,13 +182,19 @@ public enum TimelineSVG {
                 "<circle class=\"shape\" cx=\"\(n(margin + m.x0))\" cy=\"\(n(top + 20))\" r=\"5\" fill=\"\(colour)\"/>"
         case .range:
             out += "<rect class=\"shape\" x=\"\(n(margin + m.x0))\" y=\"\(n(top + 16))\" "
-            out += "width=\"\(n(max(2, m.x1 - m.x0)))\" height=\"8\" rx=\"2\" fill=\"\(colour)\"/>"
+            // Days given to the day stay a bar however short: at least as wide as a day's dot.
+            out += "width=\"\(n(max(5, m.x1 - m.x0)))\" height=\"8\" rx=\"2\" fill=\"\(colour)\"/>"
         case .uncertain:
             out += "<rect class=\"shape\" x=\"\(n(margin + m.x0))\" y=\"\(n(top + 16))\" "
             out +=
-                "width=\"\(n(max(2, m.x1 - m.x0)))\" height=\"8\" rx=\"2\" fill=\"url(#fade\(m.lane % palette.count))\"/>"
+                "width=\"\(n(max(2, m.x1 - m.x0)))\" height=\"8\" rx=\"2\" fill=\"url(#fade\(gradient))\"/>"
         }
         return out + "</g>\n"
+    }
+
+    /// A heading shortened to the picture's width, at `perCharacter` pixels a column.
+    static func fitted(_ text: String, _ width: Double, _ perCharacter: Double) -> String {
+        TimelineLayout.shorten(text, max(8, Int((width - 2 * margin) / perCharacter)))
     }
 
     /// A coordinate with at most one decimal: the file stays small and diffs stay readable.
