@@ -47,7 +47,7 @@ public enum TimelineHTML {
             <button type="button" id="zoom-fit" title="Fit the whole timeline (0)">Fit</button></span>
             <output id="shown" aria-live="polite"></output>
             </form>
-            <p class="help">Click an event, or Tab to it and press Enter, to read its summary, references and \
+            <p class="help">Click an event, or Tab to it, to read its summary, references and \
             annotations (Esc closes them). In the picture: ← → pan, + − zoom, 0 fits; Ctrl+wheel zooms, dragging pans.</p>
             </header>
             <main>
@@ -151,11 +151,16 @@ public enum TimelineHTML {
             marks.forEach(function (m) {
               if (!m.hasAttribute("data-x0")) { return; }
               var x0 = x(m.getAttribute("data-x0")), x1 = x(m.getAttribute("data-x1"));
-              var shift = (parseFloat(m.getAttribute("data-label-x")) - parseFloat(m.getAttribute("data-x0")));
-              var shape = m.querySelector(".shape");
+              var shape = m.lastElementChild;
+              var text = m.querySelector("text");
+              // The label's place beside its mark, as the layout put it: read once, kept on the element.
+              if (m.labelShift === undefined) {
+                m.labelShift = parseFloat(text.getAttribute("x")) - margin - parseFloat(m.getAttribute("data-x0"));
+              }
+              var shift = m.labelShift;
               if (shape.tagName === "circle") { shape.setAttribute("cx", x0); }
               else { shape.setAttribute("x", x0); shape.setAttribute("width", Math.max(2, x1 - x0)); }
-              m.querySelector("text").setAttribute("x", x0 + shift);
+              text.setAttribute("x", x0 + shift);
             });
             var best = 1;
             axes.forEach(function (a) {
@@ -344,6 +349,11 @@ public enum TimelineHTML {
           svg.addEventListener("click", function (e) {
             var m = markOf(e.target);
             if (m) { show(eventOf(m)); }
+          });
+          // Moving through the marks with Tab reads each one, as a list with its details beside it.
+          svg.addEventListener("focusin", function (e) {
+            var m = markOf(e.target);
+            if (m && m !== selected) { show(eventOf(m)); }
           });
           svg.addEventListener("keydown", function (e) {
             var m = markOf(e.target);

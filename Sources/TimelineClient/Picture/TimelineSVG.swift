@@ -65,8 +65,8 @@ public enum TimelineSVG {
             <style>
             .mark text, .undated text { fill: #111; }
             .mark:focus { outline: none; }
-            .mark:focus .shape, .mark.selected .shape { stroke: #000; stroke-width: 2; }
-            .mark.changed .shape { stroke: #000; stroke-width: 2.5; }
+            .mark:focus > :last-child, .mark.selected > :last-child { stroke: #000; stroke-width: 2; }
+            .mark.changed > :last-child { stroke: #000; stroke-width: 2.5; }
             .mark.changed text { text-decoration: underline; }
             .tick line { stroke: #ccc; }
             .tick.major line { stroke: #999; }
@@ -170,8 +170,9 @@ public enum TimelineSVG {
         let id = m.copy ? "data-copy-of" : "data-event-id"
         // Each byte here is paid ten thousand times in a large page: the label names the mark (its accessible
         // name), the date and the rest are in the details.
-        var out = "<g class=\"\(classes)\" \(id)=\"\(m.event)\" data-x0=\"\(n(m.x0))\" data-x1=\"\(n(m.x1))\" "
-        out += "data-label-x=\"\(n(m.labelX))\" tabindex=\"0\" role=\"button\">"
+        var out = "<g class=\"\(classes)\" \(id)=\"\(m.event)\" data-revision=\"\(m.revision)\" "
+        out += "data-x0=\"\(n(m.x0))\" data-x1=\"\(n(m.x1))\" "
+        out += "tabindex=\"0\" role=\"button\">"
         if let warning = m.warning { out += "<title>\(xml(m.dateText)): ⚠ \(xml(warning))</title>" }
         out += "<text x=\"\(n(margin + m.labelX))\" y=\"\(n(top + 12))\">\(xml(m.label))"
         if m.warning != nil { out += "<tspan class=\"warning\"> ⚠</tspan>" }
@@ -179,13 +180,13 @@ public enum TimelineSVG {
         switch m.shape {
         case .point:
             out +=
-                "<circle class=\"shape\" cx=\"\(n(margin + m.x0))\" cy=\"\(n(top + 20))\" r=\"5\" fill=\"\(colour)\"/>"
+                "<circle cx=\"\(n(margin + m.x0))\" cy=\"\(n(top + 20))\" r=\"5\" fill=\"\(colour)\"/>"
         case .range:
-            out += "<rect class=\"shape\" x=\"\(n(margin + m.x0))\" y=\"\(n(top + 16))\" "
+            out += "<rect x=\"\(n(margin + m.x0))\" y=\"\(n(top + 16))\" "
             // Days given to the day stay a bar however short: at least as wide as a day's dot.
             out += "width=\"\(n(max(5, m.x1 - m.x0)))\" height=\"8\" rx=\"2\" fill=\"\(colour)\"/>"
         case .uncertain:
-            out += "<rect class=\"shape\" x=\"\(n(margin + m.x0))\" y=\"\(n(top + 16))\" "
+            out += "<rect x=\"\(n(margin + m.x0))\" y=\"\(n(top + 16))\" "
             out +=
                 "width=\"\(n(max(2, m.x1 - m.x0)))\" height=\"8\" rx=\"2\" fill=\"url(#fade\(gradient))\"/>"
         }
