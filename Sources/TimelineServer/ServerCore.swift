@@ -154,9 +154,10 @@ final class ServerCore: Sendable {
 
     /// The event a reference names: its ID, or the one event its prefix starts.
     func resolve(_ ref: EventReference, tag: String) async throws -> Resolution {
-        guard case .prefix(let text) = ref else {
-            if case .id(let id) = ref { return .found(id) }
-            preconditionFailure("a reference is an ID or a prefix")
+        let text: String
+        switch ref {
+        case .id(let id): return .found(id)
+        case .prefix(let prefix): text = prefix
         }
         let matches = try await store.resolve(prefix: String(text), limit: 10)
         switch matches.count {

@@ -63,9 +63,9 @@ struct PictureOptions: ParsableArguments {
         try await client.replica.events(matching: filters.filter())
     }
 
-    func changed(_ client: TimelineClient) async throws -> Set<EventID> {
+    /// The events edited after `--changed-since`, which may not be beyond the replica's `version`.
+    func changed(_ client: TimelineClient, version: Int64) async throws -> Set<EventID> {
         guard let changedSince else { return [] }
-        let version = try await client.replica.currentVersion()
         guard changedSince <= version else {
             throw ValidationError(
                 "--changed-since \(changedSince) is beyond this replica's version \(version) (timeline pull brings it up to date)"
@@ -115,7 +115,7 @@ struct Chart: AsyncParsableCommand {
             FileHandle.standardError.write(Data("no event matches these filters\n".utf8))
             return
         }
-        let changed = try await picture.changed(client)
+        let changed = try await picture.changed(client, version: try await client.replica.currentVersion())
         let short = try await client.shortForms(views.map(\.event.id.description))
         if global.json {
             // The layout for scripts: one object per event, in lane and date order.

@@ -106,12 +106,14 @@ struct Export: AsyncParsableCommand {
         guard !views.isEmpty else {
             throw TimelineError(.notFound, "no event matches these filters: nothing to draw")
         }
+        let version = try await client.replica.currentVersion()
         let layout = TimelineLayout(
             views.map(\.event),
             options: TimelineSVG.options(
-                width: Double(width ?? 1200), lanes: picture.laneMode, changed: try await picture.changed(client)))
+                width: Double(width ?? 1200), lanes: picture.laneMode,
+                changed: try await picture.changed(client, version: version)))
         let title = try await PictureOptions.title(client)
-        let subtitle = picture.subtitle(count: views.count, version: try await client.replica.currentVersion())
+        let subtitle = picture.subtitle(count: views.count, version: version)
         let text =
             format == "svg"
             ? #"<?xml version="1.0" encoding="UTF-8"?>"# + "\n"

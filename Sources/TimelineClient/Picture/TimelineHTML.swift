@@ -14,8 +14,14 @@ public enum TimelineHTML {
     ) -> String {
         let svg = TimelineSVG.render(layout, title: title, subtitle: subtitle)
         let drawn = Set(layout.marks.map(\.event)).union(layout.undated.map(\.event))
+        // The layout judged each date once: its doubts are taken from there, not parsed again.
+        var warnings: [EventID: String] = [:]
+        for m in layout.marks { if let w = m.warning { warnings[m.event] = w } }
+        for u in layout.undated { if let w = u.warning { warnings[u.event] = w } }
         var events: [String: JSON] = [:]
-        for v in views where drawn.contains(v.event.id) { events[v.event.id.description] = json(v) }
+        for v in views where drawn.contains(v.event.id) {
+            events[v.event.id.description] = json(v, warning: warnings[v.event.id])
+        }
         // The tags `log --tag` finds: the events' own, and those of their annotations (not retracted).
         let tags = Set(
             views.filter { drawn.contains($0.event.id) }.flatMap { v in
@@ -65,7 +71,7 @@ public enum TimelineHTML {
     }
 
     /// What the details panel shows of an event, with short keys: 50,000 annotations stay a few megabytes.
-    static func json(_ v: EventView) -> JSON {
+    static func json(_ v: EventView, warning: String?) -> JSON {
         let e = v.event
         var o: [String: JSON] = [
             "d": .string(e.date.text), "t": .string(e.title), "s": .string(e.summary),
@@ -82,7 +88,7 @@ public enum TimelineHTML {
                     ])
                 }),
         ]
-        if let warning = TimelineLayout.warning(e.date) { o["w"] = .string(warning) }
+        if let warning { o["w"] = .string(warning) }
         return .object(o)
     }
 
