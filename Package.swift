@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The system's OpenSSL (Debian libssl-dev): security updates reach us without a rebuild.
@@ -48,6 +49,15 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // The store on PostgreSQL, for a timeline served by several nodes; apart, so that only the server links it.
+        .target(
+            name: "TimelinePostgres",
+            dependencies: [
+                "TimelineCore", "TimelineStore", .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         // Line framing, requests and replies; of NIO only NIOCore, so that it runs in an EmbeddedChannel.
         .target(name: "TimelineWire", dependencies: ["TimelineCore", .product(name: "NIOCore", package: "swift-nio")]),
         // TLS over the system's OpenSSL as a channel handler; the protocol never knows it is there.
@@ -58,7 +68,7 @@ let package = Package(
         .target(
             name: "TimelineServer",
             dependencies: [
-                "TimelineCore", "TimelineStore", "TimelineWire", "TimelineTLS", "TimelineLink",
+                "TimelineCore", "TimelineStore", "TimelinePostgres", "TimelineWire", "TimelineTLS", "TimelineLink",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -124,7 +134,10 @@ let package = Package(
         .testTarget(name: "TimelineCoreTests", dependencies: ["TimelineCore"]),
         .testTarget(
             name: "TimelineStoreTests",
-            dependencies: ["TimelineStore", "TimelineCore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "TimelineStore", "TimelinePostgres", "TimelineCore", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "TimelineWireTests",

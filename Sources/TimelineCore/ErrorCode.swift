@@ -32,6 +32,8 @@ public struct ErrorCode: RawRepresentable, Sendable, Hashable, CustomStringConve
     public static let badImport = ErrorCode(rawValue: "BAD_IMPORT")
     /// The store refused or failed the write (disk full, I/O error); nothing was written.
     public static let storeFailed = ErrorCode(rawValue: "STORE_FAILED")
+    /// The store cannot be reached now (its PostgreSQL is stopped or unreachable); nothing was written. Retry later.
+    public static let storeUnavailable = ErrorCode(rawValue: "STORE_UNAVAILABLE")
     /// The store's log or state is inconsistent.
     public static let corrupt = ErrorCode(rawValue: "CORRUPT")
     /// A version outside the log (negative, or beyond the current version).
@@ -131,7 +133,7 @@ public struct ErrorCode: RawRepresentable, Sendable, Hashable, CustomStringConve
     /// with one stays queued and is sent again later.
     public var isTransient: Bool { Self.transient.contains(self) }
     private static let transient: Set<ErrorCode> = [
-        .shuttingDown, .storeFailed, .internalError, .upstreamUnavailable, .upstreamDiverged, .corrupt,
+        .shuttingDown, .storeFailed, .storeUnavailable, .internalError, .upstreamUnavailable, .upstreamDiverged, .corrupt,
         .authRequired, .authFailed, .authRevoked,
     ]
 }

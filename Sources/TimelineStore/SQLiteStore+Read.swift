@@ -188,7 +188,7 @@ extension SQLiteStore {
     }
 
     /// An event and its annotations rebuilt from its edits.
-    static func replay(_ edits: [Edit]) throws -> EventView? {
+    package static func replay(_ edits: [Edit]) throws -> EventView? {
         var event: Event?
         var annotations: [AnnotationID: Annotation] = [:]
         for edit in edits {

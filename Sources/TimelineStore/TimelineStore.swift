@@ -145,7 +145,7 @@ private actor Pager {
 public struct LinkedEdits: Sendable {
     public let edits: [Edit]
     /// `EditCodec.canonicalBody` of each edit: what its hash covers, and what the log stores.
-    let bodies: PackedBytes
+    package let bodies: PackedBytes
 
     /// Refused with `BatchRejection` (code `CORRUPT`) at the first edit that does not follow the one before it.
     public init(_ edits: [Edit]) throws(BatchRejection) {
@@ -217,7 +217,7 @@ public struct LinkedEdits: Sendable {
 /// Byte strings kept end to end in one buffer. A page of a pull had kept its bodies and rows as thousands of small
 /// arrays, allocated on the thread that decodes it and freed on the writer's: that cost the client about 12 MiB of
 /// peak RSS in B3 for two buffers' worth of bytes.
-struct PackedBytes: Sendable {
+package struct PackedBytes: Sendable {
     private var bytes: [UInt8] = []
     /// Where each string ends; it starts where the one before it ends.
     private var ends: [Int] = []
@@ -239,9 +239,9 @@ struct PackedBytes: Sendable {
         ends.append(bytes.count)
     }
 
-    var count: Int { ends.count }
+    package var count: Int { ends.count }
 
-    subscript(index: Int) -> ArraySlice<UInt8> {
+    package subscript(index: Int) -> ArraySlice<UInt8> {
         bytes[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
     }
 }
@@ -271,6 +271,14 @@ public struct VerifyReport: Sendable, CustomStringConvertible {
     /// The first version whose hash, order or content is wrong, if any.
     public var firstBadVersion: Int64?
     public var problems: [String]
+
+    public init(version: Int64, headHash: Digest, stateHash: Digest, firstBadVersion: Int64?, problems: [String]) {
+        self.version = version
+        self.headHash = headHash
+        self.stateHash = stateHash
+        self.firstBadVersion = firstBadVersion
+        self.problems = problems
+    }
 
     public var ok: Bool { problems.isEmpty }
 

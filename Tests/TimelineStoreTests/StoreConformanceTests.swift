@@ -6,17 +6,24 @@ import Synchronization
 import Testing
 import TimelineCore
 
+@testable import TimelinePostgres
 @testable import TimelineStore
 
 /// The conformance suite every `TimelineStore` passes; each test runs against every backend on real files.
 enum Backend: String, CaseIterable, Sendable {
     case sqlite
+    /// A database of its own per `TempDir`, in the private cluster Scripts/test.sh starts.
+    case postgres
 
-    func make(_ dir: TempDir, dataset: String? = nil, options: SQLiteStore.Options = .init()) throws
+    func make(_ dir: TempDir, dataset: String? = nil, options: SQLiteStore.Options = .init()) async throws
         -> any TimelineStore
     {
         switch self {
         case .sqlite: try SQLiteStore(path: dir.path("timeline.sqlite"), dataset: dataset, options: options)
+        case .postgres:
+            try await PostgresStore.open(
+                try await TestPostgres.database(dir.database), password: nil, dataset: dataset,
+                options: TestPostgres.options)
         }
     }
 }
@@ -33,27 +40,50 @@ func rawQueue(_ path: String) throws -> DatabaseQueue {
 /// arrived while the writer was busy, and a test that made it busy for "long enough" would not test the group on a
 /// machine that happened to be faster or slower.
 final class WriterHold: Sendable {
-    let committer: GroupCommitter
-    let gate = DispatchSemaphore(value: 0)
+    enum Writer {
+        case sqlite(GroupCommitter, DispatchSemaphore)
+        case postgres(PostgresWriter)
+    }
+    let writer: Writer
 
     init(_ store: any TimelineStore) throws {
-        committer = try #require(store as? SQLiteStore).committer
+        if let postgres = store as? PostgresStore {
+            // A drain still winding down is done once the writer takes the hold.
+            while !postgres.writer.hold() { usleep(100) }
+            writer = .postgres(postgres.writer)
+            return
+        }
+        let committer = try #require(store as? SQLiteStore).committer
         // The last append's drain may still be winding down; once it has, the writer starts only through its
         // queue, behind this hold.
         while committer.state.withLockedValue({ $0.running }) { usleep(100) }
-        committer.queue.async { [gate] in gate.wait() }
+        let gate = DispatchSemaphore(value: 0)
+        committer.queue.async { gate.wait() }
+        writer = .sqlite(committer, gate)
+    }
+
+    var queued: Int {
+        switch writer {
+        case .sqlite(let committer, _): committer.state.withLockedValue { $0.pending.count }
+        case .postgres(let writer): writer.queued
+        }
     }
 
     /// Polls until `count` appends are waiting for the writer (a minute at most, so that a broken writer fails).
     func waitForQueued(_ count: Int) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
-        while committer.state.withLockedValue({ $0.pending.count }) < count {
+        while queued < count {
             guard ContinuousClock.now < deadline else { throw HoldTimedOut() }
             try await Task.sleep(nanoseconds: 1_000_000)
         }
     }
 
-    func release() { gate.signal() }
+    func release() {
+        switch writer {
+        case .sqlite(_, let gate): gate.signal()
+        case .postgres(let writer): writer.resume()
+        }
+    }
 
     struct HoldTimedOut: Error {}
 }
@@ -65,6 +95,8 @@ final class TempDir: @unchecked Sendable {
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     }
     func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+    /// The PostgreSQL database that stands for this folder.
+    var database: String { "t_" + url.lastPathComponent.replacingOccurrences(of: "-", with: "_").lowercased() }
     deinit { try? FileManager.default.removeItem(at: url) }
 }
 
@@ -87,7 +119,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     @Test(arguments: Backend.allCases)
     func concurrentAppendsGetContiguousVersions(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         let event = create("base")
         _ = try await store.append([event])
         let versions = try await withThrowingTaskGroup(of: [Int64].self) { group in
@@ -113,7 +145,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     @Test(arguments: Backend.allCases)
     func batchIsAllOrNothingAndOthersAreUnaffected(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         let a = create("a")
         _ = try await store.append([a])
         let missing = EventID(ULID.generate(at: t0))
@@ -142,7 +174,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     @Test(arguments: Backend.allCases)
     func aRefusedUnitInAGroupLeavesNoTraceForTheUnitsAfterIt(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         let a = create("a")
         _ = try await store.append([a])
         // The next three appends wait, in this order, while the writer is held, so they commit as one group.
@@ -174,7 +206,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     @Test(arguments: Backend.allCases)
     func anAnnotationIsAddedOnce(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         let event = create("e")
         let id = try #require(event.event)
         let kept = annotate(id, "never changed", base: 0)
@@ -187,7 +219,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
                 author: "ana", time: t0)
         ])
         for reopened in [false, true] {
-            let store = reopened ? try backend.make(dir) : store
+            let store = reopened ? try await backend.make(dir) : store
             for again in [kept, changed] {
                 let before = try await store.head()
                 // Submitted together, so that both land in one group commit.
@@ -206,10 +238,11 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             #expect(annotations.filter { $0.text == "never changed" }.count == 1)
             #expect(annotations.filter { $0.text == "changed twice" }.count == 1)
             #expect(annotations.count == (reopened ? 6 : 4))
-            let sqlite = try #require(store as? SQLiteStore)
-            #expect(try await sqlite.annotation(changedID)?.text == "changed twice")
-            #expect(try await sqlite.annotation(kept.change.annotationID!)?.text == "never changed")
-            #expect(try await sqlite.annotation(AnnotationID(ULID.generate(at: t0))) == nil)
+            if let sqlite = store as? SQLiteStore {
+                #expect(try await sqlite.annotation(changedID)?.text == "changed twice")
+                #expect(try await sqlite.annotation(kept.change.annotationID!)?.text == "never changed")
+                #expect(try await sqlite.annotation(AnnotationID(ULID.generate(at: t0))) == nil)
+            }
             #expect(try await store.verify().ok)
         }
     }
@@ -217,7 +250,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     @Test(arguments: Backend.allCases)
     func asOfQueriesAndHistory(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         let e = create("first title", tags: ["a"])
         let id = e.event!
         _ = try await store.append([e, create("other")])
@@ -248,7 +281,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     @Test(arguments: Backend.allCases)
     func readsWithACompletionAgreeWithTheLogReplayed(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         let events = (0..<20).map { create("e\($0)") }
         _ = try await store.append(events)
         let added = try await store.append(
@@ -355,7 +388,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     @Test(arguments: Backend.allCases)
     func staleUpdatesMergeOrConflictInsideTheStore(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         let e = create("t")
         let id = e.event!
         _ = try await store.append([e])
@@ -374,7 +407,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     @Test(arguments: Backend.allCases)
     func pagingAndStreamingTheLog(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         _ = try await store.append((0..<2_500).map { create("e\($0)") })
         let page = try await store.edits(after: 100, limit: 50)
         #expect(page.map(\.version) == Array(101...150))
@@ -395,7 +428,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     /// PULL's bytes come straight from the stored bodies; they must equal the edits decoded and encoded again.
     @Test(arguments: Backend.allCases)
     func wireEditsAreTheEditsAsTheWireEncodesThem(backend: Backend) async throws {
-        let store = try backend.make(TempDir())
+        let store = try await backend.make(TempDir())
         _ = try await Importer.loadSample(into: store)
         let event = try await store.events(matching: EventFilter()).first!.event.id
         _ = try await store.append([
@@ -435,17 +468,17 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let proposals = doc.proposals(author: "s", time: t0, idSeed: "x")
         var state = TimelineState()
         for p in proposals { try state.admit(p) }
-        let one = try SQLiteStore(path: dir.path("one.sqlite"), dataset: "d")
+        _ = dir
+        let one = try await backend.make(TempDir(), dataset: "d")
         _ = try await one.append(proposals)
-        let many = try SQLiteStore(path: dir.path("many.sqlite"), dataset: "d")
+        let many = try await backend.make(TempDir(), dataset: "d")
         for p in proposals { _ = try await many.append([p]) }
         #expect(try await one.stateHash() == state.stateHash)
         #expect(try await many.stateHash() == state.stateHash)
         #expect(try await one.head() == many.head())
     }
 
-    @Test(arguments: Backend.allCases)
-    func verifyReportsTheFirstTamperedVersion(backend: Backend) async throws {
+    @Test func verifyReportsTheFirstTamperedVersion() async throws {
         let dir = try TempDir()
         let path = dir.path("timeline.sqlite")
         do {
@@ -523,22 +556,24 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     func reopeningKeepsHeadAndDataset(backend: Backend) async throws {
         let dir = try TempDir()
         let (dataset, head) = try await {
-            let store = try backend.make(dir)
+            let store = try await backend.make(dir)
             _ = try await store.append([create("x"), create("y")])
             return (store.dataset, try await store.head())
         }()
-        let reopened = try backend.make(dir)
+        let reopened = try await backend.make(dir)
         #expect(reopened.dataset == dataset)
         #expect(try await reopened.head() == head)
         _ = try await reopened.append([create("z")])
         #expect(try await reopened.verify().ok)
-        #expect { try backend.make(dir, dataset: "another") } throws: { ($0 as? TimelineError)?.code == .wrongDataset }
+        await #expect { try await backend.make(dir, dataset: "another") } throws: {
+            ($0 as? TimelineError)?.code == .wrongDataset
+        }
     }
 
     @Test(arguments: Backend.allCases)
     func sampleImportFiltersAndPrefixes(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         let report = try await Importer.loadSample(into: store)
         #expect(report.events == 28)
         #expect(report.warnings.count == 1)
@@ -578,7 +613,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         ])
         var lines: [String] = []
         try await Exporter.jsonl(from: store) { lines.append($0) }
-        let copy = try backend.make(TempDir())
+        let copy = try await backend.make(TempDir())
         let report = try await Importer.load(
             Array(lines.joined(separator: "\n").utf8), format: .jsonl, into: copy, author: "admin", time: t0,
             trusted: true)
@@ -589,7 +624,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
 
     @Test(arguments: Backend.allCases)
     func logByTagPagesInDateOrderAndFollowsDateChanges(backend: Backend) async throws {
-        let store = try backend.make(TempDir())
+        let store = try await backend.make(TempDir())
         let ids = (0..<4).map { _ in EventID(ULID.generate(at: t0)) }
         _ = try await store.append([
             create("c", date: "2012", tags: ["x"], id: ids[0]),
@@ -619,7 +654,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     /// array per append a commit held; refused appends and empty arrays are not passed on.
     @Test(arguments: Backend.allCases)
     func commitsAreObservedOnceEachInVersionOrder(backend: Backend) async throws {
-        let store = try backend.make(TempDir())
+        let store = try await backend.make(TempDir())
         let event = create("e")
         let start = try await store.append([event])[0].version
         let seen = Mutex<[[[Int64]]]>([])
@@ -1001,7 +1036,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     /// not canonical is refused when it is read; one whose bytes changed does not link.
     @Test(arguments: Backend.allCases)
     func pagesReadFromWireLinesStoreTheLinesAsHashed(backend: Backend) async throws {
-        let source = try backend.make(TempDir())
+        let source = try await backend.make(TempDir())
         _ = try await Importer.loadSample(into: source)
         let first = try #require(try await source.events(matching: EventFilter()).first?.event.id)
         _ = try await source.append((0..<20).map { annotate(first, "note \($0) \"quoted\"\n", base: 0) })
@@ -1011,7 +1046,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
             for line in lines { try reading.append(Substring(line)) }
             return try LinkedEdits(reading)
         }
-        let replica = try backend.make(TempDir(), dataset: source.dataset)
+        let replica = try await backend.make(TempDir(), dataset: source.dataset)
         try await replica.appendVerified(try read(lines))
         #expect(try await replica.head() == source.head())
         #expect(try await replica.stateHash() == source.stateHash())
@@ -1035,11 +1070,11 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     /// link is still checked by one or the other.
     @Test(arguments: Backend.allCases)
     func linkedPagesAreCheckedAtEveryLink(backend: Backend) async throws {
-        let source = try backend.make(TempDir())
+        let source = try await backend.make(TempDir())
         _ = try await Importer.loadSample(into: source)
         let first = try #require(try await source.events(matching: EventFilter()).first?.event.id)
         _ = try await source.append((0..<20).map { annotate(first, "note \($0)", base: 0) })
-        let replica = try backend.make(TempDir(), dataset: source.dataset)
+        let replica = try await backend.make(TempDir(), dataset: source.dataset)
         try await replica.appendVerified(try LinkedEdits(try await source.edits(after: 0, limit: 30)))
         let rest = try await source.edits(after: 30, limit: 100)
         func corruptAt(_ index: Int) -> (any Error) -> Bool {
@@ -1069,11 +1104,11 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
 
     @Test(arguments: Backend.allCases)
     func replicasCopyVerifiedEditsAndRefuseAnythingElse(backend: Backend) async throws {
-        let source = try backend.make(TempDir())
+        let source = try await backend.make(TempDir())
         _ = try await Importer.loadSample(into: source)
         let first = try #require(try await source.events(matching: EventFilter()).first?.event.id)
         _ = try await source.append([annotate(first, "replicated")])
-        let replica = try backend.make(TempDir(), dataset: source.dataset)
+        let replica = try await backend.make(TempDir(), dataset: source.dataset)
         var after: Int64 = 0
         while true {
             let page = try await source.edits(after: after, limit: 7)
@@ -1102,7 +1137,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         await #expect { try await replica.appendVerified([again]) } throws: {
             ($0 as? BatchRejection)?.error.code == .corrupt
         }
-        let stranger = try backend.make(TempDir())
+        let stranger = try await backend.make(TempDir())
         await #expect { try await stranger.appendVerified(try await source.edits(after: 0, limit: 3)) } throws: {
             ($0 as? BatchRejection)?.error.code == .corrupt
         }
@@ -1113,7 +1148,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
     @Test(arguments: Backend.allCases)
     func badImportAppliesNothing(backend: Backend) async throws {
         let dir = try TempDir()
-        let store = try backend.make(dir)
+        let store = try await backend.make(dir)
         _ = try await store.append([create("existing")])
         let good = #"{"op":"event.create","date":"2009","title":"fine"}"#
         let orphan = #"{"op":"annotation.add","event":"01ARZ3NDEKTSV4RRFFQ69G5FAV","text":"to nowhere"}"#

@@ -1,0 +1,214 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import PostgresNIO
+import TimelineCore
+import TimelineStore
+
+/// Hands every commit in the database to this node's observers, in version order and once each: this node's own
+/// commits as its writer makes them, other nodes' as they are read from the log.
+///
+/// LISTEN/NOTIFY delivers only on commit and keeps nothing for a listener that was away, so a notification is only
+/// a prompt to read `version > cursor`: on (re)connecting the follower LISTENs first, then catches up, and it also
+/// reads the head every `pollInterval` as a safety net. The listening connection is its own, outside the pool (a
+/// pooled one held across a server restart is how others deadlocked).
+final class PostgresFollower: Sendable {
+    private enum Job: Sendable {
+        /// This node committed these units, ending at `head`; `done` runs once they are handed over.
+        case local([[Edit]], head: ChainHead, done: @Sendable () -> Void)
+        /// Something may have been committed elsewhere: read the log past the cursor.
+        case poke
+    }
+
+    private struct State {
+        var delivered: ChainHead
+        var observers: [@Sendable ([[Edit]]) -> Void] = []
+        var pokeQueued = false
+        /// The first version of a commit this node's writer is making: reads stop below it until the writer hands
+        /// the commit over (as one array per append) or gives it up. Nobody else can commit past it meanwhile,
+        /// since the writer holds the head row.
+        var reserved: Int64?
+        var tasks: [Task<Void, Never>] = []
+        var listening = false
+    }
+
+    private let state: NIOLockedValueBox<State>
+    private let jobs: AsyncStream<Job>
+    private let submit: AsyncStream<Job>.Continuation
+    let client: PostgresClient
+    let connection: PostgresConnection.Configuration
+    let pollInterval: Duration
+    let logger: Logger
+    let location: PostgresLocation
+    let timeout: Duration
+
+    init(
+        client: PostgresClient, head: ChainHead, connection: PostgresConnection.Configuration, pollInterval: Duration,
+        location: PostgresLocation, timeout: Duration, logger: Logger
+    ) {
+        self.client = client
+        self.connection = connection
+        self.pollInterval = pollInterval
+        self.logger = logger
+        self.location = location
+        self.timeout = timeout
+        state = NIOLockedValueBox(State(delivered: head))
+        (jobs, submit) = AsyncStream.makeStream(of: Job.self)
+    }
+
+    /// The last version handed to the observers.
+    var delivered: ChainHead { state.withLockedValue { $0.delivered } }
+
+    /// Whether the LISTEN connection is up: commits elsewhere then arrive within moments, not at the next poll.
+    var isListening: Bool { state.withLockedValue { $0.listening } }
+
+    func addObserver(_ observer: @escaping @Sendable ([[Edit]]) -> Void) {
+        state.withLockedValue { $0.observers.append(observer) }
+    }
+
+    func start() {
+        let tasks = [
+            Task { await self.deliverJobs() },
+            Task { await self.listen() },
+            Task { await self.poll() },
+        ]
+        state.withLockedValue { $0.tasks = tasks }
+    }
+
+    /// Cancels the follower's tasks without waiting for them (a store released without `close()`).
+    func cancel() {
+        submit.finish()
+        for task in state.withLockedValue({ $0.tasks }) { task.cancel() }
+    }
+
+    func stop() async {
+        let tasks = state.withLockedValue { s in
+            defer { s.tasks = [] }
+            return s.tasks
+        }
+        submit.finish()
+        for task in tasks { task.cancel() }
+        for task in tasks { await task.value }
+    }
+
+    /// Hands this node's commit to the observers, after any commit of other nodes before it; returns once done.
+    func deliverLocal(_ units: [[Edit]], head: ChainHead) async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let result = submit.yield(.local(units, head: head, done: { done.resume() }))
+            if case .terminated = result { done.resume() }
+        }
+    }
+
+    /// The writer is about to commit versions from `version` on.
+    func reserve(from version: Int64) { state.withLockedValue { $0.reserved = version } }
+
+    /// The writer's commit failed, or its outcome is unknown: whatever of it is in the log is read like anyone's.
+    func cancelReservation() {
+        state.withLockedValue { $0.reserved = nil }
+        poke()
+    }
+
+    func poke() {
+        let queue = state.withLockedValue { s in
+            defer { s.pokeQueued = true }
+            return !s.pokeQueued
+        }
+        if queue { submit.yield(.poke) }
+    }
+
+    /// The one consumer of jobs: delivery is serial, so the cursor only moves forward and nothing goes twice.
+    private func deliverJobs() async {
+        for await job in jobs {
+            switch job {
+            case .local(let units, let head, let done):
+                let cursor = delivered.version
+                if units.first?.first?.version == cursor + 1 {
+                    publish(units, through: head)
+                } else if head.version > cursor {
+                    // Other nodes committed between this node's last delivery and this commit: read them (and this
+                    // commit) from the log, in order. If the database went away meanwhile, the commit is durable
+                    // anyway: its callers are answered, and the next poll delivers it.
+                    await catchUp(through: head.version)
+                }
+                state.withLockedValue { $0.reserved = nil }
+                done()
+            case .poke:
+                state.withLockedValue { $0.pokeQueued = false }
+                await catchUp()
+            }
+        }
+    }
+
+    private func publish(_ units: [[Edit]], through head: ChainHead) {
+        let observers = state.withLockedValue { s in
+            s.delivered = head
+            return s.observers
+        }
+        for observer in observers { observer(units) }
+    }
+
+    /// Reads and hands over every edit past the cursor, a page at a time.
+    private func catchUp(through last: Int64? = nil) async {
+        while !Task.isCancelled {
+            let cursor = delivered.version
+            let reserved = state.withLockedValue { $0.reserved }
+            let end = last ?? reserved.map { $0 - 1 } ?? Int64.max
+            guard end > cursor else { return }
+            let page: [Edit]
+            do {
+                page = try await PostgresErrors.within(timeout, doing: "follow the log", at: location) {
+                    [client, logger] in
+                    try await client.withConnection { conn in
+                        try await PostgresReads.edits(
+                            conn,
+                            "SELECT body, hash FROM edits WHERE version > \(cursor) AND version <= \(end) ORDER BY version LIMIT 1000",
+                            logger: logger)
+                    }
+                }
+            } catch {
+                logger.debug(
+                    "could not read the log past \(cursor): \(PostgresErrors.map(error, doing: "follow the log", at: location))"
+                )
+                return
+            }
+            guard let last = page.last else { return }
+            publish([page], through: ChainHead(version: last.version, hash: last.hash))
+            if page.count < 1_000 { return }
+        }
+    }
+
+    /// Keeps one connection LISTENing, reconnecting with a growing pause while the database is away.
+    private func listen() async {
+        var pause = Duration.milliseconds(100)
+        var id = 1
+        while !Task.isCancelled {
+            do {
+                let conn = try await PostgresConnection.connect(configuration: connection, id: id, logger: logger)
+                id += 1
+                defer { Task { try? await conn.close() } }
+                try await conn.listen(on: PostgresStore.channel) { notifications in
+                    // Listening before reading: a commit made from here on is either read now or notified.
+                    state.withLockedValue { $0.listening = true }
+                    pause = .milliseconds(100)
+                    poke()
+                    for try await _ in notifications { poke() }
+                }
+            } catch {
+                if Task.isCancelled { break }
+                logger.debug("LISTEN connection lost: \(PostgresErrors.map(error, doing: "listen", at: location))")
+            }
+            state.withLockedValue { $0.listening = false }
+            try? await Task.sleep(for: pause)
+            pause = min(pause * 2, .seconds(5))
+        }
+        state.withLockedValue { $0.listening = false }
+    }
+
+    private func poll() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: pollInterval)
+            poke()
+        }
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import Synchronization
+import Testing
+import TimelineCore
+
+@testable import TimelinePostgres
+@testable import TimelineStore
+
+/// What only the PostgreSQL store has: a schema that guards the log against anyone with `psql`, several nodes on one
+/// database, and a database that is not there. The rest is the conformance suite's, run on both stores.
+@Suite struct PostgresStoreTests {
+    @Test func theSchemaRefusesChangesToTheLogAndAWrongHead() async throws {
+        let dir = try TempDir()
+        let store = try await Backend.postgres.make(dir)
+        _ = try await Importer.loadSample(into: store)
+        let location = try await TestPostgres.database(dir.database)
+        for sql in [
+            "UPDATE edits SET body = body WHERE version = 5", "DELETE FROM edits WHERE version = 29",
+            "TRUNCATE edits CASCADE", "DELETE FROM timeline_head", "UPDATE timeline_head SET version = 3",
+            "UPDATE timeline_head SET version = 30",
+            "INSERT INTO edits (version, event, revision, op, body, hash) SELECT 31, event, 9, op, body, hash FROM edits WHERE version = 2",
+        ] {
+            await #expect(throws: (any Error).self, "\(sql)") { try await TestPostgres.execute(location, sql) }
+        }
+        #expect(try await store.verify().ok)
+        #expect(try await store.currentVersion() == 29)
+    }
+
+    @Test func verifyReportsTheFirstTamperedVersion() async throws {
+        let dir = try TempDir()
+        let store = try await Backend.postgres.make(dir)
+        _ = try await Importer.loadSample(into: store)
+        #expect(try await store.verify().ok)
+        let location = try await TestPostgres.database(dir.database)
+        // Someone with the database edits the log: they must drop the append-only trigger first.
+        try await TestPostgres.execute(location, "DROP TRIGGER edits_append_only ON edits")
+        try await TestPostgres.execute(
+            location, "UPDATE edits SET body = replace(body, 'Washington', 'Tokyo') WHERE version = 6")
+        let report = try await store.verify()
+        #expect(!report.ok)
+        #expect(report.firstBadVersion == 6)
+        // The materialized state tampered alone is caught too.
+        let dir2 = try TempDir()
+        let store2 = try await Backend.postgres.make(dir2)
+        _ = try await Importer.loadSample(into: store2)
+        try await TestPostgres.execute(
+            try await TestPostgres.database(dir2.database), "UPDATE events SET body = replace(body, 'Tokyo', 'Osaka')")
+        let report2 = try await store2.verify()
+        #expect(report2.problems.contains { $0.contains("differs from the log") }, "\(report2)")
+    }
+
+    /// Two nodes (two stores) on one database, written at once: one gapless sequence, one chain, and each node's
+    /// observers see every edit, the other node's included, once and in order.
+    @Test func twoNodesShareOneLogAndSeeEachOthersCommits() async throws {
+        let dir = try TempDir()
+        let a = try await Backend.postgres.make(dir)
+        let b = try await Backend.postgres.make(dir)
+        #expect(a.dataset == b.dataset)
+        let event = create("shared")
+        _ = try await a.append([event])
+        // Observers get what a node hands over from when they are added: let b take in version 1 first.
+        while try await b.head().version < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let seenA = Mutex<[Int64]>([])
+        let seenB = Mutex<[Int64]>([])
+        a.observeCommits { units in seenA.withLock { $0 += units.flatMap { $0.map(\.version) } } }
+        b.observeCommits { units in seenB.withLock { $0 += units.flatMap { $0.map(\.version) } } }
+        let versions = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for writer in 0..<8 {
+                let store = writer % 2 == 0 ? a : b
+                group.addTask {
+                    var mine: [Int64] = []
+                    for n in 0..<25 {
+                        mine += try await store.append([annotate(event.event!, "w\(writer) n\(n)", base: 0)]).map(
+                            \.version)
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(versions.sorted() == Array(2...201))
+        // Each node hears of the other's commits by NOTIFY (or its poll): wait until both have seen the last.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while (seenA.withLock { $0.last } != 201 || seenB.withLock { $0.last } != 201) && ContinuousClock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(seenA.withLock { $0 } == Array(2...201))
+        #expect(seenB.withLock { $0 } == Array(2...201))
+        #expect(try await a.head() == b.head())
+        let (ra, rb) = (try await a.verify(), try await b.verify())
+        #expect(ra.ok && rb.ok, "\(ra) \(rb)")
+        #expect(ra.stateHash == rb.stateHash && ra.headHash == rb.headHash)
+        #expect(try await a.wireEdits(after: 0, limit: 500) == b.wireEdits(after: 0, limit: 500))
+        #expect(try await a.event(event.event!, asOf: nil)?.annotations.count == 200)
+    }
+
+    /// A stale proposal on one node merges with what the other node committed since its base.
+    @Test func aStaleEditMergesWithTheOtherNodesEdits() async throws {
+        let dir = try TempDir()
+        let a = try await Backend.postgres.make(dir)
+        let b = try await Backend.postgres.make(dir)
+        let e = create("title", tags: ["x"])
+        _ = try await a.append([e])
+        _ = try await a.append([
+            Proposal(event: e.event!, change: .updateEvent(EventPatch(title: "by a")), base: 1, author: "ana", time: t0)
+        ])
+        // b's update was made at revision 1: a different field merges, the same field conflicts.
+        let merged = try await b.append([
+            Proposal(
+                event: e.event!, change: .updateEvent(EventPatch(summary: "by b")), base: 1, author: "ben", time: t0)
+        ])
+        #expect(merged.map(\.revision) == [3])
+        await #expect {
+            _ = try await b.append([
+                Proposal(
+                    event: e.event!, change: .updateEvent(EventPatch(title: "also b")), base: 1, author: "ben", time: t0
+                )
+            ])
+        } throws: { ($0 as? BatchRejection)?.error.code == .conflict }
+        let now = try #require(try await b.event(e.event!, asOf: nil)).event
+        #expect(now.title == "by a" && now.summary == "by b")
+    }
+
+    @Test func anUnreachableDatabaseIsStoreUnavailableAtOnce() async throws {
+        var location = try TestPostgres.admin
+        // A loopback port nobody listens on.
+        location.port = 1
+        var options = TestPostgres.options
+        options.timeout = .seconds(5)
+        let started = ContinuousClock.now
+        await #expect {
+            _ = try await PostgresStore.open(location, password: nil, options: options)
+        } throws: { error in
+            let e = error as? TimelineError
+            return e?.code == .storeUnavailable && e?.message.contains("127.0.0.1:1") == true
+        }
+        #expect(ContinuousClock.now - started < .seconds(30))
+    }
+
+    @Test func aURLIsParsedAndAPasswordInItRefused() throws {
+        let l = try PostgresLocation(url: "postgresql://tl@db.example:5433/timeline?sslmode=require")
+        #expect(l == PostgresLocation(user: "tl", host: "db.example", port: 5433, database: "timeline", tls: .require))
+        #expect(l.description == "postgresql://tl@db.example:5433/timeline?sslmode=require")
+        #expect(throws: TimelineError.self) { try PostgresLocation(url: "postgresql://tl:secret@db/timeline") }
+        #expect(throws: TimelineError.self) { try PostgresLocation(url: "postgresql://db/timeline") }
+        #expect(throws: TimelineError.self) { try PostgresLocation(url: "postgresql://tl@db/") }
+        #expect(throws: TimelineError.self) { try PostgresLocation(url: "mysql://tl@db/timeline") }
+        #expect(throws: TimelineError.self) { try PostgresLocation(url: "postgresql://tl@db/t?sslmode=maybe") }
+    }
+}
