@@ -107,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "timelined",
             dependencies: [
-                "TimelineServer", "TimelineLink", "TimelineStore", "TimelineCore",
+                "TimelineServer", "TimelineLink", "TimelineStore", "TimelinePostgres", "TimelineCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -31,6 +31,8 @@ final class PostgresFollower: Sendable {
         var reserved: Int64?
         var tasks: [Task<Void, Never>] = []
         var listening = false
+        /// Called when another node announces a change of tokens, and at every poll.
+        var tokenWatchers: [@Sendable () -> Void] = []
     }
 
     private let state: NIOLockedValueBox<State>
@@ -65,6 +67,15 @@ final class PostgresFollower: Sendable {
 
     func addObserver(_ observer: @escaping @Sendable ([[Edit]]) -> Void) {
         state.withLockedValue { $0.observers.append(observer) }
+    }
+
+    /// Calls `watcher` whenever tokens may have changed elsewhere (a NOTIFY on the tokens' channel, or a poll).
+    func watchTokens(_ watcher: @escaping @Sendable () -> Void) {
+        state.withLockedValue { $0.tokenWatchers.append(watcher) }
+    }
+
+    private func tokensMayHaveChanged() {
+        for watcher in state.withLockedValue({ $0.tokenWatchers }) { watcher() }
     }
 
     func start() {
@@ -187,12 +198,21 @@ final class PostgresFollower: Sendable {
                 let conn = try await PostgresConnection.connect(configuration: connection, id: id, logger: logger)
                 id += 1
                 defer { Task { try? await conn.close() } }
-                try await conn.listen(on: PostgresStore.channel) { notifications in
-                    // Listening before reading: a commit made from here on is either read now or notified.
-                    state.withLockedValue { $0.listening = true }
-                    pause = .milliseconds(100)
-                    poke()
-                    for try await _ in notifications { poke() }
+                try await conn.listen(on: PostgresStore.channel) { edits in
+                    try await conn.listen(on: PostgresStore.tokensChannel) { tokens in
+                        // Listening before reading: a commit made from here on is either read now or notified.
+                        state.withLockedValue { $0.listening = true }
+                        pause = .milliseconds(100)
+                        poke()
+                        tokensMayHaveChanged()
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            group.addTask { for try await _ in edits { self.poke() } }
+                            group.addTask { for try await _ in tokens { self.tokensMayHaveChanged() } }
+                            // Either ends only when the connection does.
+                            try await group.next()
+                            group.cancelAll()
+                        }
+                    }
                 }
             } catch {
                 if Task.isCancelled { break }
@@ -209,6 +229,7 @@ final class PostgresFollower: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: pollInterval)
             poke()
+            tokensMayHaveChanged()
         }
     }
 }

@@ -19,6 +19,8 @@ import TimelineStore
 public final class PostgresStore: TimelineStore, Sendable {
     public let dataset: String
     public let location: PostgresLocation
+    /// Whether this open created the dataset (the database was empty): the first node does it, later ones join.
+    public let createdDataset: Bool
     let client: PostgresClient
     private let running: Task<Void, Never>
     let logger: Logger
@@ -29,6 +31,8 @@ public final class PostgresStore: TimelineStore, Sendable {
 
     /// The channel other nodes' commits are announced on; the payload is only the new head version.
     static let channel = "timeline_edits"
+    /// The channel a change of tokens is announced on (no payload).
+    static let tokensChannel = "timeline_tokens"
 
     public struct Options: Sendable {
         /// Most edits one commit may take from concurrent appends.
@@ -44,10 +48,12 @@ public final class PostgresStore: TimelineStore, Sendable {
     }
 
     private init(
-        dataset: String, location: PostgresLocation, client: PostgresClient, running: Task<Void, Never>,
-        head: ChainHead, connection: PostgresConnection.Configuration, options: Options, logger: Logger
+        dataset: String, created: Bool, location: PostgresLocation, client: PostgresClient,
+        running: Task<Void, Never>, head: ChainHead, connection: PostgresConnection.Configuration, options: Options,
+        logger: Logger
     ) {
         self.dataset = dataset
+        createdDataset = created
         self.location = location
         self.client = client
         self.running = running
@@ -101,11 +107,13 @@ public final class PostgresStore: TimelineStore, Sendable {
         let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         let running = Task { await client.run() }
         do {
-            let (name, head) = try await PostgresErrors.within(options.timeout, doing: "open the store", at: location) {
+            let (name, head, created) = try await PostgresErrors.within(
+                options.timeout, doing: "open the store", at: location
+            ) {
                 try await migrateAndOpen(client, dataset: dataset, create: create, logger: logger)
             }
             let store = PostgresStore(
-                dataset: name, location: location, client: client, running: running, head: head,
+                dataset: name, created: created, location: location, client: client, running: running, head: head,
                 connection: connection, options: options, logger: logger)
             store.follower.start()
             return store
@@ -130,7 +138,7 @@ public final class PostgresStore: TimelineStore, Sendable {
     /// advisory lock so that nodes starting together migrate once; then reads (or creates) the dataset and head.
     static func migrateAndOpen(
         _ client: PostgresClient, dataset: String?, create: Bool, logger: Logger
-    ) async throws -> (String, ChainHead) {
+    ) async throws -> (String, ChainHead, Bool) {
         try await client.withConnection { conn in
             _ = try await conn.query("BEGIN", logger: logger)
             do {
@@ -167,6 +175,7 @@ public final class PostgresStore: TimelineStore, Sendable {
                     existing = value
                 }
                 let name: String
+                let created = existing == nil
                 if let existing {
                     name = existing
                 } else {
@@ -187,7 +196,7 @@ public final class PostgresStore: TimelineStore, Sendable {
                 }
                 let head = try await PostgresReads.head(conn, logger: logger)
                 _ = try await conn.query("COMMIT", logger: logger)
-                return (name, head)
+                return (name, head, created)
             } catch {
                 _ = try? await conn.query("ROLLBACK", logger: logger)
                 throw error
@@ -199,6 +208,11 @@ public final class PostgresStore: TimelineStore, Sendable {
     public static let migrationNames = PostgresSchema.migrations.map(\.name)
 
     // MARK: TimelineStore
+
+    public var engine: String { "postgresql" }
+
+    /// Whether this node's LISTEN connection to the database is up.
+    public var isReachable: Bool { follower.isListening }
 
     public func append(_ batch: [Proposal]) async throws -> [Edit] {
         guard !batch.isEmpty else { return [] }

@@ -77,6 +77,7 @@ final class ServerCore: Sendable {
         return .object([
             "replica": replica,
             "server": .string(Self.serverName),
+            "store": .object(["engine": .string(store.engine), "reachable": .bool(store.isReachable)]),
             "dataset": .string(store.dataset),
             "version": .int(head),
             "first_version": 1,

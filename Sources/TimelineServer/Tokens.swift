@@ -2,9 +2,11 @@ import COpenSSL
 import Foundation
 import NIOConcurrencyHelpers
 import TimelineCore
+import TimelinePostgres
 import TimelineStore
 
-/// Bearer tokens, stored only as SHA-256 hashes in `DIR/tokens.json` (mode 0600). The running server rereads
+/// Bearer tokens, stored only as SHA-256 hashes: in `DIR/tokens.json` (mode 0600) beside a SQLite store, or in the
+/// database beside a PostgreSQL store (`PostgresTokens`), where every node sees them. The running server rereads
 /// the file when it changes, so `timelined token add|revoke` take effect without a restart.
 public final class TokenStore: Sendable {
     public struct Entry: Sendable, Equatable {
@@ -22,10 +24,20 @@ public final class TokenStore: Sendable {
 
     public let path: String
     private let cache: NIOLockedValueBox<(modified: FileStamp?, entries: [Entry])>
+    /// Set when the tokens live in a PostgreSQL store's database instead of the file.
+    private let database: PostgresTokens?
 
     public init(path: String) {
         self.path = path
         cache = NIOLockedValueBox((nil, []))
+        database = nil
+    }
+
+    /// The tokens of a PostgreSQL store, shared by every node serving it.
+    public init(database: PostgresTokens) {
+        path = ""
+        cache = NIOLockedValueBox((nil, []))
+        self.database = database
     }
 
     /// What tells that the file changed: a `token` command replaces it (a new inode), or its time or size moved.
@@ -56,6 +68,11 @@ public final class TokenStore: Sendable {
     }
 
     public func entries() throws -> [Entry] {
+        if let database {
+            return database.records.map {
+                Entry(name: $0.name, role: $0.role, hash: $0.hash, created: $0.created, revoked: $0.revoked)
+            }
+        }
         let modified = FileStamp(path: path)
         if let cached = cache.withLockedValue({ $0.modified != nil && $0.modified == modified ? $0.entries : nil }) {
             return cached
@@ -91,21 +108,26 @@ public final class TokenStore: Sendable {
     }
 
     /// Creates a token; returns it (the only time it exists outside the caller's hands).
-    public func add(name: String, role: Role) throws -> String {
-        try changing { try addLocked(name: name, role: role) }
-    }
-
-    private func addLocked(name: String, role: Role) throws -> String {
+    public func add(name: String, role: Role) async throws -> String {
         guard Self.isValidName(name) else {
             throw TimelineError(.badField, "a token name is 1 to 64 letters, digits, '.', '-', '_' or '@'")
-        }
-        var list = try entries()
-        if list.contains(where: { $0.name == name && $0.revoked == nil }) {
-            throw TimelineError(.duplicateID, "a token named \(name) exists; revoke it first")
         }
         var random = [UInt8](repeating: 0, count: 24)
         guard RAND_bytes(&random, 24) == 1 else { throw TimelineError(.storeFailed, "no randomness for a token") }
         let token = "tl_" + random.map { String(format: "%02x", $0) }.joined()
+        if let database {
+            try await database.add(
+                name: name, role: role, hash: SHA256.hash(Array(token.utf8)), created: WallClock.now())
+            return token
+        }
+        return try changing { try addLocked(name: name, role: role, token: token) }
+    }
+
+    private func addLocked(name: String, role: Role, token: String) throws -> String {
+        var list = try entries()
+        if list.contains(where: { $0.name == name && $0.revoked == nil }) {
+            throw TimelineError(.duplicateID, "a token named \(name) exists; revoke it first")
+        }
         list.append(
             Entry(name: name, role: role, hash: SHA256.hash(Array(token.utf8)), created: WallClock.now(), revoked: nil))
         try save(list)
@@ -114,8 +136,9 @@ public final class TokenStore: Sendable {
 
     /// Revokes every live token with this name; returns how many.
     @discardableResult
-    public func revoke(name: String) throws -> Int {
-        try changing { try revokeLocked(name: name) }
+    public func revoke(name: String) async throws -> Int {
+        if let database { return try await database.revoke(name: name) }
+        return try changing { try revokeLocked(name: name) }
     }
 
     private func revokeLocked(name: String) throws -> Int {

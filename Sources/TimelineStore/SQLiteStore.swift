@@ -137,6 +137,8 @@ public final class SQLiteStore: TimelineStore, Sendable {
         return ChainHead(version: 0, hash: Genesis.hash(dataset: dataset))
     }
 
+    public var engine: String { "sqlite" }
+
     public func append(_ batch: [Proposal]) async throws -> [Edit] {
         guard !batch.isEmpty else { return [] }
         return try await committer.submit(.proposals(PreparedProposals(batch)))

@@ -64,6 +64,13 @@ public protocol TimelineStore: Sendable {
     /// batches is not copied into one array on the writer. The observer must return quickly (it runs on the
     /// writer's thread).
     func observeCommits(_ observer: @escaping @Sendable ([[Edit]]) -> Void)
+
+    /// What keeps the log: `sqlite` or `postgresql` (the greeting says it).
+    var engine: String { get }
+
+    /// Whether the store can be reached now: always for a file; for a database, whether this node's connection to
+    /// it is up. While not, every request is answered `STORE_UNAVAILABLE`, and the greeting says so.
+    var isReachable: Bool { get }
 }
 
 /// An edit as the wire carries it: its version, and the canonical JSON of `EditCodec.json(_:)`.
@@ -82,6 +89,8 @@ public struct WireEdit: Sendable, Equatable {
 }
 
 extension TimelineStore {
+    public var isReachable: Bool { true }
+
     public func currentVersion() async throws -> Int64 { try await head().version }
 
     public func wireEdits(after version: Int64, limit: Int) async throws -> [WireEdit] {

@@ -42,10 +42,20 @@ struct Import: AsyncParsableCommand {
             bytes = Array(data)
         }
         do {
-            let dir = DataDirectory(path: data.directory)
-            let lock = try dir.lockForWriting()
+            let store: any TimelineStore
+            var lock: FileLock?
+            if data.data != nil,
+                try DataDirectory(path: data.directory).storeChoice(given: try data.givenStore()) == .sqlite
+            {
+                // One process writes a SQLite store: refused while a server has the folder. A PostgreSQL store takes
+                // writes from any number of processes; the import is one more.
+                let dir = DataDirectory(path: data.directory)
+                lock = try dir.lockForWriting()
+                store = try SQLiteStore(path: dir.storePath)
+            } else {
+                store = try await data.openStore().store
+            }
             defer { withExtendedLifetime(lock) {} }
-            let store = try SQLiteStore(path: dir.storePath)
             let report: ImportReport
             if format == .seedText {
                 guard let name = name ?? DocumentName.of(file) else {
@@ -79,7 +89,7 @@ struct Export: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let (_, store, live) = try data.openStore()
+            let (_, store, _, live) = try await data.openStore()
             if let live {
                 FileHandle.standardError.write(
                     Data(

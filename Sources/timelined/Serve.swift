@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import TimelineLink
+import TimelinePostgres
 import TimelineServer
 import TimelineStore
 import TimelineTLS
@@ -20,6 +21,10 @@ struct Serve: AsyncParsableCommand {
             Examples:
               timelined serve --data ./data
               timelined serve --data ./data --listen 0.0.0.0:7447 --cert site.crt --key site.key
+              PGPASSWORD=... timelined serve --data ./node-a --store postgresql://timeline@db:5432/timeline
+
+            With --store, the timeline lives in PostgreSQL and several nodes (each with its own --data folder for \
+            its TLS files) serve it; the first node on an empty database creates it. The folder remembers the store.
             """)
 
     @OptionGroup var data: DataOptions
@@ -92,6 +97,10 @@ struct Serve: AsyncParsableCommand {
     var office: String?
 
     func validate() throws {
+        guard data.data != nil else { throw ValidationError("give --data FOLDER: it holds the node's TLS files") }
+        if replicateFrom != nil, data.store != nil {
+            throw ValidationError("an office replica keeps its copy in its folder's SQLite file: leave out --store")
+        }
         guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key go together") }
         guard parseListen() != nil else {
             throw ValidationError("--listen takes HOST:PORT, with a port from 0 (any free one) to 65535")
@@ -162,7 +171,8 @@ struct Serve: AsyncParsableCommand {
                 if !dir.exists { dataset = try await Replicator.upstreamDataset(upstream!) }
             }
             let (store, tokens, first) = try await dir.prepare(
-                empty: empty || upstream != nil, dataset: dataset, options: upstream == nil ? .init() : .office)
+                empty: empty || upstream != nil, dataset: dataset, options: upstream == nil ? .init() : .office,
+                store: try data.givenStore())
             var replicator: Replicator?
             if let upstream {
                 replicator = Replicator(
@@ -195,6 +205,7 @@ struct Serve: AsyncParsableCommand {
                 print("admin token (also in \(dir.adminTokenPath), shown once): \(first.adminToken)")
             }
             print("dataset \(store.dataset) at version \(head.version)")
+            if let postgres = store as? PostgresStore { print("store \(postgres.location)") }
             if let upstream {
                 print("office \(upstream.office) replicating from \(upstream.config.host):\(upstream.config.port)")
             }
@@ -208,6 +219,8 @@ struct Serve: AsyncParsableCommand {
                     services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
                     gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "timelined")))
             try await services.run()
+            // Connections to PostgreSQL end with the server, not with the process.
+            await (store as? PostgresStore)?.close()
         } catch {
             fail(describe(error))
         }

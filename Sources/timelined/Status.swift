@@ -17,13 +17,13 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let (dir, store, live) = try data.openStore()
+            let (dir, store, _, live) = try await data.openStore()
             let version = try await store.currentVersion()
             var out: [String: JSON] = [
                 "dataset": .string(store.dataset), "version": .int(version),
                 "live_pid": live.map { .int(Int64($0)) } ?? .null,
             ]
-            if let link = FileManager.default.contents(atPath: dir.replicationStatusPath),
+            if let dir, let link = FileManager.default.contents(atPath: dir.replicationStatusPath),
                 case .object(var replica) = try JSON(parsingBytes: Array(link))
             {
                 replica["behind"] = .int(max(0, (replica["upstream_version"]?.intValue ?? 0) - version))
@@ -65,6 +65,7 @@ struct Conflicts: ParsableCommand {
     var json = false
 
     func run() throws {
+        data.requireData("an office replica's conflicts are kept in its folder")
         let dir = DataDirectory(path: data.directory)
         do {
             let list = try Outbox(path: dir.outboxPath).notTaken()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TimelineCore
+import TimelinePostgres
 import TimelineServer
 import TimelineStore
 
@@ -62,27 +63,66 @@ struct Timelined: AsyncParsableCommand {
     }
 }
 
-/// The data folder, shared by every subcommand.
+/// The data folder and the store, shared by every subcommand.
 struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "The server's data folder.")
-    var data: String
+    var data: String?
 
-    var directory: String { (data as NSString).expandingTildeInPath }
+    @Option(
+        help: ArgumentHelp(
+            "A PostgreSQL store, postgresql://USER@HOST:PORT/DATABASE, instead of the folder's SQLite file.",
+            discussion: "Remembered by the data folder. The password comes from PGPASSWORD or --store-password-file."))
+    var store: String?
 
-    /// Exits with a message when the data folder does not exist (commands other than serve and import need one).
-    func requireFolder() throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            fail("no data folder at \(directory) (timelined serve --data \(data) creates one)")
+    @Option(help: "A file whose first line is the PostgreSQL store's password.")
+    var storePasswordFile: String?
+
+    func validate() throws {
+        guard data != nil || store != nil else { throw ValidationError("give --data FOLDER (or --store URL)") }
+        if let store {
+            do { _ = try PostgresLocation(url: store) } catch { throw ValidationError("--store: \(describe(error))") }
+        } else if storePasswordFile != nil {
+            throw ValidationError("--store-password-file goes with --store")
         }
     }
 
-    /// The folder's existing store, for reading; exits with a message when there is none. A folder a server is
-    /// writing is read as a snapshot, and `live` names that server's process.
-    func openStore() throws -> (DataDirectory, SQLiteStore, live: Int32?) {
+    /// The folder; only for subcommands that need one (after `requireData()`).
+    var directory: String { ((data ?? "") as NSString).expandingTildeInPath }
+
+    /// Exits with a message unless --data was given.
+    func requireData(_ why: String) {
+        if data == nil { fail("give --data FOLDER: \(why)", code: 2) }
+    }
+
+    /// The store given on the command line, if any.
+    func givenStore() throws -> StoreChoice? {
+        guard let store else { return nil }
+        return .postgres(try PostgresLocation(url: store), passwordFile: storePasswordFile)
+    }
+
+    /// Exits with a message when the data folder does not exist (commands other than serve and import need one).
+    func requireFolder() throws {
+        requireData("it holds the server's files")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            fail("no data folder at \(directory) (timelined serve --data \(data ?? "") creates one)")
+        }
+    }
+
+    /// The store named by --store, or the one the folder remembers; exits with a message when there is none. A
+    /// SQLite folder a server is writing is read as a snapshot, and `live` names that server's process.
+    func openStore() async throws -> (dir: DataDirectory?, store: any TimelineStore, tokens: TokenStore, live: Int32?) {
+        if data == nil, let given = try givenStore() {
+            let (store, tokens, _) = try await DataDirectory(path: "/nonexistent").open(given)
+            return (nil, store, tokens, nil)
+        }
         let dir = DataDirectory(path: directory)
-        guard dir.exists else { fail("no store in \(dir.path)") }
-        return (dir, try SQLiteStore(path: dir.storePath), dir.liveWriter())
+        let choice = try dir.storeChoice(given: try givenStore())
+        if choice == .sqlite {
+            guard dir.exists else { fail("no store in \(dir.path)") }
+        }
+        let (store, tokens, _) = try await dir.open(choice)
+        return (dir, store, tokens, choice == .sqlite ? dir.liveWriter() : nil)
     }
 }
 

@@ -9,7 +9,7 @@ struct TokenCommand: ParsableCommand {
         abstract: "Manage bearer tokens (stored only as SHA-256 hashes).",
         subcommands: [Add.self, List.self, Revoke.self])
 
-    struct Add: ParsableCommand {
+    struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a token and print it alone on standard output.",
             discussion: """
@@ -37,18 +37,18 @@ struct TokenCommand: ParsableCommand {
             }
         }
 
-        func run() throws {
+        func run() async throws {
             let role = Role(rawValue: role)!
-            try data.requireFolder()
+            if data.store == nil { try data.requireFolder() }
             do {
-                print(try TokenStore(path: DataDirectory(path: data.directory).tokensPath).add(name: name, role: role))
+                print(try await data.openStore().tokens.add(name: name, role: role))
             } catch {
                 fail(describe(error))
             }
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tokens (names and roles; never the tokens).")
 
         @OptionGroup var data: DataOptions
@@ -56,10 +56,10 @@ struct TokenCommand: ParsableCommand {
         @Flag(help: "One JSON object per line.")
         var json = false
 
-        func run() throws {
-            try data.requireFolder()
+        func run() async throws {
+            if data.store == nil { try data.requireFolder() }
             do {
-                for e in try TokenStore(path: DataDirectory(path: data.directory).tokensPath).entries() {
+                for e in try await data.openStore().tokens.entries() {
                     let state = e.revoked.map { "revoked \($0.rfc3339)" } ?? "active"
                     if json {
                         print(
@@ -77,16 +77,16 @@ struct TokenCommand: ParsableCommand {
         }
     }
 
-    struct Revoke: ParsableCommand {
+    struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke every live token of a name.")
 
         @Argument var name: String
         @OptionGroup var data: DataOptions
 
-        func run() throws {
-            try data.requireFolder()
+        func run() async throws {
+            if data.store == nil { try data.requireFolder() }
             do {
-                let n = try TokenStore(path: DataDirectory(path: data.directory).tokensPath).revoke(name: name)
+                let n = try await data.openStore().tokens.revoke(name: name)
                 print("revoked \(n) token\(n == 1 ? "" : "s") of \(name)")
             } catch {
                 fail(describe(error))

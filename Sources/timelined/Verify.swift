@@ -15,7 +15,7 @@ struct Verify: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let (_, store, live) = try data.openStore()
+            let (_, store, _, live) = try await data.openStore()
             let report = try await store.verify()
             if json {
                 let problems = report.problems.map { "\"\($0.replacingOccurrences(of: "\"", with: "'"))\"" }.joined(

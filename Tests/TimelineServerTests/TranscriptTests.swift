@@ -15,11 +15,13 @@ import Testing
         #expect(Self.names.count >= 7)
     }
 
-    @Test(arguments: names)
-    func replay(_ name: String) async throws {
+    /// Every transcript on both stores: the wire does not depend on what keeps the log.
+    @Test(arguments: names, ["sqlite", "postgresql"])
+    func replay(_ name: String, store: String) async throws {
         // The harness gives AUTH more time than the default 30 s (a transcript under ThreadSanitizer, with every
         // suite starting servers, took longer and was closed); the greeting's transcript leaves that limit open.
-        let server = try ServerProcess()
+        let server = try ServerProcess(
+            arguments: store == "sqlite" ? [] : ["--store", try PostgresNodesTests.newDatabase()])
         var tokens: [String: String] = [:]
         let text = try String(contentsOf: Self.folder.appendingPathComponent(name), encoding: .utf8)
         let client = try await TestClient.connect(

@@ -1,0 +1,143 @@
+import Foundation
+import Synchronization
+import Testing
+import TimelineCore
+
+/// Several real `timelined` nodes on one real PostgreSQL (the private cluster Scripts/test.sh starts), over real TLS.
+@Suite(.serialized) struct PostgresNodesTests {
+    let event = "019ECZQW007TKPA8XK03963NRD"
+
+    func annotation(_ text: String) -> String {
+        #"{"op":"annotation.add","event":"\#(event)","text":"\#(text)"}"#
+    }
+
+    /// A new, empty database in the test cluster, as a store URL.
+    static func newDatabase() throws -> String {
+        guard let admin = ProcessInfo.processInfo.environment["TIMELINE_TEST_POSTGRES"] else {
+            throw TestFailure("TIMELINE_TEST_POSTGRES is not set: run the tests through Scripts/test.sh")
+        }
+        let name = "nodes_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let base = String(admin.prefix { $0 != "?" })
+        let (status, _, err) = try ServerProcess.run(
+            [base, "-q", "-c", "CREATE DATABASE \(name)"],
+            executable: URL(fileURLWithPath: "/usr/lib/postgresql/15/bin/psql"))
+        guard status == 0 else { throw TestFailure("psql: \(err)") }
+        return base.replacingOccurrences(of: "/postgres", with: "/\(name)") + "?sslmode=disable"
+    }
+
+    /// Versions of the `* EDIT` lines a watcher receives until it has `count` of them.
+    static func watch(_ client: TestClient, count: Int) async throws -> [Int64] {
+        var seen: [Int64] = []
+        while seen.count < count {
+            guard let line = try await client.nextLine(timeout: 30) else { break }
+            if line.hasPrefix("* EDIT ") {
+                seen.append(try JSON(parsing: String(line.dropFirst(7)))["version"]!.intValue!)
+            }
+        }
+        return seen
+    }
+
+    /// Sends `count` single PROPOSEs one after another; returns the versions acknowledged (stops at the first
+    /// connection failure: a node killed under it).
+    func write(_ client: TestClient, name: String, count: Int) async -> [Int64] {
+        var acknowledged: [Int64] = []
+        for i in 0..<count {
+            guard let reply = try? await client.request("\(name)-\(i) PROPOSE \(annotation("\(name) \(i)"))").last,
+                reply.hasPrefix("\(name)-\(i) OK ")
+            else { break }
+            if let version = try? JSON(parsing: String(reply.drop { $0 != "{" }))["version"]?.intValue {
+                acknowledged.append(version)
+            }
+        }
+        return acknowledged
+    }
+
+    func stateLine(_ folder: URL) throws -> (Int32, String) {
+        let (status, out, err) = try ServerProcess.run(["verify", "--data", folder.path, "--json"])
+        return (status, out + err)
+    }
+
+    @Test func twoNodesServeOneTimeline() async throws {
+        let url = try Self.newDatabase()
+        let a = try ServerProcess(arguments: ["--store", url])
+        let b = try ServerProcess(arguments: ["--store", url])
+        #expect(a.startupOutput.contains("sample timeline loaded"))
+        #expect(!b.startupOutput.contains("created"), "\(b.startupOutput)")
+        // A token made through one node works on the other: tokens live in the database.
+        let token = try b.addToken("ana", role: "annotator")
+        let watchers = [try await a.connect(token: token), try await b.connect(token: a.adminToken)]
+        for w in watchers { try await w.sendRaw("w WATCH 29\n") }
+        let acknowledged = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for writer in 0..<8 {
+                let node = writer % 2 == 0 ? a : b
+                let client = try await node.connect(token: token)
+                group.addTask { await self.write(client, name: "w\(writer)", count: 25) }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(acknowledged.sorted() == Array(30...229))
+        for w in watchers { #expect(try await Self.watch(w, count: 200) == Array(30...229)) }
+        // Every read answers the same whichever node is asked.
+        let pulls = try await [a, b].asyncMap { node in
+            try await node.connect(token: token).request("p PULL 0 1000")
+        }
+        #expect(pulls[0] == pulls[1] && pulls[0].count == 230)
+        let (sa, va) = try stateLine(a.data)
+        let (sb, vb) = try stateLine(b.data)
+        #expect(sa == 0 && sb == 0 && va == vb, "\(va) \(vb)")
+        #expect(va.contains(#""version":229"#))
+    }
+
+    @Test func aNodeKilledUnderLoadLosesNoAcknowledgedEdit() async throws {
+        let url = try Self.newDatabase()
+        let a = try ServerProcess(arguments: ["--store", url])
+        let b = try ServerProcess(arguments: ["--store", url])
+        let token = try a.addToken("ana", role: "annotator")
+        let watcher = try await a.connect(token: token)
+        try await watcher.sendRaw("w WATCH 29\n")
+        let results = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for writer in 0..<8 {
+                let client = try await (writer % 2 == 0 ? a : b).connect(token: token)
+                group.addTask { await self.write(client, name: "k\(writer)", count: 60) }
+            }
+            // SIGKILL node b once some of its writes were acknowledged.
+            let probe = try await a.connect(token: token)
+            group.addTask {
+                while try await probe.request("h PULL 149 1").count < 2 {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                b.kill9()
+                // Stands for the kill among the versions.
+                return [0]
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(results.contains(0))
+        let acknowledged = results.filter { $0 != 0 }
+        let folder = b.stopKeepingData()
+        defer { ServerProcess.removeData(folder) }
+        let restarted = try ServerProcess(data: folder, arguments: ["--store", url])
+        // Every acknowledged edit is in the log once, the versions have no gap, and a after the kill still served.
+        let head = try await restarted.connect(token: token).request("h PULL 0 100000")
+        let versions = head.filter { $0.hasPrefix("* EDIT ") }.map {
+            try! JSON(parsing: String($0.dropFirst(7)))["version"]!.intValue!
+        }
+        #expect(versions == Array(1...Int64(versions.count)))
+        #expect(Set(acknowledged).isSubset(of: Set(versions)))
+        #expect(acknowledged.count == Set(acknowledged).count)
+        #expect(acknowledged.count >= 4 * 60, "node a's writers all finished")
+        // The watcher on the surviving node saw every edit once, in order.
+        #expect(try await Self.watch(watcher, count: versions.count - 29) == Array(30...Int64(versions.count)))
+        let (sa, va) = try stateLine(a.data)
+        let (sb, vb) = try stateLine(folder)
+        #expect(sa == 0 && sb == 0 && va == vb, "\(va) \(vb)")
+    }
+}
+
+extension Array {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var out: [T] = []
+        for element in self { out.append(try await transform(element)) }
+        return out
+    }
+}
