@@ -133,7 +133,7 @@ public struct ErrorCode: RawRepresentable, Sendable, Hashable, CustomStringConve
     /// with one stays queued and is sent again later.
     public var isTransient: Bool { Self.transient.contains(self) }
     private static let transient: Set<ErrorCode> = [
-        .shuttingDown, .storeFailed, .storeUnavailable, .internalError, .upstreamUnavailable, .upstreamDiverged, .corrupt,
-        .authRequired, .authFailed, .authRevoked,
+        .shuttingDown, .storeFailed, .storeUnavailable, .internalError, .upstreamUnavailable, .upstreamDiverged,
+        .corrupt, .authRequired, .authFailed, .authRevoked,
     ]
 }
