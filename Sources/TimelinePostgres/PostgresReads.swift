@@ -18,6 +18,19 @@ enum PostgresReads {
         throw TimelineError(.corrupt, "the database has no head row")
     }
 
+    /// The head, locked until the transaction ends: every node's writer takes turns here.
+    static func lockHead(_ conn: PostgresConnection, logger: Logger) async throws -> ChainHead {
+        for try await (version, hash) in try await conn.query(
+            "SELECT version, hash FROM timeline_head FOR UPDATE", logger: logger
+        ).decode((Int64, ByteBuffer).self) {
+            guard let digest = Digest(bytes: Array(buffer: hash)) else {
+                throw TimelineError(.corrupt, "the head's hash is not 32 bytes")
+            }
+            return ChainHead(version: version, hash: digest)
+        }
+        throw TimelineError(.corrupt, "the database has no head row")
+    }
+
     static func edit(body: String, hash: ByteBuffer) throws -> Edit {
         guard let digest = Digest(bytes: Array(buffer: hash)) else {
             throw TimelineError(.corrupt, "a stored hash is not 32 bytes")

@@ -244,6 +244,22 @@ public final class PostgresStore: TimelineStore, Sendable {
         return (head.version, head.hash)
     }
 
+    /// Copies `source`'s whole log (the same dataset) into this store, which must be empty, in one transaction:
+    /// the same versions, hashes and state, or nothing. For `timelined migrate`; nodes see it once it committed.
+    public func copyLog(from source: any TimelineStore, pageSize: Int = 5_000) async throws {
+        guard source.dataset == dataset else {
+            throw TimelineError(.wrongDataset, "the database holds dataset \(dataset), the source \(source.dataset)")
+        }
+        do {
+            _ = try await writer.copyAll(from: source, pageSize: pageSize)
+        } catch let rejection as BatchRejection {
+            throw rejection.error
+        } catch {
+            throw PostgresErrors.map(error, doing: "copy the log", at: location)
+        }
+        follower.poke()
+    }
+
     /// The database's own head, read now (`head()` is this node's view of it).
     public func databaseHead() async throws -> (version: Int64, hash: Digest) {
         let head = try await read("read the head") { conn, logger in try await PostgresReads.head(conn, logger: logger)

@@ -17,6 +17,14 @@ public final class PostgresTokens: Sendable {
         public var hash: Digest
         public var created: Timestamp
         public var revoked: Timestamp?
+
+        public init(name: String, role: Role, hash: Digest, created: Timestamp, revoked: Timestamp?) {
+            self.name = name
+            self.role = role
+            self.hash = hash
+            self.created = created
+            self.revoked = revoked
+        }
     }
 
     let store: PostgresStore
@@ -82,6 +90,22 @@ public final class PostgresTokens: Sendable {
         } catch let error as TimelineError where error.code == .corrupt {
             // The unique index of live names (or, vanishingly unlikely, of hashes).
             throw TimelineError(.duplicateID, "a token named \(name) exists; revoke it first")
+        }
+        try await refresh()
+    }
+
+    /// Copies a token from another store's list as it is (hash, dates, revocation): for `timelined migrate`.
+    public func copy(_ record: Record) async throws {
+        let created = Double(record.created.milliseconds) / 1000
+        let revoked = record.revoked.map { Double($0.milliseconds) / 1000 }
+        try await store.read("copy a token") { conn, logger in
+            _ = try await conn.query(
+                """
+                INSERT INTO timeline_tokens (name, role, sha256, created, revoked)
+                VALUES (\(record.name), \(record.role.rawValue), \(ByteBuffer(bytes: record.hash.bytes)),
+                    to_timestamp(\(created)), to_timestamp(\(revoked)))
+                """, logger: logger)
+            try await PostgresTokens.announce(conn, logger: logger)
         }
         try await refresh()
     }

@@ -134,16 +134,7 @@ actor PostgresWriter {
     ) async throws -> ([Result<[Edit], Error>], RowCache, ChainHead?) {
         _ = try await conn.query("BEGIN", logger: logger)
         do {
-            var start: ChainHead?
-            for try await (version, hash) in try await conn.query(
-                "SELECT version, hash FROM timeline_head FOR UPDATE", logger: logger
-            ).decode((Int64, ByteBuffer).self) {
-                guard let digest = Digest(bytes: Array(buffer: hash)) else {
-                    throw TimelineError(.corrupt, "the head's hash is not 32 bytes")
-                }
-                start = ChainHead(version: version, hash: digest)
-            }
-            guard let start else { throw TimelineError(.corrupt, "the database has no head row") }
+            let start = try await PostgresReads.lockHead(conn, logger: logger)
             var admission = Admission(cache: cache.head == start ? cache : RowCache(head: start))
             try await admission.load(conn, rowsFor: group.map(\.unit), logger: logger)
             var results: [Result<[Edit], Error>] = []
@@ -456,5 +447,41 @@ struct Admission {
             UPDATE timeline_head SET version = \(head.version), hash = \(ByteBuffer(bytes: head.hash.bytes))
             RETURNING pg_notify('\(unescaped: PostgresStore.channel)', version::text)
             """, logger: logger)
+    }
+}
+
+extension PostgresWriter {
+    /// Copies another store's whole log into this empty database in one transaction, a page at a time: all of it,
+    /// verified link by link and applied, or nothing. For `timelined migrate`, before any node serves the database.
+    func copyAll(from source: any TimelineStore, pageSize: Int) async throws -> ChainHead {
+        try await client.withConnection { [logger] conn in
+            _ = try await conn.query("BEGIN", logger: logger)
+            do {
+                let start = try await PostgresReads.lockHead(conn, logger: logger)
+                guard start.version == 0 else {
+                    throw TimelineError(
+                        .wrongDataset,
+                        "the database holds a timeline already (version \(start.version)); migrate into an empty one")
+                }
+                var cache = RowCache(head: start)
+                var after: Int64 = 0
+                while true {
+                    let page = try await source.edits(after: after, limit: pageSize)
+                    guard let last = page.last else { break }
+                    let linked = try LinkedEdits(page)
+                    var admission = Admission(cache: cache)
+                    try await admission.load(conn, rowsFor: [.linked(linked)], logger: logger)
+                    _ = try await admission.admit(.linked(linked), conn, logger: logger)
+                    try await admission.write(conn, logger: logger)
+                    cache = admission.committed()
+                    after = last.version
+                }
+                _ = try await conn.query("COMMIT", logger: logger)
+                return cache.head ?? start
+            } catch {
+                _ = try? await conn.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
     }
 }

@@ -96,7 +96,7 @@ public struct DataDirectory: Sendable {
     }
 
     /// Writes `store.json` for a PostgreSQL store (mode 0600; it holds no password).
-    func remember(_ choice: StoreChoice) throws {
+    public func remember(_ choice: StoreChoice) throws {
         guard case .postgres(let location, let file) = choice else { return }
         let json = JSON.object([
             "store": .string(location.description), "password_file": file.map { .string($0) } ?? .null,

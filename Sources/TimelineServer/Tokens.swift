@@ -153,6 +153,23 @@ public final class TokenStore: Sendable {
         return count
     }
 
+    /// Takes every token of `other` (a store being migrated), live and revoked, as they are; this list must be
+    /// empty.
+    public func copyEntries(from other: TokenStore) async throws {
+        let entries = try other.entries()
+        guard try self.entries().isEmpty else {
+            throw TimelineError(.duplicateID, "the target holds tokens already; migrate into an empty store")
+        }
+        if let database {
+            for e in entries {
+                try await database.copy(
+                    PostgresTokens.Record(name: e.name, role: e.role, hash: e.hash, created: e.created, revoked: e.revoked))
+            }
+            return
+        }
+        try changing { try save(entries) }
+    }
+
     /// The identity of a token by its hash, as the file says now (nil once it is revoked), comparing hashes in
     /// constant time against every entry: what AUTH checks, and what a connection checks before each request.
     public func identity(ofHash hash: Digest) -> Identity? {

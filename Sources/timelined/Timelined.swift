@@ -22,7 +22,7 @@ struct Timelined: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Serve.self, TokenCommand.self, Verify.self, Status.self, Conflicts.self, Import.self, Export.self,
+            Serve.self, TokenCommand.self, Verify.self, Status.self, Conflicts.self, Import.self, Export.self, Migrate.self,
         ],
         defaultSubcommand: nil
     )
