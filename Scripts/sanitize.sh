@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Scripts/lib/deps.sh
+source Scripts/lib/postgres.sh
 ensure_packages
 
 sanitizer=${1:-thread}
@@ -17,5 +18,7 @@ scratch=.build-$sanitizer
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
 export ASAN_OPTIONS="halt_on_error=1 detect_leaks=0 ${ASAN_OPTIONS:-}"
 swift build --build-tests --sanitize="$sanitizer" --scratch-path "$scratch" >&2
+start_private_postgres
+trap stop_private_postgres EXIT
 swift test --skip-build --sanitize="$sanitizer" --scratch-path "$scratch" "$@"
 echo "sanitize: swift test passed under --sanitize=$sanitizer $*"

@@ -18,9 +18,17 @@ start_private_postgres() {
     _pg_as "$TIMELINE_PG_BIN/initdb" -D "$TIMELINE_PG_DIR/data" -U timeline --auth=trust -E UTF8 >/dev/null
     local port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    _pg_as "$TIMELINE_PG_BIN/pg_ctl" start -w -s -D "$TIMELINE_PG_DIR/data" -l "$TIMELINE_PG_DIR/postgres.log" \
-        -o "-k $TIMELINE_PG_DIR -p $port -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=on" \
-        -o "-c synchronous_commit=on -c shared_buffers=128MB" >/dev/null
+    # In its configuration, so that a plain `pg_ctl start` (a test restarting it) finds the same place.
+    cat >>"$TIMELINE_PG_DIR/data/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$TIMELINE_PG_DIR'
+max_connections = 400
+fsync = on
+synchronous_commit = on
+shared_buffers = 128MB
+CONF
+    _pg_as "$TIMELINE_PG_BIN/pg_ctl" start -w -s -D "$TIMELINE_PG_DIR/data" -l "$TIMELINE_PG_DIR/postgres.log" >/dev/null
     export TIMELINE_PG_DIR
     export TIMELINE_TEST_POSTGRES="postgresql://timeline@127.0.0.1:$port/postgres?sslmode=disable"
     if [ "$(id -u)" -eq 0 ]; then

@@ -31,6 +31,8 @@ final class PostgresFollower: Sendable {
         var reserved: Int64?
         var tasks: [Task<Void, Never>] = []
         var listening = false
+        /// Since when the LISTEN connection has failed to connect again: the database is away.
+        var downSince: ContinuousClock.Instant?
         /// Called when another node announces a change of tokens, and at every poll.
         var tokenWatchers: [@Sendable () -> Void] = []
     }
@@ -64,6 +66,15 @@ final class PostgresFollower: Sendable {
 
     /// Whether the LISTEN connection is up: commits elsewhere then arrive within moments, not at the next poll.
     var isListening: Bool { state.withLockedValue { $0.listening } }
+
+    /// When the database has been unreachable for a while (connecting failed and failed again), since when: requests
+    /// are then answered at once instead of each waiting out the timeout.
+    var unreachableSince: ContinuousClock.Instant? {
+        state.withLockedValue { s in
+            guard let since = s.downSince, ContinuousClock.now - since > .seconds(1) else { return nil }
+            return since
+        }
+    }
 
     func addObserver(_ observer: @escaping @Sendable ([[Edit]]) -> Void) {
         state.withLockedValue { $0.observers.append(observer) }
@@ -201,7 +212,14 @@ final class PostgresFollower: Sendable {
                 try await conn.listen(on: PostgresStore.channel) { edits in
                     try await conn.listen(on: PostgresStore.tokensChannel) { tokens in
                         // Listening before reading: a commit made from here on is either read now or notified.
-                        state.withLockedValue { $0.listening = true }
+                        let wasDown = state.withLockedValue { s in
+                            defer {
+                                s.listening = true
+                                s.downSince = nil
+                            }
+                            return s.downSince != nil
+                        }
+                        if wasDown { logger.warning("PostgreSQL at \(location.host):\(location.port) is back") }
                         pause = .milliseconds(100)
                         poke()
                         tokensMayHaveChanged()
@@ -218,9 +236,21 @@ final class PostgresFollower: Sendable {
                 if Task.isCancelled { break }
                 logger.debug("LISTEN connection lost: \(PostgresErrors.map(error, doing: "listen", at: location))")
             }
-            state.withLockedValue { $0.listening = false }
+            let lost = state.withLockedValue { s in
+                defer {
+                    s.listening = false
+                    if s.downSince == nil { s.downSince = .now }
+                }
+                return s.downSince == nil
+            }
+            if lost, !Task.isCancelled {
+                logger.warning(
+                    "lost PostgreSQL at \(location.host):\(location.port); requests are answered STORE_UNAVAILABLE until it is back"
+                )
+            }
             try? await Task.sleep(for: pause)
-            pause = min(pause * 2, .seconds(5))
+            // Short: requests are refused at once while the database is away, so it is looked for often.
+            pause = min(pause * 2, .seconds(1))
         }
         state.withLockedValue { $0.listening = false }
     }

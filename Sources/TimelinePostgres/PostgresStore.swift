@@ -273,6 +273,7 @@ public final class PostgresStore: TimelineStore, Sendable {
     ) async throws -> T {
         let logger = self.logger
         let client = self.client
+        if follower.unreachableSince != nil { throw PostgresErrors.unreachable(location, doing: what) }
         do {
             return try await PostgresErrors.within(timeout, doing: what, at: location) {
                 try await client.withConnection { conn in try await body(conn, logger) }
@@ -293,6 +294,11 @@ struct ChainHead: Sendable, Equatable {
 /// server's message (postgres-nio's own descriptions leak nothing either).
 enum PostgresErrors {
     struct TimedOut: Error {}
+
+    static func unreachable(_ location: PostgresLocation, doing what: String) -> TimelineError {
+        TimelineError(
+            .storeUnavailable, "PostgreSQL at \(location.host):\(location.port) cannot be reached; could not \(what)")
+    }
 
     static func map(_ error: Error, doing what: String, at location: PostgresLocation) -> Error {
         switch error {

@@ -102,6 +102,10 @@ actor PostgresWriter {
 
     private func commit(_ group: [Request]) async -> [Result<[Edit], Error>] {
         let location = follower.location
+        if follower.unreachableSince != nil {
+            let failure = PostgresErrors.unreachable(location, doing: "append")
+            return group.map { _ in .failure(failure) }
+        }
         do {
             let (results, committed, head) = try await PostgresErrors.within(
                 follower.timeout, doing: "append", at: location
