@@ -42,6 +42,10 @@ echo "replication benchmarks (real timelined processes over TLS on loopback):"
 mkdir -p "$work/replication"
 "$bin/timeline-bench" $quick --replication "$bin/timelined" "$work/replication" ${json:+--json "$work/replication.json"}
 echo
+echo "PostgreSQL store benchmarks (real timelined nodes on a private PostgreSQL; pgbench and the SQLite store beside them):"
+mkdir -p "$work/postgres"
+"$bin/timeline-bench" $quick --postgres "$bin" "$work/postgres" ${json:+--json "$work/postgres.json"}
+echo
 echo "picture benchmarks (the HTML export of a large timeline in headless Chromium):"
 mkdir -p "$work/picture"
 "$bin/timeline-bench" $quick --picture "$work/picture" ${json:+--json "$work/picture.json"}
@@ -54,6 +58,7 @@ mkdir -p "$work/micro"
 python3 Scripts/lib/microbench.py "$work/micro" ${json:+--json "$work/micro.json"}
 if [ -n "$json" ]; then
     python3 -c 'import json,sys; print(json.dumps(sum((json.load(open(f)) for f in sys.argv[1:]), []), indent=1))' \
-        "$work/whole.json" "$work/store.json" "$work/replication.json" "$work/picture.json" "$work/micro.json" \
+        "$work/whole.json" "$work/store.json" "$work/replication.json" "$work/postgres.json" "$work/picture.json" \
+        "$work/micro.json" \
         > "$json"
 fi

@@ -31,6 +31,30 @@ enum PostgresReads {
         throw TimelineError(.corrupt, "the database has no head row")
     }
 
+    /// The head, locked until the transaction ends, and what the edits after `version` changed (their event, op,
+    /// annotation and the event's revision after each), in one round trip (`timeline_lock_head`, Schema v3).
+    static func lockHead(_ conn: PostgresConnection, changesAfter version: Int64, logger: Logger) async throws -> (
+        ChainHead, [(event: EventID?, op: String, annotation: AnnotationID?, revision: Int64)]
+    ) {
+        var head: ChainHead?
+        var changes: [(event: EventID?, op: String, annotation: AnnotationID?, revision: Int64)] = []
+        for try await (v, hash, event, op, annotation, revision) in try await conn.query(
+            "SELECT * FROM timeline_lock_head(\(version))", logger: logger
+        ).decode((Int64, ByteBuffer, String?, String?, String?, Int64?).self) {
+            if head == nil {
+                guard let digest = Digest(bytes: Array(buffer: hash)) else {
+                    throw TimelineError(.corrupt, "the head's hash is not 32 bytes")
+                }
+                head = ChainHead(version: v, hash: digest)
+            }
+            if let op, let revision {
+                changes.append((event.flatMap(EventID.init), op, annotation.flatMap(AnnotationID.init), revision))
+            }
+        }
+        guard let head else { throw TimelineError(.corrupt, "the database has no head row") }
+        return (head, changes)
+    }
+
     static func edit(body: String, hash: ByteBuffer) throws -> Edit {
         guard let digest = Digest(bytes: Array(buffer: hash)) else {
             throw TimelineError(.corrupt, "a stored hash is not 32 bytes")
@@ -139,7 +163,7 @@ extension PostgresStore {
             var annotations: [Annotation] = []
             for try await (kind, revision, body) in try await conn.query(
                 """
-                SELECT 0, revision, body FROM events WHERE id = \(id.description)
+                SELECT 0, \(unescaped: PostgresSchema.revision), body FROM events WHERE id = \(id.description)
                 UNION ALL
                 SELECT 1, 0, body FROM (SELECT id, body FROM annotations WHERE event = \(id.description)) a
                 ORDER BY 1
@@ -181,7 +205,7 @@ extension PostgresStore {
         var own: [Annotation] = []
         for try await (kind, revision, body) in try await conn.query(
             """
-            SELECT id, 0, revision, body FROM events
+            SELECT id, 0, \(unescaped: PostgresSchema.revision), body FROM events
             UNION ALL
             SELECT event, 1, 0, body FROM annotations
             ORDER BY 1, 2
@@ -255,7 +279,7 @@ extension PostgresStore {
                 : "t.date_start IS NULL, t.date_start, t.event"
             let query = PostgresQuery(
                 unsafeSQL: """
-                    SELECT events.revision, events.body FROM \(fromTags) \(whereSQL) ORDER BY \(order)
+                    SELECT \(PostgresSchema.revision), events.body FROM \(fromTags) \(whereSQL) ORDER BY \(order)
                     LIMIT $\(bindings.count)
                     """, binds: bindings)
             var rows: [(Int64, String)] = []

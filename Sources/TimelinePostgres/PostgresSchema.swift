@@ -9,6 +9,9 @@ enum PostgresSchema {
         var statements: [String]
     }
 
+    /// An event's revision, in a query over `events`: its newest log row's, one step down the index by event.
+    static let revision = "(SELECT max(r.revision) FROM edits r WHERE r.event = events.id)"
+
     static let operations =
         "'event.create','event.update','event.delete','annotation.add','annotation.update','annotation.retract',"
         + "'timeline.meta'"
@@ -54,20 +57,27 @@ enum PostgresSchema {
                 CREATE TRIGGER edits_not_truncated BEFORE TRUNCATE ON edits
                 FOR EACH STATEMENT EXECUTE FUNCTION timeline_log_is_append_only()
                 """,
-                // A row-level trigger sees the rows its statement inserted before (PostgreSQL's "Visibility of Data
-                // Changes"), so a multi-row INSERT is checked row by row too.
+                // Checked once per statement (a group's edits are one INSERT), over the rows it inserted: they are a
+                // run without holes (the primary key makes them distinct) that follows the log's last edit.
                 """
                 CREATE FUNCTION timeline_versions_contiguous() RETURNS trigger LANGUAGE plpgsql AS $$
+                DECLARE
+                    low bigint;
+                    high bigint;
+                    n bigint;
                 BEGIN
-                    IF NEW.version <> 1 AND NOT EXISTS (SELECT 1 FROM edits WHERE version = NEW.version - 1) THEN
+                    SELECT min(version), max(version), count(*) INTO low, high, n FROM inserted;
+                    IF n > 0 AND (high - low + 1 <> n
+                        OR (low <> 1 AND NOT EXISTS (SELECT 1 FROM edits WHERE version = low - 1)))
+                    THEN
                         RAISE EXCEPTION 'edits: versions must be contiguous' USING ERRCODE = 'check_violation';
                     END IF;
-                    RETURN NEW;
+                    RETURN NULL;
                 END $$
                 """,
                 """
-                CREATE TRIGGER edits_contiguous BEFORE INSERT ON edits
-                FOR EACH ROW EXECUTE FUNCTION timeline_versions_contiguous()
+                CREATE TRIGGER edits_contiguous AFTER INSERT ON edits REFERENCING NEW TABLE AS inserted
+                FOR EACH STATEMENT EXECUTE FUNCTION timeline_versions_contiguous()
                 """,
                 // The head: the log's last version and hash in one row, which every append locks first (FOR
                 // UPDATE). Writers on every node serialise on it, so versions stay gapless and in commit order, and
@@ -100,11 +110,13 @@ enum PostgresSchema {
                 CREATE TRIGGER timeline_head_checked BEFORE UPDATE OR DELETE ON timeline_head
                 FOR EACH ROW EXECUTE FUNCTION timeline_head_follows_log()
                 """,
-                // The current state, written in the same transaction as the edits it comes from.
+                // The current state, written in the same transaction as the edits it comes from. An event's revision
+                // is its newest log row's (`PostgresSchema.revision`), not a column: an annotation edit would otherwise
+                // rewrite its event's whole row (PostgreSQL writes a new version of a row for any change), which was
+                // most of a group's writes when annotations pour in.
                 """
                 CREATE TABLE events (
                     id text COLLATE "C" PRIMARY KEY CHECK (length(id) = 26),
-                    revision bigint NOT NULL CHECK (revision >= 1),
                     deleted boolean NOT NULL,
                     date_start text COLLATE "C",
                     date_end text COLLATE "C",
@@ -154,6 +166,84 @@ enum PostgresSchema {
                 )
                 """,
                 "CREATE UNIQUE INDEX timeline_tokens_live_name ON timeline_tokens (name) WHERE revoked IS NULL",
+            ]),
+        // A group's writes in one statement: each statement had been a round trip (nine per group), which bounded
+        // a node's commits more than PostgreSQL's own work did. The function checks, under the head's lock, that
+        // the head is still the one the group was admitted against: a writer that knows the head (its own last
+        // commit) sends its group as this one statement, without BEGIN or a lock taken first, and takes the locking
+        // path only when another node committed meanwhile (false) or a constraint refused the group.
+        Migration(
+            name: "v3-append-in-one-statement",
+            statements: [
+                """
+                CREATE FUNCTION timeline_append(
+                    expected bigint, head_version bigint, head_hash bytea,
+                    ev bigint[], ee text[], er bigint[], eo text[], ea text[], eb text[], eh bytea[],
+                    xi text[], xd boolean[], xs text[], xe text[], xb text[],
+                    ti text[], tt text[], te text[], ts text[],
+                    ai text[], ae text[], ar boolean[], ab text[],
+                    mk text[], mv text[]
+                ) RETURNS boolean LANGUAGE plpgsql AS $$
+                DECLARE
+                    current bigint;
+                BEGIN
+                    SELECT version INTO current FROM timeline_head FOR UPDATE;
+                    IF current <> expected THEN
+                        RETURN false;
+                    END IF;
+                    INSERT INTO edits (version, event, revision, op, annotation, body, hash)
+                    SELECT v, NULLIF(e, ''), r, o, NULLIF(a, ''), b, h
+                    FROM unnest(ev, ee, er, eo, ea, eb, eh) AS u(v, e, r, o, a, b, h);
+                    IF cardinality(xi) > 0 THEN
+                        INSERT INTO events (id, deleted, date_start, date_end, body)
+                        SELECT i, d, NULLIF(s, ''), NULLIF(e, ''), b
+                        FROM unnest(xi, xd, xs, xe, xb) AS u(i, d, s, e, b)
+                        ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, date_start = excluded.date_start,
+                            date_end = excluded.date_end, body = excluded.body;
+                    END IF;
+                    IF cardinality(ti) > 0 THEN
+                        DELETE FROM event_tags WHERE event = ANY(ti);
+                    END IF;
+                    IF cardinality(tt) > 0 THEN
+                        INSERT INTO event_tags (tag, event, date_start)
+                        SELECT t, e, NULLIF(s, '') FROM unnest(tt, te, ts) AS u(t, e, s);
+                    END IF;
+                    IF cardinality(ai) > 0 THEN
+                        INSERT INTO annotations (id, event, retracted, body)
+                        SELECT i, e, r, b FROM unnest(ai, ae, ar, ab) AS u(i, e, r, b)
+                        ON CONFLICT (id) DO UPDATE SET event = excluded.event, retracted = excluded.retracted,
+                            body = excluded.body;
+                    END IF;
+                    FOR i IN 1 .. coalesce(cardinality(mk), 0) LOOP
+                        IF mv[i] = '' THEN
+                            DELETE FROM timeline_meta WHERE key = mk[i];
+                        ELSE
+                            INSERT INTO timeline_meta (key, value) VALUES (mk[i], mv[i])
+                            ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+                        END IF;
+                    END LOOP;
+                    UPDATE timeline_head SET version = head_version, hash = head_hash;
+                    PERFORM pg_notify('timeline_edits', head_version::text);
+                    RETURN true;
+                END $$
+                """,
+                // The head locked and what edits after `known` changed, in one round trip. Two statements, in a
+                // function so that the second takes its snapshot after the lock was granted: one statement that
+                // waited for the lock would still read the log as it was before the holder committed.
+                """
+                CREATE FUNCTION timeline_lock_head(known bigint)
+                RETURNS TABLE (version bigint, hash bytea, event text, op text, annotation text, revision bigint)
+                LANGUAGE plpgsql AS $$
+                DECLARE
+                    v bigint;
+                    h bytea;
+                BEGIN
+                    SELECT t.version, t.hash INTO v, h FROM timeline_head t FOR UPDATE;
+                    RETURN QUERY SELECT v, h, NULL::text, NULL::text, NULL::text, NULL::bigint;
+                    RETURN QUERY SELECT v, h, e.event, e.op, e.annotation, e.revision FROM edits e
+                        WHERE e.version > known AND e.version <= v ORDER BY e.version;
+                END $$
+                """,
             ]),
     ]
 }

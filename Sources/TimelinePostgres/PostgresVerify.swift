@@ -103,7 +103,8 @@ extension PostgresStore {
             tagDates[event, default: []].append(start)
         }
         for try await (id, revision, deleted, start, end, body) in try await conn.query(
-            "SELECT id, revision, deleted, date_start, date_end, body FROM events", logger: logger
+            "SELECT id, \(unescaped: PostgresSchema.revision), deleted, date_start, date_end, body FROM events",
+            logger: logger
         ).decode((String, Int64, Bool, String?, String?, String).self) {
             seen += 1
             guard problems.count < 10 else { continue }

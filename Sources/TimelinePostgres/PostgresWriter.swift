@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -38,6 +39,16 @@ actor PostgresWriter {
     private struct Pending {
         var requests: [Request] = []
         var running = false
+        /// The drain waiting for `target` requests to gather (`gather`).
+        var waiter: CheckedContinuation<Void, Never>?
+        var target = 0
+
+        /// The waiter, taken, once enough requests wait (or `force`).
+        mutating func takeWaiter(force: Bool = false) -> CheckedContinuation<Void, Never>? {
+            guard let waiter, force || requests.count >= target else { return nil }
+            self.waiter = nil
+            return waiter
+        }
     }
 
     private nonisolated let pending = NIOLockedValueBox(Pending())
@@ -48,6 +59,8 @@ actor PostgresWriter {
     /// Rows as the last commit of this node left them, valid while the head is the one it left: a group that finds
     /// another head (another node committed) starts from an empty cache.
     private var cache = RowCache()
+    /// Whether another node wrote during this node's last group: groups then take the head's lock first.
+    private var contended = false
 
     init(client: PostgresClient, follower: PostgresFollower, maxEdits: Int, logger: Logger) {
         self.client = client
@@ -57,12 +70,13 @@ actor PostgresWriter {
     }
 
     nonisolated func submit(_ unit: Unit, completion: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
-        let start = pending.withLockedValue { p in
+        let (start, waiter) = pending.withLockedValue { p in
             p.requests.append(Request(unit: unit, completion: completion))
-            if p.running { return false }
+            if p.running { return (false, p.takeWaiter()) }
             p.running = true
-            return true
+            return (true, nil)
         }
+        waiter?.resume()
         if start { Task { await self.drain() } }
     }
 
@@ -80,7 +94,11 @@ actor PostgresWriter {
     nonisolated var queued: Int { pending.withLockedValue { $0.requests.count } }
 
     private func drain() async {
+        var last: (size: Int, took: Duration)?
         while true {
+            // Everyone answered last time (`last.size`, those that were waiting included) will want to be in the next
+            // group: wait a little for most of them.
+            if let last, last.size > 1 { await gather(last.size * 3 / 4, within: min(last.took / 2, .milliseconds(2))) }
             let group = pending.withLockedValue { p -> [Request] in
                 var n = 0
                 var edits = 0
@@ -95,73 +113,190 @@ actor PostgresWriter {
                 return group
             }
             if group.isEmpty { return }
-            let results = await commit(group)
-            for (request, result) in zip(group, results) { request.completion(result) }
+            let started = ContinuousClock.now
+            let answers = await commit(group)
+            let waiting = pending.withLockedValue { $0.requests.count }
+            last = (answers.count + waiting, ContinuousClock.now - started)
+            for (request, result) in answers { request.completion(result) }
         }
     }
 
-    private func commit(_ group: [Request]) async -> [Result<[Edit], Error>] {
+    /// Waits, at most `time`, until `count` appends are waiting. A group's callers are answered together and
+    /// send their next edits together: without this, the first of them found the writer idle and went alone,
+    /// the rest waited for it and went next, and groups alternated between one edit and all the others (a
+    /// group's cost is mostly its round trip and the commit's WAL flush, whatever its size). PostgreSQL's own
+    /// commit_delay does the same for its backends.
+    private func gather(_ count: Int, within time: Duration) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = pending.withLockedValue { p -> Bool in
+                if p.requests.count >= count { return true }
+                p.waiter = continuation
+                p.target = count
+                return false
+            }
+            if now { return continuation.resume() }
+            Task { [pending] in
+                try? await Task.sleep(for: time)
+                pending.withLockedValue { $0.takeWaiter(force: true) }?.resume()
+            }
+        }
+    }
+
+    /// Takes waiting requests that fit in `budget` edits: a group that waited for the head's lock takes in what
+    /// arrived meanwhile, so that the wait serves as batching rather than as lost time.
+    private nonisolated func takeMore(budget: Int) -> [Request] {
+        pending.withLockedValue { p in
+            var n = 0
+            var edits = 0
+            while n < p.requests.count, edits + p.requests[n].unit.count <= budget {
+                edits += p.requests[n].unit.count
+                n += 1
+            }
+            defer { p.requests.removeFirst(n) }
+            return Array(p.requests.prefix(n))
+        }
+    }
+
+    /// Commits a group (and what it took in while it waited for the lock); every request with its answer.
+    private func commit(_ first: [Request]) async -> [(Request, Result<[Edit], Error>)] {
         let location = follower.location
         if follower.unreachableSince != nil {
             let failure = PostgresErrors.unreachable(location, doing: "append")
-            return group.map { _ in .failure(failure) }
+            return first.map { ($0, .failure(failure)) }
+        }
+        let taken = NIOLockedValueBox<[Request]>([])
+        let budget = maxEdits - first.reduce(0) { $0 + $1.unit.count }
+        let more: @Sendable () -> [Request] = { [weak self] in
+            let extra = self?.takeMore(budget: budget) ?? []
+            taken.withLockedValue { $0 += extra }
+            return extra
         }
         do {
-            let (results, committed, head) = try await PostgresErrors.within(
+            // Handed over, not copied: the admission then changes the cache's dictionaries in place (a copy made
+            // each group cost more than the group's own work once the cache held thousands of rows).
+            let box = CacheBox(cache)
+            cache = RowCache()
+            let wasContended = contended
+            let (group, results, committed, head, others) = try await PostgresErrors.within(
                 follower.timeout, doing: "append", at: location
-            ) { [client, logger, cache, follower] in
+            ) { [client, logger, follower] in
                 try await client.withConnection { conn in
-                    try await Self.transaction(conn, group: group, cache: cache, follower: follower, logger: logger)
+                    try await Self.transaction(
+                        conn, group: first, more: more, cache: box.take(), contended: wasContended, follower: follower,
+                        logger: logger)
                 }
             }
             cache = committed
+            contended = others
             if let head, case let units = results.compactMap({ (try? $0.get()).flatMap { $0.isEmpty ? nil : $0 } }),
                 !units.isEmpty
             {
                 await follower.deliverLocal(units, head: head)
             }
-            return results
+            return Array(zip(group, results))
         } catch {
             // Nothing of the group is known to be durable: each unit is answered with the failure.
             cache = RowCache()
             follower.cancelReservation()
             let failure = PostgresErrors.map(error, doing: "append", at: location)
             logger.warning("append failed: \(failure)")
-            return group.map { _ in .failure(failure) }
+            return (first + taken.withLockedValue { $0 }).map { ($0, .failure(failure)) }
         }
     }
 
-    /// One group's transaction on `conn`; returns each unit's result, the rows cache after it, and the new head
-    /// (nil when nothing was written).
+    /// One group on `conn`: each unit's result, the rows cache after it, the new head (nil when nothing was
+    /// written), and whether another node is writing too.
+    ///
+    /// Alone, a writer's cache knows the head (its own last commit): it admits the group against it and sends it
+    /// as one statement, which writes only if the head is still that one. When another node committed meanwhile,
+    /// the group is admitted again under the head's lock, and while other nodes keep writing, groups go straight
+    /// there: admitting against a head that moves would fail again. Under the lock, the rows other nodes changed
+    /// since the cache's head (read from the log's IDs) are forgotten and read again when named, the rest kept.
     private static func transaction(
-        _ conn: PostgresConnection, group: [Request], cache: RowCache, follower: PostgresFollower, logger: Logger
-    ) async throws -> ([Result<[Edit], Error>], RowCache, ChainHead?) {
+        _ conn: PostgresConnection, group: [Request], more: @Sendable () -> [Request], cache start: RowCache,
+        contended: Bool, follower: PostgresFollower, logger: Logger
+    ) async throws -> ([Request], [Result<[Edit], Error>], RowCache, ChainHead?, contended: Bool) {
+        var cache = start
+        if let known = cache.head, !contended {
+            var admission = Admission(taking: &cache)
+            try await admission.load(conn, rowsFor: group.map(\.unit), addsToo: false, logger: logger)
+            let results = try await admission.admitAll(group, conn, logger: logger)
+            guard !admission.written.isEmpty else { return (group, results, admission.committed(), nil, false) }
+            follower.reserve(from: admission.written[0].edit.version)
+            var moved = false
+            do {
+                if try await admission.write(conn, expected: known.version, logger: logger) {
+                    return (group, results, admission.committed(), admission.head, false)
+                }
+                moved = true
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+                // A unique index refused the group (an annotation ID added before): nothing was written.
+            }
+            follower.cancelReservation()
+            cache = admission.forgettingGroup(at: known)
+            return try await locked(
+                conn, group: group, more: more, cache: cache, addsToo: !moved, follower: follower, logger: logger)
+        }
+        return try await locked(
+            conn, group: group, more: more, cache: cache, addsToo: false, follower: follower, logger: logger)
+    }
+
+    /// The group admitted and written under the head's lock, in one transaction. Without `addsToo` the annotations
+    /// that adds create are taken not to exist; if one does, the transaction fails on the log's unique index and is
+    /// run again with them read.
+    private static func locked(
+        _ conn: PostgresConnection, group first: [Request], more: @Sendable () -> [Request], cache start: RowCache,
+        addsToo: Bool, follower: PostgresFollower, logger: Logger
+    ) async throws -> ([Request], [Result<[Edit], Error>], RowCache, ChainHead?, contended: Bool) {
+        var group = first
         _ = try await conn.query("BEGIN", logger: logger)
         do {
-            let start = try await PostgresReads.lockHead(conn, logger: logger)
-            var admission = Admission(cache: cache.head == start ? cache : RowCache(head: start))
-            try await admission.load(conn, rowsFor: group.map(\.unit), logger: logger)
-            var results: [Result<[Edit], Error>] = []
-            for request in group {
-                do {
-                    results.append(.success(try await admission.admit(request.unit, conn, logger: logger)))
-                } catch let rejection as BatchRejection {
-                    admission.rollbackUnit()
-                    results.append(.failure(rejection))
-                }
+            var cache = start
+            let known = cache.head?.version ?? Int64.max
+            let (head, changes) = try await PostgresReads.lockHead(conn, changesAfter: known, logger: logger)
+            var others = false
+            if known <= head.version, head.version - known <= 10_000 {
+                others = known < head.version
+                cache.apply(changes)
+                cache.head = head
+            } else {
+                cache = RowCache(head: head)
             }
+            // What arrived while this node waited for the lock joins the group.
+            group += more()
+            var admission = Admission(taking: &cache)
+            try await admission.load(conn, rowsFor: group.map(\.unit), addsToo: addsToo, logger: logger)
+            let results = try await admission.admitAll(group, conn, logger: logger)
             guard !admission.written.isEmpty else {
                 _ = try await conn.query("ROLLBACK", logger: logger)
-                return (results, admission.cache, nil)
+                return (group, results, admission.committed(), nil, others)
             }
-            try await admission.write(conn, logger: logger)
+            guard try await admission.write(conn, expected: head.version, logger: logger) else {
+                throw TimelineError(.corrupt, "the head moved while this node held its lock")
+            }
             follower.reserve(from: admission.written[0].edit.version)
             _ = try await conn.query("COMMIT", logger: logger)
-            return (results, admission.committed(), admission.head)
+            return (group, results, admission.committed(), admission.head, others)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" && !addsToo {
+            _ = try? await conn.query("ROLLBACK", logger: logger)
+            follower.cancelReservation()
+            return try await locked(
+                conn, group: group, more: { [] }, cache: RowCache(), addsToo: true, follower: follower, logger: logger)
         } catch {
             _ = try? await conn.query("ROLLBACK", logger: logger)
             throw error
         }
+    }
+}
+
+/// Moves a cache into a group's task without a second reference to its storage.
+final class CacheBox: @unchecked Sendable {
+    private var value: RowCache
+    init(_ value: RowCache) { self.value = value }
+    /// Called once, by the one task that uses the box.
+    func take() -> RowCache {
+        defer { value = RowCache() }
+        return value
     }
 }
 
@@ -173,6 +308,22 @@ struct RowCache: Sendable {
     var annotations: [AnnotationID: Annotation?] = [:]
 
     init(head: ChainHead? = nil) { self.head = head }
+
+    /// Brings the cache from its head to the one other nodes' edits (`changes`, in version order) left: an annotation
+    /// edit only moves its event's revision, which is set; an event edit's row, and a changed annotation's, are
+    /// forgotten (read again when named).
+    mutating func apply(_ changes: [(event: EventID?, op: String, annotation: AnnotationID?, revision: Int64)]) {
+        for change in changes {
+            guard let id = change.event else { continue }
+            if change.op.hasPrefix("annotation."), let cached = events[id], var event = cached {
+                event.revision = change.revision
+                events[id] = .some(event)
+            } else {
+                events[id] = nil
+            }
+            if let annotation = change.annotation { annotations[annotation] = nil }
+        }
+    }
 
     /// Kept small: a node that touched a million events over its life does not keep them all.
     mutating func trim() {
@@ -190,8 +341,11 @@ struct Admission {
     var written: [(edit: Edit, body: [UInt8])] = []
     /// Events whose content (not only revision) changed, with their tags before the group.
     var contentChanged: [EventID: [String]?] = [:]
-    var touchedEvents: Set<EventID> = []
     var touchedAnnotations: Set<AnnotationID> = []
+    var touchedEvents: Set<EventID> = []
+    /// Annotations this group added: known to the group (a second add of one is refused), but not kept in the cache
+    /// after it, since most annotations are never changed.
+    var added: [AnnotationID: Annotation] = [:]
     var meta: [(String, JSON)] = []
     /// Each event's edits after a revision, read from the log for stale proposals (merge) and for naming who deleted
     /// an event.
@@ -200,6 +354,7 @@ struct Admission {
     // The current unit's journal.
     private var undoEvents: [(EventID, Event??)] = []
     private var undoAnnotations: [(AnnotationID, Annotation??)] = []
+    private var undoAdded: [AnnotationID] = []
     private var unitStart = (written: 0, meta: 0, head: ChainHead?.none)
 
     init(cache: RowCache) {
@@ -207,8 +362,36 @@ struct Admission {
         head = cache.head!
     }
 
-    /// Reads, in two statements, the rows the group's proposals name that the cache does not hold.
-    mutating func load(_ conn: PostgresConnection, rowsFor units: [PostgresWriter.Unit], logger: Logger) async throws {
+    /// Takes `cache` over, leaving an empty one: the only reference to its dictionaries is then this admission's,
+    /// which changes them in place.
+    init(taking cache: inout RowCache) {
+        self.cache = RowCache()
+        swap(&self.cache, &cache)
+        head = self.cache.head!
+    }
+
+    /// Admits each request's unit in turn; a refused unit is taken back and answered with its refusal.
+    mutating func admitAll(_ group: [PostgresWriter.Request], _ conn: PostgresConnection, logger: Logger)
+        async throws -> [Result<[Edit], Error>]
+    {
+        var results: [Result<[Edit], Error>] = []
+        for request in group {
+            do {
+                results.append(.success(try await admit(request.unit, conn, logger: logger)))
+            } catch let rejection as BatchRejection {
+                rollbackUnit()
+                results.append(.failure(rejection))
+            }
+        }
+        return results
+    }
+
+    /// Reads, in two statements, the rows the group's proposals name that the cache does not hold. Without
+    /// `addsToo`, the annotations that adds create are taken not to exist: the log's unique index of adds refuses
+    /// the group's statement if one does, and the group is admitted again with them read.
+    mutating func load(
+        _ conn: PostgresConnection, rowsFor units: [PostgresWriter.Unit], addsToo: Bool, logger: Logger
+    ) async throws {
         var eventIDs = Set<EventID>()
         var annotationIDs = Set<AnnotationID>()
         for unit in units {
@@ -219,7 +402,11 @@ struct Admission {
             }
             for p in proposals {
                 if let id = p.event, cache.events[id] == nil { eventIDs.insert(id) }
-                if let id = p.change.annotationID, cache.annotations[id] == nil { annotationIDs.insert(id) }
+                if let id = p.change.annotationID, cache.annotations[id] == nil,
+                    addsToo || p.change.operation != .annotationAdd
+                {
+                    annotationIDs.insert(id)
+                }
             }
         }
         for id in eventIDs { cache.events[id] = .some(nil) }
@@ -227,7 +414,8 @@ struct Admission {
         if !eventIDs.isEmpty {
             let ids = eventIDs.map(\.description)
             for try await (revision, body) in try await conn.query(
-                "SELECT revision, body FROM events WHERE id = ANY(\(ids))", logger: logger
+                "SELECT \(unescaped: PostgresSchema.revision), body FROM events WHERE id = ANY(\(ids))",
+                logger: logger
             ).decode((Int64, String).self) {
                 let event = try Event(json: try JSON(parsing: body), revision: revision)
                 cache.events[event.id] = event
@@ -245,7 +433,11 @@ struct Admission {
     }
 
     private func event(_ id: EventID) -> Event? { cache.events[id] ?? nil }
-    private func annotation(_ id: AnnotationID) -> Annotation? { cache.annotations[id] ?? nil }
+    private func annotation(_ id: AnnotationID) -> Annotation? {
+        // Not `added[id] ?? cache.annotations[id] ?? nil`: the first nil would be lifted to the inner one.
+        if let own = added[id] { return own }
+        return cache.annotations[id] ?? nil
+    }
 
     private struct NeedHistory: Error {
         var event: EventID
@@ -263,6 +455,7 @@ struct Admission {
     {
         undoEvents = []
         undoAnnotations = []
+        undoAdded = []
         unitStart = (written.count, meta.count, head)
         switch unit {
         case .proposals(let batch):
@@ -344,8 +537,13 @@ struct Admission {
             break
         }
         if let a = applied.annotation {
-            undoAnnotations.append((a.id, cache.annotations[a.id]))
-            cache.annotations[a.id] = .some(a)
+            if p.change.operation == .annotationAdd {
+                undoAdded.append(a.id)
+                added[a.id] = a
+            } else {
+                undoAnnotations.append((a.id, cache.annotations[a.id]))
+                cache.annotations[a.id] = .some(a)
+            }
             touchedAnnotations.insert(a.id)
         }
     }
@@ -355,6 +553,7 @@ struct Admission {
     mutating func rollbackUnit() {
         for (id, value) in undoEvents.reversed() { cache.events[id] = value }
         for (id, value) in undoAnnotations.reversed() { cache.annotations[id] = value }
+        for id in undoAdded { added[id] = nil }
         written.removeSubrange(unitStart.written...)
         meta.removeSubrange(unitStart.meta...)
         if let saved = unitStart.head { head = saved }
@@ -362,95 +561,77 @@ struct Admission {
         undoAnnotations = []
     }
 
-    /// The cache after COMMIT: valid at the new head.
-    func committed() -> RowCache {
-        var out = cache
+    /// The cache after COMMIT: valid at the new head. The group's adds leave it unknown (not "absent", which a
+    /// read before the add may have recorded), since most annotations are never changed.
+    /// The cache as it was before the group, at `head`, when the group's statement was not written: what the group
+    /// changed in it is forgotten (read again when named).
+    mutating func forgettingGroup(at head: ChainHead) -> RowCache {
+        var out = RowCache()
+        swap(&out, &cache)
+        for id in touchedEvents { out.events[id] = nil }
+        for id in touchedAnnotations { out.annotations[id] = nil }
+        for id in added.keys { out.annotations[id] = nil }
+        out.head = head
+        return out
+    }
+
+    /// Moves the cache out (a copy would copy its dictionaries on the first change below).
+    mutating func committed() -> RowCache {
+        var out = RowCache()
+        swap(&out, &cache)
+        for id in added.keys { out.annotations[id] = nil }
         out.head = head
         out.trim()
         return out
     }
 
-    /// Writes the group: the log rows, the events and annotations as they now stand, the tags of events whose content
-    /// changed, the metadata, and the head (whose update notifies the other nodes on commit).
-    func write(_ conn: PostgresConnection, logger: Logger) async throws {
+    /// Writes the group in one statement (`timeline_append`, Schema v3): the log rows, the events and annotations
+    /// as they now stand, the tags of events whose content changed, the metadata, and the head (whose NOTIFY reaches
+    /// the other nodes on commit). Returns false, having written nothing, when the head is no longer `expected`.
+    func write(_ conn: PostgresConnection, expected: Int64, logger: Logger) async throws -> Bool {
         let edits = written
-        _ = try await conn.query(
-            """
-            INSERT INTO edits (version, event, revision, op, annotation, body, hash)
-            SELECT v, NULLIF(e, ''), r, o, NULLIF(a, ''), b, h
-            FROM unnest(\(edits.map(\.edit.version)), \(edits.map { $0.edit.event?.description ?? "" }),
-                        \(edits.map(\.edit.revision)), \(edits.map(\.edit.operation.rawValue)),
-                        \(edits.map { $0.edit.change.annotationID?.description ?? "" }),
-                        \(edits.map { String(decoding: $0.body, as: UTF8.self) }),
-                        \(edits.map { ByteBuffer(bytes: $0.edit.hash.bytes) })) AS u(v, e, r, o, a, b, h)
-            """, logger: logger)
-        let events = touchedEvents.compactMap { cache.events[$0] ?? nil }
-        if !events.isEmpty {
-            _ = try await conn.query(
-                """
-                INSERT INTO events (id, revision, deleted, date_start, date_end, body)
-                SELECT i, r, d, NULLIF(s, ''), NULLIF(e, ''), b
-                FROM unnest(\(events.map(\.id.description)), \(events.map(\.revision)), \(events.map(\.deleted)),
-                            \(events.map { $0.date.start?.iso ?? "" }), \(events.map { $0.date.end?.iso ?? "" }),
-                            \(events.map(\.contentJSON.canonicalString))) AS u(i, r, d, s, e, b)
-                ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, deleted = excluded.deleted,
-                    date_start = excluded.date_start, date_end = excluded.date_end, body = excluded.body
-                """, logger: logger)
-        }
+        // Rows only for events whose content changed: a revision lives in the log (Schema, v1).
         let retagged = contentChanged.keys.compactMap { cache.events[$0] ?? nil }
-        if !retagged.isEmpty {
-            // Rewritten whole for each event whose content changed: its tags or its date (which the tag rows carry
-            // for LOG's order) may have moved.
-            _ = try await conn.query(
-                "DELETE FROM event_tags WHERE event = ANY(\(retagged.map(\.id.description)))", logger: logger)
-            var tags: [String] = []
-            var owners: [String] = []
-            var starts: [String] = []
-            for e in retagged {
-                for tag in e.tags {
-                    tags.append(tag)
-                    owners.append(e.id.description)
-                    starts.append(e.date.start?.iso ?? "")
-                }
-            }
-            if !tags.isEmpty {
-                _ = try await conn.query(
-                    """
-                    INSERT INTO event_tags (tag, event, date_start)
-                    SELECT t, e, NULLIF(s, '') FROM unnest(\(tags), \(owners), \(starts)) AS u(t, e, s)
-                    """, logger: logger)
+        let events = retagged
+        var tags: [String] = []
+        var owners: [String] = []
+        var starts: [String] = []
+        for e in retagged {
+            for tag in e.tags {
+                tags.append(tag)
+                owners.append(e.id.description)
+                starts.append(e.date.start?.iso ?? "")
             }
         }
-        let annotations = touchedAnnotations.compactMap { cache.annotations[$0] ?? nil }
-        if !annotations.isEmpty {
-            _ = try await conn.query(
-                """
-                INSERT INTO annotations (id, event, retracted, body)
-                SELECT i, e, r, b FROM unnest(\(annotations.map(\.id.description)),
-                    \(annotations.map(\.event.description)), \(annotations.map(\.retracted)),
-                    \(annotations.map { String(decoding: $0.canonicalBytes, as: UTF8.self) })) AS u(i, e, r, b)
-                ON CONFLICT (id) DO UPDATE SET event = excluded.event, retracted = excluded.retracted,
-                    body = excluded.body
-                """, logger: logger)
-        }
+        let annotations = touchedAnnotations.compactMap { annotation($0) }
+        // The last value of each key, in order; a null value (delete) travels as ''.
+        var metaKeys: [String] = []
+        var metaValues: [String] = []
         for (key, value) in meta {
-            if value.isNull {
-                _ = try await conn.query("DELETE FROM timeline_meta WHERE key = \(key)", logger: logger)
-            } else {
-                _ = try await conn.query(
-                    """
-                    INSERT INTO timeline_meta (key, value) VALUES (\(key), \(value.canonicalString))
-                    ON CONFLICT (key) DO UPDATE SET value = excluded.value
-                    """, logger: logger)
-            }
+            metaKeys.append(key)
+            metaValues.append(value.isNull ? "" : value.canonicalString)
         }
-        // The head, checked by its trigger against the log; the NOTIFY is delivered on COMMIT, to every node
-        // listening, with the new version only (a payload must stay small; the edits are read from the log).
-        _ = try await conn.query(
+        var written = false
+        for try await ok in try await conn.query(
             """
-            UPDATE timeline_head SET version = \(head.version), hash = \(ByteBuffer(bytes: head.hash.bytes))
-            RETURNING pg_notify('\(unescaped: PostgresStore.channel)', version::text)
-            """, logger: logger)
+            SELECT timeline_append(\(expected), \(head.version), \(ByteBuffer(bytes: head.hash.bytes)),
+                \(edits.map(\.edit.version)), \(edits.map { $0.edit.event?.description ?? "" }),
+                \(edits.map(\.edit.revision)), \(edits.map(\.edit.operation.rawValue)),
+                \(edits.map { $0.edit.change.annotationID?.description ?? "" }),
+                \(edits.map { String(decoding: $0.body, as: UTF8.self) }),
+                \(edits.map { ByteBuffer(bytes: $0.edit.hash.bytes) }),
+                \(events.map(\.id.description)), \(events.map(\.deleted)),
+                \(events.map { $0.date.start?.iso ?? "" }), \(events.map { $0.date.end?.iso ?? "" }),
+                \(events.map(\.contentJSON.canonicalString)),
+                \(retagged.map(\.id.description)), \(tags), \(owners), \(starts),
+                \(annotations.map(\.id.description)), \(annotations.map(\.event.description)),
+                \(annotations.map(\.retracted)), \(annotations.map { String(decoding: $0.canonicalBytes, as: UTF8.self) }),
+                \(metaKeys), \(metaValues))
+            """, logger: logger
+        ).decode(Bool.self) {
+            written = ok
+        }
+        return written
     }
 }
 
@@ -474,9 +655,9 @@ extension PostgresWriter {
                     guard let last = page.last else { break }
                     let linked = try LinkedEdits(page)
                     var admission = Admission(cache: cache)
-                    try await admission.load(conn, rowsFor: [.linked(linked)], logger: logger)
+                    try await admission.load(conn, rowsFor: [.linked(linked)], addsToo: true, logger: logger)
                     _ = try await admission.admit(.linked(linked), conn, logger: logger)
-                    try await admission.write(conn, logger: logger)
+                    _ = try await admission.write(conn, expected: after, logger: logger)
                     cache = admission.committed()
                     after = last.version
                 }

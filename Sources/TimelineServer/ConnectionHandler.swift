@@ -281,10 +281,23 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func authenticate(_ tag: String, token: String) {
         let hash = SHA256.hash(Array(token.utf8))
         let found = token.utf8.count <= 256 ? core.tokens.identity(ofHash: hash) : nil
+        guard found == nil, token.utf8.count <= 256, core.tokens.isShared else {
+            return perform(authenticated(tag, as: found, tokenHash: hash))
+        }
+        // Tokens in a database: one added through another node (or `timelined token add`) a moment ago may not be
+        // in this node's copy yet.
+        onLoop({ await $0.tokens.refreshedIdentity(ofHash: hash) }) { handler, found in
+            handler.authenticated(tag, as: found, tokenHash: hash)
+        }
+    }
+
+    private func authenticated(_ tag: String, as found: TokenStore.Identity?, tokenHash hash: Digest)
+        -> [ConnectionStateMachine.Action]
+    {
         core.recordAuth(success: found != nil, address: peer)
-        guard let found else { return perform(machine.authenticationFailed(tag)) }
+        guard let found else { return machine.authenticationFailed(tag) }
         logger[metadataKey: "user"] = "\(found.name)"
-        perform(machine.authenticated(tag, as: found, tokenHash: hash))
+        return machine.authenticated(tag, as: found, tokenHash: hash)
     }
 
     // MARK: Writing

@@ -153,6 +153,15 @@ public final class TokenStore: Sendable {
         return count
     }
 
+    /// Whether the tokens are shared by several nodes (kept in a database), so that this node's copy may lag.
+    public var isShared: Bool { database != nil }
+
+    /// `identity(ofHash:)` after reading the shared tokens again: for an AUTH this node's copy does not know.
+    public func refreshedIdentity(ofHash hash: Digest) async -> Identity? {
+        if let database { try? await database.refresh() }
+        return identity(ofHash: hash)
+    }
+
     /// Takes every token of `other` (a store being migrated), live and revoked, as they are; this list must be
     /// empty.
     public func copyEntries(from other: TokenStore) async throws {
@@ -163,7 +172,8 @@ public final class TokenStore: Sendable {
         if let database {
             for e in entries {
                 try await database.copy(
-                    PostgresTokens.Record(name: e.name, role: e.role, hash: e.hash, created: e.created, revoked: e.revoked))
+                    PostgresTokens.Record(
+                        name: e.name, role: e.role, hash: e.hash, created: e.created, revoked: e.revoked))
             }
             return
         }

@@ -302,78 +302,12 @@ enum WholeBench {
         var latencies: [Double]
     }
 
-    /// Starts PostgreSQL 15 on a private data folder and loopback port as the `postgres`
-    /// user (initdb refuses root), and runs pgbench over TCP `rounds` times, each after a call of `before`, then
-    /// once through the server's Unix socket, as context; stops it. Until 2026-11-29 the rounds went through the
-    /// socket, which skips the TCP stack that our side pays: 4-11 % of pgbench's tps in two pairs of runs here.
+    /// pgbench on a private PostgreSQL of its own (`PrivatePostgres.pgbench`).
     static func pgbench(
         clients: Int, seconds: Int, rounds: Int, before: () async throws -> Void
     ) async throws -> (tcp: PgbenchResult, socket: PgbenchResult) {
-        let pgbin = "/usr/lib/postgresql/15/bin"
-        // Its own folder, owned by the postgres user (the work folder may not be reachable for it).
-        let dir = NSTemporaryDirectory() + "timeline-bench-pg-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try run(["chown", "postgres:postgres", dir])
-        let user = "postgres"
-        try run([pgbin + "/initdb", "-D", dir + "/data", "-U", "bench", "--auth=trust", "-E", "UTF8"], user: user)
-        let port = String(20_000 + Int.random(in: 0..<20_000))
-        let options =
-            "-k \(dir) -p \(port) -c listen_addresses=127.0.0.1 -c synchronous_commit=on -c fsync=on "
-            + "-c max_connections=100 -c shared_buffers=128MB"
-        // pg_ctl -w returns once the server accepts connections.
-        try spawnAndWait([
-            "/usr/sbin/runuser", "-u", user, "--", pgbin + "/pg_ctl", "start", "-w", "-D", dir + "/data", "-l",
-            dir + "/postgres.log", "-o", options,
-        ])
-        defer {
-            try? spawnAndWait([
-                "/usr/sbin/runuser", "-u", user, "--", pgbin + "/pg_ctl", "stop", "-w", "-m", "fast", "-D",
-                dir + "/data",
-            ])
-        }
-        let psql = [pgbin + "/psql", "-h", dir, "-p", port, "-U", "bench", "-d", "postgres", "-q", "-c"]
-        try run(
-            psql + ["CREATE TABLE notes (id bigserial PRIMARY KEY, event text NOT NULL, body text NOT NULL)"],
-            user: user)
-        let script = dir + "/insert.sql"
-        try "INSERT INTO notes (event, body) VALUES ('019ECZQW007TKPA8XK03963NRD', 'b2 ' || :client_id);\n".write(
-            toFile: script, atomically: false, encoding: .utf8)
-        try run(["chown", "postgres:postgres", script])
-        var tcpTPS: [Double] = []
-        var tcpLatencies: [Double] = []
-        var socket = PgbenchResult(tps: 0, latencies: [])
-        for round in 0...rounds {
-            // The last round is the context one, through the socket, after the TCP rounds alternated with ours.
-            let host = round < rounds ? "127.0.0.1" : dir
-            if round < rounds { try await before() }
-            let prefix = "\(dir)/round\(round)"
-            let (_, out, _, _) = try run(
-                [
-                    pgbin + "/pgbench", "-n", "-h", host, "-p", port, "-U", "bench", "-c", "\(clients)", "-j", "2",
-                    "-T", "\(seconds)", "-f", script, "--log", "--log-prefix=\(prefix)", "postgres",
-                ], user: user, clearSignalMask: true)
-            guard let tpsLine = out.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
-                let roundTPS = Double(tpsLine.split(separator: " ")[2])
-            else { throw Failure("pgbench printed no tps: \(out)") }
-            // PostgreSQL writes its dirty buffers now, not in the background during the next round of ours.
-            try run(psql + ["CHECKPOINT"], user: user)
-            var latencies: [Double] = []
-            for file in try FileManager.default.contentsOfDirectory(atPath: dir) where file.hasPrefix("round\(round).")
-            {
-                let text = try String(contentsOfFile: dir + "/" + file, encoding: .utf8)
-                for line in text.split(separator: "\n") {
-                    let fields = line.split(separator: " ")
-                    if fields.count >= 3, let us = Double(fields[2]) { latencies.append(us / 1000) }
-                }
-            }
-            if round < rounds {
-                tcpTPS.append(roundTPS)
-                tcpLatencies += latencies
-            } else {
-                socket = PgbenchResult(tps: roundTPS, latencies: latencies)
-            }
-        }
-        return (PgbenchResult(tps: tcpTPS.reduce(0, +) / Double(tcpTPS.count), latencies: tcpLatencies), socket)
+        let pg = try PrivatePostgres()
+        defer { pg.stop() }
+        return try await pg.pgbench(clients: clients, seconds: seconds, rounds: rounds, before: before)
     }
 }

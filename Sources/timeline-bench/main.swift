@@ -238,6 +238,17 @@ if let i = args.firstIndex(of: "--whole"), i + 2 < args.count {
     }
 }
 
+// The PostgreSQL store's figures, on a private PostgreSQL: Scripts/bench.sh passes the folder of the built executables
+// and a work folder.
+if let i = args.firstIndex(of: "--postgres"), i + 2 < args.count {
+    do {
+        figures = try await PostgresBench.run(bin: args[i + 1], work: args[i + 2], quick: quick)
+    } catch {
+        FileHandle.standardError.write(Data("PostgreSQL benchmark failed: \(error)\n".utf8))
+        exit(1)
+    }
+}
+
 // The HTML picture of a large timeline in headless Chromium: Scripts/bench.sh passes a work folder.
 if let i = args.firstIndex(of: "--picture"), i + 1 < args.count {
     do {
@@ -248,7 +259,9 @@ if let i = args.firstIndex(of: "--picture"), i + 1 < args.count {
     }
 }
 
-if !args.contains("--replication") && !args.contains("--whole") && !args.contains("--picture") {
+if !args.contains("--replication") && !args.contains("--whole") && !args.contains("--picture")
+    && !args.contains("--postgres")
+{
     do {
         if benchSelected("S1") {
             // S1: group commit against one fsync per edit, both with 64 writers.

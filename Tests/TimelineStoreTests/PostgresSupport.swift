@@ -21,10 +21,12 @@ enum TestPostgres {
         }
     }
 
-    /// Short enough that a test of a stopped database does not wait long, long enough for a loaded machine.
+    /// A few connections per store (tests open dozens at once), and patience: with every suite running on two
+    /// cores, opening a store (a new database, its migrations) has taken longer than a server's default timeout.
     static var options: PostgresStore.Options {
         var options = PostgresStore.Options()
         options.maxConnections = 4
+        options.timeout = .seconds(120)
         return options
     }
 
