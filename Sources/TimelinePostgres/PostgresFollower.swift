@@ -25,6 +25,8 @@ final class PostgresFollower: Sendable {
         var delivered: ChainHead
         var observers: [@Sendable ([[Edit]]) -> Void] = []
         var pokeQueued = false
+        /// The newest head a queued poke was told of; nil when it must read the log regardless (a poll, a reconnect).
+        var pokedUpTo: Int64? = 0
         /// The first version of a commit this node's writer is making: reads stop below it until the writer hands
         /// the commit over (as one array per append) or gives it up. Nobody else can commit past it meanwhile,
         /// since the writer holds the head row.
@@ -131,8 +133,15 @@ final class PostgresFollower: Sendable {
         poke()
     }
 
-    func poke() {
+    /// Asks for a read of the log past the cursor: up to `version` when a NOTIFY named it (a commit this node has
+    /// delivered already, its own included, then costs nothing), or whatever is there.
+    func poke(upTo version: Int64? = nil) {
         let queue = state.withLockedValue { s in
+            if s.pokeQueued {
+                s.pokedUpTo = s.pokedUpTo.flatMap { old in version.map { max(old, $0) } }
+            } else {
+                s.pokedUpTo = version
+            }
             defer { s.pokeQueued = true }
             return !s.pokeQueued
         }
@@ -156,7 +165,11 @@ final class PostgresFollower: Sendable {
                 state.withLockedValue { $0.reserved = nil }
                 done()
             case .poke:
-                state.withLockedValue { $0.pokeQueued = false }
+                let upTo = state.withLockedValue { s in
+                    s.pokeQueued = false
+                    return s.pokedUpTo
+                }
+                if let upTo, upTo <= delivered.version { continue }
                 await catchUp()
             }
         }
@@ -224,7 +237,9 @@ final class PostgresFollower: Sendable {
                         poke()
                         tokensMayHaveChanged()
                         try await withThrowingTaskGroup(of: Void.self) { group in
-                            group.addTask { for try await _ in edits { self.poke() } }
+                            group.addTask {
+                                for try await notification in edits { self.poke(upTo: Int64(notification.payload)) }
+                            }
                             group.addTask { for try await _ in tokens { self.tokensMayHaveChanged() } }
                             // Either ends only when the connection does.
                             try await group.next()

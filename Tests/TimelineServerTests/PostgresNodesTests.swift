@@ -187,3 +187,34 @@ extension PostgresNodesTests {
         #expect(try JSON(parsing: again)["version"] == JSON(parsing: before)["version"])
     }
 }
+
+extension PostgresNodesTests {
+    /// A token revoked through one node stops at the next request on another node's open connection, once that
+    /// node has heard of it (a NOTIFY, or its next poll within a second).
+    @Test func aTokenRevokedThroughOneNodeStopsOnTheOther() async throws {
+        let url = try Self.newDatabase()
+        let a = try ServerProcess(arguments: ["--store", url])
+        let b = try ServerProcess(arguments: ["--store", url])
+        let token = try a.addToken("ana", role: "annotator")
+        let onB = try await b.connect(token: token)
+        #expect(try await onB.request("p0 GET \(event)").last == "p0 OK")
+        let (status, _, err) = try a.tool(["token", "revoke", "ana"])
+        #expect(status == 0, "\(err)")
+        var answer = ""
+        let deadline = ContinuousClock.now + .seconds(10)
+        var n = 1
+        while ContinuousClock.now < deadline {
+            // GET, not PING: PING is open to a connection without a token too.
+            answer = try await onB.request("p\(n) GET \(event)").last ?? ""
+            if answer != "p\(n) OK" { break }
+            n += 1
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(answer.hasPrefix("p\(n) NO AUTH_REVOKED "), "\(answer)")
+        // And a new connection to either node is refused.
+        for node in [a, b] {
+            let fresh = try await node.connect()
+            #expect(try await fresh.request("x AUTH \(token)").last?.hasPrefix("x NO AUTH_FAILED") == true)
+        }
+    }
+}

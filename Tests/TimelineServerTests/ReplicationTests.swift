@@ -27,8 +27,14 @@ import TimelineCore
 
     /// Revoking an office's link token at headquarters stops the link at once (§7.1): its WATCH is cut off, it
     /// cannot authenticate again, and the office says so, serving what it has.
-    @Test func revokingAnOfficesLinkStopsItAndTheOfficeSaysSo() async throws {
-        let primary = try ServerProcess()
+    /// The primary's store: its own SQLite file, or a database in the test cluster (an office follows a node).
+    static func primary(_ store: String) throws -> ServerProcess {
+        try ServerProcess(arguments: store == "sqlite" ? [] : ["--store", try PostgresNodesTests.newDatabase()])
+    }
+
+    @Test(arguments: ["sqlite", "postgresql"])
+    func revokingAnOfficesLinkStopsItAndTheOfficeSaysSo(store: String) async throws {
+        let primary = try Self.primary(store)
         let office = try replica(of: primary, office: "office-r", linkName: "office-r-link")
         try await waitFor(office, version: 29)
         #expect(try primary.tool(["token", "revoke", "office-r-link"]).0 == 0)
@@ -67,8 +73,9 @@ import TimelineCore
         try JSON(parsing: try server.tool(["verify", "--json"]).1)
     }
 
-    @Test func officesFollowForwardQueueAndConverge() async throws {
-        var primary = try ServerProcess()
+    @Test(arguments: ["sqlite", "postgresql"])
+    func officesFollowForwardQueueAndConverge(store: String) async throws {
+        var primary = try Self.primary(store)
         let a = try replica(of: primary, office: "office-a")
         let b = try replica(of: a, office: "office-b")  // follows the replica: a chain
         try await waitFor(a, version: 29)
@@ -95,7 +102,9 @@ import TimelineCore
         #expect(Set(states.map { $0["version"]! }) == [30])
         // An office's store, written only by what it pulls, is made with a replica's 16 KiB pages.
         #expect(sqlitePageSize(of: a.data.appendingPathComponent("timeline.sqlite").path) == 16_384)
-        #expect(sqlitePageSize(of: primary.data.appendingPathComponent("timeline.sqlite").path) == 4_096)
+        if store == "sqlite" {
+            #expect(sqlitePageSize(of: primary.data.appendingPathComponent("timeline.sqlite").path) == 4_096)
+        }
 
         // Replica A killed during a stream of writes restarts from its checkpoint and catches up, without gaps.
         let writer = try await primary.connect(token: primary.adminToken)
@@ -146,8 +155,9 @@ import TimelineCore
         for c in [ana, reader, writer, ana2, hq] { await c.close() }
     }
 
-    @Test func aReplicaRefusesToFollowAnotherDataset() async throws {
-        let primary = try ServerProcess()
+    @Test(arguments: ["sqlite", "postgresql"])
+    func aReplicaRefusesToFollowAnotherDataset(store: String) async throws {
+        let primary = try Self.primary(store)
         let office = try replica(of: primary, office: "office-a")
         try await waitFor(office, version: 29)
         let officePort = office.port
