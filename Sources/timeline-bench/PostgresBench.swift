@@ -62,6 +62,8 @@ final class PrivatePostgres {
         try WholeBench.run(["chown", "postgres:postgres", script])
         var tcpTPS: [Double] = []
         var tcpLatencies: [Double] = []
+        var serverCPU = 0.0
+        var clientCPU = 0.0
         var socket = Result(tps: 0, latencies: [])
         let tag = UUID().uuidString.prefix(8)
         for round in 0...rounds {
@@ -69,11 +71,17 @@ final class PrivatePostgres {
             let host = round < rounds ? "127.0.0.1" : dir
             if round < rounds { try await before() }
             let prefix = "\(dir)/round\(tag)-\(round)"
+            let before = CPUTime.sample()
             let (_, out, _, _) = try WholeBench.run(
                 [
                     pgbin + "/pgbench", "-n", "-h", host, "-p", port, "-U", "bench", "-c", "\(clients)", "-j", "2",
                     "-T", "\(seconds)", "-f", script, "--log", "--log-prefix=\(prefix)", "postgres",
                 ], user: user, clearSignalMask: true)
+            let after = CPUTime.sample()
+            if round < rounds {
+                serverCPU += after.postgres - before.postgres
+                clientCPU += after.children - before.children
+            }
             guard let tpsLine = out.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
                 let roundTPS = Double(tpsLine.split(separator: " ")[2])
             else { throw WholeBench.Failure("pgbench printed no tps: \(out)") }
@@ -95,7 +103,47 @@ final class PrivatePostgres {
                 socket = Result(tps: roundTPS, latencies: latencies)
             }
         }
-        return (Result(tps: tcpTPS.reduce(0, +) / Double(tcpTPS.count), latencies: tcpLatencies), socket)
+        return (
+            Result(
+                tps: tcpTPS.reduce(0, +) / Double(tcpTPS.count), latencies: tcpLatencies, serverCPU: serverCPU,
+                clientCPU: clientCPU),
+            socket
+        )
+    }
+}
+
+/// CPU time, from /proc: PostgreSQL's processes (the postmaster's children that ended included), timelined's, this
+/// process's own, and its ended children's (pgbench, through runuser and time).
+struct CPUTime {
+    var postgres = 0.0
+    var timelined = 0.0
+    var own = 0.0
+    var children = 0.0
+
+    static func sample() -> CPUTime {
+        let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var out = CPUTime()
+        func fields(_ pid: String) -> (String, [Substring])? {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")")
+            else { return nil }
+            let name = String(text[text.index(after: open)..<close])
+            return (name, text[text.index(close, offsetBy: 2)...].split(separator: " "))
+        }
+        func seconds(_ f: [Substring], _ indices: [Int]) -> Double {
+            indices.reduce(0) { $0 + (Double(f[$1]) ?? 0) } / tick
+        }
+        // After the name: state is field 0, utime 11, stime 12, cutime 13, cstime 14.
+        for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(pid) != nil {
+            guard let (name, f) = fields(pid), f.count > 14 else { continue }
+            if name == "postgres" { out.postgres += seconds(f, [11, 12, 13, 14]) }
+            if name == "timelined" { out.timelined += seconds(f, [11, 12]) }
+        }
+        if let (_, f) = fields("self") {
+            out.own = seconds(f, [11, 12])
+            out.children = seconds(f, [13, 14])
+        }
+        return out
     }
 }
 
@@ -150,13 +198,21 @@ enum PostgresBench {
         var one: [Double] = []
         var oneElapsed = 0.0
         let line = proposalLine(events)
+        var cpu = (node: 0.0, postgres: 0.0, load: 0.0)
         let reference = try await pg.pgbench(clients: clients, seconds: Int(duration), rounds: rounds) {
+            let before = CPUTime.sample()
             let round = try await ProposeLoad.run(
                 port: nodes[0].port, fingerprint: nodes[0].fingerprint, token: token, connections: clients,
                 seconds: duration, line: line)
+            let after = CPUTime.sample()
+            cpu.node += after.timelined - before.timelined
+            cpu.postgres += after.postgres - before.postgres
+            cpu.load += after.own - before.own
             one += round.latencies
             oneElapsed += round.elapsed
         }
+        let perEdit = { (seconds: Double) in seconds / Double(max(1, one.count)) * 1e6 }
+        let perTransaction = { (seconds: Double) in seconds / Double(max(1, reference.tcp.latencies.count)) * 1e6 }
         let ours = Double(one.count) / oneElapsed
         var split: [Double] = []
         var splitElapsed = 0.0
@@ -188,6 +244,23 @@ enum PostgresBench {
                 name: "B2 on PostgreSQL: latency p99", value: percentile(one, 0.99) * 1000, unit: "ms",
                 reference: "pgbench p99", referenceValue: percentile(reference.tcp.latencies, 0.99),
                 target: "<= 1.0x", targetRatio: 1.0, lowerIsBetter: true),
+            // Context: where the two cores went, per edit and per pgbench transaction (CPU time of the processes, from
+            // /proc, over the same rounds).
+            Figure(
+                name: "B2 on PostgreSQL, context: PostgreSQL CPU per edit", value: perEdit(cpu.postgres),
+                unit: "us", reference: "per pgbench transaction",
+                referenceValue: perTransaction(reference.tcp.serverCPU),
+                target: "-", targetRatio: 0, lowerIsBetter: true),
+            Figure(
+                name: "B2 on PostgreSQL, context: load generator CPU per edit (TLS)", value: perEdit(cpu.load),
+                unit: "us", reference: "pgbench's own CPU per transaction (plain TCP)",
+                referenceValue: perTransaction(reference.tcp.clientCPU), target: "-", targetRatio: 0,
+                lowerIsBetter: true),
+            Figure(
+                name: "B2 on PostgreSQL, context: the node's CPU per edit", value: perEdit(cpu.node), unit: "us",
+                reference: "PostgreSQL's per pgbench transaction",
+                referenceValue: perTransaction(reference.tcp.serverCPU),
+                target: "-", targetRatio: 0, lowerIsBetter: true),
             Figure(
                 name: "B2 on PostgreSQL: 64 connections over two nodes", value: Double(split.count) / splitElapsed,
                 unit: "edits/s", reference: "one node, rounds alternating with it",
@@ -199,13 +272,13 @@ enum PostgresBench {
         ]
     }
 
-    /// An edit's OK from node A to its arrival at a watcher on node B, at 1,000 edits/s written through A by 4
+    /// An edit's OK from node A to its arrival at a watcher on node B, at 1,000 edits/s written through A by 8
     /// connections, each sending on a schedule.
     static func crossNodeWatch(a: Server, b: Server, token: String, events: [String], quick: Bool) async throws
         -> [Figure]
     {
         let total = quick ? 2_000 : 10_000
-        let writers = 4
+        let writers = 8
         let rate = 1_000.0
         let watcher = try await b.connect(token)
         let start = try await ReplicationBench.version(of: b, watcher)
@@ -316,13 +389,12 @@ enum PostgresBench {
         }()
         var results: [(Double, Double)] = []
         for (name, server) in [("postgresql", node), ("sqlite", sqlite)] {
-            let home = work + "/pg-b3-home-\(name)"
-            try WholeBench.run([
-                bin + "/timeline", "init", "--home", home, "--server", "127.0.0.1:\(server.port)", "--token", token,
-                "--fingerprint", server.fingerprint.hex,
-            ])
+            // `timeline init` pulls the whole log into the new replica: that is the fresh pull.
             WholeBench.settle()
-            let (_, _, seconds, rss) = try WholeBench.run([bin + "/timeline", "pull", "--home", home])
+            let (_, _, seconds, rss) = try WholeBench.run([
+                bin + "/timeline", "init", "--home", work + "/pg-b3-home-\(name)", "--server",
+                "127.0.0.1:\(server.port)", "--token", token, "--fingerprint", server.fingerprint.hex,
+            ])
             results.append((Double(edits) / seconds, rss))
         }
         return [

@@ -300,6 +300,9 @@ enum WholeBench {
     struct PgbenchResult {
         var tps: Double
         var latencies: [Double]
+        /// CPU seconds over the TCP rounds: PostgreSQL's processes, and pgbench's.
+        var serverCPU = 0.0
+        var clientCPU = 0.0
     }
 
     /// pgbench on a private PostgreSQL of its own (`PrivatePostgres.pgbench`).
