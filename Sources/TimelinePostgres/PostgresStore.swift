@@ -204,9 +204,6 @@ public final class PostgresStore: TimelineStore, Sendable {
         }
     }
 
-    /// Whether this build's migrations are all applied, and which ones a `migrate` run would add.
-    public static let migrationNames = PostgresSchema.migrations.map(\.name)
-
     // MARK: TimelineStore
 
     public var engine: String { "postgresql" }
@@ -258,13 +255,6 @@ public final class PostgresStore: TimelineStore, Sendable {
             throw PostgresErrors.map(error, doing: "copy the log", at: location)
         }
         follower.poke()
-    }
-
-    /// The database's own head, read now (`head()` is this node's view of it).
-    public func databaseHead() async throws -> (version: Int64, hash: Digest) {
-        let head = try await read("read the head") { conn, logger in try await PostgresReads.head(conn, logger: logger)
-        }
-        return (head.version, head.hash)
     }
 
     /// Runs a read on a pooled connection within the store's timeout, mapping failures to stable codes.

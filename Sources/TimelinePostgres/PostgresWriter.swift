@@ -339,8 +339,8 @@ struct Admission {
     var head: ChainHead
     /// Edits admitted by the group's accepted units, with their stored bodies.
     var written: [(edit: Edit, body: [UInt8])] = []
-    /// Events whose content (not only revision) changed, with their tags before the group.
-    var contentChanged: [EventID: [String]?] = [:]
+    /// Events whose content (not only their revision) changed: their rows and tag rows are written again.
+    var contentChanged: Set<EventID> = []
     var touchedAnnotations: Set<AnnotationID> = []
     var touchedEvents: Set<EventID> = []
     /// Annotations this group added: known to the group (a second add of one is refused), but not kept in the cache
@@ -526,13 +526,12 @@ struct Admission {
             return
         }
         guard let e = applied.event else { return }
-        let before = event(e.id)
         undoEvents.append((e.id, cache.events[e.id]))
         cache.events[e.id] = .some(e)
         touchedEvents.insert(e.id)
         switch p.change.operation {
         case .eventCreate, .eventUpdate, .eventDelete:
-            if contentChanged[e.id] == nil { contentChanged[e.id] = .some(before?.tags) }
+            contentChanged.insert(e.id)
         default:
             break
         }
@@ -591,7 +590,7 @@ struct Admission {
     func write(_ conn: PostgresConnection, expected: Int64, logger: Logger) async throws -> Bool {
         let edits = written
         // Rows only for events whose content changed: a revision lives in the log (Schema, v1).
-        let retagged = contentChanged.keys.compactMap { cache.events[$0] ?? nil }
+        let retagged = contentChanged.compactMap { cache.events[$0] ?? nil }
         let events = retagged
         var tags: [String] = []
         var owners: [String] = []
