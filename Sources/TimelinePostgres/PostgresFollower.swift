@@ -232,7 +232,7 @@ final class PostgresFollower: Sendable {
                             }
                             return s.downSince != nil
                         }
-                        if wasDown { logger.warning("PostgreSQL at \(location.host):\(location.port) is back") }
+                        if wasDown { logger.notice("PostgreSQL at \(location.host):\(location.port) is back") }
                         pause = .milliseconds(100)
                         poke()
                         tokensMayHaveChanged()

@@ -104,23 +104,34 @@ public final class PostgresStore: TimelineStore, Sendable {
         // postgres-nio logs every failed connection attempt at info: while a database is away, warnings are enough.
         var background = logger
         background.logLevel = max(logger.logLevel, .warning)
+        // One connection of its own first: it fails at once with PostgreSQL's reason (a wrong password, no such
+        // database, nobody listening), where the pool would retry until the timeout and say only that.
+        let (name, head, created): (String, ChainHead, Bool)
+        do {
+            (name, head, created) = try await PostgresErrors.within(
+                options.timeout, doing: "open the store", at: location
+            ) { [connection, background] in
+                let first = try await PostgresConnection.connect(configuration: connection, id: 0, logger: background)
+                do {
+                    let opened = try await migrateAndOpen(first, dataset: dataset, create: create, logger: logger)
+                    try? await first.close()
+                    return opened
+                } catch {
+                    try? await first.close()
+                    throw error
+                }
+            }
+        } catch {
+            throw PostgresErrors.map(
+                error, doing: "open the store", at: location, showing: true, passwordGiven: password != nil)
+        }
         let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         let running = Task { await client.run() }
-        do {
-            let (name, head, created) = try await PostgresErrors.within(
-                options.timeout, doing: "open the store", at: location
-            ) {
-                try await migrateAndOpen(client, dataset: dataset, create: create, logger: logger)
-            }
-            let store = PostgresStore(
-                dataset: name, created: created, location: location, client: client, running: running, head: head,
-                connection: connection, options: options, logger: logger)
-            store.follower.start()
-            return store
-        } catch {
-            running.cancel()
-            throw PostgresErrors.map(error, doing: "open the store", at: location)
-        }
+        let store = PostgresStore(
+            dataset: name, created: created, location: location, client: client, running: running, head: head,
+            connection: connection, options: options, logger: logger)
+        store.follower.start()
+        return store
     }
 
     /// Stops following the database and closes its connections. Appends in flight are answered first.
@@ -137,9 +148,9 @@ public final class PostgresStore: TimelineStore, Sendable {
     /// Applies the migrations this build knows and not the database, each in its own transaction, holding an
     /// advisory lock so that nodes starting together migrate once; then reads (or creates) the dataset and head.
     static func migrateAndOpen(
-        _ client: PostgresClient, dataset: String?, create: Bool, logger: Logger
+        _ conn: PostgresConnection, dataset: String?, create: Bool, logger: Logger
     ) async throws -> (String, ChainHead, Bool) {
-        try await client.withConnection { conn in
+        do {
             _ = try await conn.query("BEGIN", logger: logger)
             do {
                 // One key for the whole schema: any two timelined nodes take turns here.
@@ -252,7 +263,7 @@ public final class PostgresStore: TimelineStore, Sendable {
         } catch let rejection as BatchRejection {
             throw rejection.error
         } catch {
-            throw PostgresErrors.map(error, doing: "copy the log", at: location)
+            throw PostgresErrors.map(error, doing: "copy the log", at: location, showing: true)
         }
         follower.poke()
     }
@@ -286,34 +297,43 @@ enum PostgresErrors {
     struct TimedOut: Error {}
 
     static func unreachable(_ location: PostgresLocation, doing what: String) -> TimelineError {
-        TimelineError(
-            .storeUnavailable, "PostgreSQL at \(location.host):\(location.port) cannot be reached; could not \(what)")
+        TimelineError(.storeUnavailable, "the server cannot reach its database; could not \(what)")
     }
 
-    static func map(_ error: Error, doing what: String, at location: PostgresLocation) -> Error {
+    /// `showing` the database's address (for an operator's command; a client's answer says only "the database"),
+    /// and whether a password was given (a refused login without one says how to give it).
+    static func map(
+        _ error: Error, doing what: String, at location: PostgresLocation, showing: Bool = false,
+        passwordGiven: Bool = true
+    ) -> Error {
+        let place = showing ? "PostgreSQL at \(location.host):\(location.port)" : "the database"
         switch error {
         case is TimelineError, is BatchRejection:
             return error
         case is TimedOut:
-            return TimelineError(
-                .storeUnavailable,
-                "PostgreSQL at \(location.host):\(location.port) did not answer in time; could not \(what)")
+            return TimelineError(.storeUnavailable, "\(place) did not answer in time; could not \(what)")
         case let e as PSQLError:
             if let state = e.serverInfo?[.sqlState] {
                 switch state {
                 case "28P01", "28000":
                     return TimelineError(
                         .storeUnavailable,
-                        "PostgreSQL refused user \(location.user) (wrong password or no access); could not \(what)")
+                        "\(place) refused user \(location.user): "
+                            + (passwordGiven
+                                ? "wrong password, or no access to database \(location.database)"
+                                : "it needs a password, and none was given (PGPASSWORD or --store-password-file)")
+                            + "; could not \(what)")
                 case "3D000":
                     return TimelineError(
-                        .storeUnavailable, "database \(location.database) does not exist on \(location.host)")
+                        .storeUnavailable,
+                        "database \(location.database) does not exist\(showing ? " on \(location.host)" : ""); "
+                            + "create it first (CREATE DATABASE \(location.database))")
                 case "57P01", "57P02", "57P03", "53300":
                     return TimelineError(
-                        .storeUnavailable, "PostgreSQL is shutting down, starting or full; could not \(what)")
+                        .storeUnavailable, "\(place) is shutting down, starting or full; could not \(what)")
                 case "53100":
                     return TimelineError(
-                        .storeFailed, "PostgreSQL's disk is full; could not \(what), nothing was written")
+                        .storeFailed, "the database's disk is full; could not \(what), nothing was written")
                 case "23505", "23514", "23503", "23001":
                     return TimelineError(.corrupt, "a schema constraint refused the write (SQLSTATE \(state))")
                 default:
@@ -321,11 +341,18 @@ enum PostgresErrors {
                 }
             }
             switch e.code {
-            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed,
-                .sslUnsupported, .failedToAddSSLHandler:
+            case .authMechanismRequiresPassword:
                 return TimelineError(
                     .storeUnavailable,
-                    "cannot reach PostgreSQL at \(location.host):\(location.port); could not \(what)")
+                    "\(place) asks user \(location.user) for a password, and none was given (PGPASSWORD or "
+                        + "--store-password-file); could not \(what)")
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed,
+                .sslUnsupported, .failedToAddSSLHandler:
+                let refused = showing && "\(e.underlying.map { "\($0)" } ?? "")".contains("refused")
+                return TimelineError(
+                    .storeUnavailable,
+                    "cannot reach \(place)\(refused ? " (connection refused: is PostgreSQL running there?)" : ""); "
+                        + "could not \(what)")
             default:
                 return TimelineError(.storeFailed, "could not \(what) (PostgreSQL: \(e.code))")
             }

@@ -645,7 +645,8 @@ extension PostgresWriter {
                 guard start.version == 0 else {
                     throw TimelineError(
                         .wrongDataset,
-                        "the database holds a timeline already (version \(start.version)); migrate into an empty one")
+                        "the database holds a timeline already (version \(start.version)); migrate --to needs an empty "
+                            + "database")
                 }
                 var cache = RowCache(head: start)
                 var after: Int64 = 0

@@ -14,12 +14,31 @@ public enum StoreChoice: Sendable, Equatable {
     func password() throws -> String? {
         guard case .postgres(_, let file) = self else { return nil }
         if let file {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            var s = stat()
+            guard stat(file, &s) == 0, let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw TimelineError(.badArgument, "cannot read the store's password from \(file)")
+            }
+            // As ssh does with a key: a secret others can read is refused, not used.
+            guard s.st_mode & 0o077 == 0 else {
+                throw TimelineError(
+                    .badArgument,
+                    "\(file) can be read by other users of this machine; make it private (chmod 600 \(file))")
             }
             return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
         }
         return ProcessInfo.processInfo.environment["PGPASSWORD"]
+    }
+
+    /// The same database with another password file (`--store-password-file` given with only `--data`).
+    public func withPasswordFile(_ file: String?) -> StoreChoice {
+        guard let file, case .postgres(let location, _) = self else { return self }
+        return .postgres(location, passwordFile: file)
+    }
+
+    /// The database's location, for a PostgreSQL store.
+    public var location: PostgresLocation? {
+        if case .postgres(let location, _) = self { return location }
+        return nil
     }
 }
 

@@ -43,7 +43,10 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let dir = DataDirectory(path: (data as NSString).expandingTildeInPath)
-        let database = StoreChoice.postgres(try PostgresLocation(url: to ?? from!), passwordFile: storePasswordFile)
+        let passwordFile = storePasswordFile.map {
+            URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath).standardizedFileURL.path
+        }
+        let database = StoreChoice.postgres(try PostgresLocation(url: to ?? from!), passwordFile: passwordFile)
         do {
             let lock = try dir.lockForWriting()
             defer { withExtendedLifetime(lock) {} }
@@ -55,7 +58,13 @@ struct Migrate: AsyncParsableCommand {
                     fail("no SQLite timeline in \(dir.path) to migrate")
                 }
                 let (source, sourceTokens, _) = try await dir.open(.sqlite)
-                let (target, targetTokens, _) = try await dir.open(database, create: true, dataset: source.dataset)
+                let target: any TimelineStore
+                let targetTokens: TokenStore
+                do {
+                    (target, targetTokens, _) = try await dir.open(database, create: true, dataset: source.dataset)
+                } catch let error as TimelineError where error.code == .wrongDataset {
+                    throw TimelineError(.wrongDataset, "\(error.message); migrate --to needs an empty database")
+                }
                 guard let postgres = target as? PostgresStore else { fail("not a PostgreSQL store") }
                 try await postgres.copyLog(from: source)
                 try await targetTokens.copyEntries(from: sourceTokens)

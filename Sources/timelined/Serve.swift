@@ -153,6 +153,7 @@ struct Serve: AsyncParsableCommand {
         }
         let dir = DataDirectory(path: data.directory)
         let (host, port) = parseListen()!
+        let folderWasThere = FileManager.default.fileExists(atPath: dir.path)
         do {
             // One process writes a store; held until this one exits.
             let lock = try dir.lockForWriting()
@@ -172,7 +173,7 @@ struct Serve: AsyncParsableCommand {
             }
             let (store, tokens, first) = try await dir.prepare(
                 empty: empty || upstream != nil, dataset: dataset, options: upstream == nil ? .init() : .office,
-                store: try data.givenStore())
+                store: try data.choice(for: dir))
             var replicator: Replicator?
             if let upstream {
                 replicator = Replicator(
@@ -198,14 +199,21 @@ struct Serve: AsyncParsableCommand {
                     limits: limits), replicator: replicator)
             let address = try await server.start()
             let head = try await store.head()
+            let postgres = store as? PostgresStore
             if let first {
                 print(
-                    "created \(dir.path): dataset \(store.dataset)\(first.loadedSample ? ", sample timeline loaded" : "")"
-                )
+                    "created \(dir.path): dataset \(store.dataset)"
+                        + (postgres.map { " in \($0.location)" } ?? "")
+                        + (first.loadedSample ? ", sample timeline loaded" : ""))
                 print("admin token (also in \(dir.adminTokenPath), shown once): \(first.adminToken)")
+            } else if let postgres, !FileManager.default.fileExists(atPath: dir.adminTokenPath) {
+                // Another node created this timeline; its tokens, the admin's included, are every node's.
+                print(
+                    "joined dataset \(store.dataset) in \(postgres.location): its tokens work here (the admin token is in "
+                        + "the folder of the node that created it)")
             }
             print("dataset \(store.dataset) at version \(head.version)")
-            if let postgres = store as? PostgresStore { print("store \(postgres.location)") }
+            if let postgres { print("store \(postgres.location)") }
             if let upstream {
                 print("office \(upstream.office) replicating from \(upstream.config.host):\(upstream.config.port)")
             }
@@ -222,6 +230,10 @@ struct Serve: AsyncParsableCommand {
             // Connections to PostgreSQL end with the server, not with the process.
             await (store as? PostgresStore)?.close()
         } catch {
+            // A first start that failed (the database refused us, say) leaves no half-made folder behind.
+            if !folderWasThere, !dir.exists, !FileManager.default.fileExists(atPath: dir.storeChoicePath) {
+                try? FileManager.default.removeItem(atPath: dir.path)
+            }
             fail(describe(error))
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TimelineCore
 import TimelineLink
+import TimelinePostgres
 import TimelineServer
 import TimelineStore
 
@@ -19,9 +20,10 @@ struct Status: AsyncParsableCommand {
         do {
             let (dir, store, _, live) = try await data.openStore()
             let version = try await store.currentVersion()
+            let storeName = (store as? PostgresStore).map { "\($0.location)" } ?? "sqlite"
             var out: [String: JSON] = [
                 "dataset": .string(store.dataset), "version": .int(version),
-                "live_pid": live.map { .int(Int64($0)) } ?? .null,
+                "live_pid": live.map { .int(Int64($0)) } ?? .null, "store": .string(storeName),
             ]
             if let dir, let link = FileManager.default.contents(atPath: dir.replicationStatusPath),
                 case .object(var replica) = try JSON(parsingBytes: Array(link))
@@ -38,6 +40,7 @@ struct Status: AsyncParsableCommand {
             }
             print("dataset   \(store.dataset)")
             print("version   \(version)")
+            print("store     \(storeName == "sqlite" ? "this folder's SQLite file" : storeName)")
             print("served    \(live.map { "yes, by timelined pid \($0)" } ?? "no")")
             if let r = out["replica"] {
                 print("upstream  \(r["upstream"]?.stringValue ?? "")  (office \(r["office"]?.stringValue ?? ""))")

@@ -22,7 +22,8 @@ struct Timelined: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Serve.self, TokenCommand.self, Verify.self, Status.self, Conflicts.self, Import.self, Export.self, Migrate.self,
+            Serve.self, TokenCommand.self, Verify.self, Status.self, Conflicts.self, Import.self, Export.self,
+            Migrate.self,
         ],
         defaultSubcommand: nil
     )
@@ -81,8 +82,6 @@ struct DataOptions: ParsableArguments {
         guard data != nil || store != nil else { throw ValidationError("give --data FOLDER (or --store URL)") }
         if let store {
             do { _ = try PostgresLocation(url: store) } catch { throw ValidationError("--store: \(describe(error))") }
-        } else if storePasswordFile != nil {
-            throw ValidationError("--store-password-file goes with --store")
         }
     }
 
@@ -94,10 +93,27 @@ struct DataOptions: ParsableArguments {
         if data == nil { fail("give --data FOLDER: \(why)", code: 2) }
     }
 
+    /// The password file as an absolute path: the folder remembers it, and is used from anywhere.
+    var passwordFile: String? {
+        storePasswordFile.map {
+            URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath).standardizedFileURL.path
+        }
+    }
+
     /// The store given on the command line, if any.
     func givenStore() throws -> StoreChoice? {
         guard let store else { return nil }
-        return .postgres(try PostgresLocation(url: store), passwordFile: storePasswordFile)
+        return .postgres(try PostgresLocation(url: store), passwordFile: passwordFile)
+    }
+
+    /// The store to use with the folder: the one given, or the one it remembers (with --store-password-file, if
+    /// given, as its password's file).
+    func choice(for dir: DataDirectory) throws -> StoreChoice {
+        let choice = try dir.storeChoice(given: try givenStore())
+        if storePasswordFile != nil, choice == .sqlite {
+            throw ValidationError("--store-password-file is for a PostgreSQL store; \(dir.path) keeps its own file")
+        }
+        return choice.withPasswordFile(passwordFile)
     }
 
     /// Exits with a message when the data folder does not exist (commands other than serve and import need one).
@@ -117,12 +133,12 @@ struct DataOptions: ParsableArguments {
             return (nil, store, tokens, nil)
         }
         let dir = DataDirectory(path: directory)
-        let choice = try dir.storeChoice(given: try givenStore())
+        let choice = try choice(for: dir)
         if choice == .sqlite {
             guard dir.exists else { fail("no store in \(dir.path)") }
         }
         let (store, tokens, _) = try await dir.open(choice)
-        return (dir, store, tokens, choice == .sqlite ? dir.liveWriter() : nil)
+        return (dir, store, tokens, dir.liveWriter())
     }
 }
 
