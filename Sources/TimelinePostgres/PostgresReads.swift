@@ -7,22 +7,18 @@ import TimelineStore
 /// The reads, each one statement (or one transaction where several must agree), on any pooled connection.
 enum PostgresReads {
     static func head(_ conn: PostgresConnection, logger: Logger) async throws -> ChainHead {
-        for try await (version, hash) in try await conn.query(
-            "SELECT version, hash FROM timeline_head", logger: logger
-        ).decode((Int64, ByteBuffer).self) {
-            guard let digest = Digest(bytes: Array(buffer: hash)) else {
-                throw TimelineError(.corrupt, "the head's hash is not 32 bytes")
-            }
-            return ChainHead(version: version, hash: digest)
-        }
-        throw TimelineError(.corrupt, "the database has no head row")
+        try await head(conn, "SELECT version, hash FROM timeline_head", logger: logger)
     }
 
     /// The head, locked until the transaction ends: every node's writer takes turns here.
     static func lockHead(_ conn: PostgresConnection, logger: Logger) async throws -> ChainHead {
-        for try await (version, hash) in try await conn.query(
-            "SELECT version, hash FROM timeline_head FOR UPDATE", logger: logger
-        ).decode((Int64, ByteBuffer).self) {
+        try await head(conn, "SELECT version, hash FROM timeline_head FOR UPDATE", logger: logger)
+    }
+
+    private static func head(_ conn: PostgresConnection, _ query: PostgresQuery, logger: Logger) async throws
+        -> ChainHead
+    {
+        for try await (version, hash) in try await conn.query(query, logger: logger).decode((Int64, ByteBuffer).self) {
             guard let digest = Digest(bytes: Array(buffer: hash)) else {
                 throw TimelineError(.corrupt, "the head's hash is not 32 bytes")
             }

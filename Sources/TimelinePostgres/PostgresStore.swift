@@ -285,12 +285,6 @@ public final class PostgresStore: TimelineStore, Sendable {
     }
 }
 
-/// The last version and hash of a log.
-struct ChainHead: Sendable, Equatable {
-    var version: Int64
-    var hash: Digest
-}
-
 /// PostgreSQL's errors become stable codes, with a sentence that names what failed but never SQL, a password or a
 /// server's message (postgres-nio's own descriptions leak nothing either).
 enum PostgresErrors {

@@ -490,28 +490,11 @@ struct Admission {
         case .linked(let page):
             let batch = page.edits
             for (index, edit) in batch.enumerated() {
-                func refuse(_ message: String) -> BatchRejection {
-                    BatchRejection(index: index, count: batch.count, error: TimelineError(.corrupt, message))
-                }
-                guard edit.version == head.version + 1 else {
-                    throw refuse("edit \(edit.version) does not follow version \(head.version)")
-                }
-                let body = Array(page.bodies[index])
-                if index == 0, SHA256.chain(prefix: head.hash.bytes, body) != edit.hash {
-                    throw refuse("edit \(edit.version)'s hash does not follow the chain: the logs have diverged")
-                }
                 let p = edit.proposal
-                let applied: Applied
-                do {
-                    applied = try Rules.apply(
-                        p, event: p.event.flatMap(event), annotation: p.change.annotationID.flatMap(annotation))
-                } catch {
-                    throw refuse("edit \(edit.version) does not apply: \(error)")
-                }
-                guard applied.revision == edit.revision else {
-                    throw refuse(
-                        "edit \(edit.version) says revision \(edit.revision), applying it gives \(applied.revision)")
-                }
+                let applied = try page.check(
+                    index, after: head, event: p.event.flatMap(event),
+                    annotation: p.change.annotationID.flatMap(annotation))
+                let body = Array(page.bodies[index])
                 record(p, applied, edit: edit, body: body)
             }
             return batch

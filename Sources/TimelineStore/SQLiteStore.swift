@@ -179,9 +179,15 @@ public enum WallClock {
     }
 }
 
-struct ChainHead: Sendable {
-    var version: Int64
-    var hash: Digest
+/// The last version and hash of a log.
+package struct ChainHead: Sendable, Equatable {
+    package var version: Int64
+    package var hash: Digest
+
+    package init(version: Int64, hash: Digest) {
+        self.version = version
+        self.hash = hash
+    }
 }
 
 enum StoreErrors {

@@ -108,26 +108,11 @@ struct StateWriter {
             func refuse(_ message: String) -> BatchRejection {
                 BatchRejection(index: index, count: batch.count, error: TimelineError(.corrupt, message))
             }
-            guard edit.version == head.version + 1 else {
-                throw refuse("edit \(edit.version) does not follow version \(head.version)")
-            }
             let body = page.bodies[index]
-            if index == 0, SHA256.chain(prefix: head.hash.bytes, Array(body)) != edit.hash {
-                throw refuse("edit \(edit.version)'s hash does not follow the chain: the logs have diverged")
-            }
             let p = edit.proposal
             let current = try p.event.map { try event($0) } ?? nil
-            let annotation = try annotation(before: p.change)
-            let applied: Applied
-            do {
-                applied = try Rules.apply(p, event: current, annotation: annotation)
-            } catch {
-                throw refuse("edit \(edit.version) does not apply: \(error)")
-            }
-            guard applied.revision == edit.revision else {
-                throw refuse(
-                    "edit \(edit.version) says revision \(edit.revision), applying it gives \(applied.revision)")
-            }
+            let applied = try page.check(
+                index, after: head, event: current, annotation: try annotation(before: p.change))
             do {
                 try insertLogRow(edit, body: body)
             } catch let error as DatabaseError where Self.isDuplicateAdd(error) {

@@ -192,6 +192,34 @@ public struct LinkedEdits: Sendable {
         self.bodies = bodies
     }
 
+    /// Checks the edit at `index` against the log it is to extend: the next version after `head`, for the first
+    /// edit the hash the chain gives it (the page linked the others), and applying it (to `event` and
+    /// `annotation` as they stand) gives its revision. Returns what it leaves; refused with `CORRUPT`.
+    package func check(_ index: Int, after head: ChainHead, event: Event?, annotation: Annotation?)
+        throws(BatchRejection) -> Applied
+    {
+        let edit = edits[index]
+        func refuse(_ message: String) -> BatchRejection {
+            BatchRejection(index: index, count: edits.count, error: TimelineError(.corrupt, message))
+        }
+        guard edit.version == head.version + 1 else {
+            throw refuse("edit \(edit.version) does not follow version \(head.version)")
+        }
+        if index == 0, SHA256.chain(prefix: head.hash.bytes, Array(bodies[0])) != edit.hash {
+            throw refuse("edit \(edit.version)'s hash does not follow the chain: the logs have diverged")
+        }
+        let applied: Applied
+        do {
+            applied = try Rules.apply(edit.proposal, event: event, annotation: annotation)
+        } catch {
+            throw refuse("edit \(edit.version) does not apply: \(error)")
+        }
+        guard applied.revision == edit.revision else {
+            throw refuse("edit \(edit.version) says revision \(edit.revision), applying it gives \(applied.revision)")
+        }
+        return applied
+    }
+
     /// The edits of a page as they are read off the wire, each decoded from its canonical line
     /// (`EditCodec.decodeWireEdit`) and kept with the line's bytes but its `"hash"` member: what the hash covers.
     public struct Reading: Sendable {
