@@ -69,13 +69,10 @@ final class PostgresFollower: Sendable {
     /// Whether the LISTEN connection is up: commits elsewhere then arrive within moments, not at the next poll.
     var isListening: Bool { state.withLockedValue { $0.listening } }
 
-    /// When the database has been unreachable for a while (connecting failed and failed again), since when: requests
-    /// are then answered at once instead of each waiting out the timeout.
-    var unreachableSince: ContinuousClock.Instant? {
-        state.withLockedValue { s in
-            guard let since = s.downSince, ContinuousClock.now - since > .seconds(1) else { return nil }
-            return since
-        }
+    /// Whether the database has been unreachable for a while (connecting failed and failed again): requests are
+    /// then answered at once instead of each waiting out the timeout.
+    var isUnreachable: Bool {
+        state.withLockedValue { s in s.downSince.map { ContinuousClock.now - $0 > .seconds(1) } ?? false }
     }
 
     func addObserver(_ observer: @escaping @Sendable ([[Edit]]) -> Void) {

@@ -146,7 +146,7 @@ extension PostgresStore {
         try await read("read an event") { conn, logger in
             if let version {
                 // As of a version: the event's own edits up to it, replayed (an event's history is short).
-                return try SQLiteStore.replay(
+                return try EventView.replaying(
                     try await PostgresReads.edits(
                         conn,
                         """

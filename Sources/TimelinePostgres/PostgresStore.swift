@@ -274,7 +274,7 @@ public final class PostgresStore: TimelineStore, Sendable {
     ) async throws -> T {
         let logger = self.logger
         let client = self.client
-        if follower.unreachableSince != nil { throw PostgresErrors.unreachable(location, doing: what) }
+        if follower.isUnreachable { throw PostgresErrors.unreachable(location, doing: what) }
         do {
             return try await PostgresErrors.within(timeout, doing: what, at: location) {
                 try await client.withConnection { conn in try await body(conn, logger) }

@@ -160,7 +160,7 @@ actor PostgresWriter {
     /// Commits a group (and what it took in while it waited for the lock); every request with its answer.
     private func commit(_ first: [Request]) async -> [(Request, Result<[Edit], Error>)] {
         let location = follower.location
-        if follower.unreachableSince != nil {
+        if follower.isUnreachable {
             let failure = PostgresErrors.unreachable(location, doing: "append")
             return first.map { ($0, .failure(failure)) }
         }

@@ -34,12 +34,6 @@ public enum StoreChoice: Sendable, Equatable {
         guard let file, case .postgres(let location, _) = self else { return self }
         return .postgres(location, passwordFile: file)
     }
-
-    /// The database's location, for a PostgreSQL store.
-    public var location: PostgresLocation? {
-        if case .postgres(let location, _) = self { return location }
-        return nil
-    }
 }
 
 /// A server's data folder: `timeline.sqlite`, `tokens.json`, `tls/server.crt` and `tls/server.key`, and on

@@ -184,20 +184,7 @@ extension SQLiteStore {
         let edits = try SQLiteReads.edits(
             db, sql: "SELECT body, hash FROM edits WHERE event = ? AND version <= ? ORDER BY revision",
             arguments: [id.description, version])
-        return try replay(edits)
-    }
-
-    /// An event and its annotations rebuilt from its edits.
-    package static func replay(_ edits: [Edit]) throws -> EventView? {
-        var event: Event?
-        var annotations: [AnnotationID: Annotation] = [:]
-        for edit in edits {
-            let applied = try Rules.apply(
-                edit.proposal, event: event, annotation: edit.change.annotationID.flatMap { annotations[$0] })
-            event = applied.event
-            if let a = applied.annotation { annotations[a.id] = a }
-        }
-        return event.map { EventView(event: $0, annotations: Array(annotations.values)) }
+        return try EventView.replaying(edits)
     }
 
     public func history(of id: EventID) async throws -> [Edit] {

@@ -73,6 +73,22 @@ public protocol TimelineStore: Sendable {
     var isReachable: Bool { get }
 }
 
+extension EventView {
+    /// An event and its annotations rebuilt from its own edits, oldest first (a read as of a past version, in every
+    /// store); nil if they do not create it.
+    package static func replaying(_ edits: [Edit]) throws -> EventView? {
+        var event: Event?
+        var annotations: [AnnotationID: Annotation] = [:]
+        for edit in edits {
+            let applied = try Rules.apply(
+                edit.proposal, event: event, annotation: edit.change.annotationID.flatMap { annotations[$0] })
+            event = applied.event
+            if let a = applied.annotation { annotations[a.id] = a }
+        }
+        return event.map { EventView(event: $0, annotations: Array(annotations.values)) }
+    }
+}
+
 /// An edit as the wire carries it: its version, and the canonical JSON of `EditCodec.json(_:)`.
 public struct WireEdit: Sendable, Equatable {
     public var version: Int64

@@ -44,9 +44,7 @@ struct Import: AsyncParsableCommand {
         do {
             let store: any TimelineStore
             var lock: FileLock?
-            if data.data != nil,
-                try DataDirectory(path: data.directory).storeChoice(given: try data.givenStore()) == .sqlite
-            {
+            if data.data != nil, try data.choice(for: DataDirectory(path: data.directory)) == .sqlite {
                 // One process writes a SQLite store: refused while a server has the folder. A PostgreSQL store takes
                 // writes from any number of processes; the import is one more.
                 let dir = DataDirectory(path: data.directory)

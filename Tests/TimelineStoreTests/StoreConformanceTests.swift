@@ -303,7 +303,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         var histories: [EventID: [Edit]] = [:]
         for e in events { histories[e.event!] = try await store.history(of: e.event!) }
         func replayed(_ id: EventID, asOf: Int64?) throws -> EventView? {
-            try SQLiteStore.replay((histories[id] ?? []).filter { $0.version <= asOf ?? .max })
+            try EventView.replaying((histories[id] ?? []).filter { $0.version <= asOf ?? .max })
         }
         try await withThrowingTaskGroup(of: (EventID, Int64?, EventView?).self) { group in
             for _ in 0..<5 {
