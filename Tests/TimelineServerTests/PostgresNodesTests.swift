@@ -221,3 +221,32 @@ extension PostgresNodesTests {
         }
     }
 }
+
+extension PostgresNodesTests {
+    /// An operator's mistakes with a store are said at once, in a sentence, and leave nothing behind: a database
+    /// that does not exist, nobody listening, a password file others can read, a password in the URL.
+    @Test func storeMistakesAreSaidAtOnce() throws {
+        let url = try Self.newDatabase()
+        let base = String(url.prefix { $0 != "?" })
+        let folder = ServerProcess.newDataFolder()
+        defer { ServerProcess.removeData(folder) }
+        let missing = base.replacingOccurrences(of: "/nodes_", with: "/missing_") + "?sslmode=disable"
+        let (s1, _, e1) = try ServerProcess.run(["serve", "--data", folder.path, "--store", missing])
+        #expect(s1 == 1 && e1.contains("does not exist") && e1.contains("CREATE DATABASE"), "\(e1)")
+        #expect(!FileManager.default.fileExists(atPath: folder.path), "a failed first start left its folder")
+        let (s2, _, e2) = try ServerProcess.run([
+            "verify", "--store", "postgresql://timeline@127.0.0.1:1/x?sslmode=disable",
+        ])
+        #expect(s2 == 1 && e2.contains("connection refused"), "\(e2)")
+        let secret = folder.path + ".password"
+        FileManager.default.createFile(
+            atPath: secret, contents: Data("x\n".utf8), attributes: [.posixPermissions: 0o644])
+        defer { try? FileManager.default.removeItem(atPath: secret) }
+        let (s3, _, e3) = try ServerProcess.run(["verify", "--store", url, "--store-password-file", secret])
+        #expect(s3 == 1 && e3.contains("can be read by other users") && e3.contains("chmod 600"), "\(e3)")
+        let (s4, _, e4) = try ServerProcess.run([
+            "verify", "--store", url.replacingOccurrences(of: "timeline@", with: "timeline:secret@"),
+        ])
+        #expect(s4 == 2 && e4.contains("holds a password"), "\(e4)")
+    }
+}
