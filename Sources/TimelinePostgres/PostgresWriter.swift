@@ -355,6 +355,7 @@ struct Admission {
     private var undoEvents: [(EventID, Event??)] = []
     private var undoAnnotations: [(AnnotationID, Annotation??)] = []
     private var undoAdded: [AnnotationID] = []
+    private var undoAddedChanges: [(AnnotationID, Annotation)] = []
     private var unitStart = (written: 0, meta: 0, head: ChainHead?.none)
 
     init(cache: RowCache) {
@@ -456,6 +457,7 @@ struct Admission {
         undoEvents = []
         undoAnnotations = []
         undoAdded = []
+        undoAddedChanges = []
         unitStart = (written.count, meta.count, head)
         switch unit {
         case .proposals(let batch):
@@ -522,6 +524,10 @@ struct Admission {
             if p.change.operation == .annotationAdd {
                 undoAdded.append(a.id)
                 added[a.id] = a
+            } else if let before = added[a.id] {
+                // Added by this group and changed since: what is written is the annotation as it now stands.
+                undoAddedChanges.append((a.id, before))
+                added[a.id] = a
             } else {
                 undoAnnotations.append((a.id, cache.annotations[a.id]))
                 cache.annotations[a.id] = .some(a)
@@ -535,6 +541,7 @@ struct Admission {
     mutating func rollbackUnit() {
         for (id, value) in undoEvents.reversed() { cache.events[id] = value }
         for (id, value) in undoAnnotations.reversed() { cache.annotations[id] = value }
+        for (id, value) in undoAddedChanges.reversed() { added[id] = value }
         for id in undoAdded { added[id] = nil }
         written.removeSubrange(unitStart.written...)
         meta.removeSubrange(unitStart.meta...)

@@ -116,6 +116,33 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
 }
 
 @Suite struct StoreConformanceTests {
+    /// An annotation added and changed in one commit is stored as it stands after the change (a PostgreSQL group
+    /// once wrote the added annotation as added).
+    @Test(arguments: Backend.allCases)
+    func anAnnotationAddedAndChangedInOneCommitIsStoredChanged(backend: Backend) async throws {
+        let dir = try TempDir()
+        let store = try await backend.make(dir)
+        let event = create("base")
+        _ = try await store.append([event])
+        let kept = annotate(event.event!, "first words")
+        let gone = annotate(event.event!, "soon retracted")
+        _ = try await store.append([
+            kept, gone,
+            Proposal(
+                event: event.event!,
+                change: .updateAnnotation(kept.change.annotationID!, AnnotationPatch(text: "second words")),
+                base: 1, author: "ana", time: t0),
+            Proposal(
+                event: event.event!, change: .retractAnnotation(gone.change.annotationID!), base: 1, author: "ana",
+                time: t0),
+        ])
+        let annotations = try #require(try await store.event(event.event!, asOf: nil)).annotations
+        #expect(annotations.first { $0.id == kept.change.annotationID }?.text == "second words")
+        #expect(annotations.first { $0.id == gone.change.annotationID }?.retracted == true)
+        let report = try await store.verify()
+        #expect(report.ok, "\(report)")
+    }
+
     @Test(arguments: Backend.allCases)
     func concurrentAppendsGetContiguousVersions(backend: Backend) async throws {
         let dir = try TempDir()
