@@ -95,6 +95,78 @@ import TimelineCore
         #expect(try await a.event(event.event!, asOf: nil)?.annotations.count == 200)
     }
 
+    /// Requests submitted at once on one node keep their order when another node's commits cut in (the node's group
+    /// is then admitted again under the lock). Each annotation here is retracted by the request submitted right
+    /// after its add, without waiting for it: a retraction admitted before its add would be refused, and one written
+    /// in the same group as its add must be stored retracted.
+    @Test func requestsSubmittedAtOnceKeepTheirOrderWhenAnotherNodeCutsIn() async throws {
+        let dir = try TempDir()
+        let a = try await Backend.postgres.make(dir)
+        let b = try await Backend.postgres.make(dir)
+        let event = create("busy")
+        _ = try await a.append([event])
+        let id = event.event!
+        while try await b.head().version < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let seenA = Mutex<[Int64]>([])
+        a.observeCommits { units in seenA.withLock { $0 += units.flatMap { $0.map(\.version) } } }
+        let answers = Answers()
+        let pairs = 300
+        let fromB = try await withThrowingTaskGroup(of: Int.self) { group in
+            for writer in 0..<4 {
+                group.addTask {
+                    var n = 0
+                    while answers.results.withLock({ $0.count }) < 2 * pairs {
+                        _ = try await b.append([annotate(id, "b\(writer) \(n)", base: 0)])
+                        n += 1
+                    }
+                    return n
+                }
+            }
+            group.addTask {
+                for k in 0..<pairs {
+                    let add = annotate(id, "a \(k)", base: 0)
+                    let retract = Proposal(
+                        event: id, change: .retractAnnotation(add.change.annotationID!), base: 0, author: "ana",
+                        time: t0)
+                    for proposal in [add, retract] {
+                        a.append([proposal]) { result in answers.results.withLock { $0.append(result) } }
+                    }
+                    if k % 4 == 0 { try await Task.sleep(for: .microseconds(300)) }
+                }
+                let deadline = ContinuousClock.now + .seconds(60)
+                while answers.results.withLock({ $0.count }) < 2 * pairs && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                return 0
+            }
+            return try await group.reduce(0, +)
+        }
+        let results = answers.results.withLock { $0 }
+        #expect(results.count == 2 * pairs)
+        let refused = results.compactMap { result -> String? in
+            if case .failure(let error) = result { return "\(error)" }
+            return nil
+        }
+        #expect(refused.isEmpty, "\(refused.prefix(3))")
+        let head = Int64(1 + 2 * pairs + fromB)
+        let deadline = ContinuousClock.now + .seconds(60)
+        for node in [a, b] {
+            while try await node.head().version < head && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(try await node.head().version == head)
+        }
+        while seenA.withLock({ $0.last }) != head && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(seenA.withLock { $0 } == Array(2...head))
+        let (ra, rb) = (try await a.verify(), try await b.verify())
+        #expect(ra.ok && rb.ok && ra.stateHash == rb.stateHash, "\(ra) \(rb)")
+        let annotations = try #require(try await b.event(id, asOf: nil)).annotations
+        let standing = annotations.filter { $0.text.hasPrefix("a ") && !$0.retracted }
+        #expect(standing.isEmpty, "\(standing.count) of this node's annotations still stand")
+    }
+
     /// A stale proposal on one node merges with what the other node committed since its base.
     @Test func aStaleEditMergesWithTheOtherNodesEdits() async throws {
         let dir = try TempDir()
@@ -148,4 +220,9 @@ import TimelineCore
         #expect(throws: TimelineError.self) { try PostgresLocation(url: "mysql://tl@db/timeline") }
         #expect(throws: TimelineError.self) { try PostgresLocation(url: "postgresql://tl@db/t?sslmode=maybe") }
     }
+}
+
+/// Answers collected from completion callbacks (a class: a task group's tasks share it).
+private final class Answers: Sendable {
+    let results = Mutex<[Result<[Edit], Error>]>([])
 }
