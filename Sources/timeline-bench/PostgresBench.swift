@@ -79,7 +79,7 @@ final class PrivatePostgres {
                 ], user: user, clearSignalMask: true)
             let after = CPUTime.sample()
             if round < rounds {
-                serverCPU += after.postgres - before.postgres
+                serverCPU += after.postgres(since: before)
                 clientCPU += after.children - before.children
             }
             guard let tpsLine = out.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
@@ -114,11 +114,23 @@ final class PrivatePostgres {
 
 /// CPU time, from /proc: PostgreSQL's processes (the postmaster's children that ended included), timelined's, this
 /// process's own, and its ended children's (pgbench, through runuser and time).
+///
+/// Differences are taken process by process: a process that ended between two samples took its time out of the
+/// sum (into its parent's, once reaped), which made a sum's difference negative now and then.
 struct CPUTime {
-    var postgres = 0.0
-    var timelined = 0.0
+    var postgresByProcess: [Int: Double] = [:]
+    var timelinedByProcess: [Int: Double] = [:]
     var own = 0.0
     var children = 0.0
+
+    /// PostgreSQL's CPU seconds since `before`.
+    func postgres(since before: CPUTime) -> Double { Self.delta(postgresByProcess, before.postgresByProcess) }
+    /// timelined's CPU seconds since `before`.
+    func timelined(since before: CPUTime) -> Double { Self.delta(timelinedByProcess, before.timelinedByProcess) }
+
+    private static func delta(_ after: [Int: Double], _ before: [Int: Double]) -> Double {
+        after.reduce(0) { sum, entry in sum + max(0, entry.value - (before[entry.key] ?? 0)) }
+    }
 
     static func sample() -> CPUTime {
         let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
@@ -134,10 +146,10 @@ struct CPUTime {
             indices.reduce(0) { $0 + (Double(f[$1]) ?? 0) } / tick
         }
         // After the name: state is field 0, utime 11, stime 12, cutime 13, cstime 14.
-        for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(pid) != nil {
-            guard let (name, f) = fields(pid), f.count > 14 else { continue }
-            if name == "postgres" { out.postgres += seconds(f, [11, 12, 13, 14]) }
-            if name == "timelined" { out.timelined += seconds(f, [11, 12]) }
+        for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let number = Int(pid), let (name, f) = fields(pid), f.count > 14 else { continue }
+            if name == "postgres" { out.postgresByProcess[number] = seconds(f, [11, 12, 13, 14]) }
+            if name == "timelined" { out.timelinedByProcess[number] = seconds(f, [11, 12]) }
         }
         if let (_, f) = fields("self") {
             out.own = seconds(f, [11, 12])
@@ -205,8 +217,8 @@ enum PostgresBench {
                 port: nodes[0].port, fingerprint: nodes[0].fingerprint, token: token, connections: clients,
                 seconds: duration, line: line)
             let after = CPUTime.sample()
-            cpu.node += after.timelined - before.timelined
-            cpu.postgres += after.postgres - before.postgres
+            cpu.node += after.timelined(since: before)
+            cpu.postgres += after.postgres(since: before)
             cpu.load += after.own - before.own
             one += round.latencies
             oneElapsed += round.elapsed
