@@ -14,7 +14,9 @@ import TimelineWire
 public final class TimelineServer: Sendable {
     let core: ServerCore
     let configuration: ServerConfiguration
-    let tls: TLSContext
+    /// The context new connections handshake with; `reloadCertificate()` swaps it, and connections keep the one
+    /// they started with.
+    private let tls: NIOLockedValueBox<TLSContext>
     let group: MultiThreadedEventLoopGroup
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
 
@@ -25,10 +27,26 @@ public final class TimelineServer: Sendable {
         core = ServerCore(
             store: store, tokens: tokens, limits: configuration.limits, logger: logger, replicator: replicator)
         self.configuration = configuration
-        tls = try TLSContext.server(
+        tls = NIOLockedValueBox(try Self.loadContext(configuration))
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+    }
+
+    static func loadContext(_ configuration: ServerConfiguration) throws -> TLSContext {
+        try TLSContext.server(
             certificateFile: configuration.certificateFile, keyFile: configuration.keyFile,
             clientCAFile: configuration.clientCAFile)
-        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+    }
+
+    /// Loads the certificate, key (and client CA) files again, for connections from now on: a certificate is
+    /// rotated without dropping anyone. Files that do not load leave the current ones in use, and throw.
+    @discardableResult
+    public func reloadCertificate() throws -> Fingerprint {
+        let context = try Self.loadContext(configuration)
+        let fingerprint = try Fingerprint(
+            pem: try String(contentsOfFile: configuration.certificateFile, encoding: .utf8))
+        tls.withLockedValue { $0 = context }
+        core.logger.notice("certificate loaded again", metadata: ["fingerprint": "\(fingerprint.hex)"])
+        return fingerprint
     }
 
     /// Binds and starts accepting; returns the address bound (port 0 asks the OS for a free port).
@@ -48,7 +66,7 @@ public final class TimelineServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handlers: [any ChannelHandler] = [
-                        TLSHandler(context: tls, handshakeTimeout: limits.handshakeTimeout),
+                        TLSHandler(context: tls.withLockedValue { $0 }, handshakeTimeout: limits.handshakeTimeout),
                         ByteToMessageHandler(LineFrameDecoder(maxLength: limits.maxLineLength)),
                         ConnectionHandler(core: core),
                     ]
@@ -97,6 +115,7 @@ extension TimelineServer: Service {
     public func run() async throws {
         if serverChannel.withLockedValue({ $0 == nil }) { _ = try await start() }
         try? await gracefulShutdown()
+        SystemdNotify.send("STOPPING=1")
         await shutdown()
     }
 }

@@ -205,7 +205,12 @@ struct Serve: AsyncParsableCommand {
                     "created \(dir.path): dataset \(store.dataset)"
                         + (postgres.map { " in \($0.location)" } ?? "")
                         + (first.loadedSample ? ", sample timeline loaded" : ""))
-                print("admin token (also in \(dir.adminTokenPath), shown once): \(first.adminToken)")
+                if SystemdNotify.isService {
+                    // The journal keeps a service's output: a secret printed there would stay readable.
+                    print("admin token written to \(dir.adminTokenPath) (not printed: the journal would keep it)")
+                } else {
+                    print("admin token (also in \(dir.adminTokenPath), shown once): \(first.adminToken)")
+                }
             } else if let postgres, !FileManager.default.fileExists(atPath: dir.adminTokenPath) {
                 // Another node created this timeline; its tokens, the admin's included, are every node's.
                 print(
@@ -220,6 +225,26 @@ struct Serve: AsyncParsableCommand {
             print("certificate SHA-256 fingerprint \(fingerprint.hex)")
             print("listening on \(address.ipAddress ?? host):\(address.port ?? port)")
             fflush(nil)
+            SystemdNotify.send(
+                "READY=1\nSTATUS=serving dataset \(store.dataset) on \(address.ipAddress ?? host):\(address.port ?? port)")
+            // SIGHUP (systemctl reload, timelined reload): the certificate and key are read again for new
+            // connections; open ones keep theirs. Files that do not load leave the current ones in use.
+            signal(SIGHUP, SIG_IGN)
+            let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+            let logger = Logger(label: "timelined")
+            reload.setEventHandler {
+                SystemdNotify.send("RELOADING=1\nMONOTONIC_USEC=\(SystemdNotify.monotonicMicroseconds)")
+                do {
+                    let fingerprint = try server.reloadCertificate()
+                    print("certificate loaded again: SHA-256 fingerprint \(fingerprint.hex)")
+                    fflush(nil)
+                } catch {
+                    logger.error("certificate not loaded again, the previous one stays in use: \(describe(error))")
+                }
+                SystemdNotify.send("READY=1")
+            }
+            reload.resume()
+            defer { reload.cancel() }
             // SIGTERM or SIGINT shut the server down gracefully (swift-service-lifecycle); it then exits 0.
             signal(SIGPIPE, SIG_IGN)
             let services = ServiceGroup(

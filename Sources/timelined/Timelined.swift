@@ -23,7 +23,7 @@ struct Timelined: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Serve.self, TokenCommand.self, Verify.self, Status.self, Conflicts.self, Import.self, Export.self,
-            Migrate.self, Backup.self, Restore.self,
+            Migrate.self, Backup.self, Restore.self, Reload.self,
         ],
         defaultSubcommand: nil
     )

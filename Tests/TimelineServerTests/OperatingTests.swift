@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import TimelineCore
+import TimelineTLS
 
 /// What an operator does to a running `timelined`, with real processes: backups taken while it is written to, and
 /// restores.
@@ -118,12 +119,127 @@ import TimelineCore
         #expect(kept.count == 1)
         // Not a backup: refused before the folder changes.
         let junk = folder.path + "/junk.tlbackup"
-        FileManager.default.createFile(atPath: junk, contents: Data("not a database, just words".utf8))
+        _ = FileManager.default.createFile(atPath: junk, contents: Data("not a database, just words".utf8))
         let other = ServerProcess.newDataFolder()
         defer { ServerProcess.removeData(other) }
         let (bad, _, badErr) = try ServerProcess.run(["restore", junk, "--data", other.path])
         #expect(bad == 1, "\(badErr)")
         #expect(!FileManager.default.fileExists(atPath: other.path + "/timeline.sqlite"))
+    }
+}
+
+extension OperatingTests {
+    /// A certificate rotated under a running server: `timelined reload` (SIGHUP) makes new connections handshake with
+    /// the new one, while a connection opened before keeps working; a broken pair is refused before any signal.
+    @Test func reloadSwapsTheCertificateWithoutDroppingConnections() async throws {
+        let server = try ServerProcess()
+        let token = try server.addToken("ana", role: "annotator")
+        let before = try await server.connect(token: token)
+        #expect(try await before.request("a PING").last?.hasPrefix("a OK {\"time\"") == true)
+        let tls = server.data.appendingPathComponent("tls")
+        // A key that is not the certificate's: refused here, nothing sent, the server unchanged.
+        let (otherCert, otherKey) = try Certificates.selfSigned(commonName: "timelined")
+        let keyPath = tls.appendingPathComponent("server.key").path
+        let oldKey = try String(contentsOfFile: keyPath, encoding: .utf8)
+        try otherKey.write(toFile: keyPath, atomically: true, encoding: .utf8)
+        let (bad, _, badErr) = try server.tool(["reload"])
+        #expect(bad == 1 && badErr.contains("nothing sent"), "\(badErr)")
+        try oldKey.write(toFile: keyPath, atomically: true, encoding: .utf8)
+        // The new pair in place, then reload.
+        try otherCert.write(toFile: tls.appendingPathComponent("server.crt").path, atomically: true, encoding: .utf8)
+        try otherKey.write(toFile: keyPath, atomically: true, encoding: .utf8)
+        let fresh = try Fingerprint(pem: otherCert)
+        let (status, out, err) = try server.tool(["reload"])
+        #expect(status == 0 && out.contains(fresh.hex), "\(out) \(err)")
+        // A new connection pinned to the new certificate succeeds once the server has taken it.
+        let deadline = ContinuousClock.now + .seconds(30)
+        var after: TestClient?
+        while after == nil && ContinuousClock.now < deadline {
+            after = try? await TestClient.connect(port: server.port, fingerprint: fresh)
+            if after == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let client = try #require(after)
+        try await client.auth(token)
+        #expect(try await client.request("b PING").last?.hasPrefix("b OK {\"time\"") == true)
+        // The connection opened before the swap still works; one pinned to the old certificate is refused.
+        #expect(try await before.request("c PING").last?.hasPrefix("c OK {\"time\"") == true)
+        await #expect(throws: (any Error).self) {
+            _ = try await TestClient.connect(port: server.port, fingerprint: server.fingerprint)
+        }
+    }
+
+    /// Started by systemd as `Type=notify`, the server says READY once it listens, RELOADING then READY around a
+    /// reload, and STOPPING when it shuts down; and it does not print the admin token into the journal.
+    @Test func theServerTellsSystemdWhenItIsReady() async throws {
+        let socketPath = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString)")
+            .path
+        let listener = try NotifyListener(path: socketPath)
+        let server = try ServerProcess(environment: ["NOTIFY_SOCKET": socketPath, "INVOCATION_ID": "test"])
+        let ready = try #require(listener.next(timeout: 30))
+        #expect(ready.hasPrefix("READY=1\nSTATUS=serving dataset "), "\(ready)")
+        #expect(server.startupOutput.contains("not printed"), "\(server.startupOutput)")
+        #expect(!server.startupOutput.contains("tl_"))
+        #expect(try server.tool(["reload"]).0 == 0)
+        #expect(listener.next(timeout: 30)?.hasPrefix("RELOADING=1\nMONOTONIC_USEC=") == true)
+        #expect(listener.next(timeout: 30) == "READY=1")
+        #expect(server.terminate() == 0)
+        #expect(listener.next(timeout: 30) == "STOPPING=1")
+    }
+}
+
+extension OperatingTests {
+    /// The unit in packaging/ is one systemd accepts: `systemd-analyze verify` prints nothing (it warns about, and
+    /// still exits 0 for, a misspelt setting). Its ExecStart names the installed binary; the test's copy names this
+    /// build's, since verify checks that the command exists.
+    @Test func theServiceUnitPassesSystemdAnalyzeVerify() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let unit = try String(
+            contentsOf: root.appendingPathComponent("packaging/timelined.service"), encoding: .utf8)
+        #expect(unit.contains("ExecStart=/usr/local/bin/timelined serve "))
+        let folder = ServerProcess.newDataFolder()
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { ServerProcess.removeData(folder) }
+        let copy = folder.appendingPathComponent("timelined.service")
+        try unit.replacingOccurrences(of: "/usr/local/bin/timelined", with: ServerProcess.binary.path)
+            .write(to: copy, atomically: true, encoding: .utf8)
+        let (status, out, err) = try shell("systemd-analyze verify '\(copy.path)'")
+        #expect(status == 0 && out.isEmpty && err.isEmpty, "\(out) \(err)")
+    }
+}
+
+/// A unix datagram socket standing in for systemd's notification socket.
+private final class NotifyListener {
+    let fd: Int32
+    let path: String
+
+    init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard fd >= 0, bound == 0 else { throw TestFailure("cannot bind \(path): \(errno)") }
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// The next datagram, or nil after `timeout` seconds.
+    func next(timeout: Int) -> String? {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, Int32(timeout * 1000)) == 1 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
     }
 }
 

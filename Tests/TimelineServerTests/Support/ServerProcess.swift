@@ -42,7 +42,9 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts a server; `data` reuses a folder (a restart), otherwise a new one is made and removed at the end.
-    init(data: URL? = nil, port fixedPort: Int? = nil, arguments: [String] = []) throws {
+    init(
+        data: URL? = nil, port fixedPort: Int? = nil, arguments: [String] = [], environment: [String: String] = [:]
+    ) throws {
         ownsData = data == nil
         self.data = data ?? Self.newDataFolder()
         process = Process()
@@ -54,6 +56,9 @@ final class ServerProcess: @unchecked Sendable {
         process.arguments =
             ["serve", "--data", self.data.path, "--listen", "127.0.0.1:\(fixedPort ?? 0)", "--log-level", "warning"]
             + patience + arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         output = Pipe()
         logFile = URL(fileURLWithPath: self.data.path + ".log")
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
