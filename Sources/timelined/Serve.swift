@@ -223,10 +223,10 @@ struct Serve: AsyncParsableCommand {
                 print("office \(upstream.office) replicating from \(upstream.config.host):\(upstream.config.port)")
             }
             print("certificate SHA-256 fingerprint \(fingerprint.hex)")
-            print("listening on \(address.ipAddress ?? host):\(address.port ?? port)")
+            let listening = "\(address.ipAddress ?? host):\(address.port ?? port)"
+            print("listening on \(listening)")
             fflush(nil)
-            SystemdNotify.send(
-                "READY=1\nSTATUS=serving dataset \(store.dataset) on \(address.ipAddress ?? host):\(address.port ?? port)")
+            SystemdNotify.send("READY=1\nSTATUS=serving dataset \(store.dataset) on \(listening)")
             // SIGHUP (systemctl reload, timelined reload): the certificate and key are read again for new
             // connections; open ones keep theirs. Files that do not load leave the current ones in use.
             signal(SIGHUP, SIG_IGN)
