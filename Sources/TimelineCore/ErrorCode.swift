@@ -57,7 +57,7 @@ public struct ErrorCode: RawRepresentable, Sendable, Hashable, CustomStringConve
 
     public static let authRequired = ErrorCode(rawValue: "AUTH_REQUIRED")
     public static let authFailed = ErrorCode(rawValue: "AUTH_FAILED")
-    /// The connection's token was revoked since it authenticated.
+    /// The connection's token was revoked, or expired, since it authenticated.
     public static let authRevoked = ErrorCode(rawValue: "AUTH_REVOKED")
     /// AUTH on a connection that is authenticated already.
     public static let alreadyAuthenticated = ErrorCode(rawValue: "ALREADY_AUTHENTICATED")

@@ -245,5 +245,15 @@ enum PostgresSchema {
                 END $$
                 """,
             ]),
+        // Tokens may expire, and show when they were last used (written by the node that took the AUTH).
+        Migration(
+            name: "v4-token-expiry-and-use",
+            statements: [
+                """
+                ALTER TABLE timeline_tokens
+                    ADD COLUMN expires timestamptz CHECK (expires IS NULL OR expires > created),
+                    ADD COLUMN last_used timestamptz
+                """
+            ]),
     ]
 }

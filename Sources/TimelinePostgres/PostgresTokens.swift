@@ -17,13 +17,20 @@ public final class PostgresTokens: Sendable {
         public var hash: Digest
         public var created: Timestamp
         public var revoked: Timestamp?
+        public var expires: Timestamp?
+        public var lastUsed: Timestamp?
 
-        public init(name: String, role: Role, hash: Digest, created: Timestamp, revoked: Timestamp?) {
+        public init(
+            name: String, role: Role, hash: Digest, created: Timestamp, revoked: Timestamp?,
+            expires: Timestamp? = nil, lastUsed: Timestamp? = nil
+        ) {
             self.name = name
             self.role = role
             self.hash = hash
             self.created = created
             self.revoked = revoked
+            self.expires = expires
+            self.lastUsed = lastUsed
         }
     }
 
@@ -55,20 +62,23 @@ public final class PostgresTokens: Sendable {
     public func refresh() async throws {
         let records = try await store.read("read the tokens") { conn, logger in
             var out: [Record] = []
-            for try await (name, role, hash, created, revoked) in try await conn.query(
+            for try await (name, role, hash, created, revoked, expires, used) in try await conn.query(
                 """
                 SELECT name, role, sha256, (extract(epoch FROM created) * 1000)::bigint,
-                    (extract(epoch FROM revoked) * 1000)::bigint
+                    (extract(epoch FROM revoked) * 1000)::bigint, (extract(epoch FROM expires) * 1000)::bigint,
+                    (extract(epoch FROM last_used) * 1000)::bigint
                 FROM timeline_tokens ORDER BY id
                 """, logger: logger
-            ).decode((String, String, ByteBuffer, Int64, Int64?).self) {
+            ).decode((String, String, ByteBuffer, Int64, Int64?, Int64?, Int64?).self) {
                 guard let role = Role(rawValue: role), let digest = Digest(bytes: Array(buffer: hash)) else {
                     throw TimelineError(.corrupt, "the tokens table holds a row that is not a token")
                 }
                 out.append(
                     Record(
                         name: name, role: role, hash: digest, created: Timestamp(milliseconds: created),
-                        revoked: revoked.map(Timestamp.init(milliseconds:))))
+                        revoked: revoked.map(Timestamp.init(milliseconds:)),
+                        expires: expires.map(Timestamp.init(milliseconds:)),
+                        lastUsed: used.map(Timestamp.init(milliseconds:))))
             }
             return out
         }
@@ -76,14 +86,18 @@ public final class PostgresTokens: Sendable {
     }
 
     /// Stores a token's hash; refused with `DUPLICATE_ID` while a live token has the name.
-    public func add(name: String, role: Role, hash: Digest, created: Timestamp) async throws {
+    public func add(name: String, role: Role, hash: Digest, created: Timestamp, expires: Timestamp? = nil)
+        async throws
+    {
         let seconds = Double(created.milliseconds) / 1000
+        let until = expires.map { Double($0.milliseconds) / 1000 }
         do {
             try await store.read("add a token") { conn, logger in
                 _ = try await conn.query(
                     """
-                    INSERT INTO timeline_tokens (name, role, sha256, created)
-                    VALUES (\(name), \(role.rawValue), \(ByteBuffer(bytes: hash.bytes)), to_timestamp(\(seconds)))
+                    INSERT INTO timeline_tokens (name, role, sha256, created, expires)
+                    VALUES (\(name), \(role.rawValue), \(ByteBuffer(bytes: hash.bytes)), to_timestamp(\(seconds)),
+                        to_timestamp(\(until)))
                     """, logger: logger)
                 try await PostgresTokens.announce(conn, logger: logger)
             }
@@ -98,12 +112,15 @@ public final class PostgresTokens: Sendable {
     public func copy(_ record: Record) async throws {
         let created = Double(record.created.milliseconds) / 1000
         let revoked = record.revoked.map { Double($0.milliseconds) / 1000 }
+        let expires = record.expires.map { Double($0.milliseconds) / 1000 }
+        let used = record.lastUsed.map { Double($0.milliseconds) / 1000 }
         try await store.read("copy a token") { conn, logger in
             _ = try await conn.query(
                 """
-                INSERT INTO timeline_tokens (name, role, sha256, created, revoked)
+                INSERT INTO timeline_tokens (name, role, sha256, created, revoked, expires, last_used)
                 VALUES (\(record.name), \(record.role.rawValue), \(ByteBuffer(bytes: record.hash.bytes)),
-                    to_timestamp(\(created)), to_timestamp(\(revoked)))
+                    to_timestamp(\(created)), to_timestamp(\(revoked)), to_timestamp(\(expires)),
+                    to_timestamp(\(used)))
                 """, logger: logger)
             try await PostgresTokens.announce(conn, logger: logger)
         }
@@ -114,6 +131,15 @@ public final class PostgresTokens: Sendable {
     /// transaction here).
     static func announce(_ conn: PostgresConnection, logger: Logger) async throws {
         _ = try await conn.query("SELECT pg_notify('\(unescaped: PostgresStore.tokensChannel)', '')", logger: logger)
+    }
+
+    /// Writes down that a token was used now (its AUTH); other nodes read it at their next refresh.
+    public func recordUse(hash: Digest) async throws {
+        try await store.read("record a token's use") { conn, logger in
+            _ = try await conn.query(
+                "UPDATE timeline_tokens SET last_used = now() WHERE sha256 = \(ByteBuffer(bytes: hash.bytes))",
+                logger: logger)
+        }
     }
 
     /// Revokes every live token with this name; returns how many.

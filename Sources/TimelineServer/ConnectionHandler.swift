@@ -296,6 +296,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     {
         core.recordAuth(success: found != nil, address: peer)
         guard let found else { return machine.authenticationFailed(tag) }
+        core.tokens.recordUse(ofHash: hash)
         logger[metadataKey: "user"] = "\(found.name)"
         return machine.authenticated(tag, as: found, tokenHash: hash)
     }

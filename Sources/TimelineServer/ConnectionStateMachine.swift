@@ -63,7 +63,7 @@ struct ConnectionStateMachine {
     /// the handler, so that a revoked token stops at its next request).
     private(set) var identity: Identity?
     private(set) var tokenHash: Digest?
-    /// The identity was dropped because its token was revoked: requests needing one say so.
+    /// The identity was dropped because its token was revoked or expired: requests needing one say so.
     private var revoked = false
 
     /// Works not started yet. A work leaves it when it starts, so that a long-lived connection does not keep the
@@ -318,7 +318,10 @@ struct ConnectionStateMachine {
         guard let identity else {
             let (code, message): (ErrorCode, String) =
                 revoked
-                ? (.authRevoked, "the token this connection authenticated with was revoked; AUTH with another")
+                ? (
+                    .authRevoked,
+                    "the token this connection authenticated with was revoked or has expired; AUTH with another"
+                )
                 : (.authRequired, "\(verb.rawValue) needs AUTH first")
             send([.no(tag: request.tag, code: code, message: message, detail: nil)])
             return nil
@@ -453,7 +456,7 @@ struct ConnectionStateMachine {
 
     mutating func refusalDue(_ tag: String) -> [Action] {
         busy = false
-        send([.no(tag: tag, code: .authFailed, message: "the token is unknown or revoked", detail: nil)])
+        send([.no(tag: tag, code: .authFailed, message: "the token is unknown, revoked or expired", detail: nil)])
         drain()
         return take()
     }
@@ -467,7 +470,7 @@ struct ConnectionStateMachine {
 
     // MARK: Revocation
 
-    /// Drops the identity if its token was revoked (or its role changed) since AUTH; a watcher is told and
+    /// Drops the identity if its token was revoked or expired (or its role changed) since AUTH; a watcher is told and
     /// closed. Returns whether it was.
     @discardableResult
     private mutating func checkRevocation() -> Bool {
@@ -480,7 +483,11 @@ struct ConnectionStateMachine {
             watch = nil
             actions.append(.stopWatch)
             send(
-                [.bye(code: .authRevoked, message: "the token this connection authenticated with was revoked")],
+                [
+                    .bye(
+                        code: .authRevoked,
+                        message: "the token this connection authenticated with was revoked or has expired")
+                ],
                 close: true)
         }
         return true

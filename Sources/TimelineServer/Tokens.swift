@@ -15,6 +15,26 @@ public final class TokenStore: Sendable {
         public var hash: Digest
         public var created: Timestamp
         public var revoked: Timestamp?
+        /// When the token stops working (AUTH_FAILED from then on; an open connection is refused at its next request).
+        public var expires: Timestamp?
+        /// The last AUTH with it, to the minute (as far as the server has written it down).
+        public var lastUsed: Timestamp?
+
+        public init(
+            name: String, role: Role, hash: Digest, created: Timestamp, revoked: Timestamp? = nil,
+            expires: Timestamp? = nil, lastUsed: Timestamp? = nil
+        ) {
+            self.name = name
+            self.role = role
+            self.hash = hash
+            self.created = created
+            self.revoked = revoked
+            self.expires = expires
+            self.lastUsed = lastUsed
+        }
+
+        /// Whether it still lets anyone in at `now`.
+        public func isLive(at now: Timestamp) -> Bool { revoked == nil && expires.map { now < $0 } ?? true }
     }
 
     public struct Identity: Sendable, Equatable {
@@ -24,6 +44,8 @@ public final class TokenStore: Sendable {
 
     public let path: String
     private let cache: NIOLockedValueBox<(modified: FileStamp?, entries: [Entry])>
+    /// When this process last wrote down each token's use: at most once a minute per token.
+    private let uses = NIOLockedValueBox<[Digest: Timestamp]>([:])
     /// Set when the tokens live in a PostgreSQL store's database instead of the file.
     private let database: PostgresTokens?
 
@@ -67,10 +89,15 @@ public final class TokenStore: Sendable {
             }
     }
 
+    /// Beside the tokens file: when each token (by hash) was last used, written by the server that serves it.
+    public var usesPath: String { path.isEmpty ? "" : path + ".used" }
+
     public func entries() throws -> [Entry] {
         if let database {
             return database.records.map {
-                Entry(name: $0.name, role: $0.role, hash: $0.hash, created: $0.created, revoked: $0.revoked)
+                Entry(
+                    name: $0.name, role: $0.role, hash: $0.hash, created: $0.created, revoked: $0.revoked,
+                    expires: $0.expires, lastUsed: $0.lastUsed)
             }
         }
         let modified = FileStamp(path: path)
@@ -91,10 +118,56 @@ public final class TokenStore: Sendable {
             out.append(
                 Entry(
                     name: name, role: role, hash: hash, created: created,
-                    revoked: item["revoked"]?.stringValue.flatMap(Timestamp.init(rfc3339:))))
+                    revoked: item["revoked"]?.stringValue.flatMap(Timestamp.init(rfc3339:)),
+                    expires: item["expires"]?.stringValue.flatMap(Timestamp.init(rfc3339:))))
         }
         cache.withLockedValue { $0 = (modified, out) }
         return out
+    }
+
+    /// `entries()` with each token's last use, as the server wrote it down.
+    public func entriesWithUses() throws -> [Entry] {
+        var list = try entries()
+        guard database == nil, let data = FileManager.default.contents(atPath: usesPath),
+            let json = try? JSON(parsingBytes: Array(data))
+        else { return list }
+        for i in list.indices {
+            list[i].lastUsed = json[list[i].hash.hex]?.stringValue.flatMap(Timestamp.init(rfc3339:))
+        }
+        return list
+    }
+
+    /// Writes down that a token was just used (AUTH): to the minute, in the background, never holding AUTH up.
+    public func recordUse(ofHash hash: Digest) {
+        let now = WallClock.now()
+        let due = uses.withLockedValue { seen -> [Digest: Timestamp]? in
+            if let last = seen[hash], now.milliseconds - last.milliseconds < 60_000 { return nil }
+            seen[hash] = now
+            return seen
+        }
+        guard let due else { return }
+        if let database {
+            Task { try? await database.recordUse(hash: hash) }
+            return
+        }
+        let path = usesPath
+        Task.detached {
+            // This process's uses over what the file held (a restart starts from the file).
+            var merged: [String: JSON] = [:]
+            if let data = FileManager.default.contents(atPath: path),
+                case .object(let old)? = try? JSON(parsingBytes: Array(data))
+            {
+                merged = old
+            }
+            for (digest, time) in due { merged[digest.hex] = .string(time.rfc3339) }
+            let temp = path + ".tmp"
+            if FileManager.default.createFile(
+                atPath: temp, contents: Data(JSON.object(merged).canonicalBytes + [0x0A]),
+                attributes: [.posixPermissions: 0o600])
+            {
+                _ = rename(temp, path)
+            }
+        }
     }
 
     /// Runs a read-modify-write of the file holding its lock: two `token` commands at once must not lose one
@@ -107,29 +180,36 @@ public final class TokenStore: Sendable {
         return try body()
     }
 
-    /// Creates a token; returns it (the only time it exists outside the caller's hands).
-    public func add(name: String, role: Role) async throws -> String {
+    /// Creates a token, valid until `expires` when given; returns it (the only time it exists outside the
+    /// caller's hands).
+    public func add(name: String, role: Role, expires: Timestamp? = nil) async throws -> String {
         guard Self.isValidName(name) else {
             throw TimelineError(.badField, "a token name is 1 to 64 letters, digits, '.', '-', '_' or '@'")
+        }
+        if let expires, expires <= WallClock.now() {
+            throw TimelineError(.badField, "a token's expiry must be in the future")
         }
         var random = [UInt8](repeating: 0, count: 24)
         guard RAND_bytes(&random, 24) == 1 else { throw TimelineError(.storeFailed, "no randomness for a token") }
         let token = "tl_" + random.map { String(format: "%02x", $0) }.joined()
         if let database {
             try await database.add(
-                name: name, role: role, hash: SHA256.hash(Array(token.utf8)), created: WallClock.now())
+                name: name, role: role, hash: SHA256.hash(Array(token.utf8)), created: WallClock.now(),
+                expires: expires)
             return token
         }
-        return try changing { try addLocked(name: name, role: role, token: token) }
+        return try changing { try addLocked(name: name, role: role, token: token, expires: expires) }
     }
 
-    private func addLocked(name: String, role: Role, token: String) throws -> String {
+    private func addLocked(name: String, role: Role, token: String, expires: Timestamp?) throws -> String {
         var list = try entries()
         if list.contains(where: { $0.name == name && $0.revoked == nil }) {
             throw TimelineError(.duplicateID, "a token named \(name) exists; revoke it first")
         }
         list.append(
-            Entry(name: name, role: role, hash: SHA256.hash(Array(token.utf8)), created: WallClock.now(), revoked: nil))
+            Entry(
+                name: name, role: role, hash: SHA256.hash(Array(token.utf8)), created: WallClock.now(),
+                expires: expires))
         try save(list)
         return token
     }
@@ -165,7 +245,7 @@ public final class TokenStore: Sendable {
     /// Takes every token of `other` (a store being migrated), live and revoked, as they are; this list must be
     /// empty.
     public func copyEntries(from other: TokenStore) async throws {
-        let entries = try other.entries()
+        let entries = try other.entriesWithUses()
         guard try self.entries().isEmpty else {
             throw TimelineError(.duplicateID, "the target holds tokens already; migrate into an empty store")
         }
@@ -173,24 +253,27 @@ public final class TokenStore: Sendable {
             for e in entries {
                 try await database.copy(
                     PostgresTokens.Record(
-                        name: e.name, role: e.role, hash: e.hash, created: e.created, revoked: e.revoked))
+                        name: e.name, role: e.role, hash: e.hash, created: e.created, revoked: e.revoked,
+                        expires: e.expires, lastUsed: e.lastUsed))
             }
             return
         }
         try changing { try save(entries) }
     }
 
-    /// The identity of a token by its hash, as the file says now (nil once it is revoked), comparing hashes in
-    /// constant time against every entry: what AUTH checks, and what a connection checks before each request.
+    /// The identity of a token by its hash, as the file says now (nil once it is revoked or expired), comparing
+    /// hashes in constant time against every entry: what AUTH checks, and what a connection checks before each
+    /// request.
     public func identity(ofHash hash: Digest) -> Identity? {
         guard let list = try? entries() else { return nil }
         let presented = hash.bytes
+        let now = WallClock.now()
         var found: Identity?
         for entry in list {
             let same = presented.withUnsafeBytes { a in
                 entry.hash.bytes.withUnsafeBytes { b in CRYPTO_memcmp(a.baseAddress, b.baseAddress, 32) == 0 }
             }
-            if same && entry.revoked == nil && found == nil { found = Identity(name: entry.name, role: entry.role) }
+            if same && entry.isLive(at: now) && found == nil { found = Identity(name: entry.name, role: entry.role) }
         }
         return found
     }
@@ -203,6 +286,7 @@ public final class TokenStore: Sendable {
                         "name": .string(e.name), "role": .string(e.role.rawValue), "sha256": .string(e.hash.hex),
                         "created": .string(e.created.rfc3339),
                         "revoked": e.revoked.map { .string($0.rfc3339) } ?? .null,
+                        "expires": e.expires.map { .string($0.rfc3339) } ?? .null,
                     ])
                 })
         ])

@@ -66,11 +66,11 @@ struct Init: AsyncParsableCommand {
         } catch let error as TimelineError where error.code == .authFailed {
             // Not Output.describe's advice about this home's token: there is no home yet, and nothing queued.
             if global.json {
-                Output.error(code: error.code, message: "the server refused this token (unknown or revoked)")
+                Output.error(code: error.code, message: "the server refused this token (unknown, revoked or expired)")
             } else {
                 FileHandle.standardError.write(
                     Data(
-                        "timeline: AUTH_FAILED: the server refused this token (unknown or revoked); nothing was set up\n"
+                        "timeline: AUTH_FAILED: the server refused this token (unknown, revoked or expired); nothing was set up\n"
                             .utf8))
             }
             throw ExitCode(1)

@@ -51,7 +51,7 @@ enum Output {
         case let e as TimelineError where e.code == .authFailed || e.code == .authRevoked:
             // The server's words are for protocol clients ("AUTH with another"); a person needs the next step.
             return
-                "\(e.code): the server refused this home's token (\(e.code == .authRevoked ? "revoked while the command ran" : "unknown or revoked")); get a new token from your operator and run timeline init --server HOST:PORT --token-file FILE --fingerprint SHA256 again (queued edits stay queued)"
+                "\(e.code): the server refused this home's token (\(e.code == .authRevoked ? "revoked while the command ran" : "unknown, revoked or expired")); get a new token from your operator and run timeline init --server HOST:PORT --token-file FILE --fingerprint SHA256 again (queued edits stay queued)"
         case let e as TimelineError: return "\(e.code): \(e.message)"
         default: return "\(error)"
         }

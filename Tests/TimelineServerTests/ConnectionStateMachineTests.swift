@@ -244,7 +244,7 @@ import TimelineWire
         #expect(failed.contains { if case .delayRefusal(tag: "a1") = $0 { true } else { false } })
         #expect(Self.sent(slow.lines("p1 PING")).isEmpty)  // waits behind the held refusal
         let due = slow.machine.refusalDue("a1")
-        #expect(Self.sent(due) == ["a1 NO AUTH_FAILED the token is unknown or revoked"])
+        #expect(Self.sent(due) == ["a1 NO AUTH_FAILED the token is unknown, revoked or expired"])
         #expect(Self.runs(due) == ["p1 PING"])
         // Authenticated, the timer no longer closes anything.
         _ = slow.machine.answered([.ok(tag: "p1", nil)])
@@ -258,7 +258,7 @@ import TimelineWire
         h.tokens.withLockedValue { $0 = [:] }
         #expect(
             Self.sent(h.lines("p1 PULL 0")) == [
-                "p1 NO AUTH_REVOKED the token this connection authenticated with was revoked; AUTH with another"
+                "p1 NO AUTH_REVOKED the token this connection authenticated with was revoked or has expired; AUTH with another"
             ])
 
         let watcher = Harness()
@@ -272,7 +272,10 @@ import TimelineWire
             })
         watcher.tokens.withLockedValue { $0 = [:] }
         let check = watcher.machine.revocationCheckDue()
-        #expect(Self.sent(check) == ["* BYE AUTH_REVOKED the token this connection authenticated with was revoked"])
+        #expect(
+            Self.sent(check) == [
+                "* BYE AUTH_REVOKED the token this connection authenticated with was revoked or has expired"
+            ])
         #expect(Self.closes(check))
     }
 

@@ -21,7 +21,7 @@ import TimelineCore
         )
         #expect(
             refused == [
-                "e1 NO AUTH_REVOKED the token this connection authenticated with was revoked; AUTH with another"
+                "e1 NO AUTH_REVOKED the token this connection authenticated with was revoked or has expired; AUTH with another"
             ])
         #expect(try await editor.request("e2 GET 019ECZQW007TKPA8XK03963NRD").last?.contains("AUTH_REVOKED") == true)
         // The connection may authenticate again, with a token that is live.
@@ -32,7 +32,7 @@ import TimelineCore
         // The watcher makes no request: it is told and disconnected.
         #expect(
             try await watcher.drainUntilClosed(timeout: 15) == [
-                "* BYE AUTH_REVOKED the token this connection authenticated with was revoked"
+                "* BYE AUTH_REVOKED the token this connection authenticated with was revoked or has expired"
             ])
         await editor.close()
     }

@@ -208,6 +208,51 @@ extension OperatingTests {
     }
 }
 
+extension OperatingTests {
+    /// A token made to expire works until then, is listed with its expiry and last use, and is refused after:
+    /// AUTH_FAILED for a new connection, AUTH_REVOKED at the next request of one that authenticated before.
+    @Test func anExpiredTokenIsRefused() async throws {
+        let server = try ServerProcess()
+        let (status, out, err) = try server.tool(["token", "add", "temp", "--role", "reader", "--expires", "3s"])
+        #expect(status == 0, "\(err)")
+        let token = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let early = try await server.connect(token: token)
+        #expect(try await early.request("g GET \(event)").last == "g OK")
+        // Listed with its expiry, and its use once the server has written it down.
+        var listed: JSON?
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            let line = try server.tool(["token", "list", "--json"]).1.split(separator: "\n").first {
+                $0.contains(#""name":"temp""#)
+            }
+            listed = try line.map { try JSON(parsing: String($0)) }
+            if listed?["last_used"]?.stringValue != nil { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(listed?["expires"]?.stringValue != nil && listed?["last_used"]?.stringValue != nil, "\(listed as Any)")
+        // Past the expiry: a new AUTH fails, and the early connection's next request is refused.
+        var refused: String?
+        while ContinuousClock.now < deadline {
+            let client = try await server.connect()
+            let reply = try await client.request("a AUTH \(token)").last ?? ""
+            if reply.hasPrefix("a NO ") {
+                refused = reply
+                break
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(refused == "a NO AUTH_FAILED the token is unknown, revoked or expired")
+        #expect(try await early.request("h GET \(event)").last?.hasPrefix("h NO AUTH_REVOKED ") == true)
+        let after = try server.tool(["token", "list", "--json"]).1
+        #expect(after.contains(#""live":false"#) && after.contains(#""name":"temp""#))
+        // An expiry in the past, or not a time, is refused before any token exists.
+        let (past, _, pastErr) = try server.tool(["token", "add", "late", "--role", "reader", "--expires", "2020-01-01"])
+        #expect(past == 64 || past == 2, "\(past)")
+        #expect(pastErr.contains("is not in the future"), "\(pastErr)")
+        #expect(!(try server.tool(["token", "list"]).1.contains("late")))
+    }
+}
+
 /// A unix datagram socket standing in for systemd's notification socket.
 private final class NotifyListener {
     let fd: Int32

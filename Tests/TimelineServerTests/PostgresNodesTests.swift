@@ -220,6 +220,34 @@ extension PostgresNodesTests {
             #expect(try await fresh.request("x AUTH \(token)").last?.hasPrefix("x NO AUTH_FAILED") == true)
         }
     }
+
+    /// A token given an expiry through one node: every node lists it with its expiry and last use, and refuses it
+    /// once it has expired.
+    @Test func aTokensExpiryHoldsOnEveryNode() async throws {
+        let url = try Self.newDatabase()
+        let a = try ServerProcess(arguments: ["--store", url])
+        let b = try ServerProcess(arguments: ["--store", url])
+        let (status, out, err) = try a.tool(["token", "add", "temp", "--role", "reader", "--expires", "3s"])
+        #expect(status == 0, "\(err)")
+        let token = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await b.connect(token: token).request("g GET \(event)").last == "g OK")
+        let deadline = ContinuousClock.now + .seconds(30)
+        var listed = ""
+        while ContinuousClock.now < deadline {
+            listed = try b.tool(["token", "list", "--json"]).1
+            if listed.contains(#""last_used":"20"#) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(listed.contains(#""expires":"20"#) && listed.contains(#""last_used":"20"#), "\(listed)")
+        var refused = ""
+        while ContinuousClock.now < deadline {
+            refused = try await a.connect().request("x AUTH \(token)").last ?? ""
+            if refused.hasPrefix("x NO ") { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(refused.hasPrefix("x NO AUTH_FAILED"), "\(refused)")
+        #expect(try await b.connect().request("y AUTH \(token)").last?.hasPrefix("y NO AUTH_FAILED") == true)
+    }
 }
 
 extension PostgresNodesTests {
