@@ -15,10 +15,25 @@ public final class Replicator: Sendable {
         public var config: ClientConfig
         /// This office's name: forwarded edits are authored `user@office`.
         public var office: String
+        /// Where the link's token is kept: read again at every connection, so that it is rotated by replacing the
+        /// file (then revoking the old token upstream) without a restart.
+        public var tokenFile: String?
 
-        public init(config: ClientConfig, office: String) {
+        public init(config: ClientConfig, office: String, tokenFile: String? = nil) {
             self.config = config
             self.office = office
+            self.tokenFile = tokenFile
+        }
+
+        /// The configuration for a connection now: with the token file's current token, or the last one read
+        /// when the file cannot be read (the failure is said when the upstream refuses it).
+        func connecting() -> ClientConfig {
+            var config = self.config
+            if let tokenFile, let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) {
+                let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                if !token.isEmpty { config.token = token }
+            }
+            return config
         }
     }
 
@@ -66,7 +81,7 @@ public final class Replicator: Sendable {
 
     /// Learns the upstream's dataset (for a replica's first start).
     public static func upstreamDataset(_ upstream: Upstream) async throws -> String {
-        try await TimelineConnection.open(upstream.config).closing { $0.dataset }
+        try await TimelineConnection.open(upstream.connecting()).closing { $0.dataset }
     }
 
     public func start() {
@@ -161,7 +176,7 @@ public final class Replicator: Sendable {
     }
 
     private func followOnce() async throws {
-        let conn = try await TimelineConnection.open(upstream.config)
+        let conn = try await TimelineConnection.open(upstream.connecting())
         follower.withLockedValue { $0 = conn }
         try await conn.closing { try await self.follow(on: $0) }
     }
@@ -261,7 +276,7 @@ public final class Replicator: Sendable {
     /// A connection for forwarding (the following connection is busy with WATCH).
     private func writerConnection() async throws -> TimelineConnection {
         if let existing = writer.withLockedValue({ $0 }) { return existing }
-        let conn = try await TimelineConnection.open(upstream.config)
+        let conn = try await TimelineConnection.open(upstream.connecting())
         writer.withLockedValue { $0 = conn }
         return conn
     }

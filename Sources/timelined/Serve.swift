@@ -68,7 +68,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Run as an office replica following this upstream server (HOST:PORT).")
     var replicateFrom: String?
 
-    @Option(help: "A file holding the upstream token (role replicator); or set TIMELINE_UPSTREAM_TOKEN.")
+    @Option(
+        help: ArgumentHelp(
+            "A file holding the upstream token (role replicator); or set TIMELINE_UPSTREAM_TOKEN.",
+            discussion: "Read again at every connection: replace the file, then revoke the old token upstream."))
     var upstreamTokenFile: String?
 
     @Option(help: "The upstream token (prefer --upstream-token-file: an argument is visible to other users).")
@@ -167,7 +170,9 @@ struct Serve: AsyncParsableCommand {
                 let config = ClientConfig(
                     host: uhost, port: uport, token: upstreamToken,
                     fingerprint: upstreamFingerprint.flatMap(Fingerprint.init(hex:)), caFile: upstreamCa)
-                upstream = Replicator.Upstream(config: config, office: office)
+                upstream = Replicator.Upstream(
+                    config: config, office: office,
+                    tokenFile: upstreamTokenFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
                 // A new replica takes its dataset from upstream; an existing one checks it while following.
                 if !dir.exists { dataset = try await Replicator.upstreamDataset(upstream!) }
             }

@@ -53,6 +53,32 @@ import TimelineCore
         await hq.close()
     }
 
+    /// The link's token is rotated without restarting the office: a new token written over the file, the old one
+    /// revoked upstream; the office's next connection uses the new one and it goes on following.
+    @Test func anOfficesLinkTokenIsRotatedWithoutARestart() async throws {
+        let primary = try ServerProcess()
+        let old = try primary.addToken("office-t-link", role: "replicator")
+        let tokenFile = ServerProcess.newDataFolder().path + ".token"
+        defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+        FileManager.default.createFile(
+            atPath: tokenFile, contents: Data(old.utf8), attributes: [.posixPermissions: 0o600])
+        let office = try ServerProcess(arguments: [
+            "--replicate-from", "127.0.0.1:\(primary.port)", "--upstream-token-file", tokenFile,
+            "--upstream-fingerprint", primary.fingerprint.hex, "--office", "office-t",
+        ])
+        try await waitFor(office, version: 29)
+        let new = try primary.addToken("office-t-link-2", role: "replicator")
+        try new.write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        #expect(try primary.tool(["token", "revoke", "office-t-link"]).0 == 0)
+        let hq = try await primary.connect(token: primary.adminToken)
+        let reply = try await hq.request(
+            #"a PROPOSE {"op":"annotation.add","event":"\#(event)","text":"after the rotation"}"#)
+        #expect(reply.last?.hasPrefix("a OK ") == true)
+        try await waitFor(office, version: 30)
+        #expect(try status(office)["replica"]?["state"] == "following")
+        await hq.close()
+    }
+
     func status(_ server: ServerProcess) throws -> JSON {
         try JSON(parsing: try server.tool(["status", "--json"]).1)
     }
