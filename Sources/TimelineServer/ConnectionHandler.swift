@@ -61,6 +61,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         counted = true
         peer = context.channel.remoteAddress?.ipAddress ?? "unknown"
         logger[metadataKey: "peer"] = "\(peer)"
+        logger[metadataKey: "connection"] = "\(core.connectionNumbers.wrappingAdd(1, ordering: .relaxed).newValue)"
         let count = core.connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
         core.opened(context.channel)
         logger.debug("connection opened")
@@ -307,7 +308,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func write(_ replies: [Reply]) {
         guard let context, !replies.isEmpty else { return }
         var buffer = context.channel.allocator.buffer(capacity: 256 * replies.count)
-        for reply in replies { reply.write(into: &buffer) }
+        for reply in replies {
+            reply.write(into: &buffer)
+            if logger.logLevel <= .debug {
+                switch reply {
+                case .no(let tag, let code, _, _):
+                    logger.debug("refused", metadata: ["tag": "\(tag)", "code": "\(code)"])
+                case .bad(let tag, let code, _):
+                    logger.debug("refused", metadata: ["tag": "\(tag ?? "*")", "code": "\(code)"])
+                default: break
+                }
+            }
+        }
         context.write(wrapOutboundOut(buffer), promise: nil)
     }
 

@@ -17,6 +17,8 @@ final class ServerCore: Sendable {
     let logger: Logger
     let broadcaster = Broadcaster()
     let connectionCount = Atomic<Int>(0)
+    /// Numbers connections for the log (`connection`), from 1.
+    let connectionNumbers = Atomic<UInt64>(0)
     let shuttingDown = Atomic<Bool>(false)
     /// The open connections, and who waits for the last of them to close (a graceful shutdown).
     let connections = NIOLockedValueBox<Connections>(Connections())

@@ -65,6 +65,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel = "info"
 
+    @Option(help: "text, or json: one JSON object per log line (time, level, message, peer, connection, user, …).")
+    var logFormat = "text"
+
     @Option(help: "Run as an office replica following this upstream server (HOST:PORT).")
     var replicateFrom: String?
 
@@ -114,6 +117,9 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("limits must be positive (--max-line at least 1024, --max-outbound at least 65536)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard ["text", "json"].contains(logFormat) else {
+            throw ValidationError("--log-format is text or json, not \(logFormat)")
+        }
         if let replicateFrom {
             guard Self.hostPort(replicateFrom) != nil else { throw ValidationError("--replicate-from takes HOST:PORT") }
             guard try readUpstreamToken() != nil else {
@@ -149,7 +155,9 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        let json = logFormat == "json"
         LoggingSystem.bootstrap { label in
+            if json { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

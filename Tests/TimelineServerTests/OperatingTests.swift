@@ -255,6 +255,29 @@ extension OperatingTests {
     }
 }
 
+extension OperatingTests {
+    /// `--log-format json`: every line of the log is one JSON object a collector can index, and a connection's
+    /// lines carry who and which connection, a refusal its code.
+    @Test func jsonLogsAreOneObjectPerLine() async throws {
+        let server = try ServerProcess(arguments: ["--log-format", "json", "--log-level", "debug"])
+        let client = try await server.connect(token: server.adminToken)
+        #expect(try await client.request("g GET 0000000000").last?.hasPrefix("g NO NOT_FOUND") == true)
+        await client.close()
+        _ = server.terminate()
+        let lines = try String(contentsOf: server.logFile, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count > 3)
+        let objects = try lines.map { try JSON(parsing: String($0)) }
+        for object in objects {
+            #expect(object["time"]?.stringValue != nil && object["level"]?.stringValue != nil)
+            #expect(object["message"]?.stringValue != nil)
+        }
+        let refusal = objects.first { $0["message"] == "refused" }
+        #expect(refusal?["code"] == "NOT_FOUND" && refusal?["tag"] == "g", "\(lines)")
+        #expect(refusal?["user"] == "admin" && refusal?["connection"]?.stringValue != nil)
+        #expect(objects.contains { $0["message"] == "stopped" })
+    }
+}
+
 /// A unix datagram socket standing in for systemd's notification socket.
 private final class NotifyListener {
     let fd: Int32
