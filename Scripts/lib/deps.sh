@@ -1,6 +1,6 @@
 # Shared by the scripts: install the Debian packages the build and the tests need, only those missing.
 # shellcheck shell=bash
-TIMELINE_APT_PACKAGES=(libssl-dev libsqlite3-dev pkg-config openssl sqlite3 sslscan jq zlib1g-dev chromium fonts-dejavu-core fonts-wqy-microhei postgresql systemd)
+TIMELINE_APT_PACKAGES=(libssl-dev libsqlite3-dev pkg-config openssl sqlite3 sslscan jq zlib1g-dev chromium fonts-dejavu-core fonts-wqy-microhei postgresql systemd curl)
 
 ensure_packages() {
     local missing=()

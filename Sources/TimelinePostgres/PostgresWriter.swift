@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -52,6 +53,8 @@ actor PostgresWriter {
     }
 
     private nonisolated let pending = NIOLockedValueBox(Pending())
+    /// Edits per commit (`timeline_commit_edits`, a histogram when metrics are exported).
+    private let groupSize = Recorder(label: "timeline_commit_edits")
     let client: PostgresClient
     let follower: PostgresFollower
     let maxEdits: Int
@@ -115,6 +118,8 @@ actor PostgresWriter {
             if group.isEmpty { return }
             let started = ContinuousClock.now
             let answers = await commit(group)
+            let edits = answers.reduce(0) { $0 + ((try? $1.1.get())?.count ?? 0) }
+            if edits > 0 { groupSize.record(edits) }
             let waiting = pending.withLockedValue { $0.requests.count }
             last = (answers.count + waiting, ContinuousClock.now - started)
             for (request, result) in answers { request.completion(result) }

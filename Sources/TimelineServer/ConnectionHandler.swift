@@ -31,11 +31,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.core = core
         logger = core.logger
         let tokens = core.tokens
-        machine = ConnectionStateMachine(
-            configuration: .init(
-                limits: core.limits, dataset: core.store.dataset, forwardsWrites: core.replicator != nil,
-                identityOfToken: { tokens.identity(ofHash: $0) }),
-            now: .now())
+        let metrics = core.metrics
+        var configuration = ConnectionStateMachine.Configuration(
+            limits: core.limits, dataset: core.store.dataset, forwardsWrites: core.replicator != nil,
+            identityOfToken: { tokens.identity(ofHash: $0) })
+        configuration.requestParsed = { metrics.request($0) }
+        configuration.editsWatched = { metrics.editsWatched.increment(by: Int64($0)) }
+        machine = ConnectionStateMachine(configuration: configuration, now: .now())
     }
 
     // MARK: Channel events
@@ -63,6 +65,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         logger[metadataKey: "peer"] = "\(peer)"
         logger[metadataKey: "connection"] = "\(core.connectionNumbers.wrappingAdd(1, ordering: .relaxed).newValue)"
         let count = core.connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
+        core.metrics.connections.increment()
+        core.metrics.connectionsOpen.record(count)
         core.opened(context.channel)
         logger.debug("connection opened")
         perform(machine.opened(connections: count, shuttingDown: core.shuttingDown.load(ordering: .relaxed)))
@@ -74,7 +78,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         revocationTimer?.cancel()
         perform(machine.closed())
         if counted {
-            core.connectionCount.wrappingSubtract(1, ordering: .relaxed)
+            let count = core.connectionCount.wrappingSubtract(1, ordering: .relaxed).newValue
+            core.metrics.connectionsOpen.record(count)
             core.closed(context.channel)
         }
         logger.debug("connection closed")
@@ -168,10 +173,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     handler.perform(handler.machine.live(units, writable: writable))
                 }
             }
+            core.metrics.watchers.record(core.broadcaster.count)
             onLoop({ (try? await $0.store.head().version) ?? 0 }) { $0.machine.watchHead($1) }
         case .stopWatch:
             if let watcherID { core.broadcaster.remove(watcherID) }
             watcherID = nil
+            core.metrics.watchers.record(core.broadcaster.count)
             revocationTimer?.cancel()
         case .fetchWatchPage(let after):
             let page = machine.configuration.watchPage
@@ -310,6 +317,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         var buffer = context.channel.allocator.buffer(capacity: 256 * replies.count)
         for reply in replies {
             reply.write(into: &buffer)
+            core.metrics.replied(reply)
             if logger.logLevel <= .debug {
                 switch reply {
                 case .no(let tag, let code, _, _):

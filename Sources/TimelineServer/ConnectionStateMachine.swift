@@ -169,7 +169,9 @@ struct ConnectionStateMachine {
                             message: "the line is longer than \(limits.maxLineLength) bytes")))
             case .line(let line):
                 if line.readableBytes == 0 { return take() }  // blank lines are ignored
-                switch Request.parse(line) {
+                let parsed = Request.parse(line)
+                configuration.requestParsed((try? parsed.get())?.verb.rawValue ?? "INVALID")
+                switch parsed {
                 case .failure(let refused): queue.append(.reply(.refusal(refused)))
                 case .success(let request) where request.verb == .batch: startBatch(request)
                 case .success(let request): queue.append(.request(request))
@@ -538,7 +540,10 @@ struct ConnectionStateMachine {
             Reply.data(kind: "EDIT", EditCodec.json(edit)).write(into: &buffer)
             count += 1
         }
-        if count > 0 { actions.append(.writeEdits(buffer)) }
+        if count > 0 {
+            actions.append(.writeEdits(buffer))
+            configuration.editsWatched(count)
+        }
         return count
     }
 

@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -17,6 +18,7 @@ final class ServerCore: Sendable {
     let logger: Logger
     let broadcaster = Broadcaster()
     let connectionCount = Atomic<Int>(0)
+    let metrics = ServerMetrics()
     /// Numbers connections for the log (`connection`), from 1.
     let connectionNumbers = Atomic<UInt64>(0)
     let shuttingDown = Atomic<Bool>(false)
@@ -68,7 +70,11 @@ final class ServerCore: Sendable {
         self.limits = limits
         self.logger = logger
         let broadcaster = self.broadcaster
-        store.observeCommits { units in broadcaster.publish(units) }
+        let metrics = self.metrics
+        store.observeCommits { units in
+            metrics.editsAppended.increment(by: Int64(units.reduce(0) { $0 + $1.count }))
+            broadcaster.publish(units)
+        }
     }
 
     /// The greeting's and CAPS's description of this server.
@@ -113,6 +119,7 @@ final class ServerCore: Sendable {
     }
 
     func recordAuth(success: Bool, address: String) {
+        if !success { metrics.authFailures.increment() }
         authFailures.withLockedValue { table in
             if success {
                 table[address] = nil
@@ -140,6 +147,7 @@ final class ServerCore: Sendable {
                 ]
             }
             let edits = try await store.wireEdits(after: since, limit: limit)
+            metrics.editsPulled.increment(by: Int64(edits.count))
             var replies = edits.map { Reply.encoded(kind: "EDIT", $0.bytes) }
             let last = edits.last?.version ?? since
             replies.append(
@@ -342,7 +350,12 @@ final class ServerCore: Sendable {
     /// concurrent-PROPOSE benchmark, under perf). Writes are committed in the order submitted.
     func submit(_ proposals: [Proposal], done: @escaping @Sendable (Result<[Edit], Error>) -> Void) {
         precondition(replicator == nil, "an office replica forwards its writes upstream")
-        store.append(proposals, completion: done)
+        let started = DispatchTime.now().uptimeNanoseconds
+        let latency = metrics.commitSeconds
+        store.append(proposals) { result in
+            latency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+            done(result)
+        }
     }
 
     /// The reply to a PROPOSE (`batch: false`) or a BATCH of `count` proposals, from what `submit` gave.

@@ -1,4 +1,5 @@
 import CTimelineSQLite
+import CoreMetrics
 import Dispatch
 import Foundation
 import GRDB
@@ -100,6 +101,9 @@ final class GroupCommitter: Sendable {
         if start { queue.async { self.drain() } }
     }
 
+    /// Edits per commit (`timeline_commit_edits`, a histogram when metrics are exported).
+    private let groupSize = Recorder(label: "timeline_commit_edits")
+
     private func drain() {
         while true {
             let (group, head) = state.withLockedValue { s -> ([Request], ChainHead) in
@@ -122,7 +126,10 @@ final class GroupCommitter: Sendable {
                 return s.observers
             }
             let committed = results.compactMap { result in (try? result.get()).flatMap { $0.isEmpty ? nil : $0 } }
-            if !committed.isEmpty { for observer in observers { observer(committed) } }
+            if !committed.isEmpty {
+                groupSize.record(committed.reduce(0) { $0 + $1.count })
+                for observer in observers { observer(committed) }
+            }
             for (request, result) in zip(group, results) { request.completion(result) }
             // The group's proposals, bodies and edits are released on another thread: for a bulk batch these are
             // hundreds of thousands of strings and arrays, and releasing them had been 5 % of the writer's time

@@ -68,6 +68,24 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "text, or json: one JSON object per log line (time, level, message, peer, connection, user, …).")
     var logFormat = "text"
 
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics on http://HOST:PORT/metrics (a port alone: on 127.0.0.1). Off by default.",
+            discussion: "A plain HTTP listener of its own, apart from the timeline's TLS port."))
+    var metrics: String?
+
+    /// --metrics as a host and port: a port alone is on the loopback address.
+    func metricsAddress() -> (String, Int)? {
+        guard let metrics else { return nil }
+        if let port = Int(metrics), (0...65535).contains(port) { return ("127.0.0.1", port) }
+        guard let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        var host = String(metrics[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+
     @Option(help: "Run as an office replica following this upstream server (HOST:PORT).")
     var replicateFrom: String?
 
@@ -117,6 +135,9 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("limits must be positive (--max-line at least 1024, --max-outbound at least 65536)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        if metrics != nil, metricsAddress() == nil {
+            throw ValidationError("--metrics takes HOST:PORT or a PORT (0 to 65535)")
+        }
         guard ["text", "json"].contains(logFormat) else {
             throw ValidationError("--log-format is text or json, not \(logFormat)")
         }
@@ -162,6 +183,8 @@ struct Serve: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
+        // Before the server exists: it takes its counters from the backend set now.
+        let registry = metricsAddress() != nil ? MetricsEndpoint.bootstrap() : nil
         let dir = DataDirectory(path: data.directory)
         let (host, port) = parseListen()!
         let folderWasThere = FileManager.default.fileExists(atPath: dir.path)
@@ -236,6 +259,13 @@ struct Serve: AsyncParsableCommand {
                 print("office \(upstream.office) replicating from \(upstream.config.host):\(upstream.config.port)")
             }
             print("certificate SHA-256 fingerprint \(fingerprint.hex)")
+            var endpoint: MetricsEndpoint?
+            if let registry, let (metricsHost, metricsPort) = metricsAddress() {
+                let made = MetricsEndpoint(registry: registry, host: metricsHost, port: metricsPort, server: server)
+                let bound = try await made.start()
+                print("metrics on http://\(bound.ipAddress ?? metricsHost):\(bound.port ?? metricsPort)/metrics")
+                endpoint = made
+            }
             let listening = "\(address.ipAddress ?? host):\(address.port ?? port)"
             print("listening on \(listening)")
             fflush(nil)
@@ -262,7 +292,8 @@ struct Serve: AsyncParsableCommand {
             signal(SIGPIPE, SIG_IGN)
             let services = ServiceGroup(
                 configuration: .init(
-                    services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
+                    services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)]
+                        + (endpoint.map { [.init(service: $0)] } ?? []),
                     gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "timelined")))
             try await services.run()
             // Connections to PostgreSQL end with the server, not with the process.

@@ -278,6 +278,84 @@ extension OperatingTests {
     }
 }
 
+extension OperatingTests {
+    /// `GET /metrics` under load: the counters are what the test did (Prometheus's text format, read as a client
+    /// would).
+    @Test func metricsScrapedUnderLoadMatchTheLoad() async throws {
+        let server = try ServerProcess(arguments: ["--metrics", "0"])
+        let url = try #require(
+            server.startupOutput.split(separator: "\n").first { $0.hasPrefix("metrics on ") }.map {
+                String($0.dropFirst("metrics on ".count))
+            })
+        let token = try server.addToken("ana", role: "annotator")
+        var watchers: [TestClient] = []
+        for n in 0..<2 {
+            let watcher = try await server.connect(token: token)
+            try await watcher.sendRaw("w\(n) WATCH 29\n")
+            watchers.append(watcher)
+        }
+        // Both watchers are registered before any write (the gauge says so).
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try Self.scrape(url)["timeline_watchers"] != 2 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let writers = 8
+        let each = 25
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<writers {
+                let client = try await server.connect(token: token)
+                group.addTask {
+                    for i in 0..<each {
+                        let reply = try await client.request(
+                            "p\(writer)-\(i) PROPOSE \(annotation("metrics \(writer) \(i)"))")
+                        #expect(reply.last?.hasPrefix("p\(writer)-\(i) OK ") == true)
+                    }
+                    _ = try await client.request("r PULL 0 10")
+                }
+            }
+            try await group.waitForAll()
+        }
+        let guesser = try await server.connect()
+        #expect(try await guesser.request("x AUTH tl_wrong").last?.hasPrefix("x NO AUTH_FAILED") == true)
+        let edits = Double(writers * each)
+        // Watchers receive every edit; the counter reaches both watchers' share once they are sent.
+        var metrics = try Self.scrape(url)
+        while metrics[#"timeline_edits_sent_total{by="watch"}"#] != 2 * edits && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            metrics = try Self.scrape(url)
+        }
+        #expect(metrics[#"timeline_requests_total{verb="PROPOSE"}"#] == edits)
+        #expect(metrics[#"timeline_requests_total{verb="PULL"}"#] == Double(writers))
+        #expect(metrics["timeline_edits_appended_total"] == edits)
+        #expect(metrics["timeline_commit_seconds_count"] == edits)
+        #expect(metrics[#"timeline_edits_sent_total{by="pull"}"#] == Double(writers * 10))
+        #expect(metrics[#"timeline_edits_sent_total{by="watch"}"#] == 2 * edits)
+        #expect(metrics["timeline_auth_failures_total"] == 1)
+        #expect(metrics[#"timeline_responses_total{result="AUTH_FAILED"}"#] == 1)
+        #expect(metrics["timeline_connections_total"] == Double(2 + writers + 1))
+        #expect(metrics["timeline_watchers"] == 2)
+        #expect((metrics[#"timeline_store_bytes{file="database"}"#] ?? 0) > 0)
+        #expect(metrics["timeline_replica_following"] == nil, "only an office replica has a link")
+        // Anything but GET /metrics is refused.
+        let (status, out, _) = try shell("curl -s -o /dev/null -w '%{http_code}' -X POST '\(url)'")
+        #expect(status == 0 && out == "405")
+    }
+
+    /// The samples of a scrape, by name with labels (`curl`, as Prometheus or an operator would fetch it).
+    static func scrape(_ url: String) throws -> [String: Double] {
+        let (status, out, err) = try shell("curl -sf '\(url)'")
+        guard status == 0 else { throw TestFailure("scrape failed: \(err)") }
+        var samples: [String: Double] = [:]
+        for line in out.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else {
+                continue
+            }
+            samples[String(line[..<space])] = value
+        }
+        return samples
+    }
+}
+
 /// A unix datagram socket standing in for systemd's notification socket.
 private final class NotifyListener {
     let fd: Int32
