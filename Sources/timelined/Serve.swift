@@ -70,6 +70,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "A YAML file of these options (listen: 0.0.0.0:7447, without the dashes); flags given here override it.",
+            valueName: "file"))
+    var config: String?
+
+    @Option(
+        help: ArgumentHelp(
             "Serve Prometheus metrics on http://HOST:PORT/metrics (a port alone: on 127.0.0.1). Off by default.",
             discussion: "A plain HTTP listener of its own, apart from the timeline's TLS port."))
     var metrics: String?

@@ -39,7 +39,14 @@ struct Timelined: AsyncParsableCommand {
         }
         var parsed = false
         do {
-            var command = try parseAsRoot()
+            let arguments: [String]
+            do {
+                arguments = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()))
+            } catch let problem as ConfigFile.Problem {
+                FileHandle.standardError.write(Data("timelined: \(problem)\n".utf8))
+                Foundation.exit(2)
+            }
+            var command = try parseAsRoot(arguments)
             parsed = true
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()

@@ -356,6 +356,43 @@ extension OperatingTests {
     }
 }
 
+extension OperatingTests {
+    /// `serve --config FILE`: the file's settings apply, and a flag on the command line overrides the file's.
+    @Test func aConfigurationFileSetsServesOptionsAndFlagsOverrideIt() async throws {
+        let file = ServerProcess.newDataFolder().path + ".yaml"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try """
+        # what an operator keeps in /etc/timelined/timelined.yaml
+        log-format: json
+        log-level: debug
+        metrics: 0
+        max-connections: 2
+        empty: true
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let server = try ServerProcess(arguments: ["--config", file, "--log-format", "text", "--log-level", "info"])
+        #expect(server.startupOutput.contains("at version 0"), "empty: true")
+        #expect(server.startupOutput.contains("metrics on http://127.0.0.1:"))
+        let first = try await server.connect(token: server.adminToken)
+        let second = try await server.connect(token: server.adminToken)
+        let third = try await TestClient.connect(
+            port: server.port, fingerprint: server.fingerprint, readGreeting: false)
+        let refused = try await third.nextLine()
+        #expect(refused?.hasPrefix("* BYE TOO_MANY_CONNECTIONS") == true, "\(refused ?? "")")
+        await first.close()
+        await second.close()
+        _ = server.terminate()
+        // The command line's --log-format text and --log-level info won over the file's json and debug.
+        let log = try String(contentsOf: server.logFile, encoding: .utf8)
+        #expect(log.contains(" info timelined:") && !log.contains("{\"") && !log.contains(" debug "), "\(log)")
+        // A setting serve does not have is refused, naming the file and the key.
+        let bad = ServerProcess.newDataFolder().path + ".yaml"
+        defer { try? FileManager.default.removeItem(atPath: bad) }
+        try "listen: 127.0.0.1:0\nlisten-port: 7447\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let (status, _, err) = try ServerProcess.run(["serve", "--data", "/nonexistent", "--config", bad])
+        #expect(status == 2 && err.contains("unknown setting 'listen-port'"), "\(err)")
+    }
+}
+
 /// A unix datagram socket standing in for systemd's notification socket.
 private final class NotifyListener {
     let fd: Int32
