@@ -23,6 +23,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var logger: Logger
     private var counted = false
     private var watcherID: UInt64?
+    /// The verb of each request in flight, by tag: its answer is counted and logged with it.
+    private let verbs = VerbLedger()
     private var idleTimer: Scheduled<Void>?
     private var authTimer: Scheduled<Void>?
     private var revocationTimer: Scheduled<Void>?
@@ -35,7 +37,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         var configuration = ConnectionStateMachine.Configuration(
             limits: core.limits, dataset: core.store.dataset, forwardsWrites: core.replicator != nil,
             identityOfToken: { tokens.identity(ofHash: $0) })
-        configuration.requestParsed = { metrics.request($0) }
+        let verbs = verbs
+        configuration.requestParsed = { tag, verb in if let tag { verbs.byTag[tag] = verb } }
         configuration.editsWatched = { metrics.editsWatched.increment(by: Int64($0)) }
         machine = ConnectionStateMachine(configuration: configuration, now: .now())
     }
@@ -303,7 +306,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         -> [ConnectionStateMachine.Action]
     {
         core.recordAuth(success: found != nil, address: peer)
-        guard let found else { return machine.authenticationFailed(tag) }
+        guard let found else { return machine.authenticationFailed(tag, why: core.tokens.refusal(ofHash: hash)) }
         core.tokens.recordUse(ofHash: hash)
         logger[metadataKey: "user"] = "\(found.name)"
         return machine.authenticated(tag, as: found, tokenHash: hash)
@@ -317,15 +320,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
         var buffer = context.channel.allocator.buffer(capacity: 256 * replies.count)
         for reply in replies {
             reply.write(into: &buffer)
-            core.metrics.replied(reply)
-            if logger.logLevel <= .debug {
-                switch reply {
-                case .no(let tag, let code, _, _):
-                    logger.debug("refused", metadata: ["tag": "\(tag)", "code": "\(code)"])
-                case .bad(let tag, let code, _):
-                    logger.debug("refused", metadata: ["tag": "\(tag ?? "*")", "code": "\(code)"])
-                default: break
-                }
+            let (tag, code): (String?, ErrorCode?)
+            switch reply {
+            case .ok(let t, _): (tag, code) = (t, nil)
+            case .no(let t, let c, _, _): (tag, code) = (t, c)
+            case .bad(let t, let c, _): (tag, code) = (t, c)
+            case .bye(let c, _):
+                core.metrics.disconnected(c)
+                continue
+            default: continue
+            }
+            // A tagged line ends its request.
+            let verb = tag.flatMap { verbs.byTag.removeValue(forKey: $0) } ?? "INVALID"
+            core.metrics.answered(verb: verb, result: code?.rawValue ?? "OK")
+            if let code, logger.logLevel <= .debug {
+                logger.debug("refused", metadata: ["tag": "\(tag ?? "*")", "verb": "\(verb)", "code": "\(code)"])
             }
         }
         context.write(wrapOutboundOut(buffer), promise: nil)
@@ -343,4 +352,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
             channel.close(promise: nil)
         }
     }
+}
+
+/// Tags to verbs for the requests of one connection, touched only on its event loop (the state machine parses there,
+/// and replies are written there).
+final class VerbLedger: @unchecked Sendable {
+    var byTag: [String: String] = [:]
 }

@@ -20,8 +20,9 @@ extension ConnectionStateMachine {
         /// Who a token hash stands for now (nil once it is revoked): asked before each request, and each second
         /// while watching, so that a revoked token stops at its next request and a watcher within a second.
         var identityOfToken: @Sendable (Digest) -> Identity?
-        /// Told of each request line parsed (its verb, or `INVALID`), and of the edits a watcher is sent: metrics.
-        var requestParsed: @Sendable (String) -> Void = { _ in }
+        /// Told of each request line parsed (its tag, and its verb or `INVALID`), and of the edits a watcher is
+        /// sent: for metrics and logs.
+        var requestParsed: @Sendable (_ tag: String?, _ verb: String) -> Void = { _, _ in }
         var editsWatched: @Sendable (Int) -> Void = { _ in }
         /// Writes in flight at once on one connection.
         var maxWritesInFlight = 32

@@ -169,12 +169,13 @@ struct ConnectionStateMachine {
                             message: "the line is longer than \(limits.maxLineLength) bytes")))
             case .line(let line):
                 if line.readableBytes == 0 { return take() }  // blank lines are ignored
-                let parsed = Request.parse(line)
-                configuration.requestParsed((try? parsed.get())?.verb.rawValue ?? "INVALID")
-                switch parsed {
-                case .failure(let refused): queue.append(.reply(.refusal(refused)))
-                case .success(let request) where request.verb == .batch: startBatch(request)
-                case .success(let request): queue.append(.request(request))
+                switch Request.parse(line) {
+                case .failure(let refused):
+                    configuration.requestParsed(refused.tag, "INVALID")
+                    queue.append(.reply(.refusal(refused)))
+                case .success(let request):
+                    configuration.requestParsed(request.tag, request.verb.rawValue)
+                    if request.verb == .batch { startBatch(request) } else { queue.append(.request(request)) }
                 }
             }
             drain()
@@ -449,9 +450,10 @@ struct ConnectionStateMachine {
         return take()
     }
 
-    /// Never logs the token. The answer is held: `refusalDue` sends it.
-    mutating func authenticationFailed(_ tag: String) -> [Action] {
-        actions.append(.log(.warning, "authentication failed"))
+    /// Never logs the token; `why` says which kind of refusal it was (for the operator's log, never the client).
+    /// The answer is held: `refusalDue` sends it.
+    mutating func authenticationFailed(_ tag: String, why: String = "unknown token") -> [Action] {
+        actions.append(.log(.warning, "authentication failed: \(why)"))
         actions.append(.delayRefusal(tag: tag))
         return take()
     }
@@ -477,7 +479,7 @@ struct ConnectionStateMachine {
     @discardableResult
     private mutating func checkRevocation() -> Bool {
         guard let identity, let tokenHash, configuration.identityOfToken(tokenHash) != identity else { return false }
-        actions.append(.log(.info, "token revoked or changed: dropping the connection's identity"))
+        actions.append(.log(.info, "token revoked, expired or changed: dropping the connection's identity"))
         self.identity = nil
         self.tokenHash = nil
         revoked = true

@@ -54,6 +54,9 @@ public struct DataDirectory: Sendable {
     /// An office replica's link state, for `timelined status`.
     public var replicationStatusPath: String { path + "/replication.json" }
 
+    /// The outcome of the server's last certificate reload (SIGHUP), for `timelined reload`.
+    public var reloadStatusPath: String { path + "/reload.json" }
+
     /// Which store the folder uses, when it is a PostgreSQL database: its URL and password file, never a password.
     public var storeChoicePath: String { path + "/store.json" }
 

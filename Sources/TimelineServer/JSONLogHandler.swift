@@ -6,7 +6,7 @@ import TimelineStore
 
 /// `--log-format json`: one JSON object per line on standard error, for the journal or a collector to index —
 /// `time`, `level`, `label`, `message`, then each metadata key as its own member (a connection's `peer`,
-/// `connection` and `user`; a refusal's `code` and `tag`; an error's `error`).
+/// `connection` and `user`; a refusal's `tag`, `verb` and `code`; an error's `error`).
 public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level

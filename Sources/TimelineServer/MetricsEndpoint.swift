@@ -48,6 +48,8 @@ public final class MetricsEndpoint: Service, Sendable {
         self.port = port
         self.logger = logger
         let core = server.core
+        let version = Gauge(label: "timeline_log_version")
+        Gauge(label: "timeline_build_info", dimensions: [("version", ServerCore.serverName)]).record(1)
         let databaseBytes = Gauge(label: "timeline_store_bytes", dimensions: [("file", "database")])
         let walBytes = Gauge(label: "timeline_store_bytes", dimensions: [("file", "wal")])
         // Only an office replica has a link to describe.
@@ -59,6 +61,7 @@ public final class MetricsEndpoint: Service, Sendable {
             )
         }
         beforeScrape = {
+            if let head = try? await core.store.head() { version.record(head.version) }
             if let store = core.store as? SQLiteStore {
                 for (gauge, path) in [(databaseBytes, store.path), (walBytes, store.path + "-wal")] {
                     var s = stat()

@@ -79,7 +79,11 @@ public final class TimelineServer: Sendable {
         guard let address = channel.localAddress else {
             throw TimelineError(.storeFailed, "the listening socket has no address")
         }
-        core.logger.info("listening", metadata: ["address": "\(address)", "dataset": "\(core.store.dataset)"])
+        core.logger.info(
+            "listening",
+            metadata: [
+                "address": "\(address.ipAddress ?? "?"):\(address.port ?? 0)", "dataset": "\(core.store.dataset)",
+            ])
         return address
     }
 

@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import TimelineCore
 import TimelinePostgres
@@ -105,6 +106,13 @@ public final class TokenStore: Sendable {
             return cached
         }
         guard let data = FileManager.default.contents(atPath: path) else {
+            // No file is no tokens; a file this process may not read is a mistake to say, not an empty list.
+            if modified != nil {
+                throw TimelineError(
+                    .storeFailed,
+                    "cannot read \(path): \(String(cString: strerror(access(path, R_OK) == 0 ? EIO : errno))) "
+                        + "(run token commands as the server's user)")
+            }
             cache.withLockedValue { $0 = (nil, []) }
             return []
         }
@@ -137,6 +145,23 @@ public final class TokenStore: Sendable {
         return list
     }
 
+    /// Why a token is refused, for the operator's log (the client is told only AUTH_FAILED): unknown, or whose
+    /// token it was and that it was revoked or expired.
+    public func refusal(ofHash hash: Digest) -> String {
+        guard let list = try? entries() else { return "the tokens cannot be read" }
+        guard let entry = list.last(where: { $0.hash == hash }) else { return "unknown token" }
+        if entry.revoked != nil { return "revoked token of \(entry.name)" }
+        if !entry.isLive(at: WallClock.now()) { return "expired token of \(entry.name)" }
+        return "token of \(entry.name)"
+    }
+
+    /// When an unreadable tokens file was last logged.
+    private let lastUnreadable = NIOLockedValueBox<Timestamp?>(nil)
+    static let logger = Logger(label: "timelined")
+
+    /// One read-merge-write of a uses file at a time.
+    private static let usesFileLock = NIOLock()
+
     /// Writes down that a token was just used (AUTH): to the minute, in the background, never holding AUTH up.
     public func recordUse(ofHash hash: Digest) {
         let now = WallClock.now()
@@ -151,22 +176,24 @@ public final class TokenStore: Sendable {
             return
         }
         let path = usesPath
-        Task.detached {
-            // This process's uses over what the file held (a restart starts from the file).
-            var merged: [String: JSON] = [:]
-            if let data = FileManager.default.contents(atPath: path),
-                case .object(let old)? = try? JSON(parsingBytes: Array(data))
-            {
-                merged = old
-            }
-            for (digest, time) in due { merged[digest.hex] = .string(time.rfc3339) }
-            let temp = path + ".tmp"
-            if FileManager.default.createFile(
-                atPath: temp, contents: Data(JSON.object(merged).canonicalBytes + [0x0A]),
-                attributes: [.posixPermissions: 0o600])
-            {
-                _ = rename(temp, path)
-            }
+        Task.detached { Self.usesFileLock.withLock { Self.writeUses(due, to: path) } }
+    }
+
+    /// This process's uses over what the file held (a restart starts from the file).
+    private static func writeUses(_ due: [Digest: Timestamp], to path: String) {
+        var merged: [String: JSON] = [:]
+        if let data = FileManager.default.contents(atPath: path),
+            case .object(let old)? = try? JSON(parsingBytes: Array(data))
+        {
+            merged = old
+        }
+        for (digest, time) in due { merged[digest.hex] = .string(time.rfc3339) }
+        let temp = path + ".tmp"
+        if FileManager.default.createFile(
+            atPath: temp, contents: Data(JSON.object(merged).canonicalBytes + [0x0A]),
+            attributes: [.posixPermissions: 0o600])
+        {
+            _ = rename(temp, path)
         }
     }
 
@@ -265,7 +292,20 @@ public final class TokenStore: Sendable {
     /// hashes in constant time against every entry: what AUTH checks, and what a connection checks before each
     /// request.
     public func identity(ofHash hash: Digest) -> Identity? {
-        guard let list = try? entries() else { return nil }
+        let list: [Entry]
+        do {
+            list = try entries()
+        } catch {
+            // Every AUTH is refused until the file is readable again: the log says why, once a minute.
+            let now = WallClock.now()
+            let due = lastUnreadable.withLockedValue { last -> Bool in
+                guard last.map({ now.milliseconds - $0.milliseconds >= 60_000 }) ?? true else { return false }
+                last = now
+                return true
+            }
+            if due { Self.logger.error("tokens unreadable, every AUTH is refused: \(error)") }
+            return nil
+        }
         let presented = hash.bytes
         let now = WallClock.now()
         var found: Identity?
@@ -295,6 +335,14 @@ public final class TokenStore: Sendable {
             FileManager.default.createFile(
                 atPath: temp, contents: Data(json.canonicalBytes + [0x0A]), attributes: [.posixPermissions: 0o600])
         else { throw TimelineError(.storeFailed, "could not write the token file") }
+        // Run as root (sudo timelined token add …), the new file keeps the old one's owner (else the folder's):
+        // a file only root may read would lock the server's own user out of every token.
+        if getuid() == 0 {
+            var owner = stat()
+            if stat(path, &owner) == 0 || stat((path as NSString).deletingLastPathComponent, &owner) == 0 {
+                _ = chown(temp, owner.st_uid, owner.st_gid)
+            }
+        }
         guard rename(temp, path) == 0 else { throw TimelineError(.storeFailed, "could not replace the token file") }
         cache.withLockedValue { $0 = (nil, []) }
     }

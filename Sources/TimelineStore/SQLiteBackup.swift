@@ -77,9 +77,21 @@ public enum SQLiteBackup {
             return proved
         } catch {
             try? FileManager.default.removeItem(atPath: partial)
-            if let error = error as? DatabaseError { throw StoreErrors.map(error, doing: "restore the backup") }
-            throw error
+            throw failure(error, file: file)
         }
+    }
+
+    /// A restore's failure in a sentence about the file: not a database, damaged, or not verifying.
+    private static func failure(_ error: Error, file: String) -> Error {
+        if error is TimelineError { return error }
+        if let error = error as? DatabaseError {
+            switch error.resultCode {
+            case .SQLITE_NOTADB: return TimelineError(.badArgument, "\(file) is not a timelined backup (not SQLite)")
+            case .SQLITE_CORRUPT: return TimelineError(.corrupt, "\(file) is damaged: \(error.message ?? "corrupt")")
+            default: return StoreErrors.map(error, doing: "restore the backup")
+            }
+        }
+        return TimelineError(.corrupt, "\(file) does not verify: \(error)")
     }
 
     /// The copy's dataset and verify report; throws unless it verifies.

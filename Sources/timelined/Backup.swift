@@ -85,6 +85,7 @@ struct Restore: AsyncParsableCommand {
         let dir = DataDirectory(path: (data as NSString).expandingTildeInPath)
         let file = (file as NSString).expandingTildeInPath
         let fm = FileManager.default
+        let folderWasThere = fm.fileExists(atPath: dir.path)
         do {
             guard fm.fileExists(atPath: file) else { fail("no backup file at \(file)") }
             // Held until the end: no server starts on the folder while its timeline is being put in place.
@@ -112,6 +113,7 @@ struct Restore: AsyncParsableCommand {
                 }
             }
             try fm.moveItem(atPath: restoring, toPath: dir.storePath)
+            let owned = Self.ownedLikeTheFolder(dir)
             var tokens = ("kept", "the folder's own, kept")
             if !fm.fileExists(atPath: dir.tokensPath) {
                 if let text = proved.extras["tokens"] {
@@ -119,22 +121,41 @@ struct Restore: AsyncParsableCommand {
                         fm.createFile(
                             atPath: dir.tokensPath, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
                     else { throw TimelineError(.storeFailed, "could not write \(dir.tokensPath)") }
+                    owned(dir.tokensPath)
                     tokens = ("backup", "from the backup")
                 } else {
                     tokens = ("none", "none (add one with timelined token add --data \(dir.path))")
                 }
             }
+            owned(dir.storePath)
             var extra: [String: JSON] = ["tokens": .string(tokens.0)]
             if let kept { extra["replaced"] = .string(kept) }
             Report.print(proved, into: dir.storePath, size: nil, json: json, verb: "restored into", extra: extra)
             if !json {
                 if let kept { print("the timeline it replaced is kept as \(kept)") }
                 print("tokens  \(tokens.1)")
+                if !fm.fileExists(atPath: dir.certificatePath) {
+                    print(
+                        "certificate: none in \(dir.path)/tls (a backup holds none); copy the old folder's tls/ there, "
+                            + "or serve makes a new one whose fingerprint every client must pin")
+                }
                 print("serve it with: timelined serve --data \(dir.path)")
             }
         } catch {
+            // A restore that failed into a new folder leaves no folder behind.
+            if !folderWasThere { try? fm.removeItem(atPath: dir.path) }
             fail(describe(error))
         }
+    }
+}
+
+extension Restore {
+    /// Run as root (sudo, into a service's folder), what restore writes gets the folder's owner: a store only root
+    /// may open would keep the service from starting.
+    static func ownedLikeTheFolder(_ dir: DataDirectory) -> (String) -> Void {
+        var folder = stat()
+        guard getuid() == 0, stat(dir.path, &folder) == 0, folder.st_uid != 0 else { return { _ in } }
+        return { path in _ = chown(path, folder.st_uid, folder.st_gid) }
     }
 }
 

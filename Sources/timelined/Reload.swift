@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import TimelineCore
 import TimelineServer
+import TimelineStore
 import TimelineTLS
 
 struct Reload: ParsableCommand {
@@ -22,19 +24,35 @@ struct Reload: ParsableCommand {
     func run() throws {
         let dir = DataDirectory(path: (data as NSString).expandingTildeInPath)
         guard let pid = dir.liveWriter(), pid > 0 else { fail("no timelined is serving \(dir.path)") }
-        var checked = ""
         if FileManager.default.fileExists(atPath: dir.certificatePath) {
             do {
                 _ = try TLSContext.server(certificateFile: dir.certificatePath, keyFile: dir.keyPath)
-                let fingerprint = try DataDirectory.fingerprint(ofCertificateAt: dir.certificatePath)
-                checked = "; \(dir.certificatePath) has SHA-256 fingerprint \(fingerprint.hex)"
+                _ = try DataDirectory.fingerprint(ofCertificateAt: dir.certificatePath)
             } catch {
                 fail("\(dir.path)/tls: \(describe(error)); nothing sent, the server keeps its current certificate")
             }
         }
+        let asked = WallClock.now()
         guard kill(pid, SIGHUP) == 0 else {
             fail("could not signal timelined (pid \(pid)): \(String(cString: strerror(errno)))")
         }
-        print("asked timelined (pid \(pid)) to load its certificate and key again\(checked)")
+        // The server writes what came of it; a reload is done in moments.
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if let data = FileManager.default.contents(atPath: dir.reloadStatusPath),
+                let outcome = try? JSON(parsingBytes: Array(data)),
+                let time = outcome["time"]?.stringValue.flatMap(Timestamp.init(rfc3339:)), time >= asked
+            {
+                guard outcome["ok"] == true, let fingerprint = outcome["fingerprint"]?.stringValue else {
+                    fail(
+                        "timelined (pid \(pid)) kept its current certificate: "
+                            + (outcome["error"]?.stringValue ?? "it could not load the new one"))
+                }
+                print("timelined (pid \(pid)) gives new connections the certificate with fingerprint \(fingerprint)")
+                return
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        fail("sent SIGHUP to timelined (pid \(pid)), which did not say within 10 s what came of it; see its log")
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
+import TimelineCore
 import TimelineLink
 import TimelinePostgres
 import TimelineServer
@@ -62,10 +63,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bytes that may wait for a slow reader before it is disconnected.")
     var maxOutbound = Limits().maxOutboundBuffer
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
-    @Option(help: "text, or json: one JSON object per log line (time, level, message, peer, connection, user, …).")
+    @Option(help: "text, or json: one JSON object per log line (time, level, message, connection, user, verb, code).")
     var logFormat = "text"
 
     @Option(
@@ -224,6 +225,7 @@ struct Serve: AsyncParsableCommand {
             }
             let certFile = cert ?? dir.certificatePath
             let keyFile = key ?? dir.keyPath
+            let madeCertificate = cert == nil && !FileManager.default.fileExists(atPath: dir.certificatePath)
             if cert == nil { try dir.ensureCertificate(hostnames: [host]) }
             let fingerprint = try DataDirectory.fingerprint(ofCertificateAt: certFile)
             var limits = Limits()
@@ -264,6 +266,10 @@ struct Serve: AsyncParsableCommand {
             if let upstream {
                 print("office \(upstream.office) replicating from \(upstream.config.host):\(upstream.config.port)")
             }
+            if madeCertificate && first == nil {
+                // A folder with a timeline but no certificate (restored, or tls/ removed): clients pinned the old one.
+                print("made a new self-signed certificate in \(dir.path)/tls: clients must pin its fingerprint")
+            }
             print("certificate SHA-256 fingerprint \(fingerprint.hex)")
             var endpoint: MetricsEndpoint?
             if let registry, let (metricsHost, metricsPort) = metricsAddress() {
@@ -283,13 +289,20 @@ struct Serve: AsyncParsableCommand {
             let logger = Logger(label: "timelined")
             reload.setEventHandler {
                 SystemdNotify.send("RELOADING=1\nMONOTONIC_USEC=\(SystemdNotify.monotonicMicroseconds)")
+                var outcome: [String: JSON] = ["time": .string(WallClock.now().rfc3339)]
                 do {
                     let fingerprint = try server.reloadCertificate()
-                    print("certificate loaded again: SHA-256 fingerprint \(fingerprint.hex)")
-                    fflush(nil)
+                    outcome["ok"] = true
+                    outcome["fingerprint"] = .string(fingerprint.hex)
                 } catch {
                     logger.error("certificate not loaded again, the previous one stays in use: \(describe(error))")
+                    outcome["ok"] = false
+                    outcome["error"] = .string(describe(error))
                 }
+                // For `timelined reload`, which waits to say what happened rather than only that it asked.
+                _ = FileManager.default.createFile(
+                    atPath: dir.reloadStatusPath, contents: Data(JSON.object(outcome).canonicalBytes + [0x0A]),
+                    attributes: [.posixPermissions: 0o600])
                 SystemdNotify.send("READY=1")
             }
             reload.resume()
