@@ -201,6 +201,7 @@ public final class TokenStore: Sendable {
     /// another's change.
     private func changing<T>(_ body: () throws -> T) throws -> T {
         let lock = try FileLock(path: path + ".lock")
+        FolderOwner.match(path + ".lock", folder: (path as NSString).deletingLastPathComponent)
         try lock.lock(exclusive: true)
         defer { lock.unlock() }
         cache.withLockedValue { $0 = (nil, []) }
@@ -335,14 +336,9 @@ public final class TokenStore: Sendable {
             FileManager.default.createFile(
                 atPath: temp, contents: Data(json.canonicalBytes + [0x0A]), attributes: [.posixPermissions: 0o600])
         else { throw TimelineError(.storeFailed, "could not write the token file") }
-        // Run as root (sudo timelined token add …), the new file keeps the old one's owner (else the folder's):
-        // a file only root may read would lock the server's own user out of every token.
-        if getuid() == 0 {
-            var owner = stat()
-            if stat(path, &owner) == 0 || stat((path as NSString).deletingLastPathComponent, &owner) == 0 {
-                _ = chown(temp, owner.st_uid, owner.st_gid)
-            }
-        }
+        // Run as root (sudo timelined token add …), the file keeps the folder's owner: a file only root may read
+        // would lock the server's own user out of every token.
+        FolderOwner.match(temp, folder: (path as NSString).deletingLastPathComponent)
         guard rename(temp, path) == 0 else { throw TimelineError(.storeFailed, "could not replace the token file") }
         cache.withLockedValue { $0 = (nil, []) }
     }

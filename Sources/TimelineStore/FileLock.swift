@@ -56,3 +56,14 @@ public final class FileLock: Sendable {
         return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
+
+/// What root writes into a folder another user owns stays that user's: run with sudo, a command must not leave a
+/// service's tokens, store or lock readable by root alone.
+public enum FolderOwner {
+    /// Gives `path` the owner of `folder` when this process is root and the folder is not root's.
+    public static func match(_ path: String, folder: String) {
+        var owner = stat()
+        guard getuid() == 0, stat(folder, &owner) == 0, owner.st_uid != 0 else { return }
+        _ = chown(path, owner.st_uid, owner.st_gid)
+    }
+}

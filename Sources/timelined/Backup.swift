@@ -46,6 +46,11 @@ struct Backup: AsyncParsableCommand {
             else { fail("no folder \(parent) to write the backup into") }
             var extras = ["made": WallClock.now().rfc3339, "folder": dir.path]
             if let tokens = try? String(contentsOfFile: dir.tokensPath, encoding: .utf8) { extras["tokens"] = tokens }
+            // SQLite may make the store's -wal and -shm files when no server has them open: they stay the folder's.
+            let sidecars = ["-wal", "-shm"].map { dir.storePath + $0 }.filter {
+                !FileManager.default.fileExists(atPath: $0)
+            }
+            defer { for path in sidecars { FolderOwner.match(path, folder: dir.path) } }
             let proved = try SQLiteBackup.make(store: dir.storePath, to: file, extras: extras)
             let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
             Report.print(proved, into: file, size: size, json: json, verb: "backed up into", extra: [:])
@@ -113,7 +118,8 @@ struct Restore: AsyncParsableCommand {
                 }
             }
             try fm.moveItem(atPath: restoring, toPath: dir.storePath)
-            let owned = Self.ownedLikeTheFolder(dir)
+            let owned = { (path: String) in FolderOwner.match(path, folder: dir.path) }
+            owned(dir.lockPath)
             var tokens = ("kept", "the folder's own, kept")
             if !fm.fileExists(atPath: dir.tokensPath) {
                 if let text = proved.extras["tokens"] {
@@ -146,16 +152,6 @@ struct Restore: AsyncParsableCommand {
             if !folderWasThere { try? fm.removeItem(atPath: dir.path) }
             fail(describe(error))
         }
-    }
-}
-
-extension Restore {
-    /// Run as root (sudo, into a service's folder), what restore writes gets the folder's owner: a store only root
-    /// may open would keep the service from starting.
-    static func ownedLikeTheFolder(_ dir: DataDirectory) -> (String) -> Void {
-        var folder = stat()
-        guard getuid() == 0, stat(dir.path, &folder) == 0, folder.st_uid != 0 else { return { _ in } }
-        return { path in _ = chown(path, folder.st_uid, folder.st_gid) }
     }
 }
 
