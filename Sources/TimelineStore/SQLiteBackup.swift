@@ -29,10 +29,7 @@ public enum SQLiteBackup {
         do {
             // Empty and 0600 before SQLite writes it: the copy is as private as the store.
             try PrivateFile.create(partial)
-            var configuration = Configuration()
-            configuration.readonly = true
-            configuration.busyMode = .timeout(10)
-            let source = try DatabaseQueue(path: store, configuration: configuration)
+            let source = try readOnly(store)
             try source.inDatabase { db in try db.execute(sql: "VACUUM INTO ?", arguments: [partial]) }
             try source.close()
             let copy = try DatabaseQueue(path: partial)
@@ -63,9 +60,7 @@ public enum SQLiteBackup {
         try? FileManager.default.removeItem(atPath: partial)
         do {
             try PrivateFile.create(partial)
-            var configuration = Configuration()
-            configuration.readonly = true
-            let source = try DatabaseQueue(path: file, configuration: configuration)
+            let source = try readOnly(file)
             // A page-by-page copy into the 0600 file (a file copy would keep the backup's mode and owner).
             let target = try DatabaseQueue(path: partial)
             try source.backup(to: target)
@@ -79,6 +74,14 @@ public enum SQLiteBackup {
             try? FileManager.default.removeItem(atPath: partial)
             throw failure(error, file: file)
         }
+    }
+
+    /// A connection that only reads `path`, waiting out a writer's lock.
+    private static func readOnly(_ path: String) throws -> DatabaseQueue {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        return try DatabaseQueue(path: path, configuration: configuration)
     }
 
     /// A restore's failure in a sentence about the file: not a database, damaged, or not verifying.

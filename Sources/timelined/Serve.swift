@@ -85,12 +85,7 @@ struct Serve: AsyncParsableCommand {
     func metricsAddress() -> (String, Int)? {
         guard let metrics else { return nil }
         if let port = Int(metrics), (0...65535).contains(port) { return ("127.0.0.1", port) }
-        guard let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]),
-            (0...65535).contains(port)
-        else { return nil }
-        var host = String(metrics[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host.isEmpty ? "127.0.0.1" : host, port)
+        return Self.listenAddress(metrics, anyHost: "127.0.0.1")
     }
 
     @Option(help: "Run as an office replica following this upstream server (HOST:PORT).")
@@ -172,13 +167,16 @@ struct Serve: AsyncParsableCommand {
         return (String(text[..<colon]), port)
     }
 
-    func parseListen() -> (String, Int)? {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+    func parseListen() -> (String, Int)? { Self.listenAddress(listen, anyHost: "0.0.0.0") }
+
+    /// HOST:PORT to listen on (port 0: any free one; `[::1]:7447` for IPv6); an empty host is `anyHost`.
+    static func listenAddress(_ text: String, anyHost: String) -> (String, Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
             (0...65535).contains(port)
         else { return nil }
-        var host = String(listen[..<colon])
+        var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host.isEmpty ? "0.0.0.0" : host, port)
+        return (host.isEmpty ? anyHost : host, port)
     }
 
     func run() async throws {
