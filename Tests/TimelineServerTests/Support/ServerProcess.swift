@@ -220,3 +220,26 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
+
+extension ServerProcess {
+    /// A reader's token that expires within moments, and a connection to `user` (this server unless given) that
+    /// authenticated with it before it did. The first expiry tried is 5 s, then three times as long each time: on a
+    /// loaded machine (ThreadSanitizer) `token add` and the AUTH after it can take longer than a short expiry.
+    func expiringToken(name: String, usedOn user: ServerProcess? = nil) async throws -> (
+        token: String, name: String, client: TestClient, seconds: Int
+    ) {
+        var seconds = 5
+        for attempt in 0..<5 {
+            let named = "\(name)\(attempt)"
+            let (status, out, err) = try tool(["token", "add", named, "--role", "reader", "--expires", "\(seconds)s"])
+            guard status == 0 else { throw TestFailure("token add failed: \(err)") }
+            let token = out.trimmingCharacters(in: .whitespacesAndNewlines)
+            let client = try await (user ?? self).connect()
+            if try await client.request("a AUTH \(token)").last?.hasPrefix("a OK ") == true {
+                return (token, named, client, seconds)
+            }
+            seconds *= 3
+        }
+        throw TestFailure("no token lived long enough to be used")
+    }
+}
