@@ -11,28 +11,7 @@ import TimelineStore
 /// trip; it is read again when another node announces a change (NOTIFY) and at every poll of the follower, so a
 /// revocation reaches every node within moments, and the node it was made on at once.
 public final class PostgresTokens: Sendable {
-    public struct Record: Sendable, Equatable {
-        public var name: String
-        public var role: Role
-        public var hash: Digest
-        public var created: Timestamp
-        public var revoked: Timestamp?
-        public var expires: Timestamp?
-        public var lastUsed: Timestamp?
-
-        public init(
-            name: String, role: Role, hash: Digest, created: Timestamp, revoked: Timestamp?,
-            expires: Timestamp? = nil, lastUsed: Timestamp? = nil
-        ) {
-            self.name = name
-            self.role = role
-            self.hash = hash
-            self.created = created
-            self.revoked = revoked
-            self.expires = expires
-            self.lastUsed = lastUsed
-        }
-    }
+    public typealias Record = TokenRecord
 
     let store: PostgresStore
     private let copy = NIOLockedValueBox<[Record]>([])

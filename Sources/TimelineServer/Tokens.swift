@@ -10,33 +10,7 @@ import TimelineStore
 /// database beside a PostgreSQL store (`PostgresTokens`), where every node sees them. The running server rereads
 /// the file when it changes, so `timelined token add|revoke` take effect without a restart.
 public final class TokenStore: Sendable {
-    public struct Entry: Sendable, Equatable {
-        public var name: String
-        public var role: Role
-        public var hash: Digest
-        public var created: Timestamp
-        public var revoked: Timestamp?
-        /// When the token stops working (AUTH_FAILED from then on; an open connection is refused at its next request).
-        public var expires: Timestamp?
-        /// The last AUTH with it, to the minute (as far as the server has written it down).
-        public var lastUsed: Timestamp?
-
-        public init(
-            name: String, role: Role, hash: Digest, created: Timestamp, revoked: Timestamp? = nil,
-            expires: Timestamp? = nil, lastUsed: Timestamp? = nil
-        ) {
-            self.name = name
-            self.role = role
-            self.hash = hash
-            self.created = created
-            self.revoked = revoked
-            self.expires = expires
-            self.lastUsed = lastUsed
-        }
-
-        /// Whether it still lets anyone in at `now`.
-        public func isLive(at now: Timestamp) -> Bool { revoked == nil && expires.map { now < $0 } ?? true }
-    }
+    public typealias Entry = TokenRecord
 
     public struct Identity: Sendable, Equatable {
         public var name: String
@@ -95,11 +69,7 @@ public final class TokenStore: Sendable {
 
     public func entries() throws -> [Entry] {
         if let database {
-            return database.records.map {
-                Entry(
-                    name: $0.name, role: $0.role, hash: $0.hash, created: $0.created, revoked: $0.revoked,
-                    expires: $0.expires, lastUsed: $0.lastUsed)
-            }
+            return database.records
         }
         let modified = FileStamp(path: path)
         if let cached = cache.withLockedValue({ $0.modified != nil && $0.modified == modified ? $0.entries : nil }) {
@@ -278,12 +248,7 @@ public final class TokenStore: Sendable {
             throw TimelineError(.duplicateID, "the target holds tokens already; migrate into an empty store")
         }
         if let database {
-            for e in entries {
-                try await database.copy(
-                    PostgresTokens.Record(
-                        name: e.name, role: e.role, hash: e.hash, created: e.created, revoked: e.revoked,
-                        expires: e.expires, lastUsed: e.lastUsed))
-            }
+            for e in entries { try await database.copy(e) }
             return
         }
         try changing { try save(entries) }
