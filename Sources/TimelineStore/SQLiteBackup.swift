@@ -18,61 +18,68 @@ public enum SQLiteBackup {
     }
 
     /// Copies the store at `store` (which a server may be writing) into the new file `path`, with `extras`, and
-    /// verifies the copy. The copy is written as `path.partial` and renamed only once verified: a failed or
-    /// interrupted backup leaves no file that looks like one.
+    /// verifies the copy (written through `path.partial`, renamed once verified).
     public static func make(store: String, to path: String, extras: [String: String]) throws -> Proved {
         guard !FileManager.default.fileExists(atPath: path) else {
             throw TimelineError(.badArgument, "\(path) exists already; a backup goes into a new file")
         }
-        let partial = path + ".partial"
-        try? FileManager.default.removeItem(atPath: partial)
         do {
-            // Empty and 0600 before SQLite writes it: the copy is as private as the store.
-            try PrivateFile.create(partial)
-            let source = try readOnly(store)
-            try source.inDatabase { db in try db.execute(sql: "VACUUM INTO ?", arguments: [partial]) }
-            try source.close()
-            let copy = try DatabaseQueue(path: partial)
-            try copy.inDatabase { db in
-                try db.execute(sql: "CREATE TABLE timelined_backup (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                for (key, value) in extras.sorted(by: { $0.key < $1.key }) {
-                    try db.execute(sql: "INSERT INTO timelined_backup VALUES (?, ?)", arguments: [key, value])
+            return try throughPartial(path) { partial in
+                let source = try readOnly(store)
+                try source.inDatabase { db in try db.execute(sql: "VACUUM INTO ?", arguments: [partial]) }
+                try source.close()
+                let copy = try DatabaseQueue(path: partial)
+                try copy.inDatabase { db in
+                    try db.execute(sql: "CREATE TABLE timelined_backup (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                    for (key, value) in extras.sorted(by: { $0.key < $1.key }) {
+                        try db.execute(sql: "INSERT INTO timelined_backup VALUES (?, ?)", arguments: [key, value])
+                    }
                 }
+                let proved = try prove(copy, path: path)
+                try copy.close()
+                return proved
             }
-            let proved = try prove(copy, path: path)
-            try copy.close()
-            try FileManager.default.moveItem(atPath: partial, toPath: path)
-            return proved
-        } catch {
-            try? FileManager.default.removeItem(atPath: partial)
-            if let error = error as? DatabaseError { throw StoreErrors.map(error, doing: "back up the store") }
-            throw error
+        } catch let error as DatabaseError {
+            throw StoreErrors.map(error, doing: "back up the store")
         }
     }
 
-    /// Writes the backup `file` as a store at `path` (a new file), without its extras table, after proving it.
-    /// Written as `path.partial` first, renamed when proved.
+    /// Writes the backup `file` as a store at `path` (a new file), without its extras table, after proving it
+    /// (written through `path.partial`, renamed once proved).
     public static func restore(_ file: String, to path: String) throws -> Proved {
         guard FileManager.default.fileExists(atPath: file) else {
             throw TimelineError(.notFound, "no backup file at \(file)")
         }
+        do {
+            return try throughPartial(path) { partial in
+                let source = try readOnly(file)
+                // A page-by-page copy into the 0600 file (a file copy would keep the backup's mode and owner).
+                let target = try DatabaseQueue(path: partial)
+                try source.backup(to: target)
+                try source.close()
+                let proved = try prove(target, path: file)
+                try target.inDatabase { db in try db.execute(sql: "DROP TABLE timelined_backup") }
+                try target.close()
+                return proved
+            }
+        } catch {
+            throw failure(error, file: file)
+        }
+    }
+
+    /// Runs `body` on `path.partial`, made empty and 0600 first (what SQLite then writes there keeps that mode), and
+    /// renames it to `path` once `body` returned: a failed or interrupted copy leaves no file that looks like one.
+    private static func throughPartial<T>(_ path: String, _ body: (String) throws -> T) throws -> T {
         let partial = path + ".partial"
         try? FileManager.default.removeItem(atPath: partial)
         do {
             try PrivateFile.create(partial)
-            let source = try readOnly(file)
-            // A page-by-page copy into the 0600 file (a file copy would keep the backup's mode and owner).
-            let target = try DatabaseQueue(path: partial)
-            try source.backup(to: target)
-            try source.close()
-            let proved = try prove(target, path: file)
-            try target.inDatabase { db in try db.execute(sql: "DROP TABLE timelined_backup") }
-            try target.close()
+            let result = try body(partial)
             try FileManager.default.moveItem(atPath: partial, toPath: path)
-            return proved
+            return result
         } catch {
             try? FileManager.default.removeItem(atPath: partial)
-            throw failure(error, file: file)
+            throw error
         }
     }
 
