@@ -61,7 +61,8 @@ public final class MetricsEndpoint: Service, Sendable {
             )
         }
         beforeScrape = {
-            if let head = try? await core.store.head() { version.record(head.version) }
+            let head = try? await core.store.head().version
+            if let head { version.record(head) }
             if let store = core.store as? SQLiteStore {
                 for (gauge, path) in [(databaseBytes, store.path), (walBytes, store.path + "-wal")] {
                     var s = stat()
@@ -69,10 +70,10 @@ public final class MetricsEndpoint: Service, Sendable {
                 }
             }
             if let replicator = core.replicator, let link {
-                let now = replicator.describe(localVersion: (try? await core.store.head().version) ?? 0)
-                link.following.record(now["state"] == "following" ? 1 : 0)
-                link.behind.record(now["behind"]?.intValue ?? 0)
-                if let contact = now["last_contact"]?.stringValue.flatMap(Timestamp.init(rfc3339:)) {
+                let now = replicator.status.withLockedValue { $0 }
+                link.following.record(now.state == .following ? 1 : 0)
+                link.behind.record(max(0, now.upstreamVersion - (head ?? 0)))
+                if let contact = now.lastContact {
                     link.sinceContact.record(Double(WallClock.now().milliseconds - contact.milliseconds) / 1000)
                 }
             }

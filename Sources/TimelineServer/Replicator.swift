@@ -58,7 +58,7 @@ public final class Replicator: Sendable {
     let outbox: Outbox
     let statusPath: String
     let logger: Logger
-    private let status = NIOLockedValueBox(Status())
+    let status = NIOLockedValueBox(Status())
     private let writer = NIOLockedValueBox<TimelineConnection?>(nil)
     /// The connection streaming WATCH, closed by `stop()` to end the stream.
     private let follower = NIOLockedValueBox<TimelineConnection?>(nil)

@@ -16,11 +16,17 @@ final class ServerMetrics: Sendable {
     let editsWatched = Counter(label: "timeline_edits_sent_total", dimensions: [("by", "watch")])
     let watchers = Gauge(label: "timeline_watchers")
     /// Counters with labels, made once per set of values (the values are bounded: verbs and error codes).
-    private let labelled = NIOLockedValueBox<[String: Counter]>([:])
+    private let labelled = NIOLockedValueBox<[Key: Counter]>([:])
+
+    /// A counter's name and its labels' values (each name has its labels in one order).
+    private struct Key: Hashable {
+        var name: String
+        var values: [String]
+    }
 
     /// Counts one more of `name{labels}`.
     func count(_ name: String, _ labels: [(String, String)]) {
-        let id = ([name] + labels.map(\.1)).joined(separator: "\u{0}")
+        let id = Key(name: name, values: labels.map(\.1))
         let counter = labelled.withLockedValue { counters in
             if let known = counters[id] { return known }
             let made = Counter(label: name, dimensions: labels)

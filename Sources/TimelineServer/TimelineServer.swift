@@ -42,8 +42,7 @@ public final class TimelineServer: Sendable {
     @discardableResult
     public func reloadCertificate() throws -> Fingerprint {
         let context = try Self.loadContext(configuration)
-        let fingerprint = try Fingerprint(
-            pem: try String(contentsOfFile: configuration.certificateFile, encoding: .utf8))
+        let fingerprint = try DataDirectory.fingerprint(ofCertificateAt: configuration.certificateFile)
         tls.withLockedValue { $0 = context }
         core.logger.notice("certificate loaded again", metadata: ["fingerprint": "\(fingerprint.hex)"])
         return fingerprint
