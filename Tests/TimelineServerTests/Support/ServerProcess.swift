@@ -223,7 +223,7 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
 
 extension ServerProcess {
     /// A reader's token that expires within moments, and a connection to `user` (this server unless given) that
-    /// authenticated with it before it did. The first expiry tried is 5 s, then three times as long each time: on a
+    /// authenticated with it and had a GET answered before it did. The first expiry tried is 5 s, then three times as long each time: on a
     /// loaded machine (ThreadSanitizer) `token add` and the AUTH after it can take longer than a short expiry.
     func expiringToken(name: String, usedOn user: ServerProcess? = nil) async throws -> (
         token: String, name: String, client: TestClient, seconds: Int
@@ -235,7 +235,10 @@ extension ServerProcess {
             guard status == 0 else { throw TestFailure("token add failed: \(err)") }
             let token = out.trimmingCharacters(in: .whitespacesAndNewlines)
             let client = try await (user ?? self).connect()
-            if try await client.request("a AUTH \(token)").last?.hasPrefix("a OK ") == true {
+            // Used: authenticated, and a request that needs the token answered, both before it expired.
+            if try await client.request("a AUTH \(token)").last?.hasPrefix("a OK ") == true,
+                try await client.request("g GET 019ECZQW007TKPA8XK03963NRD").last == "g OK"
+            {
                 return (token, named, client, seconds)
             }
             seconds *= 3
