@@ -93,16 +93,25 @@ enum PostgresReads {
         return out
     }
 
+    /// An annotation is its add's log row until it is updated or retracted, and then its row in `annotations`
+    /// (Schema, v5): read as `s.body` (NULL until then) and `e.body` (`Annotation.stored(state:added:)`). An
+    /// event's annotations are found through the log's index by event (`e.event`).
+    static let annotationSource =
+        "FROM edits e LEFT JOIN annotations s ON s.id = e.annotation WHERE e.op = 'annotation.add'"
+
     /// Event rows (revision, body) with their annotations, read with one annotations query for all of them.
     static func views(_ conn: PostgresConnection, rows: [(Int64, String)], logger: Logger) async throws -> [EventView] {
         let events = try rows.map { try Event(json: try JSON(parsing: $0.1), revision: $0.0) }
         guard !events.isEmpty else { return [] }
         var byEvent: [EventID: [Annotation]] = [:]
-        for try await body in try await conn.query(
-            "SELECT body FROM annotations WHERE event = ANY(\(events.map(\.id.description))) ORDER BY event, id",
+        for try await (state, added) in try await conn.query(
+            """
+            SELECT s.body, e.body \(unescaped: annotationSource) AND e.event = ANY(\(events.map(\.id.description)))
+            ORDER BY e.event, e.annotation
+            """,
             logger: logger
-        ).decode(String.self) {
-            let annotation = try Annotation(json: try JSON(parsing: body))
+        ).decode((String?, String).self) {
+            let annotation = try Annotation.stored(state: state, added: added)
             byEvent[annotation.event, default: []].append(annotation)
         }
         return events.map { EventView(event: $0, annotations: byEvent[$0.id] ?? []) }
@@ -157,18 +166,20 @@ extension PostgresStore {
             // The event and its annotations in one statement, so in one snapshot.
             var row: (Int64, String)?
             var annotations: [Annotation] = []
-            for try await (kind, revision, body) in try await conn.query(
+            for try await (revision, state, added, _) in try await conn.query(
                 """
-                SELECT 0, \(unescaped: PostgresSchema.revision), body FROM events WHERE id = \(id.description)
+                SELECT \(unescaped: PostgresSchema.revision), body, NULL::text, NULL::text COLLATE "C"
+                FROM events WHERE id = \(id.description)
                 UNION ALL
-                SELECT 1, 0, body FROM (SELECT id, body FROM annotations WHERE event = \(id.description)) a
-                ORDER BY 1
+                SELECT 0, s.body, e.body, e.annotation \(unescaped: PostgresReads.annotationSource)
+                AND e.event = \(id.description)
+                ORDER BY 4 NULLS FIRST
                 """, logger: logger
-            ).decode((Int32, Int64, String).self) {
-                if kind == 0 {
-                    row = (revision, body)
-                } else {
-                    annotations.append(try Annotation(json: try JSON(parsing: body)))
+            ).decode((Int64, String?, String?, String?).self) {
+                if let added {
+                    annotations.append(try Annotation.stored(state: state, added: added))
+                } else if let state {
+                    row = (revision, state)
                 }
             }
             guard let row else { return nil }
@@ -199,20 +210,20 @@ extension PostgresStore {
         // One ordered scan: each event followed by its annotations by ID (kind 0 before kind 1).
         var event: Event?
         var own: [Annotation] = []
-        for try await (kind, revision, body) in try await conn.query(
+        for try await (revision, state, added) in try await conn.query(
             """
-            SELECT id, 0, \(unescaped: PostgresSchema.revision), body FROM events
+            SELECT id, 0, \(unescaped: PostgresSchema.revision), body, NULL::text FROM events
             UNION ALL
-            SELECT event, 1, 0, body FROM annotations
+            SELECT e.event, 1, 0, s.body, e.body \(unescaped: PostgresReads.annotationSource)
             ORDER BY 1, 2
             """, logger: logger
-        ).decode((String, Int32, Int64, String).self).map({ ($0.1, $0.2, $0.3) }) {
-            if kind == 0 {
+        ).decode((String, Int32, Int64, String?, String?).self).map({ ($0.2, $0.3, $0.4) }) {
+            if let added {
+                own.append(try Annotation.stored(state: state, added: added))
+            } else if let state {
                 if let event { hasher.add(event: event, annotations: own.sorted { $0.id < $1.id }) }
-                event = try Event(json: try JSON(parsing: body), revision: revision)
+                event = try Event(json: try JSON(parsing: state), revision: revision)
                 own = []
-            } else {
-                own.append(try Annotation(json: try JSON(parsing: body)))
             }
         }
         if let event { hasher.add(event: event, annotations: own.sorted { $0.id < $1.id }) }
@@ -230,7 +241,11 @@ extension PostgresStore {
             if !filter.includeDeleted { clauses.append("NOT events.deleted") }
             if let from = filter.from { clauses.append("events.date_end >= \(bind(from.iso))") }
             if let until = filter.until { clauses.append("events.date_start <= \(bind(until.iso))") }
-            let live = "SELECT event, body FROM annotations WHERE NOT retracted"
+            // Annotations as they are now, for a search through them.
+            let live = """
+                SELECT e.event, coalesce(s.body, e.body) AS body \(PostgresReads.annotationSource)
+                AND NOT coalesce(s.retracted, false)
+                """
             var fromTags = "events"
             if filter.throughAnnotations,
                 filter.tag != nil || filter.annotationAuthor != nil || !(filter.text ?? "").isEmpty

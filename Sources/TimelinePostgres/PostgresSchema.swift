@@ -16,6 +16,70 @@ enum PostgresSchema {
         "'event.create','event.update','event.delete','annotation.add','annotation.update','annotation.retract',"
         + "'timeline.meta'"
 
+    /// A group's writes in one statement (v3); v5 replaces it with one whose NOTIFY names the head's hash too.
+    static let appendV3 =
+        """
+        CREATE FUNCTION timeline_append(
+            expected bigint, head_version bigint, head_hash bytea,
+            ev bigint[], ee text[], er bigint[], eo text[], ea text[], eb text[], eh bytea[],
+            xi text[], xd boolean[], xs text[], xe text[], xb text[],
+            ti text[], tt text[], te text[], ts text[],
+            ai text[], ae text[], ar boolean[], ab text[],
+            mk text[], mv text[]
+        ) RETURNS boolean LANGUAGE plpgsql AS $$
+        DECLARE
+            current bigint;
+        BEGIN
+            SELECT version INTO current FROM timeline_head FOR UPDATE;
+            IF current <> expected THEN
+                RETURN false;
+            END IF;
+            INSERT INTO edits (version, event, revision, op, annotation, body, hash)
+            SELECT v, NULLIF(e, ''), r, o, NULLIF(a, ''), b, h
+            FROM unnest(ev, ee, er, eo, ea, eb, eh) AS u(v, e, r, o, a, b, h);
+            IF cardinality(xi) > 0 THEN
+                INSERT INTO events (id, deleted, date_start, date_end, body)
+                SELECT i, d, NULLIF(s, ''), NULLIF(e, ''), b
+                FROM unnest(xi, xd, xs, xe, xb) AS u(i, d, s, e, b)
+                ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, date_start = excluded.date_start,
+                    date_end = excluded.date_end, body = excluded.body;
+            END IF;
+            IF cardinality(ti) > 0 THEN
+                DELETE FROM event_tags WHERE event = ANY(ti);
+            END IF;
+            IF cardinality(tt) > 0 THEN
+                INSERT INTO event_tags (tag, event, date_start)
+                SELECT t, e, NULLIF(s, '') FROM unnest(tt, te, ts) AS u(t, e, s);
+            END IF;
+            IF cardinality(ai) > 0 THEN
+                INSERT INTO annotations (id, event, retracted, body)
+                SELECT i, e, r, b FROM unnest(ai, ae, ar, ab) AS u(i, e, r, b)
+                ON CONFLICT (id) DO UPDATE SET event = excluded.event, retracted = excluded.retracted,
+                    body = excluded.body;
+            END IF;
+            FOR i IN 1 .. coalesce(cardinality(mk), 0) LOOP
+                IF mv[i] = '' THEN
+                    DELETE FROM timeline_meta WHERE key = mk[i];
+                ELSE
+                    INSERT INTO timeline_meta (key, value) VALUES (mk[i], mv[i])
+                    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+                END IF;
+            END LOOP;
+            UPDATE timeline_head SET version = head_version, hash = head_hash;
+            PERFORM pg_notify('timeline_edits', head_version::text);
+            RETURN true;
+        END $$
+        """
+
+    /// v3's function, announcing the head as `version hash` (`PostgresStore.channel`).
+    static let appendV5: String = {
+        let notify = "PERFORM pg_notify('timeline_edits', head_version::text);"
+        let announce = "PERFORM pg_notify('timeline_edits', head_version::text || ' ' || encode(head_hash, 'hex'));"
+        precondition(appendV3.contains(notify))
+        return appendV3.replacing("CREATE FUNCTION", with: "CREATE OR REPLACE FUNCTION").replacing(
+            notify, with: announce)
+    }()
+
     static let migrations: [Migration] = [
         Migration(
             name: "v1-log-head-and-state",
@@ -175,58 +239,7 @@ enum PostgresSchema {
         Migration(
             name: "v3-append-in-one-statement",
             statements: [
-                """
-                CREATE FUNCTION timeline_append(
-                    expected bigint, head_version bigint, head_hash bytea,
-                    ev bigint[], ee text[], er bigint[], eo text[], ea text[], eb text[], eh bytea[],
-                    xi text[], xd boolean[], xs text[], xe text[], xb text[],
-                    ti text[], tt text[], te text[], ts text[],
-                    ai text[], ae text[], ar boolean[], ab text[],
-                    mk text[], mv text[]
-                ) RETURNS boolean LANGUAGE plpgsql AS $$
-                DECLARE
-                    current bigint;
-                BEGIN
-                    SELECT version INTO current FROM timeline_head FOR UPDATE;
-                    IF current <> expected THEN
-                        RETURN false;
-                    END IF;
-                    INSERT INTO edits (version, event, revision, op, annotation, body, hash)
-                    SELECT v, NULLIF(e, ''), r, o, NULLIF(a, ''), b, h
-                    FROM unnest(ev, ee, er, eo, ea, eb, eh) AS u(v, e, r, o, a, b, h);
-                    IF cardinality(xi) > 0 THEN
-                        INSERT INTO events (id, deleted, date_start, date_end, body)
-                        SELECT i, d, NULLIF(s, ''), NULLIF(e, ''), b
-                        FROM unnest(xi, xd, xs, xe, xb) AS u(i, d, s, e, b)
-                        ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, date_start = excluded.date_start,
-                            date_end = excluded.date_end, body = excluded.body;
-                    END IF;
-                    IF cardinality(ti) > 0 THEN
-                        DELETE FROM event_tags WHERE event = ANY(ti);
-                    END IF;
-                    IF cardinality(tt) > 0 THEN
-                        INSERT INTO event_tags (tag, event, date_start)
-                        SELECT t, e, NULLIF(s, '') FROM unnest(tt, te, ts) AS u(t, e, s);
-                    END IF;
-                    IF cardinality(ai) > 0 THEN
-                        INSERT INTO annotations (id, event, retracted, body)
-                        SELECT i, e, r, b FROM unnest(ai, ae, ar, ab) AS u(i, e, r, b)
-                        ON CONFLICT (id) DO UPDATE SET event = excluded.event, retracted = excluded.retracted,
-                            body = excluded.body;
-                    END IF;
-                    FOR i IN 1 .. coalesce(cardinality(mk), 0) LOOP
-                        IF mv[i] = '' THEN
-                            DELETE FROM timeline_meta WHERE key = mk[i];
-                        ELSE
-                            INSERT INTO timeline_meta (key, value) VALUES (mk[i], mv[i])
-                            ON CONFLICT (key) DO UPDATE SET value = excluded.value;
-                        END IF;
-                    END LOOP;
-                    UPDATE timeline_head SET version = head_version, hash = head_hash;
-                    PERFORM pg_notify('timeline_edits', head_version::text);
-                    RETURN true;
-                END $$
-                """,
+                appendV3,
                 // The head locked and what edits after `known` changed, in one round trip. Two statements, in a
                 // function so that the second takes its snapshot after the lock was granted: one statement that
                 // waited for the lock would still read the log as it was before the holder committed.
@@ -254,6 +267,23 @@ enum PostgresSchema {
                     ADD COLUMN expires timestamptz CHECK (expires IS NULL OR expires > created),
                     ADD COLUMN last_used timestamptz
                 """
+            ]),
+        // As the SQLite store's v6: an annotation's row was written with its add, a second heap row, two index
+        // entries and a foreign-key check for each, repeating the add's body; most annotations are never changed.
+        // A row is now kept only for an annotation that was updated or retracted, any other is read from its add's
+        // log row (found through edits_adding), and an event's annotations through the log's index by event. The
+        // NOTIFY names the head's hash too, so that a node that needs no other node's edits (no WATCH) learns its
+        // head without a read.
+        Migration(
+            name: "v5-annotation-rows-only-once-changed",
+            statements: [
+                """
+                DELETE FROM annotations a WHERE NOT EXISTS (
+                    SELECT 1 FROM edits e
+                    WHERE e.annotation = a.id AND e.op IN ('annotation.update', 'annotation.retract'))
+                """,
+                "DROP INDEX annotations_by_event",
+                appendV5,
             ]),
     ]
 }

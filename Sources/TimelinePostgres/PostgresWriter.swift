@@ -347,6 +347,8 @@ struct Admission {
     /// Events whose content (not only their revision) changed: their rows and tag rows are written again.
     var contentChanged: Set<EventID> = []
     var touchedAnnotations: Set<AnnotationID> = []
+    /// Annotations updated or retracted: only these get a row (Schema, v5), as they now stand.
+    var changedAnnotations: Set<AnnotationID> = []
     var touchedEvents: Set<EventID> = []
     /// Annotations this group added: known to the group (a second add of one is refused), but not kept in the cache
     /// after it, since most annotations are never changed.
@@ -361,6 +363,7 @@ struct Admission {
     private var undoAnnotations: [(AnnotationID, Annotation??)] = []
     private var undoAdded: [AnnotationID] = []
     private var undoAddedChanges: [(AnnotationID, Annotation)] = []
+    private var undoChanged: [AnnotationID] = []
     private var unitStart = (written: 0, meta: 0, head: ChainHead?.none)
 
     init(cache: RowCache) {
@@ -429,10 +432,11 @@ struct Admission {
         }
         if !annotationIDs.isEmpty {
             let ids = annotationIDs.map(\.description)
-            for try await body in try await conn.query(
-                "SELECT body FROM annotations WHERE id = ANY(\(ids))", logger: logger
-            ).decode(String.self) {
-                let annotation = try Annotation(json: try JSON(parsing: body))
+            for try await (state, added) in try await conn.query(
+                "SELECT s.body, e.body \(unescaped: PostgresReads.annotationSource) AND e.annotation = ANY(\(ids))",
+                logger: logger
+            ).decode((String?, String).self) {
+                let annotation = try Annotation.stored(state: state, added: added)
                 cache.annotations[annotation.id] = annotation
             }
         }
@@ -463,6 +467,7 @@ struct Admission {
         undoAnnotations = []
         undoAdded = []
         undoAddedChanges = []
+        undoChanged = []
         unitStart = (written.count, meta.count, head)
         switch unit {
         case .proposals(let batch):
@@ -538,6 +543,9 @@ struct Admission {
                 cache.annotations[a.id] = .some(a)
             }
             touchedAnnotations.insert(a.id)
+            if p.change.operation != .annotationAdd, changedAnnotations.insert(a.id).inserted {
+                undoChanged.append(a.id)
+            }
         }
     }
 
@@ -548,11 +556,13 @@ struct Admission {
         for (id, value) in undoAnnotations.reversed() { cache.annotations[id] = value }
         for (id, value) in undoAddedChanges.reversed() { added[id] = value }
         for id in undoAdded { added[id] = nil }
+        for id in undoChanged { changedAnnotations.remove(id) }
         written.removeSubrange(unitStart.written...)
         meta.removeSubrange(unitStart.meta...)
         if let saved = unitStart.head { head = saved }
         undoEvents = []
         undoAnnotations = []
+        undoChanged = []
     }
 
     /// The cache after COMMIT: valid at the new head. The group's adds leave it unknown (not "absent", which a
@@ -579,9 +589,10 @@ struct Admission {
         return out
     }
 
-    /// Writes the group in one statement (`timeline_append`, Schema v3): the log rows, the events and annotations
-    /// as they now stand, the tags of events whose content changed, the metadata, and the head (whose NOTIFY reaches
-    /// the other nodes on commit). Returns false, having written nothing, when the head is no longer `expected`.
+    /// Writes the group in one statement (`timeline_append`, Schema v3): the log rows, the events and the changed
+    /// annotations as they now stand, the tags of events whose content changed, the metadata, and the head (whose
+    /// NOTIFY reaches the other nodes on commit). Returns false, having written nothing, when the head is no longer
+    /// `expected`.
     func write(_ conn: PostgresConnection, expected: Int64, logger: Logger) async throws -> Bool {
         let edits = written
         // Rows only for events whose content changed: a revision lives in the log (Schema, v1).
@@ -597,7 +608,7 @@ struct Admission {
                 starts.append(e.date.start?.iso ?? "")
             }
         }
-        let annotations = touchedAnnotations.compactMap { annotation($0) }
+        let annotations = changedAnnotations.compactMap { annotation($0) }
         // The last value of each key, in order; a null value (delete) travels as ''.
         var metaKeys: [String] = []
         var metaValues: [String] = []

@@ -71,16 +71,7 @@ enum SQLiteReads {
     static let annotationsOfEvents = "\(annotationSource) AND edits.event"
 
     static func annotation(_ row: Row) throws -> Annotation {
-        if let state = row["state"] as String? { return try Annotation(json: try JSON(parsing: state)) }
-        return try added(EditCodec.decodeStoredProposal(body: Array((row["added"] as String).utf8)))
-    }
-
-    /// The annotation an add's stored proposal adds.
-    static func added(_ add: Proposal) throws -> Annotation {
-        guard let annotation = add.addedAnnotation else {
-            throw TimelineError(.corrupt, "a log row indexed as an annotation's add adds none")
-        }
-        return annotation
+        try Annotation.stored(state: row["state"], added: row["added"])
     }
 
     /// An event as it is now, with its annotations, in one statement: SQLite reads a statement in one snapshot,
@@ -107,7 +98,7 @@ enum SQLiteReads {
                 } else if sqlite3_column_type(row, 2) != SQLITE_NULL {
                     annotations.append(try Annotation(json: try JSON(parsing: text(row, 2))))
                 } else {
-                    annotations.append(try added(EditCodec.decodeStoredProposal(body: text(row, 3))))
+                    annotations.append(try Annotation.fromAdd(EditCodec.decodeStoredProposal(body: text(row, 3))))
                 }
             }
         }

@@ -73,6 +73,28 @@ public protocol TimelineStore: Sendable {
     var isReachable: Bool { get }
 }
 
+extension TimelineStore {
+    /// A store that is its only writer hands over every commit anyway.
+    public func wantOthersCommits(_ wanted: Bool) {}
+}
+
+extension Annotation {
+    /// An annotation as both stores keep it: its row's body once it was updated or retracted (`state`), else what
+    /// its add's stored log body (`added`) adds. Most annotations are never changed, so they get no row of their own.
+    package static func stored(state: String?, added: String) throws -> Annotation {
+        if let state { return try Annotation(json: try JSON(parsing: state)) }
+        return try fromAdd(EditCodec.decodeStoredProposal(body: Array(added.utf8)))
+    }
+
+    /// The annotation an add's stored proposal adds.
+    package static func fromAdd(_ add: Proposal) throws -> Annotation {
+        guard let annotation = add.addedAnnotation else {
+            throw TimelineError(.corrupt, "a log row indexed as an annotation's add adds none")
+        }
+        return annotation
+    }
+}
+
 extension EventView {
     /// An event and its annotations rebuilt from its own edits, oldest first (a read as of a past version, in every
     /// store); nil if they do not create it.

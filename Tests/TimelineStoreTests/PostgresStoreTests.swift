@@ -194,6 +194,59 @@ import TimelineCore
         #expect(now.title == "by a" && now.summary == "by b")
     }
 
+    /// A database whose nodes wrote a row for every annotation (before Schema v5) keeps rows only for the changed
+    /// ones once a node of this version opens it, and reads, verifies and hashes as before.
+    @Test func olderAnnotationRowsAreKeptOnlyOnceChanged() async throws {
+        let dir = try TempDir()
+        let store = try await Backend.postgres.make(dir)
+        _ = try await Importer.loadSample(into: store)
+        let event = try #require(try await store.events(matching: EventFilter()).first?.event.id)
+        let adds = (0..<20).map { annotate(event, "note \($0)", base: 0) }
+        _ = try await store.append(adds)
+        let (kept, gone) = (adds[3].change.annotationID!, adds[7].change.annotationID!)
+        _ = try await store.append([
+            Proposal(
+                event: event, change: .updateAnnotation(kept, AnnotationPatch(text: "changed")), base: 0,
+                author: "ana", time: t0),
+            Proposal(event: event, change: .retractAnnotation(gone), base: 0, author: "ana", time: t0),
+        ])
+        let before = try await store.verify()
+        let view = try #require(try await store.event(event, asOf: nil))
+        #expect(before.ok, "\(before)")
+        await (store as? PostgresStore)?.close()
+        // As an older node left it: a row for every annotation, and the index and function it had.
+        let location = try await TestPostgres.database(dir.database)
+        let rows = view.annotations.map { a in
+            "('\(a.id)', '\(a.event)', \(a.retracted), '\(String(decoding: a.canonicalBytes, as: UTF8.self))')"
+        }
+        for sql in [
+            "DELETE FROM timeline_migrations WHERE name = 'v5-annotation-rows-only-once-changed'",
+            "CREATE INDEX annotations_by_event ON annotations (event, id)",
+            "INSERT INTO annotations (id, event, retracted, body) VALUES \(rows.joined(separator: ",")) "
+                + "ON CONFLICT (id) DO NOTHING",
+            PostgresSchema.appendV3.replacing("CREATE FUNCTION", with: "CREATE OR REPLACE FUNCTION"),
+        ] {
+            try await TestPostgres.execute(location, sql)
+        }
+        let older = try await TestPostgres.count(location, "SELECT count(*) FROM annotations")
+        #expect(older == view.annotations.count)
+        let migrated = try await Backend.postgres.make(dir)
+        #expect(try await TestPostgres.count(location, "SELECT count(*) FROM annotations") == 2)
+        let after = try await migrated.verify()
+        #expect(after.ok, "\(after)")
+        #expect(after.stateHash == before.stateHash && after.headHash == before.headHash)
+        #expect(try await migrated.event(event, asOf: nil) == view)
+        // Written from now on: an add gets no row, a change does.
+        let more = annotate(event, "after", base: 0)
+        _ = try await migrated.append([more])
+        _ = try await migrated.append([
+            Proposal(
+                event: event, change: .retractAnnotation(more.change.annotationID!), base: 0, author: "ana", time: t0)
+        ])
+        #expect(try await TestPostgres.count(location, "SELECT count(*) FROM annotations") == 3)
+        #expect(try await migrated.verify().ok)
+    }
+
     @Test func anUnreachableDatabaseIsStoreUnavailableAtOnce() async throws {
         var location = try TestPostgres.admin
         // A loopback port nobody listens on.

@@ -57,6 +57,26 @@ enum TestPostgres {
         return location
     }
 
+    /// The one number a query such as `SELECT count(*) …` answers, outside any store.
+    static func count(_ location: PostgresLocation, _ sql: String) async throws -> Int {
+        let config = PostgresConnection.Configuration(
+            host: location.host, port: location.port, username: location.user, password: nil,
+            database: location.database, tls: .disable)
+        let logger = Logger(label: "test.postgres")
+        let conn = try await PostgresConnection.connect(configuration: config, id: 3, logger: logger)
+        do {
+            var out = 0
+            for try await n in try await conn.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(Int.self) {
+                out = n
+            }
+            try await conn.close()
+            return out
+        } catch {
+            try? await conn.close()
+            throw error
+        }
+    }
+
     /// Runs SQL on a database as its owner, outside any store: for tests that look under the store.
     static func execute(_ location: PostgresLocation, _ sql: String) async throws {
         let config = PostgresConnection.Configuration(
