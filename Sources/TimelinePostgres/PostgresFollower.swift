@@ -7,7 +7,9 @@ import TimelineCore
 import TimelineStore
 
 /// Hands every commit in the database to this node's observers, in version order and once each: this node's own
-/// commits as its writer makes them, other nodes' as they are read from the log.
+/// commits as its writer makes them, other nodes' as they are read from the log. While the observers do not want
+/// other nodes' commits (no WATCH on this node), those only move the head, which their NOTIFY names with its hash:
+/// a node does not read back every edit of every other node for nobody.
 ///
 /// LISTEN/NOTIFY delivers only on commit and keeps nothing for a listener that was away, so a notification is only
 /// a prompt to read `version > cursor`: on (re)connecting the follower LISTENs first, then catches up, and it also
@@ -27,6 +29,10 @@ final class PostgresFollower: Sendable {
         var pokeQueued = false
         /// The newest head a queued poke was told of; nil when it must read the log regardless (a poll, a reconnect).
         var pokedUpTo: Int64? = 0
+        /// The newest head a NOTIFY named, with its hash.
+        var notified: ChainHead?
+        /// Whether observers get other nodes' commits (`TimelineStore.wantOthersCommits`).
+        var othersWanted = true
         /// The first version of a commit this node's writer is making: reads stop below it until the writer hands
         /// the commit over (as one array per append) or gives it up. Nobody else can commit past it meanwhile,
         /// since the writer holds the head row.
@@ -77,6 +83,26 @@ final class PostgresFollower: Sendable {
 
     func addObserver(_ observer: @escaping @Sendable ([[Edit]]) -> Void) {
         state.withLockedValue { $0.observers.append(observer) }
+    }
+
+    /// Whether observers get other nodes' commits from now on. Set under the lock that a quiet move of the head
+    /// takes too: someone who says `true` and then reads `delivered` is handed every commit after what they read.
+    func want(others wanted: Bool) {
+        state.withLockedValue { $0.othersWanted = wanted }
+    }
+
+    /// Moves the head to `head` without reading the edits up to it, if others' commits are not wanted and no commit
+    /// of this node's writer is under way below it; false if they must be read (and handed over) instead.
+    private func moveQuietly(to head: ChainHead) -> Bool {
+        state.withLockedValue { s in
+            guard !s.othersWanted else { return false }
+            if let reserved = s.reserved, head.version >= reserved {
+                // This node's commit is under way: its delivery moves the head past it, then takes this one.
+                return true
+            }
+            if head.version > s.delivered.version { s.delivered = head }
+            return true
+        }
     }
 
     /// Calls `watcher` whenever tokens may have changed elsewhere (a NOTIFY on the tokens' channel, or a poll).
@@ -130,6 +156,18 @@ final class PostgresFollower: Sendable {
         poke()
     }
 
+    /// A NOTIFY named `version` (and, from nodes that send it, its hash) as the new head.
+    private func notified(_ payload: String) {
+        let parts = payload.split(separator: " ")
+        guard let version = parts.first.flatMap({ Int64($0) }) else { return poke() }
+        if parts.count == 2, let hash = Digest(hex: String(parts[1])) {
+            state.withLockedValue { s in
+                if (s.notified?.version ?? 0) < version { s.notified = ChainHead(version: version, hash: hash) }
+            }
+        }
+        poke(upTo: version)
+    }
+
     /// Asks for a read of the log past the cursor: up to `version` when a NOTIFY named it (a commit this node has
     /// delivered already, its own included, then costs nothing), or whatever is there.
     func poke(upTo version: Int64? = nil) {
@@ -153,13 +191,18 @@ final class PostgresFollower: Sendable {
                 let cursor = delivered.version
                 if units.first?.first?.version == cursor + 1 {
                     publish(units, through: head)
-                } else if head.version > cursor {
+                } else if head.version > cursor, !publishQuietly(units, through: head) {
                     // Other nodes committed between this node's last delivery and this commit: read them (and this
                     // commit) from the log, in order. If the database went away meanwhile, the commit is durable
                     // anyway: its callers are answered, and the next poll delivers it.
                     await catchUp(through: head.version)
                 }
-                state.withLockedValue { $0.reserved = nil }
+                let later = state.withLockedValue { s in
+                    s.reserved = nil
+                    return s.notified
+                }
+                // Other nodes' commits announced while this one was under way.
+                if let later, later.version > head.version { _ = moveQuietly(to: later) }
                 done()
             case .poke:
                 let upTo = state.withLockedValue { s in
@@ -167,6 +210,12 @@ final class PostgresFollower: Sendable {
                     return s.pokedUpTo
                 }
                 if let upTo, upTo <= delivered.version { continue }
+                if let known = state.withLockedValue({ $0.notified }), let upTo, known.version >= upTo,
+                    moveQuietly(to: known)
+                {
+                    continue
+                }
+                if let head = await readHead(), moveQuietly(to: head) { continue }
                 await catchUp()
             }
         }
@@ -178,6 +227,27 @@ final class PostgresFollower: Sendable {
             return s.observers
         }
         for observer in observers { observer(units) }
+    }
+
+    /// This node's commit handed over after a gap left by other nodes' commits, if those are not wanted; false if
+    /// they are (they must be read first).
+    private func publishQuietly(_ units: [[Edit]], through head: ChainHead) -> Bool {
+        let observers = state.withLockedValue { s -> [@Sendable ([[Edit]]) -> Void]? in
+            guard !s.othersWanted else { return nil }
+            if head.version > s.delivered.version { s.delivered = head }
+            return s.observers
+        }
+        guard let observers else { return false }
+        for observer in observers { observer(units) }
+        return true
+    }
+
+    /// The head row, when others' commits are not wanted (nil when they are, or the database does not answer).
+    private func readHead() async -> ChainHead? {
+        guard !state.withLockedValue({ $0.othersWanted }) else { return nil }
+        return try? await PostgresErrors.within(timeout, doing: "read the head", at: location) { [client, logger] in
+            try await client.withConnection { conn in try await PostgresReads.head(conn, logger: logger) }
+        }
     }
 
     /// Reads and hands over every edit past the cursor, a page at a time.
@@ -235,7 +305,7 @@ final class PostgresFollower: Sendable {
                         tokensMayHaveChanged()
                         try await withThrowingTaskGroup(of: Void.self) { group in
                             group.addTask {
-                                for try await notification in edits { self.poke(upTo: Int64(notification.payload)) }
+                                for try await notification in edits { self.notified(notification.payload) }
                             }
                             group.addTask { for try await _ in tokens { self.tokensMayHaveChanged() } }
                             // Either ends only when the connection does.

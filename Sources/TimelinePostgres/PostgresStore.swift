@@ -29,7 +29,8 @@ public final class PostgresStore: TimelineStore, Sendable {
     /// How long an operation may wait for the database before it is answered `STORE_UNAVAILABLE`.
     let timeout: Duration
 
-    /// The channel other nodes' commits are announced on; the payload is only the new head version.
+    /// The channel commits are announced on; the payload is the new head: its version, a space, and its hash in hex
+    /// (Schema v5; a version alone before).
     static let channel = "timeline_edits"
     /// The channel a change of tokens is announced on (no payload).
     static let tokensChannel = "timeline_tokens"
@@ -243,6 +244,10 @@ public final class PostgresStore: TimelineStore, Sendable {
 
     public func observeCommits(_ observer: @escaping @Sendable ([[Edit]]) -> Void) {
         follower.addObserver(observer)
+    }
+
+    public func wantOthersCommits(_ wanted: Bool) {
+        follower.want(others: wanted)
     }
 
     /// The last version this node has handed to its observers: what its watchers have been sent. A commit through

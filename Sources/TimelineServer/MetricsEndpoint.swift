@@ -62,7 +62,10 @@ public final class MetricsEndpoint: Service, Sendable {
         }
         beforeScrape = {
             let head = try? await core.store.head().version
-            if let head { version.record(head) }
+            if let head {
+                version.record(head)
+                core.countAppended(upTo: head)
+            }
             if let store = core.store as? SQLiteStore {
                 for (gauge, path) in [(databaseBytes, store.path), (walBytes, store.path + "-wal")] {
                     var s = stat()

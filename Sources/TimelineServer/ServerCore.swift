@@ -16,7 +16,7 @@ final class ServerCore: Sendable {
     let tokens: TokenStore
     let limits: Limits
     let logger: Logger
-    let broadcaster = Broadcaster()
+    let broadcaster: Broadcaster
     let connectionCount = Atomic<Int>(0)
     let metrics = ServerMetrics()
     /// Numbers connections for the log (`connection`), from 1.
@@ -69,12 +69,30 @@ final class ServerCore: Sendable {
         self.tokens = tokens
         self.limits = limits
         self.logger = logger
-        let broadcaster = self.broadcaster
-        let metrics = self.metrics
-        store.observeCommits { units in
-            metrics.editsAppended.increment(by: Int64(units.reduce(0) { $0 + $1.count }))
-            broadcaster.publish(units)
+        let broadcaster = Broadcaster(demand: { [store] in store.wantOthersCommits($0) })
+        self.broadcaster = broadcaster
+        store.observeCommits { units in broadcaster.publish(units) }
+        // Nobody watches yet.
+        store.wantOthersCommits(false)
+    }
+
+    /// The log's version when the server started, and how many edits since then `timeline_edits_appended_total`
+    /// has counted: it counts versions, which are contiguous, whichever node or link appended them.
+    private let appended = NIOLockedValueBox<(start: Int64?, counted: Int64)>((nil, 0))
+
+    /// Starts counting appended edits from `version`.
+    func countAppended(from version: Int64) {
+        appended.withLockedValue { $0 = (version, 0) }
+    }
+
+    /// Brings `timeline_edits_appended_total` up to the log's `version`.
+    func countAppended(upTo version: Int64) {
+        let more = appended.withLockedValue { a -> Int64 in
+            guard let start = a.start, version - start > a.counted else { return 0 }
+            defer { a.counted = version - start }
+            return version - start - a.counted
         }
+        if more > 0 { metrics.editsAppended.increment(by: more) }
     }
 
     /// The greeting's and CAPS's description of this server.

@@ -51,6 +51,7 @@ public final class TimelineServer: Sendable {
     /// Binds and starts accepting; returns the address bound (port 0 asks the OS for a free port).
     public func start() async throws -> SocketAddress {
         let core = self.core
+        core.countAppended(from: try await core.store.head().version)
         let tls = self.tls
         let limits = configuration.limits
         let bootstrap = ServerBootstrap(group: group)

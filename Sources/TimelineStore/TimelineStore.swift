@@ -65,6 +65,12 @@ public protocol TimelineStore: Sendable {
     /// writer's thread).
     func observeCommits(_ observer: @escaping @Sendable ([[Edit]]) -> Void)
 
+    /// Whether the observers need the edits of commits made by other processes sharing the store (nodes on one
+    /// database), as they do until told otherwise. While they do not, such commits only move `head()`, and
+    /// observers get this process's commits alone: the store spares reading every other node's edits back for
+    /// nobody. Told `true` again, it hands over every commit after the head it then reports.
+    func wantOthersCommits(_ wanted: Bool)
+
     /// What keeps the log: `sqlite` or `postgresql` (the greeting says it).
     var engine: String { get }
 

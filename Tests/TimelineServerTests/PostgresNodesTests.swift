@@ -91,6 +91,63 @@ import TimelineCore
         #expect(va.contains(#""version":229"#))
     }
 
+    /// A node nobody watches learns of other nodes' commits by their head alone; watches started and ended on it
+    /// while another node writes each get every edit after the version they start from, in order.
+    @Test func watchesComingAndGoingOnAQuietNodeMissNothing() async throws {
+        let url = try Self.newDatabase()
+        let a = try ServerProcess(arguments: ["--store", url])
+        let b = try ServerProcess(arguments: ["--store", url])
+        let token = try a.addToken("ana", role: "annotator")
+        let done = Flag()
+        let acknowledged = try await withThrowingTaskGroup(of: [Int64].self) { group in
+            for writer in 0..<4 {
+                let client = try await a.connect(token: token)
+                group.addTask {
+                    var versions: [Int64] = []
+                    var n = 0
+                    while !done.isSet {
+                        versions += await self.write(client, name: "q\(writer)x\(n)", count: 1)
+                        n += 1
+                    }
+                    return versions
+                }
+            }
+            group.addTask {
+                defer { done.set() }
+                for round in 0..<4 {
+                    let watcher = try await b.connect(token: token)
+                    // What node b says its head is, as a watcher would start from.
+                    let caps = try await watcher.request("c CAPS").first { $0.hasPrefix("* CAPS ") } ?? ""
+                    let from = try #require(try JSON(parsing: String(caps.dropFirst(7)))["version"]?.intValue)
+                    try await watcher.sendRaw("w WATCH \(from)\n")
+                    let seen = try await Self.watch(watcher, count: 30)
+                    #expect(seen == Array((from + 1)...(from + 30)), "round \(round)")
+                    // Edits sent after the 30th and before DONE come first.
+                    try await watcher.sendRaw("DONE\n")
+                    let end = try await watcher.collect(until: "w")
+                    #expect(end.last?.hasPrefix("w OK ") == true, "\(end.suffix(2))")
+                    await watcher.close()
+                }
+                return []
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        let head = try #require(acknowledged.max())
+        #expect(acknowledged.sorted() == Array(30...head))
+        // b's head follows a's without a watcher: the greeting names a's last version once its NOTIFY arrived.
+        let deadline = ContinuousClock.now + .seconds(30)
+        var said: Int64 = 0
+        while said < head && ContinuousClock.now < deadline {
+            let caps = try await b.connect(token: token).request("c CAPS").first { $0.hasPrefix("* CAPS ") } ?? ""
+            said = try JSON(parsing: String(caps.dropFirst(7)))["version"]?.intValue ?? 0
+            if said < head { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(said == head)
+        let (sa, va) = try stateLine(a.data)
+        let (sb, vb) = try stateLine(b.data)
+        #expect(sa == 0 && sb == 0 && va == vb, "\(va) \(vb)")
+    }
+
     @Test func aNodeKilledUnderLoadLosesNoAcknowledgedEdit() async throws {
         let url = try Self.newDatabase()
         let a = try ServerProcess(arguments: ["--store", url])
@@ -135,6 +192,13 @@ import TimelineCore
         let (sb, vb) = try stateLine(folder)
         #expect(sa == 0 && sb == 0 && va == vb, "\(va) \(vb)")
     }
+}
+
+/// Set once, read by other tasks.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
 }
 
 extension Array {
