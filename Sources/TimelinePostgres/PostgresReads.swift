@@ -27,15 +27,17 @@ enum PostgresReads {
         throw TimelineError(.corrupt, "the database has no head row")
     }
 
-    /// The head, locked until the transaction ends, and what the edits after `version` changed (their event, op,
-    /// annotation and the event's revision after each), in one round trip (`timeline_lock_head`, Schema v3).
-    static func lockHead(_ conn: PostgresConnection, changesAfter version: Int64, logger: Logger) async throws -> (
-        ChainHead, [(event: EventID?, op: String, annotation: AnnotationID?, revision: Int64)]
-    ) {
+    /// Waits (at most `wait`) for this writer's turn, held by the connection's session until its next append ends
+    /// it (or `endTurn`); then the head, and what the edits after `version` changed (their event, op, annotation and
+    /// the event's revision after each), in one round trip (`timeline_take_turn`, Schema v6).
+    static func takeTurn(
+        _ conn: PostgresConnection, changesAfter version: Int64, wait: Duration, logger: Logger
+    ) async throws -> (ChainHead, [(event: EventID?, op: String, annotation: AnnotationID?, revision: Int64)]) {
         var head: ChainHead?
         var changes: [(event: EventID?, op: String, annotation: AnnotationID?, revision: Int64)] = []
+        let milliseconds = max(1, wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
         for try await (v, hash, event, op, annotation, revision) in try await conn.query(
-            "SELECT * FROM timeline_lock_head(\(version))", logger: logger
+            "SELECT * FROM timeline_take_turn(\(version), \(milliseconds))", logger: logger
         ).decode((Int64, ByteBuffer, String?, String?, String?, Int64?).self) {
             if head == nil {
                 guard let digest = Digest(bytes: Array(buffer: hash)) else {
@@ -49,6 +51,11 @@ enum PostgresReads {
         }
         guard let head else { throw TimelineError(.corrupt, "the database has no head row") }
         return (head, changes)
+    }
+
+    /// Ends a turn that writes nothing.
+    static func endTurn(_ conn: PostgresConnection, logger: Logger) async throws {
+        _ = try await conn.query("SELECT pg_advisory_unlock_all()", logger: logger)
     }
 
     static func edit(body: String, hash: ByteBuffer) throws -> Edit {

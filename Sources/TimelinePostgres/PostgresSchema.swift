@@ -12,6 +12,9 @@ enum PostgresSchema {
     /// An event's revision, in a query over `events`: its newest log row's, one step down the index by event.
     static let revision = "(SELECT max(r.revision) FROM edits r WHERE r.event = events.id)"
 
+    /// The advisory lock that is a writer's turn (`timeline_take_turn`, v6): its two keys, as SQL arguments.
+    static let turn = "1953263204, 1"
+
     static let operations =
         "'event.create','event.update','event.delete','annotation.add','annotation.update','annotation.retract',"
         + "'timeline.meta'"
@@ -284,6 +287,91 @@ enum PostgresSchema {
                 """,
                 "DROP INDEX annotations_by_event",
                 appendV5,
+            ]),
+        // A writer whose node is contended took the head's row lock in a transaction (BEGIN, lock, append, COMMIT):
+        // four round trips, the lock held across the last two. Its turn is now an advisory lock held by its session
+        // across two statements without a transaction: `timeline_take_turn` waits for the turn and reads the head
+        // and what changed since the cache's version, the node admits its group, and `timeline_append` writes it and
+        // ends the turn as it commits (the transaction's own advisory lock lasts until then). Every append takes
+        // that lock first, so an append from a node that did not take the turn waits for one that did, then finds
+        // the head moved. The head's row lock stays, for a transaction that appends several times (migrate).
+        Migration(
+            name: "v6-a-writers-turn-without-a-transaction",
+            statements: [
+                """
+                CREATE OR REPLACE FUNCTION timeline_append(
+                    expected bigint, head_version bigint, head_hash bytea,
+                    ev bigint[], ee text[], er bigint[], eo text[], ea text[], eb text[], eh bytea[],
+                    xi text[], xd boolean[], xs text[], xe text[], xb text[],
+                    ti text[], tt text[], te text[], ts text[],
+                    ai text[], ae text[], ar boolean[], ab text[],
+                    mk text[], mv text[]
+                ) RETURNS boolean LANGUAGE plpgsql AS $$
+                DECLARE
+                    current bigint;
+                BEGIN
+                    PERFORM pg_advisory_xact_lock(\(turn));
+                    -- The turn taken by timeline_take_turn ends with this statement; the transaction's lock holds
+                    -- until it commits.
+                    PERFORM pg_advisory_unlock_all();
+                    SELECT version INTO current FROM timeline_head FOR UPDATE;
+                    IF current <> expected THEN
+                        RETURN false;
+                    END IF;
+                    INSERT INTO edits (version, event, revision, op, annotation, body, hash)
+                    SELECT v, NULLIF(e, ''), r, o, NULLIF(a, ''), b, h
+                    FROM unnest(ev, ee, er, eo, ea, eb, eh) AS u(v, e, r, o, a, b, h);
+                    IF cardinality(xi) > 0 THEN
+                        INSERT INTO events (id, deleted, date_start, date_end, body)
+                        SELECT i, d, NULLIF(s, ''), NULLIF(e, ''), b
+                        FROM unnest(xi, xd, xs, xe, xb) AS u(i, d, s, e, b)
+                        ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, date_start = excluded.date_start,
+                            date_end = excluded.date_end, body = excluded.body;
+                    END IF;
+                    IF cardinality(ti) > 0 THEN
+                        DELETE FROM event_tags WHERE event = ANY(ti);
+                    END IF;
+                    IF cardinality(tt) > 0 THEN
+                        INSERT INTO event_tags (tag, event, date_start)
+                        SELECT t, e, NULLIF(s, '') FROM unnest(tt, te, ts) AS u(t, e, s);
+                    END IF;
+                    IF cardinality(ai) > 0 THEN
+                        INSERT INTO annotations (id, event, retracted, body)
+                        SELECT i, e, r, b FROM unnest(ai, ae, ar, ab) AS u(i, e, r, b)
+                        ON CONFLICT (id) DO UPDATE SET event = excluded.event, retracted = excluded.retracted,
+                            body = excluded.body;
+                    END IF;
+                    FOR i IN 1 .. coalesce(cardinality(mk), 0) LOOP
+                        IF mv[i] = '' THEN
+                            DELETE FROM timeline_meta WHERE key = mk[i];
+                        ELSE
+                            INSERT INTO timeline_meta (key, value) VALUES (mk[i], mv[i])
+                            ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+                        END IF;
+                    END LOOP;
+                    UPDATE timeline_head SET version = head_version, hash = head_hash;
+                    PERFORM pg_notify('timeline_edits', head_version::text || ' ' || encode(head_hash, 'hex'));
+                    RETURN true;
+                END $$
+                """,
+                // The turn, waited for at most `wait_ms`, then the head and the changes after `known`, each read in a
+                // snapshot taken once the turn was granted (statements in a function take their own).
+                """
+                CREATE FUNCTION timeline_take_turn(known bigint, wait_ms bigint)
+                RETURNS TABLE (version bigint, hash bytea, event text, op text, annotation text, revision bigint)
+                LANGUAGE plpgsql AS $$
+                DECLARE
+                    v bigint;
+                    h bytea;
+                BEGIN
+                    PERFORM set_config('lock_timeout', wait_ms::text, true);
+                    PERFORM pg_advisory_lock(\(turn));
+                    SELECT t.version, t.hash INTO v, h FROM timeline_head t;
+                    RETURN QUERY SELECT v, h, NULL::text, NULL::text, NULL::text, NULL::bigint;
+                    RETURN QUERY SELECT v, h, e.event, e.op, e.annotation, e.revision FROM edits e
+                        WHERE e.version > known AND e.version <= v ORDER BY e.version;
+                END $$
+                """,
             ]),
     ]
 }

@@ -100,8 +100,10 @@ actor PostgresWriter {
         var last: (size: Int, took: Duration)?
         while true {
             // Everyone answered last time (`last.size`, those that were waiting included) will want to be in the next
-            // group: wait a little for most of them.
-            if let last, last.size > 1 { await gather(last.size * 3 / 4, within: min(last.took / 2, .milliseconds(2))) }
+            // group: wait a little for most of them. While other nodes write too, waiting for the turn does that.
+            if let last, last.size > 1, !contended {
+                await gather(last.size * 3 / 4, within: min(last.took / 2, .milliseconds(2)))
+            }
             let group = pending.withLockedValue { p -> [Request] in
                 var n = 0
                 var edits = 0
@@ -246,19 +248,19 @@ actor PostgresWriter {
             conn, group: group, more: more, cache: cache, addsToo: false, follower: follower, logger: logger)
     }
 
-    /// The group admitted and written under the head's lock, in one transaction. Without `addsToo` the annotations
-    /// that adds create are taken not to exist; if one does, the transaction fails on the log's unique index and is
-    /// run again with them read.
+    /// The group admitted and written in this node's turn (`PostgresReads.takeTurn`), which its append ends. Without
+    /// `addsToo` the annotations that adds create are taken not to exist; if one does, the append fails on the log's
+    /// unique index, and the group is admitted again with them read.
     private static func locked(
         _ conn: PostgresConnection, group first: [Request], more: @Sendable () -> [Request], cache start: RowCache,
         addsToo: Bool, follower: PostgresFollower, logger: Logger
     ) async throws -> ([Request], [Result<[Edit], Error>], RowCache, ChainHead?, contended: Bool) {
         var group = first
-        _ = try await conn.query("BEGIN", logger: logger)
         do {
             var cache = start
             let known = cache.head?.version ?? Int64.max
-            let (head, changes) = try await PostgresReads.lockHead(conn, changesAfter: known, logger: logger)
+            let (head, changes) = try await PostgresReads.takeTurn(
+                conn, changesAfter: known, wait: follower.timeout / 2, logger: logger)
             var others = false
             if known <= head.version, head.version - known <= 10_000 {
                 others = known < head.version
@@ -267,28 +269,28 @@ actor PostgresWriter {
             } else {
                 cache = RowCache(head: head)
             }
-            // What arrived while this node waited for the lock joins the group.
+            // What arrived while this node waited for its turn joins the group.
             group += more()
             var admission = Admission(taking: &cache)
             try await admission.load(conn, rowsFor: group.map(\.unit), addsToo: addsToo, logger: logger)
             let results = try await admission.admitAll(group, conn, logger: logger)
             guard !admission.written.isEmpty else {
-                _ = try await conn.query("ROLLBACK", logger: logger)
+                try await PostgresReads.endTurn(conn, logger: logger)
                 return (group, results, admission.committed(), nil, others)
             }
-            guard try await admission.write(conn, expected: head.version, logger: logger) else {
-                throw TimelineError(.corrupt, "the head moved while this node held its lock")
-            }
             follower.reserve(from: admission.written[0].edit.version)
-            _ = try await conn.query("COMMIT", logger: logger)
+            guard try await admission.write(conn, expected: head.version, logger: logger) else {
+                throw TimelineError(.corrupt, "the head moved during this node's turn")
+            }
             return (group, results, admission.committed(), admission.head, others)
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" && !addsToo {
-            _ = try? await conn.query("ROLLBACK", logger: logger)
+            // Nothing was written; the append ended the turn all the same (a session's advisory lock is not undone
+            // with its transaction), so the group is admitted again in a new one.
             follower.cancelReservation()
             return try await locked(
                 conn, group: group, more: { [] }, cache: RowCache(), addsToo: true, follower: follower, logger: logger)
         } catch {
-            _ = try? await conn.query("ROLLBACK", logger: logger)
+            try? await PostgresReads.endTurn(conn, logger: logger)
             throw error
         }
     }
@@ -647,6 +649,9 @@ extension PostgresWriter {
         try await client.withConnection { [logger] conn in
             _ = try await conn.query("BEGIN", logger: logger)
             do {
+                // The writers' turn first, then the head's row, in the order every append takes them.
+                _ = try await conn.query(
+                    "SELECT pg_advisory_xact_lock(\(unescaped: PostgresSchema.turn))", logger: logger)
                 let start = try await PostgresReads.lockHead(conn, logger: logger)
                 guard start.version == 0 else {
                     throw TimelineError(

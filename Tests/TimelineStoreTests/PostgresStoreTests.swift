@@ -167,6 +167,48 @@ import TimelineCore
         #expect(standing.isEmpty, "\(standing.count) of this node's annotations still stand")
     }
 
+    /// A node whose commits keep finding the other's before them writes in its turn (an advisory lock its session
+    /// holds from reading the head until its append commits). A turn that writes nothing, because every unit was
+    /// refused or an added ID was taken, ends too: the other node's next append goes through, and no session is left
+    /// holding the lock.
+    @Test func aTurnThatWritesNothingEndsAllTheSame() async throws {
+        let dir = try TempDir()
+        let a = try await Backend.postgres.make(dir)
+        let b = try await Backend.postgres.make(dir)
+        let event = create("turns")
+        _ = try await a.append([event])
+        let id = event.event!
+        let taken = annotate(id, "first", base: 0)
+        _ = try await a.append([taken])
+        for round in 0..<3 {
+            // b finds a's commit before its own each time: it takes its turn.
+            _ = try await b.append([annotate(id, "b \(round)", base: 0)])
+            _ = try await a.append([annotate(id, "a \(round)", base: 0)])
+            await #expect("a unit refused by the rules") {
+                _ = try await b.append([
+                    Proposal(
+                        event: EventID(ULID.generate(at: t0)), change: .updateEvent(EventPatch(title: "none")), base: 1,
+                        author: "ana", time: t0)
+                ])
+            } throws: { ($0 as? BatchRejection)?.error.code == .notFound }
+            _ = try await a.append([annotate(id, "a again \(round)", base: 0)])
+            await #expect("an annotation ID added before") {
+                _ = try await b.append([taken])
+            } throws: { ($0 as? BatchRejection)?.error.code == .duplicateID }
+            _ = try await a.append([annotate(id, "a last \(round)", base: 0)])
+        }
+        let location = try await TestPostgres.database(dir.database)
+        let held = try await TestPostgres.count(
+            location, """
+            SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+            WHERE l.locktype = 'advisory' AND d.datname = current_database()
+            """)
+        #expect(held == 0)
+        let (ra, rb) = (try await a.verify(), try await b.verify())
+        #expect(ra.ok && rb.ok && ra.stateHash == rb.stateHash, "\(ra) \(rb)")
+        #expect(try await a.head().version == 2 + 3 * 4)
+    }
+
     /// A stale proposal on one node merges with what the other node committed since its base.
     @Test func aStaleEditMergesWithTheOtherNodesEdits() async throws {
         let dir = try TempDir()
