@@ -59,37 +59,38 @@ enum TestPostgres {
 
     /// The one number a query such as `SELECT count(*) …` answers, outside any store.
     static func count(_ location: PostgresLocation, _ sql: String) async throws -> Int {
-        let config = PostgresConnection.Configuration(
-            host: location.host, port: location.port, username: location.user, password: nil,
-            database: location.database, tls: .disable)
-        let logger = Logger(label: "test.postgres")
-        let conn = try await PostgresConnection.connect(configuration: config, id: 3, logger: logger)
-        do {
+        try await onConnection(location) { conn, logger in
             var out = 0
             for try await n in try await conn.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(Int.self) {
                 out = n
             }
-            try await conn.close()
             return out
-        } catch {
-            try? await conn.close()
-            throw error
         }
     }
 
     /// Runs SQL on a database as its owner, outside any store: for tests that look under the store.
     static func execute(_ location: PostgresLocation, _ sql: String) async throws {
+        try await onConnection(location) { conn, logger in
+            _ = try await conn.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        }
+    }
+
+    /// `body` on a connection of its own to `location`'s database, as its owner; closed after.
+    private static func onConnection<T>(
+        _ location: PostgresLocation, _ body: (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
         let config = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.user, password: nil,
             database: location.database, tls: .disable)
         let logger = Logger(label: "test.postgres")
         let conn = try await PostgresConnection.connect(configuration: config, id: 2, logger: logger)
         do {
-            _ = try await conn.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+            let out = try await body(conn, logger)
+            try await conn.close()
+            return out
         } catch {
             try? await conn.close()
             throw error
         }
-        try await conn.close()
     }
 }
