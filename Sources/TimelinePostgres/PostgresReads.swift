@@ -35,7 +35,7 @@ enum PostgresReads {
     ) async throws -> (ChainHead, [(event: EventID?, op: String, annotation: AnnotationID?, revision: Int64)]) {
         var head: ChainHead?
         var changes: [(event: EventID?, op: String, annotation: AnnotationID?, revision: Int64)] = []
-        let milliseconds = max(1, wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = max(1, Int64((wait / .milliseconds(1)).rounded(.up)))
         for try await (v, hash, event, op, annotation, revision) in try await conn.query(
             "SELECT * FROM timeline_take_turn(\(version), \(milliseconds))", logger: logger
         ).decode((Int64, ByteBuffer, String?, String?, String?, Int64?).self) {

@@ -83,6 +83,21 @@ enum PostgresSchema {
             notify, with: announce)
     }()
 
+    /// v5's function, taking the writers' turn for its transaction and ending its session's (`timeline_take_turn`).
+    static let appendV6: String = {
+        let begin = "BEGIN\n    SELECT version INTO current FROM timeline_head FOR UPDATE;"
+        let taking = """
+            BEGIN
+                PERFORM pg_advisory_xact_lock(\(turn));
+                -- The turn taken by timeline_take_turn ends with this statement; the transaction's lock holds until
+                -- it commits.
+                PERFORM pg_advisory_unlock_all();
+                SELECT version INTO current FROM timeline_head FOR UPDATE;
+            """
+        precondition(appendV5.contains(begin))
+        return appendV5.replacing(begin, with: taking)
+    }()
+
     static let migrations: [Migration] = [
         Migration(
             name: "v1-log-head-and-state",
@@ -298,62 +313,7 @@ enum PostgresSchema {
         Migration(
             name: "v6-a-writers-turn-without-a-transaction",
             statements: [
-                """
-                CREATE OR REPLACE FUNCTION timeline_append(
-                    expected bigint, head_version bigint, head_hash bytea,
-                    ev bigint[], ee text[], er bigint[], eo text[], ea text[], eb text[], eh bytea[],
-                    xi text[], xd boolean[], xs text[], xe text[], xb text[],
-                    ti text[], tt text[], te text[], ts text[],
-                    ai text[], ae text[], ar boolean[], ab text[],
-                    mk text[], mv text[]
-                ) RETURNS boolean LANGUAGE plpgsql AS $$
-                DECLARE
-                    current bigint;
-                BEGIN
-                    PERFORM pg_advisory_xact_lock(\(turn));
-                    -- The turn taken by timeline_take_turn ends with this statement; the transaction's lock holds
-                    -- until it commits.
-                    PERFORM pg_advisory_unlock_all();
-                    SELECT version INTO current FROM timeline_head FOR UPDATE;
-                    IF current <> expected THEN
-                        RETURN false;
-                    END IF;
-                    INSERT INTO edits (version, event, revision, op, annotation, body, hash)
-                    SELECT v, NULLIF(e, ''), r, o, NULLIF(a, ''), b, h
-                    FROM unnest(ev, ee, er, eo, ea, eb, eh) AS u(v, e, r, o, a, b, h);
-                    IF cardinality(xi) > 0 THEN
-                        INSERT INTO events (id, deleted, date_start, date_end, body)
-                        SELECT i, d, NULLIF(s, ''), NULLIF(e, ''), b
-                        FROM unnest(xi, xd, xs, xe, xb) AS u(i, d, s, e, b)
-                        ON CONFLICT (id) DO UPDATE SET deleted = excluded.deleted, date_start = excluded.date_start,
-                            date_end = excluded.date_end, body = excluded.body;
-                    END IF;
-                    IF cardinality(ti) > 0 THEN
-                        DELETE FROM event_tags WHERE event = ANY(ti);
-                    END IF;
-                    IF cardinality(tt) > 0 THEN
-                        INSERT INTO event_tags (tag, event, date_start)
-                        SELECT t, e, NULLIF(s, '') FROM unnest(tt, te, ts) AS u(t, e, s);
-                    END IF;
-                    IF cardinality(ai) > 0 THEN
-                        INSERT INTO annotations (id, event, retracted, body)
-                        SELECT i, e, r, b FROM unnest(ai, ae, ar, ab) AS u(i, e, r, b)
-                        ON CONFLICT (id) DO UPDATE SET event = excluded.event, retracted = excluded.retracted,
-                            body = excluded.body;
-                    END IF;
-                    FOR i IN 1 .. coalesce(cardinality(mk), 0) LOOP
-                        IF mv[i] = '' THEN
-                            DELETE FROM timeline_meta WHERE key = mk[i];
-                        ELSE
-                            INSERT INTO timeline_meta (key, value) VALUES (mk[i], mv[i])
-                            ON CONFLICT (key) DO UPDATE SET value = excluded.value;
-                        END IF;
-                    END LOOP;
-                    UPDATE timeline_head SET version = head_version, hash = head_hash;
-                    PERFORM pg_notify('timeline_edits', head_version::text || ' ' || encode(head_hash, 'hex'));
-                    RETURN true;
-                END $$
-                """,
+                appendV6,
                 // The turn, waited for at most `wait_ms`, then the head and the changes after `known`, each read in a
                 // snapshot taken once the turn was granted (statements in a function take their own).
                 """
@@ -372,6 +332,8 @@ enum PostgresSchema {
                         WHERE e.version > known AND e.version <= v ORDER BY e.version;
                 END $$
                 """,
+                // Taken by nobody since the turn replaced it (a node older than v6 refuses this database).
+                "DROP FUNCTION timeline_lock_head(bigint)",
             ]),
     ]
 }
