@@ -257,7 +257,7 @@ final class PostgresFollower: Sendable {
             let reserved = state.withLockedValue { $0.reserved }
             let end = last ?? reserved.map { $0 - 1 } ?? Int64.max
             guard end > cursor else { return }
-            let page: [Edit]
+            var page: [Edit]
             do {
                 page = try await PostgresErrors.within(timeout, doing: "follow the log", at: location) {
                     [client, logger] in
@@ -274,9 +274,15 @@ final class PostgresFollower: Sendable {
                 )
                 return
             }
-            guard let last = page.last else { return }
-            publish([page], through: ChainHead(version: last.version, hash: last.hash))
-            if page.count < 1_000 { return }
+            let read = page.count
+            if last == nil, let reserved = state.withLockedValue({ $0.reserved }) {
+                // The writer reserved while the page was read, and may have committed before the read's snapshot:
+                // its commit is its own to hand over, as the arrays its appends made.
+                page.removeAll { $0.version >= reserved }
+            }
+            guard let newest = page.last else { return }
+            publish([page], through: ChainHead(version: newest.version, hash: newest.hash))
+            if read < 1_000 { return }
         }
     }
 

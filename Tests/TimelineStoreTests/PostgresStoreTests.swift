@@ -199,7 +199,8 @@ import TimelineCore
         }
         let location = try await TestPostgres.database(dir.database)
         let held = try await TestPostgres.count(
-            location, """
+            location,
+            """
             SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
             WHERE l.locktype = 'advisory' AND d.datname = current_database()
             """)
@@ -207,6 +208,39 @@ import TimelineCore
         let (ra, rb) = (try await a.verify(), try await b.verify())
         #expect(ra.ok && rb.ok && ra.stateHash == rb.stateHash, "\(ra) \(rb)")
         #expect(try await a.head().version == 2 + 3 * 4)
+    }
+
+    /// The follower reads the log past its cursor at every poll, stopping below what the writer reserved; the writer
+    /// may reserve and commit while such a read is under way. What it committed is still handed over by the writer,
+    /// one array per append, and not inside the read's page. Polled every millisecond here, on one pooled
+    /// connection, so that reads keep waiting for the writer's commits.
+    @Test func pollsWhileTheWriterCommitsLeaveItsAppendsWhole() async throws {
+        let dir = try TempDir()
+        var options = TestPostgres.options
+        options.pollInterval = .milliseconds(1)
+        // One connection: a read waits for the writer's, and starts once the writer has committed.
+        options.maxConnections = 1
+        let store = try await PostgresStore.open(
+            try await TestPostgres.database(dir.database), password: nil, options: options)
+        let event = create("polled")
+        _ = try await store.append([event])
+        let seen = Mutex<[[Int]]>([])
+        store.observeCommits { units in seen.withLock { $0.append(units.map(\.count)) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<8 {
+                group.addTask {
+                    for n in 0..<60 {
+                        let unit = (0...(n % 2)).map { annotate(event.event!, "w\(writer) n\(n) \($0)", base: 0) }
+                        _ = try await store.append(unit)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let units = seen.withLock { $0.flatMap { $0 } }
+        #expect(units.count == 8 * 60, "\(units.filter { $0 > 2 }.prefix(5)) among \(units.count) arrays")
+        #expect(units.allSatisfy { $0 == 1 || $0 == 2 })
+        await store.close()
     }
 
     /// A stale proposal on one node merges with what the other node committed since its base.

@@ -701,7 +701,7 @@ func annotate(_ event: EventID, _ text: String, base: Int64 = 1, by author: Stri
         let versions = commits.flatMap { $0.flatMap { $0 } }
         #expect(versions == Array(start + 1...start + Int64(accepted)))
         #expect(commits.allSatisfy { !$0.isEmpty && $0.allSatisfy { !$0.isEmpty } })
-        #expect(commits.map(\.count).reduce(0, +) == 40 - 6)
+        #expect(commits.map(\.count).reduce(0, +) == 40 - 6, "\(commits)")
     }
 
     /// An OK means the edit is on disk: the writer's commits must sync the log (synchronous = FULL, 2), which
