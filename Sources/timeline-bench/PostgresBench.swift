@@ -230,7 +230,9 @@ enum PostgresBench {
         var splitElapsed = 0.0
         var again: [Double] = []
         var againElapsed = 0.0
+        var splitCPU = (nodes: 0.0, postgres: 0.0)
         for _ in 0..<rounds {
+            let before = CPUTime.sample()
             async let first = ProposeLoad.run(
                 port: nodes[0].port, fingerprint: nodes[0].fingerprint, token: token, connections: clients / 2,
                 seconds: duration, line: line)
@@ -238,6 +240,9 @@ enum PostgresBench {
                 port: nodes[1].port, fingerprint: nodes[1].fingerprint, token: token, connections: clients / 2,
                 seconds: duration, line: line)
             let (x, y) = try await (first, second)
+            let after = CPUTime.sample()
+            splitCPU.nodes += after.timelined(since: before)
+            splitCPU.postgres += after.postgres(since: before)
             split += x.latencies + y.latencies
             splitElapsed += max(x.elapsed, y.elapsed)
             let single = try await ProposeLoad.run(
@@ -281,6 +286,15 @@ enum PostgresBench {
                 name: "B2 on PostgreSQL: two nodes' p99", value: percentile(split, 0.99) * 1000, unit: "ms",
                 reference: "one node's p99", referenceValue: percentile(again, 0.99) * 1000, target: "-",
                 targetRatio: 0, lowerIsBetter: true),
+            // Where the cores went over the two-node rounds, beside one node's.
+            Figure(
+                name: "B2 on PostgreSQL, context: two nodes' CPU per edit",
+                value: splitCPU.nodes / Double(max(1, split.count)) * 1e6, unit: "us", reference: "one node's",
+                referenceValue: perEdit(cpu.node), target: "-", targetRatio: 0, lowerIsBetter: true),
+            Figure(
+                name: "B2 on PostgreSQL, context: PostgreSQL CPU per edit, two nodes",
+                value: splitCPU.postgres / Double(max(1, split.count)) * 1e6, unit: "us", reference: "one node",
+                referenceValue: perEdit(cpu.postgres), target: "-", targetRatio: 0, lowerIsBetter: true),
         ]
     }
 
