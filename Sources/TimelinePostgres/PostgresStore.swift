@@ -325,7 +325,7 @@ enum PostgresErrors {
                 case "3D000":
                     return TimelineError(
                         .storeUnavailable,
-                        "database \(location.database) does not exist\(showing ? " on \(location.host)" : ""); "
+                        "database \(location.database) does not exist\(showing ? " on \(location.host):\(location.port)" : ""); "
                             + "create it first (CREATE DATABASE \(location.database))")
                 case "57P01", "57P02", "57P03", "53300":
                     return TimelineError(

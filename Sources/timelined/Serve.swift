@@ -193,6 +193,8 @@ struct Serve: AsyncParsableCommand {
         let dir = DataDirectory(path: data.directory)
         let (host, port) = parseListen()!
         let folderWasThere = FileManager.default.fileExists(atPath: dir.path)
+        // A folder that named its database before has joined its timeline already.
+        let joinedBefore = FileManager.default.fileExists(atPath: dir.storeChoicePath)
         do {
             // One process writes a store; held until this one exits.
             let lock = try dir.lockForWriting()
@@ -253,7 +255,7 @@ struct Serve: AsyncParsableCommand {
                 } else {
                     print("admin token (also in \(dir.adminTokenPath), shown once): \(first.adminToken)")
                 }
-            } else if let postgres, !FileManager.default.fileExists(atPath: dir.adminTokenPath) {
+            } else if let postgres, !joinedBefore {
                 // Another node created this timeline; its tokens, the admin's included, are every node's.
                 print(
                     "joined dataset \(store.dataset) in \(postgres.location): its tokens work here (the admin token is in "
