@@ -305,7 +305,7 @@ final class PostgresFollower: Sendable {
                             }
                             return s.downSince != nil
                         }
-                        if wasDown { logger.notice("PostgreSQL at \(location.host):\(location.port) is back") }
+                        if wasDown { logger.notice("PostgreSQL at \(location.address) is back") }
                         pause = .milliseconds(100)
                         poke()
                         tokensMayHaveChanged()
@@ -333,7 +333,7 @@ final class PostgresFollower: Sendable {
             }
             if lost, !Task.isCancelled {
                 logger.warning(
-                    "lost PostgreSQL at \(location.host):\(location.port); requests are answered STORE_UNAVAILABLE until it is back"
+                    "lost PostgreSQL at \(location.address); requests are answered STORE_UNAVAILABLE until it is back"
                 )
             }
             try? await Task.sleep(for: pause)

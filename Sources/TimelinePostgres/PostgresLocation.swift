@@ -51,10 +51,11 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         self.init(user: user, host: host, port: port, database: database, tls: tls)
     }
 
+    /// `host:port` (an IPv6 host in brackets), as messages and the URL name the server.
+    public var address: String { (host.contains(":") ? "[\(host)]" : host) + ":\(port)" }
+
     /// The URL, without a password (there is none to leave out).
     public var description: String {
-        let hostPart = host.contains(":") ? "[\(host)]" : host
-        return "postgresql://\(user)@\(hostPart):\(port)/\(database)"
-            + (tls == .prefer ? "" : "?sslmode=\(tls.rawValue)")
+        "postgresql://\(user)@\(address)/\(database)" + (tls == .prefer ? "" : "?sslmode=\(tls.rawValue)")
     }
 }

@@ -305,7 +305,7 @@ enum PostgresErrors {
         _ error: Error, doing what: String, at location: PostgresLocation, showing: Bool = false,
         passwordGiven: Bool = true
     ) -> Error {
-        let place = showing ? "PostgreSQL at \(location.host):\(location.port)" : "the database"
+        let place = showing ? "PostgreSQL at \(location.address)" : "the database"
         switch error {
         case is TimelineError, is BatchRejection:
             return error
@@ -325,7 +325,7 @@ enum PostgresErrors {
                 case "3D000":
                     return TimelineError(
                         .storeUnavailable,
-                        "database \(location.database) does not exist\(showing ? " on \(location.host):\(location.port)" : ""); "
+                        "database \(location.database) does not exist\(showing ? " on \(location.address)" : ""); "
                             + "create it first (CREATE DATABASE \(location.database))")
                 case "57P01", "57P02", "57P03", "53300":
                     return TimelineError(

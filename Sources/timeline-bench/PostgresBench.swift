@@ -223,7 +223,7 @@ enum PostgresBench {
             one += round.latencies
             oneElapsed += round.elapsed
         }
-        let perEdit = { (seconds: Double) in seconds / Double(max(1, one.count)) * 1e6 }
+        let perEdit = { (seconds: Double, edits: Int) in seconds / Double(max(1, edits)) * 1e6 }
         let perTransaction = { (seconds: Double) in seconds / Double(max(1, reference.tcp.latencies.count)) * 1e6 }
         let ours = Double(one.count) / oneElapsed
         var split: [Double] = []
@@ -264,17 +264,19 @@ enum PostgresBench {
             // Context: where the two cores went, per edit and per pgbench transaction (CPU time of the processes, from
             // /proc, over the same rounds).
             Figure(
-                name: "B2 on PostgreSQL, context: PostgreSQL CPU per edit", value: perEdit(cpu.postgres),
+                name: "B2 on PostgreSQL, context: PostgreSQL CPU per edit", value: perEdit(cpu.postgres, one.count),
                 unit: "us", reference: "per pgbench transaction",
                 referenceValue: perTransaction(reference.tcp.serverCPU),
                 target: "-", targetRatio: 0, lowerIsBetter: true),
             Figure(
-                name: "B2 on PostgreSQL, context: load generator CPU per edit (TLS)", value: perEdit(cpu.load),
+                name: "B2 on PostgreSQL, context: load generator CPU per edit (TLS)",
+                value: perEdit(cpu.load, one.count),
                 unit: "us", reference: "pgbench's own CPU per transaction (plain TCP)",
                 referenceValue: perTransaction(reference.tcp.clientCPU), target: "-", targetRatio: 0,
                 lowerIsBetter: true),
             Figure(
-                name: "B2 on PostgreSQL, context: the node's CPU per edit", value: perEdit(cpu.node), unit: "us",
+                name: "B2 on PostgreSQL, context: the node's CPU per edit", value: perEdit(cpu.node, one.count),
+                unit: "us",
                 reference: "PostgreSQL's per pgbench transaction",
                 referenceValue: perTransaction(reference.tcp.serverCPU),
                 target: "-", targetRatio: 0, lowerIsBetter: true),
@@ -289,12 +291,12 @@ enum PostgresBench {
             // Where the cores went over the two-node rounds, beside one node's.
             Figure(
                 name: "B2 on PostgreSQL, context: two nodes' CPU per edit",
-                value: splitCPU.nodes / Double(max(1, split.count)) * 1e6, unit: "us", reference: "one node's",
-                referenceValue: perEdit(cpu.node), target: "-", targetRatio: 0, lowerIsBetter: true),
+                value: perEdit(splitCPU.nodes, split.count), unit: "us", reference: "one node's",
+                referenceValue: perEdit(cpu.node, one.count), target: "-", targetRatio: 0, lowerIsBetter: true),
             Figure(
                 name: "B2 on PostgreSQL, context: PostgreSQL CPU per edit, two nodes",
-                value: splitCPU.postgres / Double(max(1, split.count)) * 1e6, unit: "us", reference: "one node",
-                referenceValue: perEdit(cpu.postgres), target: "-", targetRatio: 0, lowerIsBetter: true),
+                value: perEdit(splitCPU.postgres, split.count), unit: "us", reference: "one node",
+                referenceValue: perEdit(cpu.postgres, one.count), target: "-", targetRatio: 0, lowerIsBetter: true),
         ]
     }
 
