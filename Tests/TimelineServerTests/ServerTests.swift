@@ -186,8 +186,9 @@ import TimelineCore
     }
 
     @Test func limitsAreEnforcedWithTheirCodes() async throws {
-        // An idle limit long enough that a slow machine (sanitizers, parallel suites) does not trip it between steps.
-        let server = try ServerProcess(arguments: ["--max-line", "2048", "--max-batch", "5", "--idle-timeout", "4"])
+        // The idle limit gets a server of its own: with it here, a slow step (the thread sanitizer beside parallel
+        // suites, CI of 2026-12-07) let the connection go idle between two requests and closed it mid-test.
+        let server = try ServerProcess(arguments: ["--max-line", "2048", "--max-batch", "5"])
         let client = try await server.connect(token: server.adminToken)
         let long = "big PROPOSE " + annotation(String(repeating: "x", count: 3_000))
         #expect(try await client.request(long).last == "big BAD LINE_TOO_LONG the line is longer than 2048 bytes")
@@ -201,7 +202,8 @@ import TimelineCore
                 "* BYE PROTOCOL_ERROR cannot skip the lines of a batch over the limit",
             ])
         // Idle connections are closed with a reason (this one never writes, so no write can race the close).
-        let idle = try await TestClient.connect(port: server.port, fingerprint: server.fingerprint)
+        let quiet = try ServerProcess(arguments: ["--idle-timeout", "4"])
+        let idle = try await TestClient.connect(port: quiet.port, fingerprint: quiet.fingerprint)
         let closing = try await idle.drainUntilClosed(timeout: 15)
         #expect(closing == ["* BYE IDLE_TIMEOUT no request for 4 seconds"])
     }
