@@ -220,10 +220,12 @@ actor PostgresWriter {
     /// there: admitting against a head that moves would fail again. Under the lock, the rows other nodes changed
     /// since the cache's head (read from the log's IDs) are forgotten and read again when named, the rest kept.
     private static func transaction(
-        _ conn: PostgresConnection, group: [Request], more: @Sendable () -> [Request], cache start: RowCache,
+        _ conn: PostgresConnection, group: [Request], more: @Sendable () -> [Request], cache start: consuming RowCache,
         contended: Bool, follower: PostgresFollower, logger: Logger
     ) async throws -> ([Request], [Result<[Edit], Error>], RowCache, ChainHead?, contended: Bool) {
-        var cache = start
+        // Moved, not copied: the admission changes the cache's dictionaries in place, and a second reference to
+        // them would copy them whole at its first change.
+        var cache = consume start
         if let known = cache.head, !contended {
             var admission = Admission(taking: &cache)
             try await admission.load(conn, rowsFor: group.map(\.unit), addsToo: false, logger: logger)
@@ -240,24 +242,24 @@ actor PostgresWriter {
                 // A unique index refused the group (an annotation ID added before): nothing was written.
             }
             follower.cancelReservation()
-            cache = admission.forgettingGroup(at: known)
             return try await locked(
-                conn, group: group, more: more, cache: cache, addsToo: !moved, follower: follower, logger: logger)
+                conn, group: group, more: more, cache: admission.forgettingGroup(at: known), addsToo: !moved,
+                follower: follower, logger: logger)
         }
         return try await locked(
-            conn, group: group, more: more, cache: cache, addsToo: false, follower: follower, logger: logger)
+            conn, group: group, more: more, cache: consume cache, addsToo: false, follower: follower, logger: logger)
     }
 
     /// The group admitted and written in this node's turn (`PostgresReads.takeTurn`), which its append ends. Without
     /// `addsToo` the annotations that adds create are taken not to exist; if one does, the append fails on the log's
     /// unique index, and the group is admitted again with them read.
     private static func locked(
-        _ conn: PostgresConnection, group first: [Request], more: @Sendable () -> [Request], cache start: RowCache,
-        addsToo: Bool, follower: PostgresFollower, logger: Logger
+        _ conn: PostgresConnection, group first: [Request], more: @Sendable () -> [Request],
+        cache start: consuming RowCache, addsToo: Bool, follower: PostgresFollower, logger: Logger
     ) async throws -> ([Request], [Result<[Edit], Error>], RowCache, ChainHead?, contended: Bool) {
         var group = first
+        var cache = consume start
         do {
-            var cache = start
             let known = cache.head?.version ?? Int64.max
             let (head, changes) = try await PostgresReads.takeTurn(
                 conn, changesAfter: known, wait: follower.timeout / 2, logger: logger)
