@@ -276,8 +276,7 @@ enum PostgresBench {
                 lowerIsBetter: true),
             Figure(
                 name: "B2 on PostgreSQL, context: the node's CPU per edit", value: perEdit(cpu.node, one.count),
-                unit: "us",
-                reference: "PostgreSQL's per pgbench transaction",
+                unit: "us", reference: "PostgreSQL's per pgbench transaction",
                 referenceValue: perTransaction(reference.tcp.serverCPU),
                 target: "-", targetRatio: 0, lowerIsBetter: true),
             Figure(
